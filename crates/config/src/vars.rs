@@ -1,0 +1,170 @@
+//! The declaration of every environment variable Defendable reads: the one place a name is spelled.
+
+/// What kind of value a variable holds; drives parsing and the generated docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Free text.
+    Text,
+    /// One of a fixed set of words.
+    OneOf(&'static [&'static str]),
+    /// An absolute URL.
+    Url,
+    /// A comma-separated list of absolute URLs (origins).
+    UrlList,
+    /// A non-negative integer.
+    Integer,
+    /// A duration such as `15m`, `12h`, `7d` or `900s`.
+    Duration,
+    /// `host:port`.
+    SocketAddr,
+    /// A filesystem path.
+    Path,
+    /// A comma-separated list of CIDR blocks or addresses.
+    Cidrs,
+    /// A secret string: never printed, only fingerprinted.
+    Secret,
+}
+
+impl Kind {
+    /// A short human name for docs.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Kind::Text => "text",
+            Kind::OneOf(_) => "one of",
+            Kind::Url => "URL",
+            Kind::UrlList => "comma-separated URLs",
+            Kind::Integer => "integer",
+            Kind::Duration => "duration",
+            Kind::SocketAddr => "host:port",
+            Kind::Path => "path",
+            Kind::Cidrs => "comma-separated CIDRs",
+            Kind::Secret => "secret",
+        }
+    }
+}
+
+/// One declared environment variable.
+#[derive(Debug, Clone, Copy)]
+pub struct Var {
+    /// The variable's name, exactly as operators set it.
+    pub name: &'static str,
+    /// Its type.
+    pub kind: Kind,
+    /// The value used when it is unset (in development, and in production unless the rule forbids it).
+    pub default: Option<&'static str>,
+    /// A critical secret is rotated with an overlap window and compared against the others.
+    pub critical: bool,
+    /// What it is for.
+    pub description: &'static str,
+    /// What production requires of it; empty when production has no extra rule.
+    pub production: &'static str,
+}
+
+impl Var {
+    /// Whether the value must never be printed.
+    pub fn is_secret(&self) -> bool {
+        matches!(self.kind, Kind::Secret)
+    }
+}
+
+macro_rules! var {
+    ($name:literal, $kind:expr, $default:expr, $critical:expr, $desc:literal, $prod:literal) => {
+        Var {
+            name: $name,
+            kind: $kind,
+            default: $default,
+            critical: $critical,
+            description: $desc,
+            production: $prod,
+        }
+    };
+}
+
+/// Every environment variable, in the order the docs list them.
+pub static VARS: &[Var] = &[
+    var!("APP_ENV", Kind::OneOf(&["development", "dev", "production", "prod"]), Some("development"), false,
+        "Deployment mode. Production refuses to boot while any production rule fails; development only warns.",
+        ""),
+    var!("BIND_ADDR", Kind::SocketAddr, Some("127.0.0.1:8080"), false,
+        "Address the HTTP server listens on.", ""),
+    var!("DATA_DIR", Kind::Path, Some("./.defendable"), false,
+        "Development state: the private PostgreSQL cluster (`pg/`), local objects (`objects/`), generated development secrets and the mail outbox (`outbox/`, one `.eml` file per message).",
+        ""),
+    var!("DATABASE_URL", Kind::Secret, None, false,
+        "PostgreSQL connection URL. Unset in development: a private cluster is started under `DATA_DIR/pg` from the system's PostgreSQL binaries.",
+        "Required: production never starts an embedded cluster."),
+    var!("DATABASE_POOL_SIZE", Kind::Integer, Some("16"), false,
+        "Maximum connections in the server's PostgreSQL pool.", ""),
+    var!("TEST_DATABASE_URL", Kind::Secret, None, false,
+        "Tests only: a PostgreSQL server on which the test harness creates one fresh database per test. Unset: the harness starts its own cluster.",
+        ""),
+    var!("OBJECT_STORE_URL", Kind::Url, None, false,
+        "Object storage: `file:///absolute/path` or `s3://bucket` (with the usual `AWS_*` variables and `AWS_ENDPOINT_URL`). Unset: `DATA_DIR/objects` on the local filesystem.",
+        ""),
+    var!("APP_BASE_URL", Kind::Url, Some("http://localhost:3000"), false,
+        "Base URL of the web app; magic links and invites point here, never at an API route.",
+        "Must be https://."),
+    var!("API_BASE_URL", Kind::Url, None, false,
+        "Public base URL of this API, used in share and download links. Unset in development: `http://BIND_ADDR`.",
+        "Must be set and https://."),
+    var!("CORS_ORIGINS", Kind::UrlList, None, false,
+        "Comma-separated origins allowed to call the API from a browser. Unset in development: the origin of APP_BASE_URL.",
+        "Must be set, explicit, and must not contain `*`."),
+    var!("JSON_BODY_LIMIT", Kind::Integer, Some("65536"), false,
+        "Largest JSON request body in bytes; larger bodies get 413.", ""),
+    var!("LOG_FORMAT", Kind::OneOf(&["json", "pretty"]), Some("json"), false,
+        "Log line format on standard error.", ""),
+    var!("RUST_LOG", Kind::Text, Some("info"), false,
+        "Log filter in tracing's `EnvFilter` syntax.", ""),
+    var!("JWT_SECRET", Kind::Secret, None, true,
+        "HMAC key for session access tokens (HS256). Unset in development: generated once and kept in `DATA_DIR/dev-secrets/`.",
+        "Required: at least 32 bytes, not a placeholder, not low-entropy, not equal to another secret."),
+    var!("JWT_SECRET_PREVIOUS", Kind::Secret, None, true,
+        "The previous JWT_SECRET during a rotation: still accepted for verification, never used to sign.",
+        ""),
+    var!("JWT_TTL", Kind::Duration, Some("12h"), false,
+        "Lifetime of a session access token.", ""),
+    var!("MAGIC_LINK_TTL", Kind::Duration, Some("15m"), false,
+        "Lifetime of a magic sign-in link.", ""),
+    var!("INVITE_TTL", Kind::Duration, Some("7d"), false,
+        "Lifetime of an organization invite (1 to 30 days).", ""),
+    var!("SMTP_URL", Kind::Secret, None, false,
+        "SMTP relay, e.g. `smtps://user:pass@smtp.example.com:465`. Unset in development: mail goes to `DATA_DIR/outbox/` and the log.",
+        "SMTP_URL or RESEND_API_KEY is required."),
+    var!("RESEND_API_KEY", Kind::Secret, None, true,
+        "Resend API key, used as the SMTP password for Resend's relay.",
+        "SMTP_URL or RESEND_API_KEY is required."),
+    var!("EMAIL_FROM", Kind::Text, Some("Defendable <no-reply@localhost>"), false,
+        "Sender of every message.", ""),
+    var!("INTERNAL_API_KEY", Kind::Secret, None, true,
+        "Key for `/internal/*` (header `X-Internal-Key`). Unset in development: the internal routes answer 503.",
+        "Required: at least 32 bytes, not a placeholder, not low-entropy, not equal to another secret."),
+    var!("INTERNAL_API_KEY_PREVIOUS", Kind::Secret, None, true,
+        "The previous INTERNAL_API_KEY during a rotation.", ""),
+    var!("INTERNAL_ALLOWED_CIDRS", Kind::Cidrs, Some("127.0.0.0/8,::1/128"), false,
+        "Networks allowed to reach `/internal/*` and `/metrics`.", ""),
+    var!("RUNNER_TOKEN", Kind::Secret, None, true,
+        "Bearer token for runner routes under `/internal/`.", ""),
+    var!("RUNNER_TOKEN_PREVIOUS", Kind::Secret, None, true,
+        "The previous RUNNER_TOKEN during a rotation.", ""),
+    var!("STRIPE_WEBHOOK_SECRET", Kind::Secret, None, true,
+        "Stripe webhook signing secret (`whsec_…`). Unset: the webhook answers 503.", ""),
+    var!("STRIPE_WEBHOOK_SECRET_PREVIOUS", Kind::Secret, None, true,
+        "The previous STRIPE_WEBHOOK_SECRET during a rotation.", ""),
+    var!("TRUSTED_PROXIES", Kind::Cidrs, None, false,
+        "Peers whose `CF-Connecting-IP` / `X-Forwarded-For` headers are believed. Unset: none; the peer address is the client.",
+        ""),
+    var!("DATASET_DOWNLOAD_DAILY_LIMIT", Kind::Integer, Some("100"), false,
+        "Dataset download grants per organization per UTC day, unless the organization has its own limit.",
+        "Must be set explicitly and at least 1."),
+    var!("DOWNLOAD_URL_TTL", Kind::Duration, Some("15m"), false,
+        "Lifetime of a signed object URL minted for a download.", ""),
+    var!("LEDGER_SIGNING_KEY", Kind::Secret, None, true,
+        "Ed25519 key (PKCS#8, base64url) that signs ledger checkpoints. Unset in development: generated once and kept in `DATA_DIR/dev-secrets/`.",
+        ""),
+];
+
+/// Looks a declared variable up by name.
+pub fn find(name: &str) -> Option<&'static Var> {
+    VARS.iter().find(|v| v.name == name)
+}

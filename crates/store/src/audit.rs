@@ -1,0 +1,191 @@
+//! The append-only audit log: one function records an event inside the caller's transaction,
+//! and writes the same event as a structured log line.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use deadpool_postgres::GenericClient;
+use uuid::Uuid;
+
+use crate::StoreError;
+
+/// A dotted lowercase action name such as `auth.verify` or `api_key.revoke`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditAction(String);
+
+impl AuditAction {
+    /// Parses an action name: dotted segments of `[a-z][a-z0-9_]*`, at most 64 bytes.
+    pub fn parse(s: &str) -> Result<Self, StoreError> {
+        let valid_segment = |seg: &str| {
+            let mut chars = seg.chars();
+            chars.next().is_some_and(|c| c.is_ascii_lowercase())
+                && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        };
+        if s.len() <= 64 && s.split('.').all(valid_segment) {
+            Ok(AuditAction(s.to_owned()))
+        } else {
+            Err(StoreError::Invalid {
+                what: "audit action",
+                why: format!("{s:?} is not a dotted lowercase name"),
+            })
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AuditAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Who acted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Actor {
+    /// An unauthenticated caller.
+    Anonymous,
+    /// A signed-in user.
+    User(Uuid),
+    /// An organization API key.
+    ApiKey(Uuid),
+    /// A caller holding the internal API key.
+    Internal,
+    /// A runner holding RUNNER_TOKEN.
+    Runner,
+    /// A signed webhook (e.g. Stripe).
+    Webhook,
+    /// The service itself (jobs, boot, xtask).
+    System,
+}
+
+impl Actor {
+    fn kind(self) -> &'static str {
+        match self {
+            Actor::Anonymous => "anonymous",
+            Actor::User(_) => "user",
+            Actor::ApiKey(_) => "api_key",
+            Actor::Internal => "internal",
+            Actor::Runner => "runner",
+            Actor::Webhook => "webhook",
+            Actor::System => "system",
+        }
+    }
+
+    fn id(self) -> Option<Uuid> {
+        match self {
+            Actor::User(id) | Actor::ApiKey(id) => Some(id),
+            _ => None,
+        }
+    }
+}
+
+/// Where a request came from; filled by the HTTP shell, empty for jobs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditContext {
+    /// The request's `X-Request-Id`.
+    pub request_id: Option<String>,
+    /// The client address (after trusted-proxy resolution).
+    pub ip: Option<IpAddr>,
+    /// The client's `User-Agent`, truncated.
+    pub user_agent: Option<String>,
+}
+
+/// One event to record.
+#[derive(Debug, Clone)]
+pub struct AuditEvent {
+    /// What happened.
+    pub action: AuditAction,
+    /// Who did it.
+    pub actor: Actor,
+    /// The organization concerned, if any.
+    pub org_id: Option<Uuid>,
+    /// What it was done to (an id or slug), if anything.
+    pub target: Option<String>,
+    /// Request origin.
+    pub context: AuditContext,
+    /// Extra structured facts. Never a secret, token or key.
+    pub details: serde_json::Value,
+}
+
+impl AuditEvent {
+    /// An event with no org, target, context or details.
+    pub fn new(action: AuditAction, actor: Actor) -> Self {
+        AuditEvent {
+            action,
+            actor,
+            org_id: None,
+            target: None,
+            context: AuditContext::default(),
+            details: serde_json::json!({}),
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Records `event` through `client`, which should be the transaction of the change it
+/// describes, and logs it. Returns the event's id.
+pub async fn record(client: &impl GenericClient, event: &AuditEvent) -> Result<i64, StoreError> {
+    if !event.details.is_object() {
+        return Err(StoreError::Invalid {
+            what: "audit details",
+            why: "must be a JSON object".into(),
+        });
+    }
+    let target = event.target.as_deref().map(|t| truncate(t, 256));
+    let request_id = event
+        .context
+        .request_id
+        .as_deref()
+        .map(|r| truncate(r, 128));
+    let user_agent = event
+        .context
+        .user_agent
+        .as_deref()
+        .map(|u| truncate(u, 512));
+    let row = client
+        .query_one(
+            "INSERT INTO audit_events
+                 (action, actor_kind, actor_id, org_id, target, request_id, ip, user_agent, details)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             RETURNING id",
+            &[
+                &event.action.as_str(),
+                &event.actor.kind(),
+                &event.actor.id(),
+                &event.org_id,
+                &target,
+                &request_id,
+                &event.context.ip,
+                &user_agent,
+                &event.details,
+            ],
+        )
+        .await?;
+    let id: i64 = row.get(0);
+    tracing::info!(
+        target: "audit",
+        audit_id = id,
+        action = event.action.as_str(),
+        actor_kind = event.actor.kind(),
+        actor_id = event.actor.id().map(|u| u.to_string()),
+        org_id = event.org_id.map(|u| u.to_string()),
+        target = target,
+        request_id = request_id,
+        "audit event recorded"
+    );
+    Ok(id)
+}

@@ -1,0 +1,4 @@
+//! Integration tests for defendable-store against a real PostgreSQL.
+
+mod audit;
+mod migrations;

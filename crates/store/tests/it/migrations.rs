@@ -1,0 +1,26 @@
+//! Migrations apply once, concurrently safe, and report their version.
+
+use defendable_store::{latest_version, migrate, schema_version};
+use defendable_testkit::TestDb;
+
+#[tokio::test]
+async fn a_fresh_database_is_at_the_latest_version_and_migrating_again_is_a_no_op() {
+    let db = TestDb::new().await;
+    let client = db.pool.get().await.expect("client");
+    assert_eq!(
+        schema_version(&client).await.expect("version"),
+        Some(latest_version())
+    );
+    // Several processes booting at once: all succeed, none applies twice.
+    let (p2, p3) = (db.another_pool(2), db.another_pool(2));
+    let (a, b, c) = tokio::join!(migrate(&db.pool), migrate(&p2), migrate(&p3));
+    a.expect("a");
+    b.expect("b");
+    c.expect("c");
+    let applied: i64 = client
+        .query_one("SELECT count(*) FROM refinery_schema_history", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(applied, latest_version());
+}

@@ -1,0 +1,226 @@
+//! Test-only helpers: every test gets its own PostgreSQL database, cloned from a migrated
+//! template, so tests run in parallel and leave nothing behind.
+//!
+//! The server is the one named by `TEST_DATABASE_URL` (or `DATABASE_URL`) when set; otherwise a
+//! private cluster is started under the system temp directory and reused by later test runs.
+//! The template is named after a fingerprint of the migrations, so changing a migration builds
+//! a new one.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use deadpool_postgres::Pool;
+use defendable_store::cluster::{Cluster, Durability};
+use defendable_store::pg_message;
+use tokio::sync::OnceCell;
+use tokio_postgres::NoTls;
+
+/// Where the template lives, established once per test process.
+#[derive(Debug, Clone)]
+struct Server {
+    /// URL of the server's maintenance database (`postgres`).
+    admin_url: String,
+    /// Name of the migrated template database.
+    template: String,
+}
+
+static SERVER: OnceCell<Server> = OnceCell::const_new();
+
+/// Serializes template creation across test processes.
+const TEMPLATE_LOCK: i64 = 0x0def_e0da_b1e0_0002;
+
+/// A fresh, migrated database that is dropped when this value is dropped.
+#[derive(Debug)]
+pub struct TestDb {
+    /// A pool on the fresh database.
+    pub pool: Pool,
+    url: String,
+    name: String,
+    admin_url: String,
+}
+
+impl TestDb {
+    /// Creates a fresh migrated database for one test.
+    pub async fn new() -> TestDb {
+        let server = SERVER
+            .get_or_try_init(prepare_server)
+            .await
+            .unwrap_or_else(|e| panic!("test database server: {e}"));
+        let name = format!("defendable_test_{}", uuid::Uuid::new_v4().simple());
+        let admin = connect(&server.admin_url).await;
+        admin
+            .batch_execute(&format!(
+                "CREATE DATABASE {name} TEMPLATE {}",
+                server.template
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("creating {name}: {}", pg_message(&e)));
+        let url = with_database(&server.admin_url, &name);
+        let pool = defendable_store::pool(&url, 32).expect("pool for the test database");
+        TestDb {
+            pool,
+            url,
+            name,
+            admin_url: server.admin_url.clone(),
+        }
+    }
+
+    /// The connection URL of this database (for a second pool or a server process).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A new, independent pool on this database (stands in for another server process).
+    pub fn another_pool(&self, max_size: usize) -> Pool {
+        defendable_store::pool(&self.url, max_size).expect("pool for the test database")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        self.pool.close();
+        let admin_url = self.admin_url.clone();
+        let name = self.name.clone();
+        // Drop runs outside any async context we can rely on, so use a short-lived runtime on
+        // its own thread. FORCE disconnects pools the test may have leaked.
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let admin = connect(&admin_url).await;
+                admin
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await
+            })
+        })
+        .join();
+        if let Ok(Err(e)) = dropped {
+            eprintln!("warning: could not drop test database {}: {e}", self.name);
+        }
+    }
+}
+
+async fn prepare_server() -> Result<Server, String> {
+    let admin_url = match std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .or_else(|| std::env::var("DATABASE_URL").ok())
+        .filter(|s| !s.trim().is_empty())
+    {
+        Some(url) => with_database(&url, "postgres"),
+        None => {
+            let root = cluster_root();
+            let cluster =
+                tokio::task::spawn_blocking(move || Cluster::ensure(&root, Durability::Throwaway))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
+            cluster.url("postgres")
+        }
+    };
+    let template = format!(
+        "defendable_tmpl_{}",
+        defendable_store::migrations_fingerprint()
+    );
+    let admin = connect(&admin_url).await;
+    admin
+        .execute("SELECT pg_advisory_lock($1)", &[&TEMPLATE_LOCK])
+        .await
+        .map_err(|e| pg_message(&e))?;
+    let exists: bool = admin
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)",
+            &[&template],
+        )
+        .await
+        .map_err(|e| pg_message(&e))?
+        .get(0);
+    if !exists {
+        build_template(&admin, &admin_url, &template).await?;
+    }
+    admin
+        .execute("SELECT pg_advisory_unlock($1)", &[&TEMPLATE_LOCK])
+        .await
+        .map_err(|e| pg_message(&e))?;
+    Ok(Server {
+        admin_url,
+        template,
+    })
+}
+
+/// Migrates a scratch database, then renames it into place so a half-built template is never
+/// used by anyone.
+async fn build_template(
+    admin: &tokio_postgres::Client,
+    admin_url: &str,
+    template: &str,
+) -> Result<(), String> {
+    let building = format!("{template}_building");
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"))
+        .await
+        .map_err(|e| pg_message(&e))?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {building}"))
+        .await
+        .map_err(|e| pg_message(&e))?;
+    let pool = defendable_store::pool(&with_database(admin_url, &building), 1)
+        .map_err(|e| e.to_string())?;
+    defendable_store::migrate(&pool)
+        .await
+        .map_err(|e| e.to_string())?;
+    pool.close();
+    admin
+        .batch_execute(&format!("ALTER DATABASE {building} RENAME TO {template}"))
+        .await
+        .map_err(|e| pg_message(&e))
+}
+
+fn cluster_root() -> PathBuf {
+    std::env::temp_dir().join("defendable-testkit-pg")
+}
+
+async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to the test server: {e}"));
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
+
+/// `url` with its database name replaced by `db`.
+fn with_database(url: &str, db: &str) -> String {
+    let mut cfg = tokio_postgres::Config::from_str(url).expect("a valid PostgreSQL URL");
+    cfg.dbname(db);
+    config_to_url(&cfg)
+}
+
+fn config_to_url(cfg: &tokio_postgres::Config) -> String {
+    // The key=value form with quoted values survives any character in a password.
+    let quote = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
+    let host = cfg
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .unwrap_or_else(|| "127.0.0.1".into());
+    let mut out = format!(
+        "host={} port={} user={} dbname={}",
+        quote(&host),
+        cfg.get_ports().first().copied().unwrap_or(5432),
+        quote(cfg.get_user().unwrap_or("postgres")),
+        quote(cfg.get_dbname().unwrap_or("postgres")),
+    );
+    if let Some(pw) = cfg.get_password() {
+        out.push_str(&format!(
+            " password={}",
+            quote(&String::from_utf8_lossy(pw))
+        ));
+    }
+    out
+}
