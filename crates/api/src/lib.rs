@@ -1,1 +1,87 @@
-//! placeholder
+//! The Defendable HTTP API: a thin actix-web shell over the cores. Handlers parse, authorize,
+//! call a core and map its result; everything HTTP-specific (status codes, problem documents,
+//! headers) lives here and nowhere else.
+
+pub mod boot;
+pub mod error;
+pub mod middleware;
+pub mod openapi;
+pub mod routes;
+pub mod telemetry;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+use deadpool_postgres::Pool;
+use defendable_config::Config;
+use object_store::ObjectStore;
+
+/// What every handler can reach.
+#[derive(Debug)]
+pub struct AppState {
+    /// The configuration the server booted with.
+    pub config: Config,
+    /// The PostgreSQL pool.
+    pub pool: Pool,
+    /// The object store (datasets, exports).
+    pub objects: Arc<dyn ObjectStore>,
+}
+
+/// The external services the API runs on, prepared by [`boot::prepare`] or by a test.
+#[derive(Debug, Clone)]
+pub struct Dependencies {
+    /// A pool on a migrated database.
+    pub pool: Pool,
+    /// The object store.
+    pub objects: Arc<dyn ObjectStore>,
+}
+
+/// A bound, not yet running server.
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    /// Binds `config.bind_addr` (port 0 picks a free port) and prepares the server.
+    pub fn build(config: Config, deps: Dependencies) -> std::io::Result<Application> {
+        let listener = TcpListener::bind(config.bind_addr)?;
+        let port = listener.local_addr()?.port();
+        let state = web::Data::new(AppState {
+            config,
+            pool: deps.pool,
+            objects: deps.objects,
+        });
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .configure(routes::configure(&state.config))
+                .wrap(routes::cors(&state.config))
+                .wrap(actix_web::middleware::from_fn(middleware::edge))
+        })
+        .shutdown_timeout(10)
+        .listen(listener)?
+        .run();
+        Ok(Application { port, server })
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until the process receives SIGINT/SIGTERM or the server is stopped.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

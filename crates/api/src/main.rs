@@ -1,1 +1,123 @@
-fn main() {}
+//! `defendable-api`: the server binary. `serve` (the default) runs the API; `check-config`
+//! prints the configuration report; `migrate` applies migrations and exits.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use defendable_api::{boot, telemetry, Application};
+use defendable_config::{inventory, Config, ConfigError, Env};
+
+#[derive(Parser, Debug)]
+#[command(name = "defendable-api", version, about = "The Defendable API server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Print the configuration report and the redacted inventory; exit non-zero when the
+    /// configuration would refuse to boot.
+    CheckConfig,
+    /// Apply database migrations and exit.
+    Migrate,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let env = Env::from_process();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::CheckConfig => check_config(&env),
+        Command::Serve => run(&env, false),
+        Command::Migrate => run(&env, true),
+    }
+}
+
+#[allow(clippy::print_stdout)]
+fn check_config(env: &Env) -> ExitCode {
+    let result = Config::load(env);
+    let code = match &result {
+        Ok((config, warnings)) => {
+            println!(
+                "configuration OK ({})",
+                if config.app_env.is_production() {
+                    "production"
+                } else {
+                    "development"
+                }
+            );
+            if !warnings.is_empty() {
+                println!("production rules not met (warnings in development):");
+                for w in warnings {
+                    println!("  - {w}");
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("{e}");
+            ExitCode::FAILURE
+        }
+    };
+    println!("\ninventory (secrets shown as fingerprints only):");
+    for row in inventory(env) {
+        let shown = match (row.set, &row.value, &row.fingerprint) {
+            (false, _, _) => "unset".to_owned(),
+            (true, Some(v), _) => v.clone(),
+            (true, None, Some(fp)) => format!("set (fingerprint {fp})"),
+            (true, None, None) => "set".to_owned(),
+        };
+        println!("  {:<32} {shown}", row.name);
+    }
+    code
+}
+
+fn run(env: &Env, migrate_only: bool) -> ExitCode {
+    let config = match Config::load(env) {
+        Ok((config, warnings)) => {
+            telemetry::init(&config);
+            for w in &warnings {
+                tracing::warn!(var = w.var, fix = %w.fix, "production rule not met (development continues): {}", w.message);
+            }
+            config
+        }
+        Err(e @ (ConfigError::Invalid(_) | ConfigError::ProductionRefused(_))) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match actix_web::rt::System::new().block_on(serve(config, migrate_only)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "server failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config, migrate_only: bool) -> anyhow::Result<()> {
+    let (deps, cluster) = boot::prepare(&config).await?;
+    let result = if migrate_only {
+        tracing::info!("migrations applied");
+        Ok(())
+    } else {
+        listen(config, deps).await
+    };
+    // The cluster is stopped on every exit path, a failed bind included.
+    if let Some(cluster) = cluster {
+        tracing::info!("stopping the development PostgreSQL cluster");
+        tokio::task::spawn_blocking(move || cluster.stop()).await??;
+    }
+    tracing::info!("stopped");
+    result
+}
+
+async fn listen(config: Config, deps: defendable_api::Dependencies) -> anyhow::Result<()> {
+    let ip = config.bind_addr.ip();
+    let app = Application::build(config, deps)?;
+    tracing::info!(port = app.port(), "listening on http://{ip}:{}", app.port());
+    app.run_until_stopped().await?;
+    Ok(())
+}

@@ -422,7 +422,7 @@ impl Config {
         // Read for the docs' sake: the test harness consumes it, the server does not.
         let _ = p.raw("TEST_DATABASE_URL");
         let days = cfg.invite_ttl.as_secs() / 86400;
-        if cfg.invite_ttl.as_secs() % 86400 != 0 || !(1..=30).contains(&days) {
+        if !cfg.invite_ttl.as_secs().is_multiple_of(86400) || !(1..=30).contains(&days) {
             p.fail(
                 "INVITE_TTL",
                 "must be a whole number of days from 1 to 30",

@@ -1,0 +1,89 @@
+//! Turns a [`Config`] into running dependencies: the database (an explicit `DATABASE_URL` or
+//! the private development cluster), migrations, and the object store.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use defendable_config::Config;
+use defendable_store::cluster::{Cluster, Durability};
+use object_store::local::LocalFileSystem;
+use object_store::ObjectStore;
+use secrecy::ExposeSecret;
+
+use crate::Dependencies;
+
+/// The database the development cluster serves.
+const DEV_DATABASE: &str = "defendable";
+
+/// Prepares everything the server needs. Returns the development cluster when one was
+/// started, so the caller can stop it on shutdown.
+pub async fn prepare(config: &Config) -> Result<(Dependencies, Option<Cluster>)> {
+    let (url, cluster) = match &config.database_url {
+        Some(url) => (url.expose_secret().to_owned(), None),
+        None => {
+            let root = config.data_dir.join("pg");
+            tracing::info!(path = %root.display(), "starting the private development PostgreSQL cluster");
+            let cluster =
+                tokio::task::spawn_blocking(move || Cluster::ensure(&root, Durability::Durable))
+                    .await
+                    .context("cluster start task")??;
+            ensure_database(&cluster).await?;
+            (cluster.url(DEV_DATABASE), Some(cluster))
+        }
+    };
+    let pool = defendable_store::pool(&url, config.database_pool_size)?;
+    defendable_store::migrate(&pool)
+        .await
+        .context("applying migrations")?;
+    let objects = object_store(config)?;
+    Ok((Dependencies { pool, objects }, cluster))
+}
+
+async fn ensure_database(cluster: &Cluster) -> Result<()> {
+    let (client, conn) = tokio_postgres::connect(&cluster.url("postgres"), tokio_postgres::NoTls)
+        .await
+        .map_err(|e| anyhow::anyhow!(defendable_store::pg_message(&e)))
+        .context("connecting to the development cluster")?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let exists = client
+        .query_opt(
+            "SELECT 1 FROM pg_database WHERE datname = $1",
+            &[&DEV_DATABASE],
+        )
+        .await?
+        .is_some();
+    if !exists {
+        client
+            .batch_execute(&format!("CREATE DATABASE {DEV_DATABASE}"))
+            .await?;
+    }
+    Ok(())
+}
+
+/// The object store named by `OBJECT_STORE_URL`, or `DATA_DIR/objects`.
+pub fn object_store(config: &Config) -> Result<Arc<dyn ObjectStore>> {
+    match &config.object_store_url {
+        None => local(&config.data_dir.join("objects")),
+        Some(url) if url.scheme() == "file" => {
+            let path = url
+                .to_file_path()
+                .map_err(|_| anyhow::anyhow!("OBJECT_STORE_URL: {url} is not an absolute file path"))?;
+            local(&path)
+        }
+        Some(url) => bail!(
+            "OBJECT_STORE_URL: the {}:// scheme is not supported by this build yet; use file:///absolute/path",
+            url.scheme()
+        ),
+    }
+}
+
+fn local(path: &Path) -> Result<Arc<dyn ObjectStore>> {
+    std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
+    Ok(Arc::new(
+        LocalFileSystem::new_with_prefix(path)
+            .with_context(|| format!("opening {}", path.display()))?,
+    ))
+}

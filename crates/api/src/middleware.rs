@@ -1,0 +1,139 @@
+//! The outermost middleware, applied to every response (errors and 404s included): request id,
+//! security headers, `Cache-Control` for authenticated requests, problem+json for bare error
+//! statuses, and one structured access-log line.
+
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpMessage};
+
+use crate::error::{code_for_status, problem_response, PROBLEM_JSON};
+use crate::AppState;
+
+/// The request's id, available to handlers through request extensions.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// The header carrying the request id both ways.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Accepts a client-supplied request id only when it is short and plain, so it is safe to log
+/// and echo; anything else is replaced by a fresh UUID.
+fn sane_request_id(v: &HeaderValue) -> Option<String> {
+    let s = v.to_str().ok()?;
+    let ok = !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    ok.then(|| s.to_owned())
+}
+
+/// Whether the request carries credentials, so its response must never be cached.
+fn is_authenticated(req: &ServiceRequest) -> bool {
+    let h = req.headers();
+    h.contains_key(header::AUTHORIZATION)
+        || h.contains_key("x-internal-key")
+        || h.contains_key(header::COOKIE)
+        || req.path().starts_with("/share/")
+        || req.path().starts_with("/auth/")
+}
+
+/// The middleware function; see the module docs.
+pub async fn edge(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let started = Instant::now();
+    let request_id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(sane_request_id)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    req.extensions_mut().insert(RequestId(request_id.clone()));
+    let production = req
+        .app_data::<web::Data<AppState>>()
+        .is_some_and(|s| s.config.app_env.is_production());
+    let no_store = is_authenticated(&req);
+    let method = req.method().clone();
+
+    // Handlers, extractors and CORS all answer errors as responses, so an `Err` here would be a
+    // framework fault; it propagates and actix renders it.
+    let mut res = next.call(req).await?.map_into_boxed_body();
+
+    let status = res.status();
+    let is_problem = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if status.as_u16() >= 400 && !is_problem {
+        // A status produced by the framework itself (405, a CORS refusal, a bare 404) still
+        // answers with a problem document, so clients parse one error shape.
+        let detail = res.response().error().map(|e| e.to_string());
+        let (req, old) = res.into_parts();
+        let mut fresh = problem_response(status, code_for_status(status), detail, None);
+        for (name, value) in old.headers() {
+            if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+                fresh.headers_mut().insert(name.clone(), value.clone());
+            }
+        }
+        res = ServiceResponse::new(req, fresh);
+    }
+
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let headers = res.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("strict-origin-when-cross-origin"),
+    );
+    headers.insert(
+        HeaderName::from_static("permissions-policy"),
+        HeaderValue::from_static("camera=(), microphone=(), geolocation=(), payment=()"),
+    );
+    if production {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
+    }
+    if no_store {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        headers.insert(REQUEST_ID, v);
+    }
+
+    // Only the route pattern is logged, never the concrete path or query: both can carry tokens.
+    tracing::info!(
+        request_id = %request_id,
+        method = %method,
+        route = %route,
+        status = status.as_u16(),
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    Ok(res)
+}
+
+/// Maps a failure the framework raises outside handlers (path, query) to a problem.
+pub fn path_error(err: actix_web::error::PathError) -> crate::error::ApiError {
+    crate::error::ApiError::new(
+        actix_web::http::StatusCode::NOT_FOUND,
+        "not_found",
+        err.to_string(),
+    )
+}
+
+/// Maps query-string parse failures to a 400 problem.
+pub fn query_error(err: actix_web::error::QueryPayloadError) -> crate::error::ApiError {
+    crate::error::ApiError::bad_request(format!("invalid query string: {err}"))
+}

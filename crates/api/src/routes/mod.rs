@@ -1,0 +1,56 @@
+//! Route table: one module per resource, one small handler per operation.
+
+pub mod health;
+
+use actix_cors::Cors;
+use actix_web::http::{header, Method};
+use actix_web::web;
+use defendable_config::Config;
+
+use crate::error::{json_error, ApiError};
+use crate::middleware::{path_error, query_error};
+use crate::openapi;
+
+/// Registers every route and the extractor error handlers.
+pub fn configure(config: &Config) -> impl FnOnce(&mut web::ServiceConfig) + '_ {
+    move |cfg: &mut web::ServiceConfig| {
+        cfg.app_data(
+            web::JsonConfig::default()
+                .limit(config.json_body_limit)
+                .error_handler(|err, _req| json_error(err).into()),
+        )
+        .app_data(web::PathConfig::default().error_handler(|err, _req| path_error(err).into()))
+        .app_data(web::QueryConfig::default().error_handler(|err, _req| query_error(err).into()))
+        .service(web::resource("/healthz").get(health::get_healthz))
+        .service(web::resource("/readyz").get(health::get_readyz))
+        .service(web::resource("/openapi.json").get(openapi::get_openapi))
+        .default_service(web::to(not_found));
+    }
+}
+
+async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::not_found())
+}
+
+/// CORS for the configured origins only; no credentials cookies, bearer tokens only.
+pub fn cors(config: &Config) -> Cors {
+    let mut cors = Cors::default()
+        .allowed_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::HeaderName::from_static("idempotency-key"),
+            header::HeaderName::from_static("x-request-id"),
+        ])
+        .expose_headers([
+            header::HeaderName::from_static("x-request-id"),
+            header::RETRY_AFTER,
+            header::HeaderName::from_static("ratelimit"),
+            header::HeaderName::from_static("ratelimit-policy"),
+        ])
+        .max_age(600);
+    for origin in config.cors_origins() {
+        cors = cors.allowed_origin(&origin);
+    }
+    cors
+}

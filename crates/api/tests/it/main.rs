@@ -1,0 +1,7 @@
+//! Integration tests for the API shell: real server on a free port, real PostgreSQL.
+
+mod architecture;
+mod boot;
+mod helpers;
+mod http_shell;
+mod openapi;
