@@ -106,7 +106,13 @@ fn ensure_postgres() -> Result<()> {
     run("apt-get", &["update", "-q"])?;
     run(
         "apt-get",
-        &["install", "-y", "-q", "--no-install-recommends", "postgresql"],
+        &[
+            "install",
+            "-y",
+            "-q",
+            "--no-install-recommends",
+            "postgresql",
+        ],
     )?;
     if !postgres_binaries_present() {
         bail!("apt-get installed postgresql but initdb/pg_ctl are still not found");
