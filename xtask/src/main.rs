@@ -49,7 +49,7 @@ fn main() -> Result<()> {
         }
         Cmd::Test => test(),
         Cmd::Dev { args } => {
-            ensure_postgres()?;
+            ensure_system_packages(&[POSTGRES])?;
             let mut all = vec!["run", "--package", "defendable-api", "--"];
             all.extend(args.iter().map(String::as_str));
             cargo(&all)
@@ -79,43 +79,73 @@ fn cargo(args: &[&str]) -> Result<()> {
 }
 
 fn test() -> Result<()> {
-    ensure_postgres()?;
+    ensure_system_packages(&[POSTGRES, SMTP_CAPTURE])?;
     cargo(&["test", "--workspace"])
 }
 
-/// Makes sure PostgreSQL's server binaries (initdb, pg_ctl) exist, installing Debian's package
-/// when running as root on a machine with apt-get; the embedded development cluster and the
-/// test harness start PostgreSQL from them.
-fn ensure_postgres() -> Result<()> {
-    if postgres_binaries_present() {
+/// A system requirement: how to tell it is there, and the Debian package that provides it.
+struct Requirement {
+    what: &'static str,
+    present: fn() -> bool,
+    debian_package: &'static str,
+}
+
+/// PostgreSQL's server binaries: the development cluster and the test harness run them.
+const POSTGRES: Requirement = Requirement {
+    what: "PostgreSQL server binaries (initdb, pg_ctl)",
+    present: postgres_binaries_present,
+    debian_package: "postgresql",
+};
+
+/// A real SMTP server for the mail delivery test.
+const SMTP_CAPTURE: Requirement = Requirement {
+    what: "the aiosmtpd SMTP capture server for /usr/bin/python3",
+    present: aiosmtpd_present,
+    debian_package: "python3-aiosmtpd",
+};
+
+fn aiosmtpd_present() -> bool {
+    Command::new("/usr/bin/python3")
+        .args(["-c", "import aiosmtpd"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// Installs the missing requirements with apt-get when running as root on a Debian-like
+/// machine; otherwise names the packages to install.
+fn ensure_system_packages(reqs: &[Requirement]) -> Result<()> {
+    let missing: Vec<&Requirement> = reqs.iter().filter(|r| !(r.present)()).collect();
+    if missing.is_empty() {
         return Ok(());
     }
+    let packages: Vec<&str> = missing.iter().map(|r| r.debian_package).collect();
     let is_root = Command::new("id")
         .arg("-u")
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false);
-    let has_apt = Path::new("/usr/bin/apt-get").exists();
-    if !(is_root && has_apt) {
+    if !(is_root && Path::new("/usr/bin/apt-get").exists()) {
+        let what: Vec<&str> = missing.iter().map(|r| r.what).collect();
         bail!(
-            "PostgreSQL server binaries (initdb, pg_ctl) are missing: install them \
-             (Debian/Ubuntu: `sudo apt-get install postgresql`) or set TEST_DATABASE_URL/DATABASE_URL"
+            "missing: {}. Install them (Debian/Ubuntu: `sudo apt-get install {}`)",
+            what.join("; "),
+            packages.join(" ")
         );
     }
-    eprintln!("installing PostgreSQL server binaries with apt-get");
+    eprintln!("installing {} with apt-get", packages.join(" "));
     run("apt-get", &["update", "-q"])?;
-    run(
-        "apt-get",
-        &[
-            "install",
-            "-y",
-            "-q",
-            "--no-install-recommends",
-            "postgresql",
-        ],
-    )?;
-    if !postgres_binaries_present() {
-        bail!("apt-get installed postgresql but initdb/pg_ctl are still not found");
+    let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
+    args.extend(&packages);
+    run("apt-get", &args)?;
+    for r in missing {
+        if !(r.present)() {
+            bail!(
+                "apt-get installed {} but {} is still missing",
+                r.debian_package,
+                r.what
+            );
+        }
     }
     Ok(())
 }

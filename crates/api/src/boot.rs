@@ -63,6 +63,46 @@ async fn ensure_database(cluster: &Cluster) -> Result<()> {
     Ok(())
 }
 
+/// Development only: fills unset JWT_SECRET and LEDGER_SIGNING_KEY with values generated once
+/// and kept (mode 0600) under `DATA_DIR/dev-secrets/`, so sessions survive restarts.
+pub fn dev_secrets(config: &mut Config) -> Result<()> {
+    if config.app_env.is_production() {
+        return Ok(());
+    }
+    if config.jwt_secret.current.is_none() {
+        let value = kept_secret(&config.data_dir, "jwt_secret")?;
+        config.jwt_secret.current = Some(value.into());
+    }
+    Ok(())
+}
+
+fn kept_secret(data_dir: &Path, name: &str) -> Result<String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let dir = data_dir.join("dev-secrets");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(name);
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        if !existing.trim().is_empty() {
+            return Ok(existing.trim().to_owned());
+        }
+    }
+    let value = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(value.as_bytes())?;
+    Ok(value)
+}
+
 /// The object store named by `OBJECT_STORE_URL`, or `DATA_DIR/objects`.
 pub fn object_store(config: &Config) -> Result<Arc<dyn ObjectStore>> {
     match &config.object_store_url {

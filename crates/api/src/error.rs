@@ -100,12 +100,17 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        problem_response(
+        let mut res = problem_response(
             self.status,
             self.code,
             self.detail.clone(),
             self.extra.clone(),
-        )
+        );
+        if self.status == StatusCode::UNAUTHORIZED {
+            res.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        res
     }
 }
 
@@ -183,5 +188,31 @@ pub fn json_error(err: actix_web::error::JsonPayloadError) -> ApiError {
             "bad_request",
             format!("the request body could not be read: {other}"),
         ),
+    }
+}
+
+impl From<defendable_identity::IdentityError> for ApiError {
+    fn from(e: defendable_identity::IdentityError) -> Self {
+        use defendable_identity::IdentityError as E;
+        let detail = e.to_string();
+        match e {
+            E::InvalidEmail(_) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_email", detail)
+            }
+            E::InvalidSlug(_) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_slug", detail)
+            }
+            E::InvalidInput(_) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", detail)
+            }
+            E::InvalidToken => Self::new(StatusCode::UNAUTHORIZED, "invalid_token", detail),
+            E::InvalidCredentials => Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail),
+            E::Forbidden(_) => Self::new(StatusCode::FORBIDDEN, "forbidden", detail),
+            E::NotFound => Self::not_found(),
+            E::LastOwner => Self::new(StatusCode::CONFLICT, "last_owner", detail),
+            E::AlreadyMember => Self::new(StatusCode::CONFLICT, "already_member", detail),
+            E::SlugTaken => Self::new(StatusCode::CONFLICT, "slug_taken", detail),
+            E::Store(inner) => Self::internal(inner),
+        }
     }
 }

@@ -2,8 +2,12 @@
 //! call a core and map its result; everything HTTP-specific (status codes, problem documents,
 //! headers) lives here and nowhere else.
 
+pub mod auth;
 pub mod boot;
+pub mod client_ip;
 pub mod error;
+pub mod mail;
+pub mod metrics;
 pub mod middleware;
 pub mod openapi;
 pub mod routes;
@@ -14,8 +18,15 @@ use std::sync::Arc;
 
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
+use anyhow::Context as _;
 use deadpool_postgres::Pool;
 use defendable_config::Config;
+use defendable_identity::authn::Authenticator;
+use defendable_identity::jwt::SessionKeys;
+use secrecy::ExposeSecret;
+
+use crate::mail::Mailer;
+use crate::metrics::Metrics;
 use object_store::ObjectStore;
 
 /// What every handler can reach.
@@ -27,6 +38,12 @@ pub struct AppState {
     pub pool: Pool,
     /// The object store (datasets, exports).
     pub objects: Arc<dyn ObjectStore>,
+    /// Bearer credential authentication.
+    pub auth: Authenticator,
+    /// Outgoing mail.
+    pub mailer: Mailer,
+    /// Process counters.
+    pub metrics: Metrics,
 }
 
 /// The external services the API runs on, prepared by [`boot::prepare`] or by a test.
@@ -54,13 +71,33 @@ impl std::fmt::Debug for Application {
 
 impl Application {
     /// Binds `config.bind_addr` (port 0 picks a free port) and prepares the server.
-    pub fn build(config: Config, deps: Dependencies) -> std::io::Result<Application> {
-        let listener = TcpListener::bind(config.bind_addr)?;
+    /// `JWT_SECRET` must be set (development fills it with [`boot::dev_secrets`]).
+    pub fn build(config: Config, deps: Dependencies) -> anyhow::Result<Application> {
+        let jwt = config
+            .jwt_secret
+            .current
+            .as_ref()
+            .context("JWT_SECRET is not set")?;
+        let keys = SessionKeys::new(
+            jwt.expose_secret().as_bytes(),
+            config
+                .jwt_secret
+                .previous
+                .as_ref()
+                .map(|p| p.expose_secret().as_bytes()),
+            config.jwt_ttl,
+        );
+        let mailer = Mailer::from_config(&config)?;
+        let listener = TcpListener::bind(config.bind_addr)
+            .with_context(|| format!("binding {}", config.bind_addr))?;
         let port = listener.local_addr()?.port();
         let state = web::Data::new(AppState {
             config,
             pool: deps.pool,
             objects: deps.objects,
+            auth: Authenticator::new(keys),
+            mailer,
+            metrics: Metrics::default(),
         });
         let server = HttpServer::new(move || {
             App::new()

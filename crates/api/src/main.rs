@@ -97,7 +97,8 @@ fn run(env: &Env, migrate_only: bool) -> ExitCode {
     }
 }
 
-async fn serve(config: Config, migrate_only: bool) -> anyhow::Result<()> {
+async fn serve(mut config: Config, migrate_only: bool) -> anyhow::Result<()> {
+    boot::dev_secrets(&mut config)?;
     let (deps, cluster) = boot::prepare(&config).await?;
     let result = if migrate_only {
         tracing::info!("migrations applied");

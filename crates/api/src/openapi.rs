@@ -3,8 +3,11 @@
 use actix_web::web;
 use utoipa::OpenApi;
 
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::Modify;
+
 use crate::error::Problem;
-use crate::routes::health;
+use crate::routes::{api_keys, auth, dto, health, invites, me, orgs};
 
 /// The API description served at `/openapi.json`.
 #[derive(OpenApi, Debug)]
@@ -14,14 +17,47 @@ use crate::routes::health;
         description = "Security foundation of the Defendable proof vault: identity, hash-chained receipts, dataset grants.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
-    paths(health::get_healthz, health::get_readyz, get_openapi),
-    components(schemas(Problem, health::Health, health::Readiness)),
+    paths(
+        health::get_healthz, health::get_readyz, get_openapi,
+        auth::post_auth_request, auth::post_auth_verify, auth::post_auth_accept_invite, auth::post_auth_logout,
+        me::get_me,
+        orgs::post_orgs, orgs::get_orgs, orgs::get_org, orgs::get_org_members, orgs::patch_org_member, orgs::delete_org_member,
+        invites::post_org_invites, invites::get_org_invites, invites::delete_org_invite,
+        api_keys::post_org_api_keys, api_keys::get_org_api_keys, api_keys::delete_org_api_key,
+    ),
+    components(schemas(Problem, health::Health, health::Readiness, dto::RoleDto)),
+    modifiers(&BearerAuth),
     tags(
         (name = "health", description = "Liveness and readiness"),
         (name = "meta", description = "This document"),
+        (name = "auth", description = "Magic-link sign-in, invites, sessions"),
+        (name = "orgs", description = "Organizations and members"),
+        (name = "invites", description = "Invites (owners)"),
+        (name = "api-keys", description = "API keys (owners, by session)"),
     )
 )]
 pub struct ApiDoc;
+
+/// Declares the bearer scheme: a session access token or an organization API key.
+#[derive(Debug)]
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A session access token from /auth/verify, or an API key (dfd_…)",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", tag = "meta",

@@ -100,6 +100,8 @@ pub struct Config {
     pub resend_api_key: Option<SecretString>,
     /// Sender address.
     pub email_from: String,
+    /// Whether development mail also logs its link (never in production).
+    pub dev_log_mail_links: bool,
     /// Internal API key.
     pub internal_api_key: Rotating,
     /// Networks allowed on /internal.
@@ -401,6 +403,18 @@ impl Config {
                 .or_default("EMAIL_FROM")
                 .unwrap_or("Defendable <no-reply@localhost>")
                 .to_owned(),
+            dev_log_mail_links: match p.or_default("DEV_LOG_MAIL_LINKS") {
+                Some("false") => false,
+                Some("true") | None => !app_env.is_production(),
+                Some(other) => {
+                    p.fail(
+                        "DEV_LOG_MAIL_LINKS",
+                        format!("{other:?} is not true or false"),
+                        "set true or false",
+                    );
+                    false
+                }
+            },
             internal_api_key: p.rotating("INTERNAL_API_KEY", "INTERNAL_API_KEY_PREVIOUS"),
             internal_allowed_cidrs: p.cidrs("INTERNAL_ALLOWED_CIDRS"),
             runner_token: p.rotating("RUNNER_TOKEN", "RUNNER_TOKEN_PREVIOUS"),

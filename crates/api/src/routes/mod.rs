@@ -1,6 +1,12 @@
 //! Route table: one module per resource, one small handler per operation.
 
+pub mod api_keys;
+pub mod auth;
+pub mod dto;
 pub mod health;
+pub mod invites;
+pub mod me;
+pub mod orgs;
 
 use actix_cors::Cors;
 use actix_web::http::{header, Method};
@@ -24,6 +30,35 @@ pub fn configure(config: &Config) -> impl FnOnce(&mut web::ServiceConfig) + '_ {
         .service(web::resource("/healthz").get(health::get_healthz))
         .service(web::resource("/readyz").get(health::get_readyz))
         .service(web::resource("/openapi.json").get(openapi::get_openapi))
+        .service(web::resource("/auth/request").post(auth::post_auth_request))
+        .service(web::resource("/auth/verify").post(auth::post_auth_verify))
+        .service(web::resource("/auth/accept-invite").post(auth::post_auth_accept_invite))
+        .service(web::resource("/auth/logout").post(auth::post_auth_logout))
+        .service(web::resource("/me").get(me::get_me))
+        .service(
+            web::resource("/orgs")
+                .post(orgs::post_orgs)
+                .get(orgs::get_orgs),
+        )
+        .service(web::resource("/orgs/{org}").get(orgs::get_org))
+        .service(web::resource("/orgs/{org}/members").get(orgs::get_org_members))
+        .service(
+            web::resource("/orgs/{org}/members/{user}")
+                .patch(orgs::patch_org_member)
+                .delete(orgs::delete_org_member),
+        )
+        .service(
+            web::resource("/orgs/{org}/invites")
+                .post(invites::post_org_invites)
+                .get(invites::get_org_invites),
+        )
+        .service(web::resource("/orgs/{org}/invites/{id}").delete(invites::delete_org_invite))
+        .service(
+            web::resource("/orgs/{org}/api-keys")
+                .post(api_keys::post_org_api_keys)
+                .get(api_keys::get_org_api_keys),
+        )
+        .service(web::resource("/orgs/{org}/api-keys/{id}").delete(api_keys::delete_org_api_key))
         .default_service(web::to(not_found));
     }
 }

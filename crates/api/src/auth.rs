@@ -1,0 +1,144 @@
+//! The one authorization point: [`Caller`] authenticates the bearer credential, and each handler
+//! states what it needs with [`Caller::session`], [`Caller::member`] or [`Caller::owner`].
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use defendable_identity::authn::Principal;
+use defendable_identity::jwt::KeyUsed;
+use defendable_identity::store::{self as identity, Org};
+use defendable_identity::{IdentityError, OrgRef, Role, SessionId, UserId};
+use defendable_store::audit::{Actor, AuditContext};
+
+use crate::client_ip::client_ip;
+use crate::error::ApiError;
+use crate::middleware::RequestId;
+use crate::AppState;
+
+/// An authenticated caller and the request facts audit events need.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Who.
+    pub principal: Principal,
+    /// Request origin for audit events.
+    pub ctx: AuditContext,
+}
+
+/// What a caller may do in one organization.
+#[derive(Debug, Clone)]
+pub struct OrgAccess {
+    /// The organization.
+    pub org: Org,
+    /// The user's role; `None` for an API key (which acts as a member, never as an owner).
+    pub role: Option<Role>,
+}
+
+impl Caller {
+    /// The caller as an audit actor.
+    pub fn actor(&self) -> Actor {
+        match self.principal {
+            Principal::User { user, .. } => Actor::User(user.as_uuid()),
+            Principal::ApiKey { key, .. } => Actor::ApiKey(key.as_uuid()),
+        }
+    }
+
+    /// Requires a user session (API keys are refused with 403).
+    pub fn session(&self) -> Result<(UserId, SessionId), ApiError> {
+        match self.principal {
+            Principal::User { user, session } => Ok((user, session)),
+            Principal::ApiKey { .. } => Err(ApiError::new(
+                actix_web::http::StatusCode::FORBIDDEN,
+                "session_required",
+                "this operation needs a signed-in user; API keys cannot perform it",
+            )),
+        }
+    }
+
+    /// Requires membership of `org` (a user member of any role, or an API key of that org).
+    /// Anyone else gets 404, whether or not the organization exists.
+    pub async fn member(&self, state: &AppState, org: &str) -> Result<OrgAccess, ApiError> {
+        let org_ref = OrgRef::parse(org)?;
+        let client = state.pool.get().await.map_err(IdentityError::from)?;
+        let org = identity::find_org(&client, &org_ref)
+            .await?
+            .ok_or(IdentityError::NotFound)?;
+        match self.principal {
+            Principal::User { user, .. } => {
+                let role = identity::role_of(&client, org.id, user)
+                    .await?
+                    .ok_or(IdentityError::NotFound)?;
+                Ok(OrgAccess {
+                    org,
+                    role: Some(role),
+                })
+            }
+            Principal::ApiKey { org: key_org, .. } if key_org == org.id => {
+                Ok(OrgAccess { org, role: None })
+            }
+            Principal::ApiKey { .. } => Err(IdentityError::NotFound.into()),
+        }
+    }
+
+    /// Requires an owner acting through a session.
+    pub async fn owner(
+        &self,
+        state: &AppState,
+        org: &str,
+    ) -> Result<(OrgAccess, UserId), ApiError> {
+        let access = self.member(state, org).await?;
+        let (user, _) = self.session()?;
+        if access.role != Some(Role::Owner) {
+            return Err(
+                IdentityError::Forbidden("only owners of this organization may do this").into(),
+            );
+        }
+        Ok((access, user))
+    }
+}
+
+/// Request facts for audit events, for handlers with or without a caller.
+pub fn audit_context(req: &HttpRequest, state: &AppState) -> AuditContext {
+    AuditContext {
+        request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()),
+        ip: client_ip(req, &state.config.trusted_proxies),
+        user_agent: req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(512).collect()),
+    }
+}
+
+fn bearer(req: &HttpRequest) -> Option<String> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Caller, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let state = req
+                .app_data::<web::Data<AppState>>()
+                .ok_or_else(|| ApiError::internal("application state missing"))?
+                .clone();
+            let token = bearer(&req).ok_or(IdentityError::InvalidCredentials)?;
+            let (principal, used) = state.auth.authenticate(&state.pool, &token).await?;
+            if used == Some(KeyUsed::Previous) {
+                state.metrics.jwt_previous_secret_used();
+            }
+            Ok(Caller {
+                principal,
+                ctx: audit_context(&req, &state),
+            })
+        })
+    }
+}

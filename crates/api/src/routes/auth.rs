@@ -1,0 +1,205 @@
+//! Sign-in: magic links, invite acceptance, logout.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use defendable_identity::store::{self as identity, NewSession};
+use defendable_identity::{Email, IdentityError, OneTimeToken};
+use defendable_store::audit::{record, Actor, AuditAction, AuditContext, AuditEvent};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use crate::auth::{audit_context, Caller};
+use crate::error::{ApiError, Problem};
+use crate::mail::LinkMail;
+use crate::routes::dto::SessionDto;
+use crate::AppState;
+
+/// `POST /auth/request` body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct AuthRequest {
+    /// The address to send a sign-in link to.
+    pub email: String,
+}
+
+/// The one answer to every well-formed sign-in request.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuthRequested {
+    /// Always the same text, whether or not the address has an account.
+    pub message: &'static str,
+}
+
+/// A body carrying a one-time token from a mailed link.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TokenBody {
+    /// The `token` query parameter of the mailed link.
+    pub token: String,
+}
+
+const REQUESTED: &str = "If this address can receive mail, a sign-in link is on its way.";
+
+/// Mails a one-time sign-in link. The answer is the same whether or not the address is known.
+#[utoipa::path(post, path = "/auth/request", tag = "auth", request_body = AuthRequest,
+    responses(
+        (status = 202, description = "Accepted; a link was mailed", body = AuthRequested),
+        (status = 422, description = "Not an email address", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Mail could not be sent", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn post_auth_request(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<AuthRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let email = Email::parse(&body.email)?;
+    let ctx = audit_context(&req, &state);
+    let link = identity::request_magic_link(&state.pool, &email, state.config.magic_link_ttl, &ctx)
+        .await?;
+    let url = app_link(&state, "/auth/callback", link.token.expose());
+    let intro = format!(
+        "Use this link to sign in to Defendable. It works once and expires in {} minutes.",
+        state.config.magic_link_ttl.as_secs().div_ceil(60)
+    );
+    let sent = state
+        .mailer
+        .send(LinkMail {
+            to: &email,
+            subject: "Your Defendable sign-in link",
+            intro: &intro,
+            link: &url,
+            outro: "If you did not ask for it, ignore this message.",
+        })
+        .await;
+    if let Err(e) = sent {
+        mail_failed(&state, &ctx, &email, "auth.request", e).await;
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "mail_unavailable",
+            "the sign-in link could not be sent; try again shortly",
+        ));
+    }
+    Ok(HttpResponse::Accepted().json(AuthRequested { message: REQUESTED }))
+}
+
+/// Records a delivery failure (its own audit event; the link itself was already stored).
+pub async fn mail_failed(
+    state: &AppState,
+    ctx: &AuditContext,
+    to: &Email,
+    purpose: &str,
+    e: crate::mail::MailError,
+) {
+    tracing::error!(error = %e, purpose, "mail delivery failed");
+    let mut event = AuditEvent::new(
+        AuditAction::parse("mail.failure").expect("valid action"),
+        Actor::System,
+    );
+    event.context = ctx.clone();
+    event.target = Some(to.to_string());
+    event.details = serde_json::json!({ "purpose": purpose });
+    match state.pool.get().await {
+        Ok(client) => {
+            if let Err(e) = record(&client, &event).await {
+                tracing::error!(error = %e, "could not record the mail failure");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "could not record the mail failure"),
+    }
+}
+
+/// A link into the web app carrying a token.
+pub fn app_link(state: &AppState, path: &str, token: &str) -> String {
+    let mut url = state.config.app_base_url.clone();
+    let base = url.path().trim_end_matches('/').to_owned();
+    url.set_path(&format!("{base}{path}"));
+    url.query_pairs_mut().clear().append_pair("token", token);
+    url.to_string()
+}
+
+/// Parses a one-time token; a malformed one is audited and refused like any other bad token.
+async fn parse_token(
+    state: &AppState,
+    raw: &str,
+    action: &'static str,
+    ctx: &AuditContext,
+) -> Result<OneTimeToken, ApiError> {
+    match OneTimeToken::parse(raw) {
+        Ok(t) => Ok(t),
+        Err(e) => {
+            let client = state.pool.get().await.map_err(IdentityError::from)?;
+            identity::record_invalid_token(&client, action, ctx).await?;
+            Err(e.into())
+        }
+    }
+}
+
+fn session_body(state: &AppState, session: NewSession) -> SessionDto {
+    let now = OffsetDateTime::now_utc();
+    let token = state.auth.session_keys().issue(
+        session.user.id,
+        session.session,
+        now.unix_timestamp(),
+        session.expires_at.unix_timestamp(),
+    );
+    SessionDto {
+        access_token: token,
+        token_type: "Bearer",
+        expires_in: (session.expires_at - now).whole_seconds().max(0),
+        user: session.user.into(),
+    }
+}
+
+/// Consumes a magic-link token and starts a session. The first sign-in of an address creates
+/// the user and a personal organization they own.
+#[utoipa::path(post, path = "/auth/verify", tag = "auth", request_body = TokenBody,
+    responses(
+        (status = 200, description = "Signed in", body = SessionDto),
+        (status = 401, description = "Invalid, used or expired token", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn post_auth_verify(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<TokenBody>,
+) -> Result<web::Json<SessionDto>, ApiError> {
+    let ctx = audit_context(&req, &state);
+    let token = parse_token(&state, &body.token, "auth.verify", &ctx).await?;
+    let session =
+        identity::verify_magic_link(&state.pool, &token, state.config.jwt_ttl, &ctx).await?;
+    Ok(web::Json(session_body(&state, session)))
+}
+
+/// Accepts an invite: the token proves the invited address. Creates the user if needed, adds the
+/// membership and starts a session.
+#[utoipa::path(post, path = "/auth/accept-invite", tag = "auth", request_body = TokenBody,
+    responses(
+        (status = 200, description = "Joined and signed in", body = SessionDto),
+        (status = 401, description = "Invalid, used, expired or revoked invite", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already a member", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn post_auth_accept_invite(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<TokenBody>,
+) -> Result<web::Json<SessionDto>, ApiError> {
+    let ctx = audit_context(&req, &state);
+    let token = parse_token(&state, &body.token, "invite.accept", &ctx).await?;
+    let (session, _org) =
+        identity::accept_invite(&state.pool, &token, state.config.jwt_ttl, &ctx).await?;
+    Ok(web::Json(session_body(&state, session)))
+}
+
+/// Ends the caller's session on every server process.
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Signed out"),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "API keys have no session", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn post_auth_logout(
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    let (user, session) = caller.session()?;
+    identity::revoke_session(&state.pool, user, session, &caller.ctx).await?;
+    state.auth.forget_session(session);
+    Ok(HttpResponse::NoContent().finish())
+}

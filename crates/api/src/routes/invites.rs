@@ -1,0 +1,133 @@
+//! Organization invites (owners only).
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use defendable_identity::store as identity;
+use defendable_identity::{Email, IdentityError, InviteId};
+use serde::Deserialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, Problem};
+use crate::mail::LinkMail;
+use crate::routes::auth::{app_link, mail_failed};
+use crate::routes::dto::{InviteDto, InvitePage, PageQuery, RoleDto};
+use crate::AppState;
+
+/// `POST /orgs/{org}/invites` body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateInvite {
+    /// Address to invite; only this address can accept.
+    pub email: String,
+    /// Role granted on acceptance.
+    pub role: RoleDto,
+}
+
+/// Invites an address; it receives a single-use link bound to it.
+#[utoipa::path(post, path = "/orgs/{org}/invites", tag = "invites", request_body = CreateInvite, security(("bearer" = [])),
+    params(("org" = String, Path, description = "Organization slug or id")),
+    responses(
+        (status = 201, description = "Invited and mailed", body = InviteDto),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an owner, or an API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organization, or not a member", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already a member", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid email", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Mail could not be sent", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn post_org_invites(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Json<CreateInvite>,
+) -> Result<HttpResponse, ApiError> {
+    let (access, user) = caller.owner(&state, &path).await?;
+    let email = Email::parse(&body.email)?;
+    let (invite, token) = identity::create_invite(
+        &state.pool,
+        user,
+        access.org.id,
+        &email,
+        body.role.into(),
+        state.config.invite_ttl,
+        &caller.ctx,
+    )
+    .await?;
+    let url = app_link(&state, "/auth/accept-invite", token.expose());
+    let intro = format!(
+        "You are invited to join {} on Defendable. The link works once, for this address only, and expires in {} days.",
+        access.org.name,
+        state.config.invite_ttl.as_secs() / 86400
+    );
+    let sent = state
+        .mailer
+        .send(LinkMail {
+            to: &email,
+            subject: "You are invited to Defendable",
+            intro: &intro,
+            link: &url,
+            outro: "If you were not expecting this, ignore this message.",
+        })
+        .await;
+    if let Err(e) = sent {
+        mail_failed(&state, &caller.ctx, &email, "invite.create", e).await;
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "mail_unavailable",
+            "the invite was created but could not be mailed; revoke it and try again",
+        ));
+    }
+    Ok(HttpResponse::Created().json(InviteDto::from(invite)))
+}
+
+/// Pending invites.
+#[utoipa::path(get, path = "/orgs/{org}/invites", tag = "invites", security(("bearer" = [])),
+    params(("org" = String, Path, description = "Organization slug or id"), PageQuery),
+    responses(
+        (status = 200, description = "A page of pending invites", body = InvitePage),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an owner, or an API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organization, or not a member", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_org_invites(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    query: web::Query<PageQuery>,
+) -> Result<web::Json<InvitePage>, ApiError> {
+    let (access, _) = caller.owner(&state, &path).await?;
+    let client = state.pool.get().await.map_err(IdentityError::from)?;
+    Ok(web::Json(
+        identity::list_invites(&client, access.org.id, query.page())
+            .await?
+            .into(),
+    ))
+}
+
+/// Revokes a pending invite.
+#[utoipa::path(delete, path = "/orgs/{org}/invites/{id}", tag = "invites", security(("bearer" = [])),
+    params(("org" = String, Path, description = "Organization slug or id"), ("id" = Uuid, Path, description = "Invite id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an owner, or an API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organization or pending invite", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete_org_invite(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, Uuid)>,
+) -> Result<HttpResponse, ApiError> {
+    let (org, id) = path.into_inner();
+    let (access, user) = caller.owner(&state, &org).await?;
+    identity::revoke_invite(
+        &state.pool,
+        user,
+        access.org.id,
+        InviteId::from_uuid(id),
+        &caller.ctx,
+    )
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,42 @@
+//! The signed-in user.
+
+use actix_web::web;
+use defendable_identity::store::{self as identity, PageRequest};
+use defendable_identity::IdentityError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, Problem};
+use crate::routes::dto::{MembershipDto, UserDto};
+use crate::AppState;
+
+/// The caller and their organizations.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MeDto {
+    /// The user.
+    pub user: UserDto,
+    /// Their first 100 memberships (page through `GET /orgs` for more).
+    pub memberships: Vec<MembershipDto>,
+}
+
+/// The signed-in user and their memberships.
+#[utoipa::path(get, path = "/me", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller", body = MeDto),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "API keys have no user", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_me(
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<web::Json<MeDto>, ApiError> {
+    let (user, _) = caller.session()?;
+    let client = state.pool.get().await.map_err(IdentityError::from)?;
+    let me = identity::user(&client, user).await?;
+    let orgs = identity::list_orgs(&client, user, PageRequest::new(None, Some(100))).await?;
+    Ok(web::Json(MeDto {
+        user: me.into(),
+        memberships: orgs.items.into_iter().map(Into::into).collect(),
+    }))
+}

@@ -1,0 +1,164 @@
+//! Organizations and their members.
+
+use actix_web::{web, HttpResponse};
+use defendable_identity::store as identity;
+use defendable_identity::{IdentityError, OrgName, OrgSlug, UserId};
+use serde::Deserialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, Problem};
+use crate::routes::dto::{MemberDto, MemberPage, MembershipPage, OrgDto, PageQuery, RoleDto};
+use crate::AppState;
+
+/// `POST /orgs` body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateOrg {
+    /// URL name: 3–40 characters of a-z, 0-9 and single inner hyphens.
+    pub slug: String,
+    /// Display name.
+    pub name: String,
+}
+
+/// `PATCH /orgs/{org}/members/{user}` body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct SetRole {
+    /// The new role.
+    pub role: RoleDto,
+}
+
+/// Creates an organization owned by the caller.
+#[utoipa::path(post, path = "/orgs", tag = "orgs", request_body = CreateOrg, security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created", body = OrgDto),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "API keys cannot create organizations", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Slug taken", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid slug or name", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn post_orgs(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: web::Json<CreateOrg>,
+) -> Result<HttpResponse, ApiError> {
+    let (user, _) = caller.session()?;
+    let slug = OrgSlug::parse(&body.slug)?;
+    let name = OrgName::parse(&body.name)?;
+    let org = identity::create_org(&state.pool, user, &slug, &name, &caller.ctx).await?;
+    Ok(HttpResponse::Created().json(OrgDto::from(org)))
+}
+
+/// The caller's organizations.
+#[utoipa::path(get, path = "/orgs", tag = "orgs", params(PageQuery), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of memberships", body = MembershipPage),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "API keys have no memberships", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_orgs(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<PageQuery>,
+) -> Result<web::Json<MembershipPage>, ApiError> {
+    let (user, _) = caller.session()?;
+    let client = state.pool.get().await.map_err(IdentityError::from)?;
+    let page = identity::list_orgs(&client, user, query.page()).await?;
+    Ok(web::Json(page.into()))
+}
+
+/// One organization (members and the organization's API keys).
+#[utoipa::path(get, path = "/orgs/{org}", tag = "orgs", security(("bearer" = [])),
+    params(("org" = String, Path, description = "Organization slug or id")),
+    responses(
+        (status = 200, description = "The organization", body = OrgDto),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organization, or not a member", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_org(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<web::Json<OrgDto>, ApiError> {
+    let access = caller.member(&state, &path).await?;
+    Ok(web::Json(access.org.into()))
+}
+
+/// Members of an organization.
+#[utoipa::path(get, path = "/orgs/{org}/members", tag = "orgs", security(("bearer" = [])),
+    params(("org" = String, Path, description = "Organization slug or id"), PageQuery),
+    responses(
+        (status = 200, description = "A page of members", body = MemberPage),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organization, or not a member", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_org_members(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    query: web::Query<PageQuery>,
+) -> Result<web::Json<MemberPage>, ApiError> {
+    let access = caller.member(&state, &path).await?;
+    let client = state.pool.get().await.map_err(IdentityError::from)?;
+    let page = identity::list_members(&client, access.org.id, query.page()).await?;
+    Ok(web::Json(page.into()))
+}
+
+/// Changes a member's role (owners only). An organization always keeps one owner.
+#[utoipa::path(patch, path = "/orgs/{org}/members/{user}", tag = "orgs", request_body = SetRole, security(("bearer" = [])),
+    params(("org" = String, Path, description = "Organization slug or id"), ("user" = Uuid, Path, description = "Member's user id")),
+    responses(
+        (status = 200, description = "Updated", body = MemberDto),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an owner, or an API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organization or member", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Would leave no owner", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn patch_org_member(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, Uuid)>,
+    body: web::Json<SetRole>,
+) -> Result<web::Json<MemberDto>, ApiError> {
+    let (org, target) = path.into_inner();
+    let (access, user) = caller.owner(&state, &org).await?;
+    let member = identity::set_role(
+        &state.pool,
+        user,
+        access.org.id,
+        UserId::from_uuid(target),
+        body.role.into(),
+        &caller.ctx,
+    )
+    .await?;
+    Ok(web::Json(member.into()))
+}
+
+/// Removes a member (owners; a member may remove itself). An organization always keeps one owner.
+#[utoipa::path(delete, path = "/orgs/{org}/members/{user}", tag = "orgs", security(("bearer" = [])),
+    params(("org" = String, Path, description = "Organization slug or id"), ("user" = Uuid, Path, description = "Member's user id")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an owner (and not yourself), or an API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organization or member", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Would leave no owner", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete_org_member(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, Uuid)>,
+) -> Result<HttpResponse, ApiError> {
+    let (org, target) = path.into_inner();
+    let access = caller.member(&state, &org).await?;
+    let (user, _) = caller.session()?;
+    identity::remove_member(
+        &state.pool,
+        user,
+        access.org.id,
+        UserId::from_uuid(target),
+        &caller.ctx,
+    )
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}

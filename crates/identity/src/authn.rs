@@ -1,0 +1,220 @@
+//! Authentication of a bearer credential (session token or API key) into a [`Principal`].
+//!
+//! Validity is decided by PostgreSQL rows, so a logout, revocation or expiry on one server
+//! process holds on all of them. To keep the per-request cost in microseconds, each process
+//! caches a row's state for at most [`CACHE_TTL`]; a revocation therefore takes effect everywhere
+//! within that time (and at once on the process that made it, which evicts its own entry).
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::Pool;
+use time::OffsetDateTime;
+
+use crate::jwt::{KeyUsed, SessionKeys};
+use crate::store::{self, ApiKeyRow, SessionRow};
+use crate::{ApiKeyId, ApiKeySecret, IdentityError, OrgId, SessionId, UserId};
+
+/// How long a process trusts a cached session or key state.
+pub const CACHE_TTL: Duration = Duration::from_secs(2);
+
+/// Beyond this many entries a cache is cleared rather than grown.
+const CACHE_MAX: usize = 100_000;
+
+/// Who is calling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Principal {
+    /// A signed-in user.
+    User {
+        /// The user.
+        user: UserId,
+        /// The session the token names.
+        session: SessionId,
+    },
+    /// An organization API key; acts as a member of `org` only.
+    ApiKey {
+        /// The key.
+        key: ApiKeyId,
+        /// Its organization.
+        org: OrgId,
+    },
+}
+
+#[derive(Debug)]
+struct Cached<V> {
+    value: Option<V>,
+    fetched: Instant,
+}
+
+#[derive(Debug)]
+struct Cache<K, V> {
+    map: Mutex<HashMap<K, Cached<V>>>,
+}
+
+impl<K: Eq + Hash, V: Copy> Cache<K, V> {
+    fn new() -> Self {
+        Cache {
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, k: &K) -> Option<Option<V>> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(k)
+            .filter(|c| c.fetched.elapsed() < CACHE_TTL)
+            .map(|c| c.value)
+    }
+
+    fn put(&self, k: K, value: Option<V>) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= CACHE_MAX {
+            map.clear();
+        }
+        map.insert(
+            k,
+            Cached {
+                value,
+                fetched: Instant::now(),
+            },
+        );
+    }
+
+    fn remove(&self, k: &K) {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).remove(k);
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct KeyState {
+    row: ApiKeyRow,
+}
+
+/// Turns bearer credentials into principals.
+#[derive(Debug)]
+pub struct Authenticator {
+    keys: SessionKeys,
+    sessions: Cache<SessionId, SessionRow>,
+    api_keys: Cache<[u8; 32], KeyState>,
+    touched: Cache<ApiKeyId, ()>,
+}
+
+impl Authenticator {
+    /// An authenticator with the given session keys.
+    pub fn new(keys: SessionKeys) -> Authenticator {
+        Authenticator {
+            keys,
+            sessions: Cache::new(),
+            api_keys: Cache::new(),
+            touched: Cache::new(),
+        }
+    }
+
+    /// The session keys (to issue tokens).
+    pub fn session_keys(&self) -> &SessionKeys {
+        &self.keys
+    }
+
+    /// Authenticates a bearer credential. Returns which JWT key verified a session token, so the
+    /// caller can count uses of a previous secret.
+    pub async fn authenticate(
+        &self,
+        pool: &Pool,
+        bearer: &str,
+    ) -> Result<(Principal, Option<KeyUsed>), IdentityError> {
+        if ApiKeySecret::looks_like(bearer) {
+            let secret = ApiKeySecret::parse(bearer)?;
+            let row = self.api_key(pool, secret).await?;
+            return Ok((
+                Principal::ApiKey {
+                    key: row.id,
+                    org: row.org,
+                },
+                None,
+            ));
+        }
+        let (claims, used) = self.keys.verify(bearer)?;
+        let session = SessionId::from_uuid(claims.sid);
+        let row = match self.sessions.get(&session) {
+            Some(cached) => cached,
+            None => {
+                let client = pool.get().await?;
+                let row = store::session(&client, session).await?;
+                self.sessions.put(session, row);
+                row
+            }
+        };
+        match row {
+            Some(r)
+                if !r.revoked
+                    && r.expires_at > OffsetDateTime::now_utc()
+                    && r.user.as_uuid() == claims.sub =>
+            {
+                Ok((
+                    Principal::User {
+                        user: r.user,
+                        session,
+                    },
+                    Some(used),
+                ))
+            }
+            _ => Err(IdentityError::InvalidCredentials),
+        }
+    }
+
+    async fn api_key(&self, pool: &Pool, secret: ApiKeySecret) -> Result<ApiKeyRow, IdentityError> {
+        let hash = secret.hash();
+        let mut hash_bytes = [0u8; 32];
+        hash_bytes.copy_from_slice(hash.as_bytes());
+        let state = match self.api_keys.get(&hash_bytes) {
+            Some(cached) => cached,
+            None => {
+                let client = pool.get().await?;
+                let row = store::api_key_by_hash(&client, &hash).await?;
+                let state = row.map(|row| KeyState { row });
+                self.api_keys.put(hash_bytes, state);
+                state
+            }
+        };
+        let row = match state {
+            Some(s)
+                if !s.row.revoked
+                    && s.row
+                        .expires_at
+                        .is_none_or(|t| t > OffsetDateTime::now_utc()) =>
+            {
+                s.row
+            }
+            _ => return Err(IdentityError::InvalidCredentials),
+        };
+        // Last use is written at most once per cache period per process, and at most once a
+        // minute in the database; it never delays the request.
+        if self.touched.get(&row.id).is_none() {
+            self.touched.put(row.id, Some(()));
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                if let Ok(client) = pool.get().await {
+                    if let Err(e) = store::touch_api_key(&client, row.id).await {
+                        tracing::warn!(error = %e, key_id = %row.id, "could not record API key use");
+                    }
+                }
+            });
+        }
+        Ok(row)
+    }
+
+    /// Forgets a session at once on this process (after logout).
+    pub fn forget_session(&self, session: SessionId) {
+        self.sessions.remove(&session);
+    }
+
+    /// Forgets every cached API key state on this process (after a revocation).
+    pub fn forget_api_keys(&self) {
+        self.api_keys
+            .map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+}

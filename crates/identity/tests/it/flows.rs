@@ -1,0 +1,473 @@
+//! Identity operations against a real PostgreSQL, including the concurrency rules.
+
+use std::time::Duration;
+
+use defendable_identity::authn::{Authenticator, Principal};
+use defendable_identity::jwt::{KeyUsed, SessionKeys};
+use defendable_identity::store::{self, PageRequest};
+use defendable_identity::{Email, IdentityError, OneTimeToken, OrgName, OrgSlug, Role};
+use defendable_store::audit::AuditContext;
+use defendable_testkit::TestDb;
+
+const TTL: Duration = Duration::from_secs(900);
+const SESSION: Duration = Duration::from_secs(3600);
+
+fn ctx() -> AuditContext {
+    AuditContext::default()
+}
+
+fn email(s: &str) -> Email {
+    Email::parse(s).expect("valid email")
+}
+
+async fn sign_in(db: &TestDb, address: &str) -> store::NewSession {
+    let link = store::request_magic_link(&db.pool, &email(address), TTL, &ctx())
+        .await
+        .expect("link");
+    store::verify_magic_link(&db.pool, &link.token, SESSION, &ctx())
+        .await
+        .expect("verify")
+}
+
+async fn audit_count(db: &TestDb, action: &str) -> i64 {
+    let client = db.pool.get().await.expect("client");
+    client
+        .query_one(
+            "SELECT count(*) FROM audit_events WHERE action = $1",
+            &[&action],
+        )
+        .await
+        .expect("count")
+        .get(0)
+}
+
+#[tokio::test]
+async fn first_sign_in_creates_the_user_and_a_personal_org_they_own() {
+    let db = TestDb::new().await;
+    let s = sign_in(&db, "Alice@Example.com").await;
+    assert_eq!(s.user.email, "Alice@example.com");
+    let client = db.pool.get().await.expect("client");
+    let orgs = store::list_orgs(&client, s.user.id, PageRequest::new(None, None))
+        .await
+        .expect("orgs");
+    assert_eq!(orgs.items.len(), 1);
+    assert!(orgs.items[0].org.personal);
+    assert_eq!(orgs.items[0].role, Role::Owner);
+    // A second sign-in reuses the user and creates no second org.
+    let again = sign_in(&db, "alice@EXAMPLE.com").await;
+    assert_ne!(again.user.id, s.user.id, "local parts are case-sensitive");
+    let same = sign_in(&db, "Alice@example.com").await;
+    assert_eq!(same.user.id, s.user.id);
+    let orgs = store::list_orgs(&client, s.user.id, PageRequest::new(None, None))
+        .await
+        .expect("orgs");
+    assert_eq!(orgs.items.len(), 1);
+    assert_eq!(audit_count(&db, "auth.request").await, 3);
+    assert_eq!(audit_count(&db, "auth.verify").await, 3);
+}
+
+#[tokio::test]
+async fn tokens_are_stored_only_as_hashes() {
+    let db = TestDb::new().await;
+    let link = store::request_magic_link(&db.pool, &email("a@example.com"), TTL, &ctx())
+        .await
+        .expect("link");
+    let client = db.pool.get().await.expect("client");
+    let stored: Vec<u8> = client
+        .query_one("SELECT token_hash FROM magic_links", &[])
+        .await
+        .expect("row")
+        .get(0);
+    assert_eq!(stored, link.token.hash().as_bytes());
+    let dump: String = client
+        .query_one("SELECT string_agg(t::text, ' ') FROM magic_links t", &[])
+        .await
+        .expect("dump")
+        .get(0);
+    assert!(!dump.contains(link.token.expose()));
+}
+
+#[tokio::test]
+async fn a_link_works_once_and_bad_links_all_fail_the_same_way() {
+    let db = TestDb::new().await;
+    let link = store::request_magic_link(&db.pool, &email("a@example.com"), TTL, &ctx())
+        .await
+        .expect("link");
+    store::verify_magic_link(&db.pool, &link.token, SESSION, &ctx())
+        .await
+        .expect("first use");
+    let used = store::verify_magic_link(&db.pool, &link.token, SESSION, &ctx()).await;
+    assert!(matches!(used, Err(IdentityError::InvalidToken)));
+    let unknown =
+        store::verify_magic_link(&db.pool, &OneTimeToken::generate(), SESSION, &ctx()).await;
+    assert!(matches!(unknown, Err(IdentityError::InvalidToken)));
+    // Expired.
+    let link = store::request_magic_link(
+        &db.pool,
+        &email("b@example.com"),
+        Duration::from_secs(0),
+        &ctx(),
+    )
+    .await
+    .expect("link");
+    let expired = store::verify_magic_link(&db.pool, &link.token, SESSION, &ctx()).await;
+    assert!(matches!(expired, Err(IdentityError::InvalidToken)));
+}
+
+#[tokio::test]
+async fn a_newer_link_invalidates_older_unused_ones() {
+    let db = TestDb::new().await;
+    let old = store::request_magic_link(&db.pool, &email("a@example.com"), TTL, &ctx())
+        .await
+        .expect("old");
+    let new = store::request_magic_link(&db.pool, &email("a@example.com"), TTL, &ctx())
+        .await
+        .expect("new");
+    assert!(matches!(
+        store::verify_magic_link(&db.pool, &old.token, SESSION, &ctx()).await,
+        Err(IdentityError::InvalidToken)
+    ));
+    store::verify_magic_link(&db.pool, &new.token, SESSION, &ctx())
+        .await
+        .expect("new works");
+}
+
+#[tokio::test]
+async fn concurrent_verifies_of_one_token_give_exactly_one_session() {
+    let db = TestDb::new().await;
+    let link = store::request_magic_link(&db.pool, &email("race@example.com"), TTL, &ctx())
+        .await
+        .expect("link");
+    let text = link.token.expose().to_owned();
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let pool = db.pool.clone();
+        let text = text.clone();
+        tasks.push(tokio::spawn(async move {
+            let token = OneTimeToken::parse(&text).expect("token");
+            store::verify_magic_link(&pool, &token, SESSION, &AuditContext::default()).await
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.expect("join") {
+            Ok(_) => ok += 1,
+            Err(IdentityError::InvalidToken) => {}
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!(ok, 1);
+    let client = db.pool.get().await.expect("client");
+    let sessions: i64 = client
+        .query_one("SELECT count(*) FROM sessions", &[])
+        .await
+        .expect("n")
+        .get(0);
+    assert_eq!(sessions, 1);
+}
+
+#[tokio::test]
+async fn concurrent_mutual_demotion_of_the_last_two_owners_leaves_an_owner() {
+    for _round in 0..5 {
+        let db = TestDb::new().await;
+        let a = sign_in(&db, "a@example.com").await.user.id;
+        let b = sign_in(&db, "b@example.com").await.user.id;
+        let org = store::create_org(
+            &db.pool,
+            a,
+            &OrgSlug::parse("duo").expect("slug"),
+            &OrgName::parse("Duo").expect("name"),
+            &ctx(),
+        )
+        .await
+        .expect("org");
+        let client = db.pool.get().await.expect("client");
+        client
+            .execute(
+                "INSERT INTO memberships (org_id, user_id, role) VALUES ($1, $2, 'owner')",
+                &[&org.id.as_uuid(), &b.as_uuid()],
+            )
+            .await
+            .expect("second owner");
+        let c = ctx();
+        let (ra, rb) = tokio::join!(
+            store::set_role(&db.pool, a, org.id, b, Role::Member, &c),
+            store::set_role(&db.pool, b, org.id, a, Role::Member, &c),
+        );
+        assert!(
+            ra.is_ok() != rb.is_ok(),
+            "exactly one demotion wins: {ra:?} {rb:?}"
+        );
+        let owners: i64 = client
+            .query_one(
+                "SELECT count(*) FROM memberships WHERE org_id = $1 AND role = 'owner'",
+                &[&org.id.as_uuid()],
+            )
+            .await
+            .expect("n")
+            .get(0);
+        assert_eq!(owners, 1);
+    }
+}
+
+#[tokio::test]
+async fn the_last_owner_cannot_leave_or_be_demoted() {
+    let db = TestDb::new().await;
+    let a = sign_in(&db, "a@example.com").await.user.id;
+    let client = db.pool.get().await.expect("client");
+    let org = store::list_orgs(&client, a, PageRequest::new(None, None))
+        .await
+        .expect("orgs")
+        .items[0]
+        .org
+        .id;
+    assert!(matches!(
+        store::set_role(&db.pool, a, org, a, Role::Member, &ctx()).await,
+        Err(IdentityError::LastOwner)
+    ));
+    assert!(matches!(
+        store::remove_member(&db.pool, a, org, a, &ctx()).await,
+        Err(IdentityError::LastOwner)
+    ));
+}
+
+#[tokio::test]
+async fn invites_are_single_use_bound_and_revocable() {
+    let db = TestDb::new().await;
+    let owner = sign_in(&db, "owner@example.com").await.user.id;
+    let client = db.pool.get().await.expect("client");
+    let org = store::list_orgs(&client, owner, PageRequest::new(None, None))
+        .await
+        .expect("orgs")
+        .items[0]
+        .org
+        .id;
+    let (invite, token) = store::create_invite(
+        &db.pool,
+        owner,
+        org,
+        &email("new@example.com"),
+        Role::Member,
+        TTL,
+        &ctx(),
+    )
+    .await
+    .expect("invite");
+    let pending = store::list_invites(&client, org, PageRequest::new(None, None))
+        .await
+        .expect("list");
+    assert_eq!(pending.items.len(), 1);
+    let (session, joined) = store::accept_invite(&db.pool, &token, SESSION, &ctx())
+        .await
+        .expect("accept");
+    assert_eq!(joined, org);
+    assert_eq!(session.user.email, "new@example.com");
+    assert_eq!(
+        store::role_of(&client, org, session.user.id)
+            .await
+            .expect("role"),
+        Some(Role::Member)
+    );
+    assert!(matches!(
+        store::accept_invite(&db.pool, &token, SESSION, &ctx()).await,
+        Err(IdentityError::InvalidToken)
+    ));
+    assert!(
+        store::list_invites(&client, org, PageRequest::new(None, None))
+            .await
+            .expect("list")
+            .items
+            .is_empty()
+    );
+    assert!(matches!(
+        store::revoke_invite(&db.pool, owner, org, invite.id, &ctx()).await,
+        Err(IdentityError::NotFound)
+    ));
+
+    // A revoked invite cannot be accepted; inviting a member is a conflict.
+    let (second, token2) = store::create_invite(
+        &db.pool,
+        owner,
+        org,
+        &email("other@example.com"),
+        Role::Owner,
+        TTL,
+        &ctx(),
+    )
+    .await
+    .expect("invite");
+    store::revoke_invite(&db.pool, owner, org, second.id, &ctx())
+        .await
+        .expect("revoke");
+    assert!(matches!(
+        store::accept_invite(&db.pool, &token2, SESSION, &ctx()).await,
+        Err(IdentityError::InvalidToken)
+    ));
+    assert!(matches!(
+        store::create_invite(
+            &db.pool,
+            owner,
+            org,
+            &email("new@example.com"),
+            Role::Member,
+            TTL,
+            &ctx()
+        )
+        .await,
+        Err(IdentityError::AlreadyMember)
+    ));
+}
+
+#[tokio::test]
+async fn accepting_an_invite_when_already_a_member_leaves_it_unused() {
+    let db = TestDb::new().await;
+    let owner = sign_in(&db, "owner@example.com").await.user.id;
+    let client = db.pool.get().await.expect("client");
+    let org = store::list_orgs(&client, owner, PageRequest::new(None, None))
+        .await
+        .expect("orgs")
+        .items[0]
+        .org
+        .id;
+    let (_, token) = store::create_invite(
+        &db.pool,
+        owner,
+        org,
+        &email("late@example.com"),
+        Role::Member,
+        TTL,
+        &ctx(),
+    )
+    .await
+    .expect("invite");
+    let (_, token2) = store::create_invite(
+        &db.pool,
+        owner,
+        org,
+        &email("late@example.com"),
+        Role::Member,
+        TTL,
+        &ctx(),
+    )
+    .await
+    .expect("second invite");
+    store::accept_invite(&db.pool, &token, SESSION, &ctx())
+        .await
+        .expect("accept");
+    assert!(matches!(
+        store::accept_invite(&db.pool, &token2, SESSION, &ctx()).await,
+        Err(IdentityError::AlreadyMember)
+    ));
+    let accepted: i64 = client
+        .query_one(
+            "SELECT count(*) FROM invites WHERE accepted_at IS NOT NULL",
+            &[],
+        )
+        .await
+        .expect("n")
+        .get(0);
+    assert_eq!(accepted, 1);
+}
+
+#[tokio::test]
+async fn api_keys_authenticate_until_revoked_or_expired() {
+    let db = TestDb::new().await;
+    let owner = sign_in(&db, "owner@example.com").await.user.id;
+    let client = db.pool.get().await.expect("client");
+    let org = store::list_orgs(&client, owner, PageRequest::new(None, None))
+        .await
+        .expect("orgs")
+        .items[0]
+        .org
+        .id;
+    let (key, secret) = store::create_api_key(&db.pool, owner, org, "ci", None, &ctx())
+        .await
+        .expect("key");
+    let stored: Vec<u8> = client
+        .query_one("SELECT secret_hash FROM api_keys", &[])
+        .await
+        .expect("row")
+        .get(0);
+    assert_eq!(stored, secret.hash().as_bytes());
+
+    let auth = Authenticator::new(SessionKeys::new(
+        b"0123456789abcdef0123456789abcdef",
+        None,
+        SESSION,
+    ));
+    let (p, _) = auth
+        .authenticate(&db.pool, secret.expose())
+        .await
+        .expect("valid key");
+    assert_eq!(p, Principal::ApiKey { key: key.id, org });
+
+    store::revoke_api_key(&db.pool, owner, org, key.id, &ctx())
+        .await
+        .expect("revoke");
+    // Another process (a fresh authenticator) refuses at once; this one within the cache period.
+    let other = Authenticator::new(SessionKeys::new(
+        b"0123456789abcdef0123456789abcdef",
+        None,
+        SESSION,
+    ));
+    assert!(other.authenticate(&db.pool, secret.expose()).await.is_err());
+    tokio::time::sleep(defendable_identity::authn::CACHE_TTL + Duration::from_millis(100)).await;
+    assert!(auth.authenticate(&db.pool, secret.expose()).await.is_err());
+
+    let (expiring, secret2) = store::create_api_key(&db.pool, owner, org, "short", None, &ctx())
+        .await
+        .expect("key");
+    client
+        .execute(
+            "UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE id = $1",
+            &[&expiring.id.as_uuid()],
+        )
+        .await
+        .expect("expire");
+    assert!(other
+        .authenticate(&db.pool, secret2.expose())
+        .await
+        .is_err());
+}
+
+#[tokio::test]
+async fn sessions_verify_with_the_previous_secret_during_rotation_and_end_on_logout() {
+    let db = TestDb::new().await;
+    let s = sign_in(&db, "a@example.com").await;
+    let old = SessionKeys::new(b"old-secret-old-secret-old-secret-0", None, SESSION);
+    let token = old.issue(
+        s.user.id,
+        s.session,
+        time::OffsetDateTime::now_utc().unix_timestamp(),
+        s.expires_at.unix_timestamp(),
+    );
+    let rotated = Authenticator::new(SessionKeys::new(
+        b"new-secret-new-secret-new-secret-1",
+        Some(b"old-secret-old-secret-old-secret-0"),
+        SESSION,
+    ));
+    let (p, used) = rotated
+        .authenticate(&db.pool, &token)
+        .await
+        .expect("old token still valid");
+    assert_eq!(used, Some(KeyUsed::Previous));
+    assert_eq!(
+        p,
+        Principal::User {
+            user: s.user.id,
+            session: s.session
+        }
+    );
+    let unrotated = Authenticator::new(SessionKeys::new(
+        b"new-secret-new-secret-new-secret-1",
+        None,
+        SESSION,
+    ));
+    assert!(unrotated.authenticate(&db.pool, &token).await.is_err());
+
+    store::revoke_session(&db.pool, s.user.id, s.session, &ctx())
+        .await
+        .expect("logout");
+    rotated.forget_session(s.session);
+    assert!(rotated.authenticate(&db.pool, &token).await.is_err());
+}
