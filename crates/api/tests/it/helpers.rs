@@ -1,22 +1,33 @@
-//! Spawning the application on a fresh database, the way a client sees it.
+//! Spawning the application on a fresh database, the way a client sees it, with every log line
+//! of the test process captured for the secret-leak check.
 
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Once, OnceLock};
 
 use defendable_api::{Application, Dependencies};
 use defendable_config::{Config, Env};
 use defendable_testkit::TestDb;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+pub const JWT_SECRET: &str = "test-jwt-K7q2Lm9Xr4Tz8Vw1Ny6Pb3Hc5Jd0Fg";
 
 /// A running server and what it runs on.
 pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
     pub db: TestDb,
-    _objects: tempdir::TempDir,
+    pub data: TempDir,
 }
 
-/// A configuration as `vars` on top of an empty environment, bound to a free port.
+/// A configuration as `vars` on top of a test baseline (free port, fixed JWT secret, no links
+/// in logs), bound to a free port.
 pub fn config(vars: &[(&str, &str)]) -> Config {
-    let mut pairs: Vec<(String, String)> = vec![("BIND_ADDR".into(), "127.0.0.1:0".into())];
+    let mut pairs: Vec<(String, String)> = vec![
+        ("BIND_ADDR".into(), "127.0.0.1:0".into()),
+        ("JWT_SECRET".into(), JWT_SECRET.into()),
+        ("DEV_LOG_MAIL_LINKS".into(), "false".into()),
+    ];
     pairs.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     Config::parse(&Env::from_pairs(pairs)).expect("test config parses")
 }
@@ -27,60 +38,204 @@ impl TestApp {
         Self::spawn_with(config(&[])).await
     }
 
-    /// A server with the given configuration.
+    /// A server with the given configuration on a fresh database.
     pub async fn spawn_with(config: Config) -> TestApp {
         let db = TestDb::new().await;
-        let objects = tempdir::TempDir::new();
-        let store = Arc::new(
-            object_store::local::LocalFileSystem::new_with_prefix(objects.path())
-                .expect("local store"),
-        );
-        let deps = Dependencies {
-            pool: db.pool.clone(),
-            objects: store,
-        };
-        let app = Application::build(config, deps).expect("server binds");
-        let base = format!("http://127.0.0.1:{}", app.port());
-        actix_web::rt::spawn(app.run_until_stopped());
+        Self::spawn_on(db, config).await
+    }
+
+    /// A server on an existing database (another "process" on the same data).
+    pub async fn spawn_on(db: TestDb, mut config: Config) -> TestApp {
+        capture_logs();
+        let data = TempDir::new();
+        config.data_dir = data.path().to_path_buf();
+        let app = start(&db, config);
         TestApp {
-            base,
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("client"),
+            base: app,
+            http: client(),
             db,
-            _objects: objects,
+            data,
         }
+    }
+
+    /// A second server process on this app's database, with its own caches and the same config.
+    pub fn second_instance(&self, config: Config) -> String {
+        let mut config = config;
+        config.data_dir = self.data.path().to_path_buf();
+        start(&self.db, config)
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
-}
 
-/// A minimal temporary directory, removed on drop.
-pub mod tempdir {
-    use std::path::{Path, PathBuf};
-
-    pub struct TempDir(PathBuf);
-
-    impl TempDir {
-        pub fn new() -> TempDir {
-            let p = std::env::temp_dir()
-                .join(format!("defendable-it-{}", uuid::Uuid::new_v4().simple()));
-            std::fs::create_dir_all(&p).expect("temp dir");
-            TempDir(p)
-        }
-
-        pub fn path(&self) -> &Path {
-            &self.0
-        }
+    /// Sends a request with an optional bearer and JSON body; returns status and JSON (or Null).
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        call(&self.http, &self.url(path), method, bearer, body).await
     }
 
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
+    /// The tokens of every link mailed to `to` through the outbox, oldest first.
+    pub fn outbox_tokens(&self, to: &str) -> Vec<String> {
+        let dir = self.data.path().join("outbox");
+        let mut mails: Vec<(std::time::SystemTime, String)> = Vec::new();
+        for entry in std::fs::read_dir(&dir).expect("outbox exists").flatten() {
+            let raw = std::fs::read_to_string(entry.path()).expect("readable mail");
+            let text = decode_quoted_printable(&raw);
+            if text
+                .lines()
+                .any(|l| l.eq_ignore_ascii_case(&format!("To: {to}")))
+            {
+                let modified = entry.metadata().and_then(|m| m.modified()).expect("mtime");
+                mails.push((modified, text));
+            }
         }
+        mails.sort_by_key(|(t, _)| *t);
+        mails
+            .iter()
+            .map(|(_, text)| token_from_mail(text))
+            .collect()
+    }
+
+    /// The token in the newest link mailed to `to`.
+    pub fn outbox_token(&self, to: &str) -> String {
+        self.outbox_tokens(to)
+            .pop()
+            .unwrap_or_else(|| panic!("no mail to {to}"))
+    }
+
+    /// Signs in through the real magic-link flow; returns the access token and user id.
+    pub async fn sign_in(&self, email: &str) -> (String, String) {
+        let before = if self.data.path().join("outbox").exists() {
+            self.outbox_tokens(email)
+        } else {
+            Vec::new()
+        };
+        let (status, _) = self
+            .call(
+                "POST",
+                "/auth/request",
+                None,
+                Some(serde_json::json!({"email": email})),
+            )
+            .await;
+        assert_eq!(status, 202);
+        let token = self
+            .outbox_tokens(email)
+            .into_iter()
+            .find(|t| !before.contains(t))
+            .expect("a new link was mailed");
+        let (status, body) = self
+            .call(
+                "POST",
+                "/auth/verify",
+                None,
+                Some(serde_json::json!({"token": token})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        (
+            body["access_token"].as_str().expect("token").to_owned(),
+            body["user"]["id"].as_str().expect("id").to_owned(),
+        )
+    }
+}
+
+fn start(db: &TestDb, config: Config) -> String {
+    let store = Arc::new(object_store::memory::InMemory::new());
+    let deps = Dependencies {
+        pool: db.another_pool(16),
+        objects: store,
+    };
+    let app = Application::build(config, deps).expect("server builds");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    actix_web::rt::spawn(app.run_until_stopped());
+    base
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+pub async fn call(
+    http: &reqwest::Client,
+    url: &str,
+    method: &str,
+    bearer: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut req = http.request(method.parse().expect("method"), url);
+    if let Some(b) = bearer {
+        req = req.bearer_auth(b);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let res = req.send().await.expect("response");
+    let status = res.status();
+    let bytes = res.bytes().await.expect("body");
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// Undoes quoted-printable soft breaks and escapes (lettre encodes long lines this way).
+pub fn decode_quoted_printable(raw: &str) -> String {
+    let joined = raw.replace("=\r\n", "").replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'=' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&joined[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The `token` query parameter of the first link in a message.
+pub fn token_from_mail(text: &str) -> String {
+    let start = text.find("token=").expect("a link with a token") + "token=".len();
+    text[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
+}
+
+/// A temporary directory, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        let p =
+            std::env::temp_dir().join(format!("defendable-it-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&p).expect("temp dir");
+        TempDir(p)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -94,4 +249,48 @@ pub fn assert_security_headers(res: &reqwest::Response) {
         assert!(pp.contains(feature), "{pp}");
     }
     assert!(!h["x-request-id"].is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Log capture: every test in this binary logs into one buffer, which the leak test inspects.
+
+static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+static INIT: Once = Once::new();
+
+#[derive(Clone)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs the capturing subscriber (once per test process), at the server's default level.
+pub fn capture_logs() {
+    INIT.call_once(|| {
+        let buf = LOGS
+            .get_or_init(|| Arc::new(Mutex::new(Vec::new())))
+            .clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("debug"))
+            .with_writer(move || Capture(buf.clone()))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("first subscriber");
+    });
+}
+
+/// Everything logged so far by this test process.
+pub fn captured_logs() -> String {
+    let buf = LOGS.get().expect("capture installed");
+    String::from_utf8_lossy(&buf.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
 }

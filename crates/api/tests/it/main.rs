@@ -4,4 +4,8 @@ mod architecture;
 mod boot;
 mod helpers;
 mod http_shell;
+mod identity_http;
+mod logs;
+mod matrix;
 mod openapi;
+mod smtp;

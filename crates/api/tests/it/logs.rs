@@ -1,0 +1,100 @@
+//! No token, key or JWT ever reaches a log line.
+
+use serde_json::json;
+
+use crate::helpers::{captured_logs, TestApp};
+
+#[actix_web::test]
+async fn no_secret_appears_in_any_log_line() {
+    let app = TestApp::spawn().await;
+    let mut secrets = Vec::new();
+
+    app.call(
+        "POST",
+        "/auth/request",
+        None,
+        Some(json!({"email": "logs@example.com"})),
+    )
+    .await;
+    let link_token = app.outbox_token("logs@example.com");
+    let (_, session) = app
+        .call(
+            "POST",
+            "/auth/verify",
+            None,
+            Some(json!({"token": link_token})),
+        )
+        .await;
+    let jwt = session["access_token"].as_str().expect("jwt").to_owned();
+    secrets.push(link_token);
+    secrets.push(jwt.clone());
+
+    let (_, me) = app.call("GET", "/me", Some(&jwt), None).await;
+    let slug = me["memberships"][0]["org"]["slug"]
+        .as_str()
+        .expect("slug")
+        .to_owned();
+    app.call(
+        "POST",
+        &format!("/orgs/{slug}/invites"),
+        Some(&jwt),
+        Some(json!({"email": "inv@example.com", "role": "member"})),
+    )
+    .await;
+    let invite_token = app.outbox_token("inv@example.com");
+    let (_, joined) = app
+        .call(
+            "POST",
+            "/auth/accept-invite",
+            None,
+            Some(json!({"token": invite_token})),
+        )
+        .await;
+    secrets.push(invite_token);
+    secrets.push(joined["access_token"].as_str().expect("jwt").to_owned());
+    let (_, key) = app
+        .call(
+            "POST",
+            &format!("/orgs/{slug}/api-keys"),
+            Some(&jwt),
+            Some(json!({"name": "k"})),
+        )
+        .await;
+    let secret = key["secret"].as_str().expect("secret").to_owned();
+    app.call("GET", &format!("/orgs/{slug}"), Some(&secret), None)
+        .await;
+    app.call(
+        "GET",
+        "/me",
+        Some("not-a-valid-jwt-but-secret-looking"),
+        None,
+    )
+    .await;
+    secrets.push(secret);
+    app.call("POST", "/auth/logout", Some(&jwt), None).await;
+
+    let logs = captured_logs();
+    assert!(
+        logs.contains("\"route\":\"/me\""),
+        "the capture saw the requests"
+    );
+    for s in &secrets {
+        assert!(
+            !logs.contains(s.as_str()),
+            "a secret ({}…) reached the logs",
+            &s[..6]
+        );
+    }
+    // Nothing shaped like a JWT or an API key from any test in this process, either.
+    assert!(
+        !logs.contains("eyJ"),
+        "a JWT-shaped string reached the logs"
+    );
+    for (i, _) in logs.match_indices("dfd_") {
+        let tail: String = logs[i + 4..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect();
+        assert!(tail.len() < 40, "an API key reached the logs");
+    }
+}

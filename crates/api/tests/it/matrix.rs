@@ -1,0 +1,352 @@
+//! Every route in the OpenAPI document × every kind of principal, with the exact status each
+//! must get. A route without a row here fails the test.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use defendable_identity::jwt::SessionKeys;
+use defendable_identity::store::{self, PageRequest};
+use defendable_identity::{Email, OrgName, OrgSlug, Role};
+use defendable_store::audit::AuditContext;
+use serde_json::{json, Value};
+
+use crate::helpers::{TestApp, JWT_SECRET};
+
+const PRINCIPALS: [&str; 10] = [
+    "anonymous",
+    "member",
+    "owner",
+    "other_owner",
+    "api_key",
+    "other_api_key",
+    "revoked_key",
+    "expired_key",
+    "revoked_session",
+    "expired_session",
+];
+
+/// (method, path, expected statuses in PRINCIPALS order).
+const MATRIX: &[(&str, &str, [u16; 10])] = &[
+    (
+        "GET",
+        "/healthz",
+        [200, 200, 200, 200, 200, 200, 200, 200, 200, 200],
+    ),
+    (
+        "GET",
+        "/readyz",
+        [200, 200, 200, 200, 200, 200, 200, 200, 200, 200],
+    ),
+    (
+        "GET",
+        "/openapi.json",
+        [200, 200, 200, 200, 200, 200, 200, 200, 200, 200],
+    ),
+    (
+        "POST",
+        "/auth/request",
+        [202, 202, 202, 202, 202, 202, 202, 202, 202, 202],
+    ),
+    (
+        "POST",
+        "/auth/verify",
+        [401, 401, 401, 401, 401, 401, 401, 401, 401, 401],
+    ),
+    (
+        "POST",
+        "/auth/accept-invite",
+        [401, 401, 401, 401, 401, 401, 401, 401, 401, 401],
+    ),
+    (
+        "POST",
+        "/auth/logout",
+        [401, 204, 204, 204, 403, 403, 401, 401, 401, 401],
+    ),
+    (
+        "GET",
+        "/me",
+        [401, 200, 200, 200, 403, 403, 401, 401, 401, 401],
+    ),
+    (
+        "POST",
+        "/orgs",
+        [401, 201, 201, 201, 403, 403, 401, 401, 401, 401],
+    ),
+    (
+        "GET",
+        "/orgs",
+        [401, 200, 200, 200, 403, 403, 401, 401, 401, 401],
+    ),
+    (
+        "GET",
+        "/orgs/{org}",
+        [401, 200, 200, 404, 200, 404, 401, 401, 401, 401],
+    ),
+    (
+        "GET",
+        "/orgs/{org}/members",
+        [401, 200, 200, 404, 200, 404, 401, 401, 401, 401],
+    ),
+    (
+        "PATCH",
+        "/orgs/{org}/members/{user}",
+        [401, 403, 200, 404, 403, 404, 401, 401, 401, 401],
+    ),
+    // {user} is the member, so the member removing itself is allowed.
+    (
+        "DELETE",
+        "/orgs/{org}/members/{user}",
+        [401, 204, 204, 404, 403, 404, 401, 401, 401, 401],
+    ),
+    (
+        "POST",
+        "/orgs/{org}/invites",
+        [401, 403, 201, 404, 403, 404, 401, 401, 401, 401],
+    ),
+    (
+        "GET",
+        "/orgs/{org}/invites",
+        [401, 403, 200, 404, 403, 404, 401, 401, 401, 401],
+    ),
+    (
+        "DELETE",
+        "/orgs/{org}/invites/{id}",
+        [401, 403, 204, 404, 403, 404, 401, 401, 401, 401],
+    ),
+    (
+        "POST",
+        "/orgs/{org}/api-keys",
+        [401, 403, 201, 404, 403, 404, 401, 401, 401, 401],
+    ),
+    (
+        "GET",
+        "/orgs/{org}/api-keys",
+        [401, 403, 200, 404, 403, 404, 401, 401, 401, 401],
+    ),
+    (
+        "DELETE",
+        "/orgs/{org}/api-keys/{id}",
+        [401, 403, 204, 404, 403, 404, 401, 401, 401, 401],
+    ),
+];
+
+/// One organization with a member of each kind, plus an outsider organization.
+struct Fixture {
+    slug: String,
+    member_id: String,
+    invite_id: String,
+    spare_key_id: String,
+    credentials: Vec<Option<String>>,
+}
+
+async fn fixture(app: &TestApp, n: usize) -> Fixture {
+    let pool = &app.db.pool;
+    let ctx = AuditContext::default();
+    let keys = SessionKeys::new(JWT_SECRET.as_bytes(), None, Duration::from_secs(3600));
+    let keys = &keys;
+    let session = |email: String| async move {
+        let e = Email::parse(&email).expect("email");
+        let link =
+            store::request_magic_link(pool, &e, Duration::from_secs(60), &AuditContext::default())
+                .await
+                .expect("link");
+        let s = store::verify_magic_link(
+            pool,
+            &link.token,
+            Duration::from_secs(3600),
+            &AuditContext::default(),
+        )
+        .await
+        .expect("verify");
+        (
+            s.user.id,
+            s.session,
+            keys.issue(
+                s.user.id,
+                s.session,
+                time::OffsetDateTime::now_utc().unix_timestamp(),
+                s.expires_at.unix_timestamp(),
+            ),
+        )
+    };
+    let (owner, _, owner_token) = session(format!("owner{n}@example.com")).await;
+    let (member, _, member_token) = session(format!("member{n}@example.com")).await;
+    let (other, _, other_token) = session(format!("other{n}@example.com")).await;
+    let (revoked_user, revoked_sid, revoked_token) =
+        session(format!("revoked{n}@example.com")).await;
+    let (_, expired_sid, expired_token) = session(format!("expired{n}@example.com")).await;
+
+    let slug = format!(
+        "org-{n}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..6]
+    );
+    let org = store::create_org(
+        pool,
+        owner,
+        &OrgSlug::parse(&slug).expect("slug"),
+        &OrgName::parse("Org").expect("name"),
+        &ctx,
+    )
+    .await
+    .expect("org");
+    let client = pool.get().await.expect("client");
+    for (user, role) in [(member, Role::Member), (revoked_user, Role::Owner)] {
+        client
+            .execute(
+                "INSERT INTO memberships (org_id, user_id, role) VALUES ($1, $2, $3)",
+                &[&org.id.as_uuid(), &user.as_uuid(), &role.as_str()],
+            )
+            .await
+            .expect("membership");
+    }
+    store::revoke_session(pool, revoked_user, revoked_sid, &ctx)
+        .await
+        .expect("revoke session");
+    client
+        .execute(
+            "UPDATE sessions SET expires_at = now() - interval '1 second' WHERE id = $1",
+            &[&expired_sid.as_uuid()],
+        )
+        .await
+        .expect("expire session");
+
+    let other_org = store::list_orgs(&client, other, PageRequest::new(None, None))
+        .await
+        .expect("orgs")
+        .items[0]
+        .org
+        .id;
+    let (_, key) = store::create_api_key(pool, owner, org.id, "key", None, &ctx)
+        .await
+        .expect("key");
+    let (_, other_key) = store::create_api_key(pool, other, other_org, "other", None, &ctx)
+        .await
+        .expect("key");
+    let (revoked, revoked_key) = store::create_api_key(pool, owner, org.id, "revoked", None, &ctx)
+        .await
+        .expect("key");
+    store::revoke_api_key(pool, owner, org.id, revoked.id, &ctx)
+        .await
+        .expect("revoke key");
+    let (expired, expired_key) = store::create_api_key(pool, owner, org.id, "expired", None, &ctx)
+        .await
+        .expect("key");
+    client
+        .execute(
+            "UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE id = $1",
+            &[&expired.id.as_uuid()],
+        )
+        .await
+        .expect("expire key");
+    let (spare, _) = store::create_api_key(pool, owner, org.id, "spare", None, &ctx)
+        .await
+        .expect("key");
+    let (invite, _) = store::create_invite(
+        pool,
+        owner,
+        org.id,
+        &Email::parse(&format!("invitee{n}@example.com")).expect("email"),
+        Role::Member,
+        Duration::from_secs(3600),
+        &ctx,
+    )
+    .await
+    .expect("invite");
+
+    Fixture {
+        slug,
+        member_id: member.to_string(),
+        invite_id: invite.id.to_string(),
+        spare_key_id: spare.id.to_string(),
+        credentials: vec![
+            None,
+            Some(member_token),
+            Some(owner_token),
+            Some(other_token),
+            Some(key.expose().to_owned()),
+            Some(other_key.expose().to_owned()),
+            Some(revoked_key.expose().to_owned()),
+            Some(expired_key.expose().to_owned()),
+            Some(revoked_token),
+            Some(expired_token),
+        ],
+    }
+}
+
+fn body_for(method: &str, path: &str, n: usize) -> Option<Value> {
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    match (method, path) {
+        ("POST", "/auth/request") => Some(json!({"email": format!("req{n}@example.com")})),
+        ("POST", "/auth/verify") | ("POST", "/auth/accept-invite") => {
+            Some(json!({"token": "A".repeat(43)}))
+        }
+        ("POST", "/orgs") => Some(json!({"slug": format!("new-{}", &unique[..12]), "name": "New"})),
+        ("PATCH", "/orgs/{org}/members/{user}") => Some(json!({"role": "owner"})),
+        ("POST", "/orgs/{org}/invites") => {
+            Some(json!({"email": format!("inv-{}@example.com", &unique[..12]), "role": "member"}))
+        }
+        ("POST", "/orgs/{org}/api-keys") => Some(json!({"name": "matrix"})),
+        _ => None,
+    }
+}
+
+#[actix_web::test]
+async fn every_route_answers_every_principal_with_the_exact_status() {
+    let app = TestApp::spawn().await;
+
+    // The table covers exactly the routes the OpenAPI document declares.
+    let (_, doc) = app.call("GET", "/openapi.json", None, None).await;
+    let mut declared = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in item.as_object().expect("item").keys() {
+            declared.insert((method.to_uppercase(), path.clone()));
+        }
+    }
+    let tabled: BTreeSet<_> = MATRIX
+        .iter()
+        .map(|(m, p, _)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(
+        declared, tabled,
+        "routes in the OpenAPI document without a matrix row, or rows without a route"
+    );
+
+    let mut failures = Vec::new();
+    let mut n = 0;
+    for (method, template, expected) in MATRIX {
+        for (i, principal) in PRINCIPALS.iter().enumerate() {
+            n += 1;
+            // A fresh fixture per cell, so destructive calls never affect another cell.
+            let fx = fixture(&app, n).await;
+            let id = if template.contains("/invites/") {
+                &fx.invite_id
+            } else {
+                &fx.spare_key_id
+            };
+            let path = template
+                .replace("{org}", &fx.slug)
+                .replace("{user}", &fx.member_id)
+                .replace("{id}", id);
+            let (status, body) = app
+                .call(
+                    method,
+                    &path,
+                    fx.credentials[i].as_deref(),
+                    body_for(method, template, n),
+                )
+                .await;
+            if status.as_u16() != expected[i] {
+                failures.push(format!(
+                    "{method} {template} as {principal}: got {status}, want {} ({body})",
+                    expected[i]
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} cells wrong:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
