@@ -25,6 +25,11 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Run a benchmark in release mode and print its figures (`auth`).
+    Bench {
+        /// Which benchmark.
+        name: String,
+    },
     /// Regenerate docs/env.md from the configuration declaration.
     EnvDocs {
         /// Fail instead of writing when the file is stale.
@@ -55,6 +60,21 @@ fn main() -> Result<()> {
             cargo(&all)
         }
         Cmd::EnvDocs { check } => env_docs(check),
+        Cmd::Bench { name } => {
+            let example = match name.as_str() {
+                "auth" => "bench_auth",
+                other => bail!("unknown benchmark {other:?}; known: auth"),
+            };
+            ensure_system_packages(&[POSTGRES])?;
+            cargo(&[
+                "run",
+                "--release",
+                "--package",
+                "defendable-api",
+                "--example",
+                example,
+            ])
+        }
     }
 }
 
