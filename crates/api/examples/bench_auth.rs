@@ -1,4 +1,5 @@
 //! Authentication benchmark (run with `cargo xtask bench auth`).
+#![allow(clippy::print_stdout)]
 //!
 //! Prints, from one run on one fresh database:
 //! - the in-process cost of authenticating a request by API key and by session, warm (cached),
