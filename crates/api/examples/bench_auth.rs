@@ -1,5 +1,4 @@
 //! Authentication benchmark (run with `cargo xtask bench auth`).
-#![allow(clippy::print_stdout)]
 //!
 //! Prints, from one run on one fresh database:
 //! - the in-process cost of authenticating a request by API key and by session, warm (cached),
@@ -7,6 +6,8 @@
 //!   (what an uncached check costs);
 //! - requests/s and latency of an authenticated `GET /me` over HTTP, beside unauthenticated
 //!   `GET /healthz` on the same server.
+
+#![allow(clippy::print_stdout)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -92,7 +93,6 @@ async fn load(
     (rps, all)
 }
 
-#[allow(clippy::print_stdout)]
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
