@@ -154,6 +154,13 @@ pub fn production_problems(config: &Config) -> Vec<Problem> {
         ),
         Some(_) => {}
     }
+    if config.ledger_signing_key.is_none() {
+        add(
+            "LEDGER_SIGNING_KEY",
+            "is missing".into(),
+            "generate one with `defendable-api generate-signing-key` and keep it secret",
+        );
+    }
     if config.database_url.is_none() {
         add(
             "DATABASE_URL",

@@ -118,6 +118,8 @@ pub struct Config {
     pub download_url_ttl: Duration,
     /// Ledger checkpoint signing key.
     pub ledger_signing_key: Option<SecretString>,
+    /// Public keys of earlier signing keys (base64url), still published.
+    pub ledger_signing_keys_previous: Vec<String>,
 }
 
 /// One failed rule or unparsable value, with what to do about it.
@@ -432,6 +434,15 @@ impl Config {
                 .duration("DOWNLOAD_URL_TTL")
                 .unwrap_or(Duration::from_secs(900)),
             ledger_signing_key: p.secret("LEDGER_SIGNING_KEY"),
+            ledger_signing_keys_previous: p
+                .raw("LEDGER_SIGNING_KEYS_PREVIOUS")
+                .map(|s| {
+                    s.split(',')
+                        .map(|k| k.trim().to_owned())
+                        .filter(|k| !k.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
         };
         // Read for the docs' sake: the test harness consumes it, the server does not.
         let _ = p.raw("TEST_DATABASE_URL");

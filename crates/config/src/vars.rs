@@ -163,7 +163,10 @@ pub static VARS: &[Var] = &[
     var!("DOWNLOAD_URL_TTL", Kind::Duration, Some("15m"), false,
         "Lifetime of a signed object URL minted for a download.", ""),
     var!("LEDGER_SIGNING_KEY", Kind::Secret, None, true,
-        "Ed25519 key (PKCS#8, base64url) that signs ledger checkpoints. Unset in development: generated once and kept in `DATA_DIR/dev-secrets/`.",
+        "Ed25519 key (PKCS#8 document, base64url) that signs ledger checkpoints. Unset in development: generated once and kept in `DATA_DIR/dev-secrets/`.",
+        "Required."),
+    var!("LEDGER_SIGNING_KEYS_PREVIOUS", Kind::Text, None, false,
+        "Comma-separated public keys (32 raw bytes, base64url) of earlier signing keys, still published at `/ledger/keys` after a rotation so old checkpoints keep verifying.",
         ""),
 ];
 

@@ -21,6 +21,10 @@ fn valid_production() -> HashMap<&'static str, &'static str> {
         ("INTERNAL_API_KEY", INTERNAL),
         ("SMTP_URL", "smtps://user:pw@smtp.example.com:465"),
         ("DATASET_DOWNLOAD_DAILY_LIMIT", "100"),
+        (
+            "LEDGER_SIGNING_KEY",
+            "MC4CAQAwBQYDK2VwBCIEIK3mWq8y7Jx0cR5b2vN9tLp4sD1fG6hU8eQ0aZ3xC7kM",
+        ),
     ])
 }
 
@@ -123,6 +127,7 @@ fn each_rule_alone() {
         &["INTERNAL_API_KEY"],
     );
     check(&[("DATABASE_URL", None)], &["DATABASE_URL"]);
+    check(&[("LEDGER_SIGNING_KEY", None)], &["LEDGER_SIGNING_KEY"]);
 }
 
 #[test]
@@ -147,6 +152,7 @@ fn an_empty_production_environment_lists_every_rule_at_once() {
             "DATASET_DOWNLOAD_DAILY_LIMIT",
             "INTERNAL_API_KEY",
             "JWT_SECRET",
+            "LEDGER_SIGNING_KEY",
             "SMTP_URL",
         ]
     );
