@@ -70,13 +70,29 @@ pub fn dev_secrets(config: &mut Config) -> Result<()> {
         return Ok(());
     }
     if config.jwt_secret.current.is_none() {
-        let value = kept_secret(&config.data_dir, "jwt_secret")?;
+        let value = kept_secret(&config.data_dir, "jwt_secret", || {
+            Ok(format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            ))
+        })?;
         config.jwt_secret.current = Some(value.into());
+    }
+    if config.ledger_signing_key.is_none() {
+        let value = kept_secret(&config.data_dir, "ledger_signing_key", || {
+            Ok(defendable_ledger::SigningKey::generate()?.1)
+        })?;
+        config.ledger_signing_key = Some(value.into());
     }
     Ok(())
 }
 
-fn kept_secret(data_dir: &Path, name: &str) -> Result<String> {
+fn kept_secret(
+    data_dir: &Path,
+    name: &str,
+    generate: impl FnOnce() -> Result<String>,
+) -> Result<String> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let dir = data_dir.join("dev-secrets");
@@ -87,11 +103,7 @@ fn kept_secret(data_dir: &Path, name: &str) -> Result<String> {
             return Ok(existing.trim().to_owned());
         }
     }
-    let value = format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    );
+    let value = generate()?;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)

@@ -23,6 +23,8 @@ use deadpool_postgres::Pool;
 use defendable_config::Config;
 use defendable_identity::authn::Authenticator;
 use defendable_identity::jwt::SessionKeys;
+use defendable_ledger::store::BatchAppender;
+use defendable_ledger::{PublicKey, SigningKey};
 use secrecy::ExposeSecret;
 
 use crate::mail::Mailer;
@@ -44,6 +46,12 @@ pub struct AppState {
     pub mailer: Mailer,
     /// Process counters.
     pub metrics: Metrics,
+    /// The batching receipt appender.
+    pub ledger: BatchAppender,
+    /// The checkpoint signing key.
+    pub signing_key: SigningKey,
+    /// The keys published at `/ledger/keys`: current first, then earlier ones.
+    pub published_keys: Vec<PublicKey>,
 }
 
 /// The external services the API runs on, prepared by [`boot::prepare`] or by a test.
@@ -71,7 +79,8 @@ impl std::fmt::Debug for Application {
 
 impl Application {
     /// Binds `config.bind_addr` (port 0 picks a free port) and prepares the server.
-    /// `JWT_SECRET` must be set (development fills it with [`boot::dev_secrets`]).
+    /// `JWT_SECRET` and `LEDGER_SIGNING_KEY` must be set (development fills them with
+    /// [`boot::dev_secrets`]). Must run inside a Tokio runtime: it starts the receipt appender.
     pub fn build(config: Config, deps: Dependencies) -> anyhow::Result<Application> {
         let jwt = config
             .jwt_secret
@@ -88,6 +97,19 @@ impl Application {
             config.jwt_ttl,
         );
         let mailer = Mailer::from_config(&config)?;
+        let signing_key = SigningKey::from_pkcs8(
+            config
+                .ledger_signing_key
+                .as_ref()
+                .context("LEDGER_SIGNING_KEY is not set")?
+                .expose_secret(),
+        )?;
+        let mut published_keys = vec![signing_key.public_key().clone()];
+        for old in &config.ledger_signing_keys_previous {
+            published_keys
+                .push(PublicKey::from_base64(old).context("LEDGER_SIGNING_KEYS_PREVIOUS")?);
+        }
+        let ledger = BatchAppender::start(deps.pool.clone(), 4, 256);
         let listener = TcpListener::bind(config.bind_addr)
             .with_context(|| format!("binding {}", config.bind_addr))?;
         let port = listener.local_addr()?.port();
@@ -98,6 +120,9 @@ impl Application {
             auth: Authenticator::new(keys),
             mailer,
             metrics: Metrics::default(),
+            ledger,
+            signing_key,
+            published_keys,
         });
         let server = HttpServer::new(move || {
             App::new()

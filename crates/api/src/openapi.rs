@@ -7,7 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::Modify;
 
 use crate::error::Problem;
-use crate::routes::{api_keys, auth, dto, health, invites, me, orgs};
+use crate::routes::{api_keys, auth, dto, health, invites, ledger, me, orgs, receipts, share};
 
 /// The API description served at `/openapi.json`.
 #[derive(OpenApi, Debug)]
@@ -24,6 +24,10 @@ use crate::routes::{api_keys, auth, dto, health, invites, me, orgs};
         orgs::post_orgs, orgs::get_orgs, orgs::get_org, orgs::get_org_members, orgs::patch_org_member, orgs::delete_org_member,
         invites::post_org_invites, invites::get_org_invites, invites::delete_org_invite,
         api_keys::post_org_api_keys, api_keys::get_org_api_keys, api_keys::delete_org_api_key,
+        receipts::post_org_receipts, receipts::get_org_receipts, receipts::get_org_receipt,
+        receipts::post_receipt_share, receipts::delete_receipt_share,
+        ledger::get_ledger_verify, ledger::get_ledger_checkpoint, ledger::get_ledger_export, ledger::get_ledger_keys,
+        share::get_share, share::get_share_download,
     ),
     components(schemas(Problem, health::Health, health::Readiness, dto::RoleDto)),
     modifiers(&BearerAuth),
@@ -34,6 +38,9 @@ use crate::routes::{api_keys, auth, dto, health, invites, me, orgs};
         (name = "orgs", description = "Organizations and members"),
         (name = "invites", description = "Invites (owners)"),
         (name = "api-keys", description = "API keys (owners, by session)"),
+        (name = "receipts", description = "Hash-chained receipts of an organization"),
+        (name = "ledger", description = "Chain verification, signed checkpoints, export, keys"),
+        (name = "share", description = "Public share links"),
     )
 )]
 pub struct ApiDoc;

@@ -635,3 +635,80 @@ pub async fn verify_all(client: &impl GenericClient) -> Result<Vec<ChainReport>>
     }
     Ok(out)
 }
+
+// ---------------------------------------------------------------------------------------------
+// Share links
+
+/// Records a share link for receipt `seq` of `org`; only the token's hash is stored.
+pub async fn create_share(
+    client: &impl GenericClient,
+    org: Uuid,
+    seq: u64,
+    token_hash: &[u8],
+    created_by: Option<Uuid>,
+) -> Result<Uuid> {
+    let id = Uuid::now_v7();
+    client
+        .execute(
+            "INSERT INTO receipt_shares (id, org_id, seq, token_hash, created_by) VALUES ($1, $2, $3, $4, $5)",
+            &[&id, &org, &(seq as i64), &token_hash, &created_by],
+        )
+        .await?;
+    Ok(id)
+}
+
+/// Revokes every active share link of a receipt; returns how many.
+pub async fn revoke_shares(client: &impl GenericClient, org: Uuid, seq: u64) -> Result<u64> {
+    Ok(client
+        .execute(
+            "UPDATE receipt_shares SET revoked_at = now() WHERE org_id = $1 AND seq = $2 AND revoked_at IS NULL",
+            &[&org, &(seq as i64)],
+        )
+        .await?)
+}
+
+/// The receipt an active share token points at.
+pub async fn shared_receipt(
+    client: &impl GenericClient,
+    token_hash: &[u8],
+) -> Result<Option<StoredReceipt>> {
+    let row = client
+        .query_opt(
+            "SELECT r.org_id, r.seq, r.receipt_id, r.hash, r.parent, r.kind, r.created_at, r.canonical, r.private, r.salt
+             FROM receipt_shares s JOIN receipts r ON r.org_id = s.org_id AND r.seq = s.seq
+             WHERE s.token_hash = $1 AND s.revoked_at IS NULL",
+            &[&token_hash],
+        )
+        .await?;
+    Ok(row.as_ref().map(row_receipt))
+}
+
+/// Sends the public projections of `org` from seq 0 through `through` (inclusive), in order,
+/// into `out`, waiting whenever the receiver is behind (constant memory). Stops early when the
+/// receiver goes away. Returns how many were sent.
+pub async fn send_projections(
+    client: &impl GenericClient,
+    org: Uuid,
+    through: i64,
+    out: &mpsc::Sender<Value>,
+) -> Result<u64> {
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&org, &through];
+    let stream = client
+        .query_raw(
+            "SELECT receipt_id, hash, canonical FROM receipts WHERE org_id = $1 AND seq <= $2 ORDER BY seq",
+            params,
+        )
+        .await?;
+    pin_mut!(stream);
+    let mut n = 0;
+    while let Some(row) = stream.try_next().await? {
+        let canonical: &[u8] = row.get(2);
+        let body: Value = serde_json::from_slice(canonical).unwrap_or(Value::Null);
+        let projection = json!({ "receipt_id": row.get::<_, &str>(0), "hash": row.get::<_, &str>(1), "body": body });
+        if out.send(projection).await.is_err() {
+            break;
+        }
+        n += 1;
+    }
+    Ok(n)
+}

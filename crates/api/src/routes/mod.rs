@@ -5,8 +5,11 @@ pub mod auth;
 pub mod dto;
 pub mod health;
 pub mod invites;
+pub mod ledger;
 pub mod me;
 pub mod orgs;
+pub mod receipts;
+pub mod share;
 
 use actix_cors::Cors;
 use actix_web::http::{header, Method};
@@ -20,46 +23,70 @@ use crate::openapi;
 /// Registers every route and the extractor error handlers.
 pub fn configure(config: &Config) -> impl FnOnce(&mut web::ServiceConfig) + '_ {
     move |cfg: &mut web::ServiceConfig| {
-        cfg.app_data(
-            web::JsonConfig::default()
-                .limit(config.json_body_limit)
-                .error_handler(|err, _req| json_error(err).into()),
-        )
-        .app_data(web::PathConfig::default().error_handler(|err, _req| path_error(err).into()))
-        .app_data(web::QueryConfig::default().error_handler(|err, _req| query_error(err).into()))
-        .service(web::resource("/healthz").get(health::get_healthz))
-        .service(web::resource("/readyz").get(health::get_readyz))
-        .service(web::resource("/openapi.json").get(openapi::get_openapi))
-        .service(web::resource("/auth/request").post(auth::post_auth_request))
-        .service(web::resource("/auth/verify").post(auth::post_auth_verify))
-        .service(web::resource("/auth/accept-invite").post(auth::post_auth_accept_invite))
-        .service(web::resource("/auth/logout").post(auth::post_auth_logout))
-        .service(web::resource("/me").get(me::get_me))
-        .service(
-            web::resource("/orgs")
-                .post(orgs::post_orgs)
-                .get(orgs::get_orgs),
-        )
-        .service(web::resource("/orgs/{org}").get(orgs::get_org))
-        .service(web::resource("/orgs/{org}/members").get(orgs::get_org_members))
-        .service(
-            web::resource("/orgs/{org}/members/{user}")
-                .patch(orgs::patch_org_member)
-                .delete(orgs::delete_org_member),
-        )
-        .service(
-            web::resource("/orgs/{org}/invites")
-                .post(invites::post_org_invites)
-                .get(invites::get_org_invites),
-        )
-        .service(web::resource("/orgs/{org}/invites/{id}").delete(invites::delete_org_invite))
-        .service(
-            web::resource("/orgs/{org}/api-keys")
-                .post(api_keys::post_org_api_keys)
-                .get(api_keys::get_org_api_keys),
-        )
-        .service(web::resource("/orgs/{org}/api-keys/{id}").delete(api_keys::delete_org_api_key))
-        .default_service(web::to(not_found));
+        cfg.app_data(web::PayloadConfig::new(config.json_body_limit))
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(config.json_body_limit)
+                    .error_handler(|err, _req| json_error(err).into()),
+            )
+            .app_data(web::PathConfig::default().error_handler(|err, _req| path_error(err).into()))
+            .app_data(
+                web::QueryConfig::default().error_handler(|err, _req| query_error(err).into()),
+            )
+            .service(web::resource("/healthz").get(health::get_healthz))
+            .service(web::resource("/readyz").get(health::get_readyz))
+            .service(web::resource("/openapi.json").get(openapi::get_openapi))
+            .service(web::resource("/auth/request").post(auth::post_auth_request))
+            .service(web::resource("/auth/verify").post(auth::post_auth_verify))
+            .service(web::resource("/auth/accept-invite").post(auth::post_auth_accept_invite))
+            .service(web::resource("/auth/logout").post(auth::post_auth_logout))
+            .service(web::resource("/me").get(me::get_me))
+            .service(
+                web::resource("/orgs")
+                    .post(orgs::post_orgs)
+                    .get(orgs::get_orgs),
+            )
+            .service(web::resource("/orgs/{org}").get(orgs::get_org))
+            .service(web::resource("/orgs/{org}/members").get(orgs::get_org_members))
+            .service(
+                web::resource("/orgs/{org}/members/{user}")
+                    .patch(orgs::patch_org_member)
+                    .delete(orgs::delete_org_member),
+            )
+            .service(
+                web::resource("/orgs/{org}/invites")
+                    .post(invites::post_org_invites)
+                    .get(invites::get_org_invites),
+            )
+            .service(web::resource("/orgs/{org}/invites/{id}").delete(invites::delete_org_invite))
+            .service(
+                web::resource("/orgs/{org}/api-keys")
+                    .post(api_keys::post_org_api_keys)
+                    .get(api_keys::get_org_api_keys),
+            )
+            .service(
+                web::resource("/orgs/{org}/api-keys/{id}").delete(api_keys::delete_org_api_key),
+            )
+            .service(
+                web::resource("/orgs/{org}/receipts")
+                    .post(receipts::post_org_receipts)
+                    .get(receipts::get_org_receipts),
+            )
+            .service(web::resource("/orgs/{org}/receipts/{id}").get(receipts::get_org_receipt))
+            .service(
+                web::resource("/orgs/{org}/receipts/{id}/share")
+                    .post(receipts::post_receipt_share)
+                    .delete(receipts::delete_receipt_share),
+            )
+            .service(web::resource("/orgs/{org}/ledger/verify").get(ledger::get_ledger_verify))
+            .service(
+                web::resource("/orgs/{org}/ledger/checkpoint").get(ledger::get_ledger_checkpoint),
+            )
+            .service(web::resource("/orgs/{org}/ledger/export").get(ledger::get_ledger_export))
+            .service(web::resource("/ledger/keys").get(ledger::get_ledger_keys))
+            .service(web::resource("/share/{token}").get(share::get_share))
+            .service(web::resource("/share/{token}/download").get(share::get_share_download))
+            .default_service(web::to(not_found));
     }
 }
 

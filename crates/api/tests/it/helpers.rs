@@ -12,6 +12,12 @@ use serde_json::Value;
 
 pub const JWT_SECRET: &str = "test-jwt-K7q2Lm9Xr4Tz8Vw1Ny6Pb3Hc5Jd0Fg";
 
+/// One checkpoint signing key for every server in this test process (PKCS#8, base64url).
+pub fn signing_key() -> &'static str {
+    static KEY: OnceLock<String> = OnceLock::new();
+    KEY.get_or_init(|| defendable_ledger::SigningKey::generate().expect("key").1)
+}
+
 /// A running server and what it runs on.
 pub struct TestApp {
     pub base: String,
@@ -27,6 +33,7 @@ pub fn config(vars: &[(&str, &str)]) -> Config {
         ("BIND_ADDR".into(), "127.0.0.1:0".into()),
         ("JWT_SECRET".into(), JWT_SECRET.into()),
         ("DEV_LOG_MAIL_LINKS".into(), "false".into()),
+        ("LEDGER_SIGNING_KEY".into(), signing_key().into()),
     ];
     pairs.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     Config::parse(&Env::from_pairs(pairs)).expect("test config parses")

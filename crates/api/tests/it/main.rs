@@ -5,6 +5,7 @@ mod boot;
 mod helpers;
 mod http_shell;
 mod identity_http;
+mod ledger_http;
 mod logs;
 mod matrix;
 mod openapi;

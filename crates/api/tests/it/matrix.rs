@@ -26,113 +26,48 @@ const PRINCIPALS: [&str; 10] = [
 ];
 
 /// (method, path, expected statuses in PRINCIPALS order).
+#[rustfmt::skip]
 const MATRIX: &[(&str, &str, [u16; 10])] = &[
-    (
-        "GET",
-        "/healthz",
-        [200, 200, 200, 200, 200, 200, 200, 200, 200, 200],
-    ),
-    (
-        "GET",
-        "/readyz",
-        [200, 200, 200, 200, 200, 200, 200, 200, 200, 200],
-    ),
-    (
-        "GET",
-        "/openapi.json",
-        [200, 200, 200, 200, 200, 200, 200, 200, 200, 200],
-    ),
-    (
-        "POST",
-        "/auth/request",
-        [202, 202, 202, 202, 202, 202, 202, 202, 202, 202],
-    ),
-    (
-        "POST",
-        "/auth/verify",
-        [401, 401, 401, 401, 401, 401, 401, 401, 401, 401],
-    ),
-    (
-        "POST",
-        "/auth/accept-invite",
-        [401, 401, 401, 401, 401, 401, 401, 401, 401, 401],
-    ),
-    (
-        "POST",
-        "/auth/logout",
-        [401, 204, 204, 204, 403, 403, 401, 401, 401, 401],
-    ),
-    (
-        "GET",
-        "/me",
-        [401, 200, 200, 200, 403, 403, 401, 401, 401, 401],
-    ),
-    (
-        "POST",
-        "/orgs",
-        [401, 201, 201, 201, 403, 403, 401, 401, 401, 401],
-    ),
-    (
-        "GET",
-        "/orgs",
-        [401, 200, 200, 200, 403, 403, 401, 401, 401, 401],
-    ),
-    (
-        "GET",
-        "/orgs/{org}",
-        [401, 200, 200, 404, 200, 404, 401, 401, 401, 401],
-    ),
-    (
-        "GET",
-        "/orgs/{org}/members",
-        [401, 200, 200, 404, 200, 404, 401, 401, 401, 401],
-    ),
-    (
-        "PATCH",
-        "/orgs/{org}/members/{user}",
-        [401, 403, 200, 404, 403, 404, 401, 401, 401, 401],
-    ),
+    //                                                anon mem  own  oth  key  okey rkey xkey rses xses
+    ("GET",    "/healthz",                           [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+    ("GET",    "/readyz",                            [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+    ("GET",    "/openapi.json",                      [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+    ("POST",   "/auth/request",                      [202, 202, 202, 202, 202, 202, 202, 202, 202, 202]),
+    ("POST",   "/auth/verify",                       [401, 401, 401, 401, 401, 401, 401, 401, 401, 401]),
+    ("POST",   "/auth/accept-invite",                [401, 401, 401, 401, 401, 401, 401, 401, 401, 401]),
+    ("POST",   "/auth/logout",                       [401, 204, 204, 204, 403, 403, 401, 401, 401, 401]),
+    ("GET",    "/me",                                [401, 200, 200, 200, 403, 403, 401, 401, 401, 401]),
+    ("POST",   "/orgs",                              [401, 201, 201, 201, 403, 403, 401, 401, 401, 401]),
+    ("GET",    "/orgs",                              [401, 200, 200, 200, 403, 403, 401, 401, 401, 401]),
+    ("GET",    "/orgs/{org}",                        [401, 200, 200, 404, 200, 404, 401, 401, 401, 401]),
+    ("GET",    "/orgs/{org}/members",                [401, 200, 200, 404, 200, 404, 401, 401, 401, 401]),
+    ("PATCH",  "/orgs/{org}/members/{user}",         [401, 403, 200, 404, 403, 404, 401, 401, 401, 401]),
     // {user} is the member, so the member removing itself is allowed.
-    (
-        "DELETE",
-        "/orgs/{org}/members/{user}",
-        [401, 204, 204, 404, 403, 404, 401, 401, 401, 401],
-    ),
-    (
-        "POST",
-        "/orgs/{org}/invites",
-        [401, 403, 201, 404, 403, 404, 401, 401, 401, 401],
-    ),
-    (
-        "GET",
-        "/orgs/{org}/invites",
-        [401, 403, 200, 404, 403, 404, 401, 401, 401, 401],
-    ),
-    (
-        "DELETE",
-        "/orgs/{org}/invites/{id}",
-        [401, 403, 204, 404, 403, 404, 401, 401, 401, 401],
-    ),
-    (
-        "POST",
-        "/orgs/{org}/api-keys",
-        [401, 403, 201, 404, 403, 404, 401, 401, 401, 401],
-    ),
-    (
-        "GET",
-        "/orgs/{org}/api-keys",
-        [401, 403, 200, 404, 403, 404, 401, 401, 401, 401],
-    ),
-    (
-        "DELETE",
-        "/orgs/{org}/api-keys/{id}",
-        [401, 403, 204, 404, 403, 404, 401, 401, 401, 401],
-    ),
+    ("DELETE", "/orgs/{org}/members/{user}",         [401, 204, 204, 404, 403, 404, 401, 401, 401, 401]),
+    ("POST",   "/orgs/{org}/invites",                [401, 403, 201, 404, 403, 404, 401, 401, 401, 401]),
+    ("GET",    "/orgs/{org}/invites",                [401, 403, 200, 404, 403, 404, 401, 401, 401, 401]),
+    ("DELETE", "/orgs/{org}/invites/{id}",           [401, 403, 204, 404, 403, 404, 401, 401, 401, 401]),
+    ("POST",   "/orgs/{org}/api-keys",               [401, 403, 201, 404, 403, 404, 401, 401, 401, 401]),
+    ("GET",    "/orgs/{org}/api-keys",               [401, 403, 200, 404, 403, 404, 401, 401, 401, 401]),
+    ("DELETE", "/orgs/{org}/api-keys/{id}",          [401, 403, 204, 404, 403, 404, 401, 401, 401, 401]),
+    ("POST",   "/orgs/{org}/receipts",               [401, 201, 201, 404, 201, 404, 401, 401, 401, 401]),
+    ("GET",    "/orgs/{org}/receipts",               [401, 200, 200, 404, 200, 404, 401, 401, 401, 401]),
+    ("GET",    "/orgs/{org}/receipts/{id}",          [401, 200, 200, 404, 200, 404, 401, 401, 401, 401]),
+    ("POST",   "/orgs/{org}/receipts/{id}/share",    [401, 201, 201, 404, 403, 404, 401, 401, 401, 401]),
+    ("DELETE", "/orgs/{org}/receipts/{id}/share",    [401, 204, 204, 404, 403, 404, 401, 401, 401, 401]),
+    ("GET",    "/orgs/{org}/ledger/verify",          [401, 200, 200, 404, 200, 404, 401, 401, 401, 401]),
+    ("GET",    "/orgs/{org}/ledger/checkpoint",      [401, 200, 200, 404, 200, 404, 401, 401, 401, 401]),
+    ("GET",    "/orgs/{org}/ledger/export",          [401, 200, 200, 404, 200, 404, 401, 401, 401, 401]),
+    ("GET",    "/ledger/keys",                       [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+    ("GET",    "/share/{token}",                     [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+    ("GET",    "/share/{token}/download",            [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
 ];
 
 /// One organization with a member of each kind, plus an outsider organization.
 struct Fixture {
     slug: String,
+    receipt_id: String,
+    share_token: String,
     member_id: String,
     invite_id: String,
     spare_key_id: String,
@@ -253,8 +188,33 @@ async fn fixture(app: &TestApp, n: usize) -> Fixture {
     .await
     .expect("invite");
 
+    let mut client = pool.get().await.expect("client");
+    let tx = client.transaction().await.expect("tx");
+    let draft = defendable_ledger::Draft::new(
+        defendable_ledger::ReceiptKind::parse("run").expect("kind"),
+        json!({"n": n}),
+        None,
+    )
+    .expect("draft");
+    let receipt = defendable_ledger::store::append_in(&tx, org.id.as_uuid(), draft)
+        .await
+        .expect("receipt");
+    let share = defendable_identity::OneTimeToken::generate();
+    defendable_ledger::store::create_share(
+        &tx,
+        org.id.as_uuid(),
+        receipt.seq,
+        share.hash().as_bytes(),
+        None,
+    )
+    .await
+    .expect("share");
+    tx.commit().await.expect("commit");
+
     Fixture {
         slug,
+        receipt_id: receipt.id.clone(),
+        share_token: share.expose().to_owned(),
         member_id: member.to_string(),
         invite_id: invite.id.to_string(),
         spare_key_id: spare.id.to_string(),
@@ -286,6 +246,7 @@ fn body_for(method: &str, path: &str, n: usize) -> Option<Value> {
             Some(json!({"email": format!("inv-{}@example.com", &unique[..12]), "role": "member"}))
         }
         ("POST", "/orgs/{org}/api-keys") => Some(json!({"name": "matrix"})),
+        ("POST", "/orgs/{org}/receipts") => Some(json!({"kind": "run", "public": {"n": n}})),
         _ => None,
     }
 }
@@ -320,13 +281,16 @@ async fn every_route_answers_every_principal_with_the_exact_status() {
             let fx = fixture(&app, n).await;
             let id = if template.contains("/invites/") {
                 &fx.invite_id
+            } else if template.contains("/receipts/") {
+                &fx.receipt_id
             } else {
                 &fx.spare_key_id
             };
             let path = template
                 .replace("{org}", &fx.slug)
                 .replace("{user}", &fx.member_id)
-                .replace("{id}", id);
+                .replace("{id}", id)
+                .replace("{token}", &fx.share_token);
             let (status, body) = app
                 .call(
                     method,

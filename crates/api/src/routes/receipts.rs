@@ -1,0 +1,373 @@
+//! Receipts of an organization: record, list, read, share.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use defendable_identity::{IdentityError, OneTimeToken};
+use defendable_ledger::store::{self as ledger, AppendOptions, Appended};
+use defendable_ledger::{parse_strict, Draft, LedgerError, ReceiptKind};
+use defendable_store::audit::{AuditAction, AuditEvent};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::Caller;
+use crate::error::{ApiError, Problem};
+use crate::AppState;
+
+/// `POST /orgs/{org}/receipts` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordReceipt {
+    /// Dotted lowercase kind, e.g. `run` or `dataset.download`.
+    pub kind: String,
+    /// What anyone holding a share link may see (a JSON object).
+    #[schema(value_type = Object)]
+    pub public: Value,
+    /// What only members see (a JSON object); committed to by a salted digest.
+    #[schema(value_type = Option<Object>)]
+    #[serde(default)]
+    pub private: Option<Value>,
+}
+
+/// A receipt as members see it: the public projection plus the private part and its salt.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReceiptDto {
+    /// `DCR-{seq}-{hash8}`.
+    pub receipt_id: String,
+    /// SHA-256 of JCS(body), hex.
+    pub hash: String,
+    /// The hashed body (see docs/receipts.md).
+    #[schema(value_type = Object)]
+    pub body: Value,
+    /// The private part, if any (null once erased).
+    #[schema(value_type = Option<Object>)]
+    pub private: Value,
+    /// The private digest's salt (hex), if any.
+    pub salt: Option<String>,
+}
+
+impl From<&ledger::StoredReceipt> for ReceiptDto {
+    fn from(r: &ledger::StoredReceipt) -> Self {
+        ReceiptDto {
+            receipt_id: r.receipt_id.clone(),
+            hash: r.hash.clone(),
+            body: r.body(),
+            private: r.private.clone().unwrap_or(Value::Null),
+            salt: r.salt.as_ref().map(hex::encode),
+        }
+    }
+}
+
+/// A page of receipts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReceiptPage {
+    /// Oldest first.
+    pub items: Vec<ReceiptDto>,
+    /// Pass as `after` for the next page; null on the last page.
+    pub next_cursor: Option<u64>,
+}
+
+/// Receipt list filters.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ReceiptQuery {
+    /// Only receipts with a greater seq (the previous page's `next_cursor`).
+    pub after: Option<u64>,
+    /// Page size, 1–500 (default 100).
+    pub limit: Option<i64>,
+    /// Only this kind.
+    pub kind: Option<String>,
+}
+
+/// A share link.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ShareDto {
+    /// The link: anyone holding it sees the redacted projection.
+    pub url: String,
+    /// The proof bundle download for the same receipt.
+    pub download_url: String,
+    /// The share token (shown once; stored only as a hash).
+    pub token: String,
+}
+
+/// Records a receipt in the organization's chain. Send `Idempotency-Key` to make retries safe.
+#[utoipa::path(post, path = "/orgs/{org}/receipts", tag = "receipts", request_body = RecordReceipt, security(("bearer" = [])),
+    params(("org" = String, Path, description = "Organization slug or id"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key and body return the first receipt")),
+    responses(
+        (status = 201, description = "Recorded", body = ReceiptDto),
+        (status = 200, description = "A retry: the receipt the first call recorded", body = ReceiptDto),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organization, or not a member", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid kind, payload or number; or the key was used with another body", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn post_org_receipts(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let access = caller.member(&state, &path).await?;
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !is_json {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as application/json",
+        ));
+    }
+    // The strict reader refuses numbers that JSON parsers would silently round.
+    let value = parse_strict(&body)?;
+    let record: RecordReceipt = serde_json::from_value(value).map_err(|e| {
+        ApiError::new(
+            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            e.to_string(),
+        )
+    })?;
+    let kind = ReceiptKind::parse(&record.kind)?;
+    let idempotency = match req.headers().get("idempotency-key") {
+        None => None,
+        Some(v) => {
+            let key = v
+                .to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= 255)
+                .ok_or_else(|| {
+                    ApiError::bad_request("Idempotency-Key must be 1-255 visible ASCII characters")
+                })?;
+            let fp = ledger::request_fingerprint(
+                kind.as_str(),
+                &record.public,
+                record.private.as_ref(),
+            )?;
+            Some((key.to_owned(), fp))
+        }
+    };
+    let draft = Draft::new(kind.clone(), record.public, record.private)?;
+    let mut audit = AuditEvent::new(
+        AuditAction::parse("receipt.create").expect("valid"),
+        caller.actor(),
+    );
+    audit.org_id = Some(access.org.id.as_uuid());
+    audit.context = caller.ctx.clone();
+    audit.details = json!({ "kind": kind.as_str() });
+    let appended = state
+        .ledger
+        .append(
+            access.org.id.as_uuid(),
+            draft,
+            AppendOptions {
+                idempotency,
+                audit: Some(audit),
+            },
+        )
+        .await?;
+    Ok(match appended {
+        Appended::New(r) => HttpResponse::Created().json(ReceiptDto::from(&r)),
+        Appended::Existing(r) => HttpResponse::Ok()
+            .insert_header(("Idempotency-Replayed", "true"))
+            .json(ReceiptDto::from(&r)),
+    })
+}
+
+/// The organization's receipts, oldest first.
+#[utoipa::path(get, path = "/orgs/{org}/receipts", tag = "receipts", security(("bearer" = [])),
+    params(("org" = String, Path, description = "Organization slug or id"), ReceiptQuery),
+    responses(
+        (status = 200, description = "A page of receipts", body = ReceiptPage),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organization, or not a member", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid kind filter", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_org_receipts(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    query: web::Query<ReceiptQuery>,
+) -> Result<web::Json<ReceiptPage>, ApiError> {
+    let access = caller.member(&state, &path).await?;
+    let kind = query.kind.as_deref().map(ReceiptKind::parse).transpose()?;
+    let limit = query.limit.unwrap_or(100).clamp(1, 500);
+    let client = state.pool.get().await.map_err(IdentityError::from)?;
+    let mut rows = ledger::list(
+        &client,
+        access.org.id.as_uuid(),
+        query.after,
+        limit + 1,
+        kind.as_ref().map(|k| k.as_str()),
+    )
+    .await?;
+    let next_cursor = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| r.seq)
+    } else {
+        None
+    };
+    Ok(web::Json(ReceiptPage {
+        items: rows.iter().map(ReceiptDto::from).collect(),
+        next_cursor,
+    }))
+}
+
+async fn find_receipt(
+    state: &AppState,
+    org: uuid::Uuid,
+    id: &str,
+) -> Result<ledger::StoredReceipt, ApiError> {
+    let client = state.pool.get().await.map_err(IdentityError::from)?;
+    ledger::get(&client, org, id)
+        .await?
+        .ok_or_else(ApiError::not_found)
+}
+
+/// One receipt, with its private part.
+#[utoipa::path(get, path = "/orgs/{org}/receipts/{id}", tag = "receipts", security(("bearer" = [])),
+    params(("org" = String, Path, description = "Organization slug or id"), ("id" = String, Path, description = "Receipt id, DCR-…")),
+    responses(
+        (status = 200, description = "The receipt", body = ReceiptDto),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such receipt, organization, or membership", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_org_receipt(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<web::Json<ReceiptDto>, ApiError> {
+    let (org, id) = path.into_inner();
+    let access = caller.member(&state, &org).await?;
+    let receipt = find_receipt(&state, access.org.id.as_uuid(), &id).await?;
+    Ok(web::Json(ReceiptDto::from(&receipt)))
+}
+
+/// Creates a share link: anyone holding it sees the redacted projection and can verify it.
+#[utoipa::path(post, path = "/orgs/{org}/receipts/{id}/share", tag = "receipts", security(("bearer" = [])),
+    params(("org" = String, Path, description = "Organization slug or id"), ("id" = String, Path, description = "Receipt id, DCR-…")),
+    responses(
+        (status = 201, description = "Shared", body = ShareDto),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "API keys cannot share", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such receipt, organization, or membership", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn post_receipt_share(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (org, id) = path.into_inner();
+    let access = caller.member(&state, &org).await?;
+    let (user, _) = caller.session()?;
+    let receipt = find_receipt(&state, access.org.id.as_uuid(), &id).await?;
+    let token = OneTimeToken::generate();
+    let mut client = state.pool.get().await.map_err(IdentityError::from)?;
+    let tx = client.transaction().await.map_err(IdentityError::from)?;
+    ledger::create_share(
+        &tx,
+        receipt.org,
+        receipt.seq,
+        token.hash().as_bytes(),
+        Some(user.as_uuid()),
+    )
+    .await?;
+    record_event(
+        &tx,
+        &caller,
+        access.org.id.as_uuid(),
+        "share.create",
+        &receipt.receipt_id,
+    )
+    .await?;
+    tx.commit().await.map_err(IdentityError::from)?;
+    let base = state.config.api_base_url();
+    let base = base.as_str().trim_end_matches('/');
+    Ok(HttpResponse::Created().json(ShareDto {
+        url: format!("{base}/share/{}", token.expose()),
+        download_url: format!("{base}/share/{}/download", token.expose()),
+        token: token.expose().to_owned(),
+    }))
+}
+
+/// Revokes every share link of a receipt.
+#[utoipa::path(delete, path = "/orgs/{org}/receipts/{id}/share", tag = "receipts", security(("bearer" = [])),
+    params(("org" = String, Path, description = "Organization slug or id"), ("id" = String, Path, description = "Receipt id, DCR-…")),
+    responses(
+        (status = 204, description = "Every link of the receipt now answers 404"),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "API keys cannot manage shares", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such receipt, organization, or membership", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete_receipt_share(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (org, id) = path.into_inner();
+    let access = caller.member(&state, &org).await?;
+    caller.session()?;
+    let receipt = find_receipt(&state, access.org.id.as_uuid(), &id).await?;
+    let mut client = state.pool.get().await.map_err(IdentityError::from)?;
+    let tx = client.transaction().await.map_err(IdentityError::from)?;
+    ledger::revoke_shares(&tx, receipt.org, receipt.seq).await?;
+    record_event(
+        &tx,
+        &caller,
+        access.org.id.as_uuid(),
+        "share.revoke",
+        &receipt.receipt_id,
+    )
+    .await?;
+    tx.commit().await.map_err(IdentityError::from)?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn record_event(
+    tx: &deadpool_postgres::Transaction<'_>,
+    caller: &Caller,
+    org: uuid::Uuid,
+    action: &str,
+    target: &str,
+) -> Result<(), ApiError> {
+    let mut e = AuditEvent::new(AuditAction::parse(action).expect("valid"), caller.actor());
+    e.org_id = Some(org);
+    e.context = caller.ctx.clone();
+    e.target = Some(target.to_owned());
+    defendable_store::audit::record(tx, &e)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(())
+}
+
+impl From<LedgerError> for ApiError {
+    fn from(e: LedgerError) -> Self {
+        use actix_web::http::StatusCode;
+        let detail = e.to_string();
+        match e {
+            LedgerError::InvalidKind(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_kind", detail)
+            }
+            LedgerError::NotAnObject(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_an_object", detail)
+            }
+            LedgerError::UnsafeNumber(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unsafe_number", detail)
+            }
+            LedgerError::InvalidJson(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", detail)
+            }
+            LedgerError::BodyTooLarge(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "body_too_large", detail)
+            }
+            LedgerError::IdempotencyConflict => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                detail,
+            ),
+            other => ApiError::internal(other),
+        }
+    }
+}

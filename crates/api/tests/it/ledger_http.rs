@@ -1,0 +1,322 @@
+//! Receipts through HTTP: record, idempotent retry, list, share, export and verify offline.
+
+use defendable_ledger::checkpoint::{parse_signed, verify_checkpoint};
+use defendable_ledger::{ChainVerifier, PublicKey};
+use serde_json::{json, Value};
+
+use crate::helpers::TestApp;
+
+async fn org_and_token(app: &TestApp, email: &str) -> (String, String, String) {
+    let (token, _) = app.sign_in(email).await;
+    let (_, me) = app.call("GET", "/me", Some(&token), None).await;
+    let slug = me["memberships"][0]["org"]["slug"]
+        .as_str()
+        .expect("slug")
+        .to_owned();
+    let id = me["memberships"][0]["org"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    (token, slug, id)
+}
+
+#[actix_web::test]
+async fn record_list_read_and_retry_receipts() {
+    let app = TestApp::spawn().await;
+    let (token, slug, org_id) = org_and_token(&app, "r@example.com").await;
+    let path = format!("/orgs/{slug}/receipts");
+
+    let (s, first) = app
+        .call("POST", &path, Some(&token), Some(json!({"kind": "run", "public": {"suite": "ci", "passed": 412}, "private": {"host": "10.0.0.7"}})))
+        .await;
+    assert_eq!(s, 201, "{first}");
+    assert_eq!(first["body"]["seq"], 0);
+    assert_eq!(first["body"]["org"], org_id.as_str());
+    assert_eq!(first["private"]["host"], "10.0.0.7");
+    assert_eq!(first["salt"].as_str().map(str::len), Some(64));
+    assert!(first["receipt_id"]
+        .as_str()
+        .expect("id")
+        .starts_with("DCR-000000-"));
+
+    // An API key records too.
+    let (_, key) = app
+        .call(
+            "POST",
+            &format!("/orgs/{slug}/api-keys"),
+            Some(&token),
+            Some(json!({"name": "ci"})),
+        )
+        .await;
+    let secret = key["secret"].as_str().expect("secret").to_owned();
+    let (s, second) = app
+        .call(
+            "POST",
+            &path,
+            Some(&secret),
+            Some(json!({"kind": "run", "public": {"n": 2}})),
+        )
+        .await;
+    assert_eq!(s, 201, "{second}");
+    assert_eq!(second["body"]["parent"], first["hash"]);
+
+    // Idempotent retry: the same key and body return the first receipt, not a new one.
+    let http = reqwest::Client::new();
+    let send = |body: Value| {
+        http.post(app.url(&path))
+            .bearer_auth(&token)
+            .header("idempotency-key", "deploy-77")
+            .json(&body)
+            .send()
+    };
+    let a = send(json!({"kind": "deploy", "public": {"v": "1.2.3"}}))
+        .await
+        .expect("a");
+    assert_eq!(a.status(), 201);
+    let a: Value = a.json().await.expect("json");
+    let b = send(json!({"kind": "deploy", "public": {"v": "1.2.3"}}))
+        .await
+        .expect("b");
+    assert_eq!(b.status(), 200);
+    assert_eq!(b.headers()["idempotency-replayed"], "true");
+    let b: Value = b.json().await.expect("json");
+    assert_eq!(a["receipt_id"], b["receipt_id"]);
+    let c = send(json!({"kind": "deploy", "public": {"v": "9.9.9"}}))
+        .await
+        .expect("c");
+    assert_eq!(c.status(), 422);
+
+    // Bad payloads are clear 4xx and record nothing.
+    for (body, code) in [
+        (json!({"kind": "Not Valid", "public": {}}), "invalid_kind"),
+        (json!({"kind": "run", "public": [1]}), "not_an_object"),
+        (
+            json!({"kind": "run", "public": {}, "private": "x"}),
+            "not_an_object",
+        ),
+        (
+            json!({"kind": "run", "public": {}, "extra": 1}),
+            "invalid_body",
+        ),
+    ] {
+        let (s, p) = app.call("POST", &path, Some(&token), Some(body)).await;
+        assert_eq!((s.as_u16(), p["code"].as_str()), (422, Some(code)));
+    }
+    let raw = http
+        .post(app.url(&path))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(r#"{"kind":"run","public":{"big":12345678901234567890}}"#)
+        .send()
+        .await
+        .expect("raw");
+    assert_eq!(raw.status(), 422);
+    assert_eq!(
+        raw.json::<Value>().await.expect("json")["code"],
+        "unsafe_number"
+    );
+
+    let (_, list) = app
+        .call("GET", &format!("{path}?limit=2"), Some(&token), None)
+        .await;
+    assert_eq!(list["items"].as_array().expect("items").len(), 2);
+    assert_eq!(list["next_cursor"], 1);
+    let (_, rest) = app
+        .call("GET", &format!("{path}?after=1"), Some(&token), None)
+        .await;
+    assert_eq!(
+        rest["items"].as_array().expect("items").len(),
+        1,
+        "three receipts in all: {rest}"
+    );
+    let (_, runs) = app
+        .call("GET", &format!("{path}?kind=deploy"), Some(&token), None)
+        .await;
+    assert_eq!(runs["items"].as_array().expect("items").len(), 1);
+    let id = first["receipt_id"].as_str().expect("id");
+    let (s, one) = app
+        .call("GET", &format!("{path}/{id}"), Some(&token), None)
+        .await;
+    assert_eq!((s.as_u16(), &one["hash"]), (200, &first["hash"]));
+    let (s, _) = app
+        .call(
+            "GET",
+            &format!("{path}/DCR-000099-00000000"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(s, 404);
+
+    let client = app.db.pool.get().await.expect("client");
+    let audited: i64 = client
+        .query_one(
+            "SELECT count(*) FROM audit_events WHERE action = 'receipt.create'",
+            &[],
+        )
+        .await
+        .expect("n")
+        .get(0);
+    assert_eq!(audited, 3, "one audit event per created receipt");
+}
+
+#[actix_web::test]
+async fn a_share_link_shows_the_redacted_projection_until_revoked() {
+    let app = TestApp::spawn().await;
+    let (token, slug, _) = org_and_token(&app, "s@example.com").await;
+    let (_, receipt) = app
+        .call("POST", &format!("/orgs/{slug}/receipts"), Some(&token), Some(json!({"kind": "run", "public": {"ok": true}, "private": {"email": "s@example.com", "key": "raw/x"}})))
+        .await;
+    let id = receipt["receipt_id"].as_str().expect("id");
+    let (s, share) = app
+        .call(
+            "POST",
+            &format!("/orgs/{slug}/receipts/{id}/share"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(s, 201, "{share}");
+    let url = share["url"].as_str().expect("url");
+    let share_path = &url[url.find("/share/").expect("path")..];
+
+    let (s, projection) = app.call("GET", share_path, None, None).await;
+    assert_eq!(s, 200);
+    let text = projection.to_string();
+    assert!(
+        !text.contains("s@example.com") && !text.contains("raw/x") && !text.contains("salt"),
+        "{text}"
+    );
+    assert_eq!(projection["hash"], receipt["hash"]);
+    let mut v = ChainVerifier::new(
+        receipt["body"]["org"]
+            .as_str()
+            .expect("org")
+            .parse()
+            .expect("uuid"),
+    );
+    v.push_projection(&projection)
+        .expect("the projection verifies on its own");
+
+    let (s, bundle) = app
+        .call("GET", &format!("{share_path}/download"), None, None)
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(bundle["receipt"], projection);
+    let (_, keys) = app.call("GET", "/ledger/keys", None, None).await;
+    let keys: Vec<PublicKey> = serde_json::from_value(keys["keys"].clone()).expect("keys");
+    verify_checkpoint(
+        &parse_signed(&bundle["checkpoint"]).expect("checkpoint"),
+        &keys,
+    )
+    .expect("signed by a published key");
+
+    let (s, _) = app
+        .call(
+            "DELETE",
+            &format!("/orgs/{slug}/receipts/{id}/share"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    let (s, _) = app.call("GET", share_path, None, None).await;
+    assert_eq!(s, 404);
+    let (s, _) = app.call("GET", "/share/not-a-token", None, None).await;
+    assert_eq!(s, 404);
+    let client = app.db.pool.get().await.expect("client");
+    let errors: i64 = client
+        .query_one(
+            "SELECT count(*) FROM audit_events WHERE action = 'share.access_error'",
+            &[],
+        )
+        .await
+        .expect("n")
+        .get(0);
+    assert_eq!(errors, 2);
+}
+
+#[actix_web::test]
+async fn an_export_verifies_offline_and_the_verify_route_reports_tampering() {
+    let app = TestApp::spawn().await;
+    let (token, slug, org_id) = org_and_token(&app, "e@example.com").await;
+    for n in 0..25 {
+        let (s, _) = app
+            .call(
+                "POST",
+                &format!("/orgs/{slug}/receipts"),
+                Some(&token),
+                Some(json!({"kind": "run", "public": {"n": n}})),
+            )
+            .await;
+        assert_eq!(s, 201);
+    }
+    let res = app
+        .http
+        .get(app.url(&format!("/orgs/{slug}/ledger/export")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("export");
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "application/x-ndjson");
+    let text = res.text().await.expect("text");
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(lines.len(), 26);
+    let mut v = ChainVerifier::new(org_id.parse().expect("uuid"));
+    for p in &lines[..25] {
+        v.push_projection(p).expect("link verifies");
+    }
+    let checkpoint = parse_signed(&lines[25]).expect("last line is a checkpoint");
+    assert_eq!(checkpoint.checkpoint.seq, 24);
+    assert_eq!(checkpoint.checkpoint.head, v.head().to_hex());
+    let (_, keys) = app.call("GET", "/ledger/keys", None, None).await;
+    let keys: Vec<PublicKey> = serde_json::from_value(keys["keys"].clone()).expect("keys");
+    verify_checkpoint(&checkpoint, &keys).expect("checkpoint verifies");
+
+    let (_, ok) = app
+        .call(
+            "GET",
+            &format!("/orgs/{slug}/ledger/verify"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (ok["valid"].as_bool(), ok["checked"].as_u64()),
+        (Some(true), Some(25))
+    );
+
+    let client = app.db.pool.get().await.expect("client");
+    client
+        .batch_execute("SET session_replication_role = replica")
+        .await
+        .expect("bypass");
+    client
+        .execute(
+            "UPDATE receipts SET canonical = overlay(canonical placing '7'::bytea from 40 for 1) WHERE org_id = $1 AND seq = 11",
+            &[&org_id.parse::<uuid::Uuid>().expect("uuid")],
+        )
+        .await
+        .expect("tamper");
+    let (_, bad) = app
+        .call(
+            "GET",
+            &format!("/orgs/{slug}/ledger/verify"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(bad["valid"], false);
+    assert_eq!(bad["failure"]["seq"], 11);
+    assert!(
+        bad["failure"]["reason"]
+            .as_str()
+            .expect("reason")
+            .contains("hash"),
+        "{bad}"
+    );
+}
