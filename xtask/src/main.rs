@@ -25,7 +25,7 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Run a benchmark in release mode and print its figures (`auth`).
+    /// Run a benchmark in release mode and print its figures (`auth`, `ledger`).
     Bench {
         /// Which benchmark.
         name: String,
@@ -61,19 +61,13 @@ fn main() -> Result<()> {
         }
         Cmd::EnvDocs { check } => env_docs(check),
         Cmd::Bench { name } => {
-            let example = match name.as_str() {
-                "auth" => "bench_auth",
-                other => bail!("unknown benchmark {other:?}; known: auth"),
+            let (package, example) = match name.as_str() {
+                "auth" => ("defendable-api", "bench_auth"),
+                "ledger" => ("defendable-ledger", "bench_ledger"),
+                other => bail!("unknown benchmark {other:?}; known: auth, ledger"),
             };
             ensure_system_packages(&[POSTGRES])?;
-            cargo(&[
-                "run",
-                "--release",
-                "--package",
-                "defendable-api",
-                "--example",
-                example,
-            ])
+            cargo(&["run", "--release", "--package", package, "--example", example])
         }
     }
 }

@@ -1,0 +1,218 @@
+//! Ledger benchmark (run with `cargo xtask bench ledger`; `DATABASE_URL` to use your server,
+//! otherwise a durable private cluster under `target/bench-pg` with synchronous commit on).
+//!
+//! Prints, from one run on one fresh database: a plain single-row INSERT baseline; appends/s
+//! and latency on the naive one-transaction-per-receipt path and on the batched path for one
+//! organization under 32 writers; the batched path over 1,000 organizations; offline
+//! verification on one core; verification from PostgreSQL; bytes per receipt on disk.
+
+#![allow(clippy::print_stdout)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use defendable_ledger::store::{self, AppendOptions, BatchAppender};
+use defendable_ledger::{seal, ChainVerifier, Draft, Hash, Link, ReceiptKind};
+use serde_json::json;
+use time::OffsetDateTime;
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+const WRITERS: usize = 32;
+const RUN: Duration = Duration::from_secs(5);
+
+fn draft(n: u64) -> Draft {
+    Draft::new(
+        ReceiptKind::parse("run").expect("kind"),
+        json!({"suite": "integration", "passed": n % 500, "commit": "4f9c2d1e"}),
+        Some(json!({"runner": "ci-7"})),
+    )
+    .expect("draft")
+}
+
+fn pct(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e3
+}
+
+fn row(name: &str, count: usize, elapsed: Duration, mut lat: Vec<Duration>) -> f64 {
+    lat.sort();
+    let rate = count as f64 / elapsed.as_secs_f64();
+    println!("{name:<52} {rate:>10.0} /s   p50 {:>7.2} ms   p99 {:>7.2} ms   (n={count})", pct(&lat, 0.5), pct(&lat, 0.99));
+    rate
+}
+
+/// Runs `WRITERS` tasks calling `op(writer, i)` until `RUN` elapses; returns count, time, latencies.
+async fn drive<F, Fut>(op: F) -> (usize, Duration, Vec<Duration>)
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let op = Arc::new(op);
+    let started = Instant::now();
+    let deadline = started + RUN;
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        let op = op.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut i = 0u64;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                op(w, i).await;
+                lat.push(t.elapsed());
+                i += 1;
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("join"));
+    }
+    (all.len(), started.elapsed(), all)
+}
+
+async fn admin_url() -> (String, Option<defendable_store::cluster::Cluster>) {
+    if let Ok(url) = std::env::var("DATABASE_URL") {
+        return (url, None);
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-pg");
+    let cluster = tokio::task::spawn_blocking(move || {
+        defendable_store::cluster::Cluster::ensure(&root, defendable_store::cluster::Durability::Durable)
+    })
+    .await
+    .expect("join")
+    .expect("bench cluster");
+    (cluster.url("postgres"), Some(cluster))
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    rt.block_on(run());
+}
+
+async fn run() {
+    let (admin, _cluster) = admin_url().await;
+    let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(conn);
+    let db = format!("defendable_bench_{}", Uuid::new_v4().simple());
+    client.batch_execute(&format!("CREATE DATABASE {db}")).await.expect("create db");
+    let mut cfg: tokio_postgres::Config = admin.parse().expect("url");
+    cfg.dbname(&db);
+    let url = format!(
+        "host={} port={} user={} dbname={db}{}",
+        match &cfg.get_hosts()[0] {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        },
+        cfg.get_ports().first().copied().unwrap_or(5432),
+        cfg.get_user().unwrap_or("postgres"),
+        cfg.get_password().map(|p| format!(" password={}", String::from_utf8_lossy(p))).unwrap_or_default()
+    );
+    let pool = defendable_store::pool(&url, 40).expect("pool");
+    defendable_store::migrate(&pool).await.expect("migrate");
+    let sync: String = pool.get().await.expect("c").query_one("SHOW synchronous_commit", &[]).await.expect("show").get(0);
+    println!("database: fresh database on {}; synchronous_commit = {sync}; {WRITERS} writers; {} s per row\n", if _cluster.is_some() { "a private durable cluster" } else { "DATABASE_URL" }, RUN.as_secs());
+
+    // Baseline: what this database does for a plain single-row INSERT per transaction.
+    pool.get().await.expect("c").batch_execute("CREATE TABLE bench_baseline (id bigserial PRIMARY KEY, body bytea NOT NULL)").await.expect("table");
+    let p = pool.clone();
+    let (n, t, lat) = drive(move |_, _| {
+        let p = p.clone();
+        async move {
+            let c = p.get().await.expect("c");
+            c.execute("INSERT INTO bench_baseline (body) VALUES ($1)", &[&vec![7u8; 300]]).await.expect("insert");
+        }
+    })
+    .await;
+    let baseline = row("baseline: single-row INSERT, autocommit", n, t, lat);
+
+    // Naive: one transaction per receipt, all writers on one org.
+    let org = Uuid::new_v4();
+    let p = pool.clone();
+    let (n, t, lat) = drive(move |w, i| {
+        let p = p.clone();
+        async move {
+            let mut c = p.get().await.expect("c");
+            let tx = c.transaction().await.expect("tx");
+            store::append_in(&tx, org, draft(w as u64 * 1_000_000 + i)).await.expect("append");
+            tx.commit().await.expect("commit");
+        }
+    })
+    .await;
+    let naive = row("naive: 1 org, one transaction per receipt", n, t, lat);
+
+    // Batched: one org.
+    let org1 = Uuid::new_v4();
+    let appender = BatchAppender::start(pool.clone(), 4, 512);
+    let a = appender.clone();
+    let (n1, t, lat) = drive(move |w, i| {
+        let a = a.clone();
+        async move {
+            a.append(org1, draft(w as u64 * 1_000_000 + i), AppendOptions::default()).await.expect("append");
+        }
+    })
+    .await;
+    let batched = row("batched: 1 org", n1, t, lat);
+
+    // Batched: 1,000 orgs.
+    let orgs: Arc<Vec<Uuid>> = Arc::new((0..1000).map(|_| Uuid::new_v4()).collect());
+    let a = appender.clone();
+    let o = orgs.clone();
+    let counter = Arc::new(Mutex::new(0usize));
+    let (n, t, lat) = drive(move |w, i| {
+        let a = a.clone();
+        let o = o.clone();
+        let counter = counter.clone();
+        async move {
+            let org = o[(w * 7919 + i as usize * 31) % o.len()];
+            a.append(org, draft(i), AppendOptions::default()).await.expect("append");
+            *counter.lock().await += 1;
+        }
+    })
+    .await;
+    row("batched: 1,000 orgs", n, t, lat);
+    println!("\nbatched vs naive on 1 org: {:.1}x; naive vs plain INSERT baseline: {:.2}x", batched / naive, naive / baseline);
+
+    // Offline verification on one core: a chain sealed in memory, checked link by link.
+    let verify_org = Uuid::new_v4();
+    let mut parent = Hash::GENESIS;
+    let now = OffsetDateTime::now_utc();
+    let chain: Vec<_> = (0..200_000u64)
+        .map(|seq| {
+            let s = seal(verify_org, seq, parent, now, draft(seq)).expect("seal");
+            parent = s.hash;
+            (s.seq, s.hash.to_hex(), s.parent.to_hex(), s.id, s.canonical)
+        })
+        .collect();
+    let started = Instant::now();
+    let mut v = ChainVerifier::new(verify_org);
+    for (seq, hash, parent, id, canonical) in &chain {
+        v.push(Link { seq: *seq, hash, parent, receipt_id: id, canonical }).expect("valid");
+    }
+    let el = started.elapsed();
+    println!("\n{:<52} {:>10.0} /s   ({} receipts, {:.0} bytes each)", "offline verification, one core", chain.len() as f64 / el.as_secs_f64(), chain.len(), chain[0].4.len());
+
+    // Verification from PostgreSQL of the batched single-org chain.
+    let c = pool.get().await.expect("c");
+    let started = Instant::now();
+    let report = store::verify_org(&c, org1).await.expect("verify");
+    let el = started.elapsed();
+    assert!(report.failure.is_none(), "{:?}", report.failure);
+    println!("{:<52} {:>10.0} /s   ({} receipts)", "verification from PostgreSQL (streamed)", report.checked as f64 / el.as_secs_f64(), report.checked);
+
+    let row = c
+        .query_one("SELECT pg_total_relation_size('receipts')::bigint, (SELECT count(*) FROM receipts)", &[])
+        .await
+        .expect("size");
+    let (bytes, count): (i64, i64) = (row.get(0), row.get(1));
+    println!("{:<52} {:>10.0} bytes/receipt (table + indexes + TOAST, {count} receipts)", "on disk", bytes as f64 / count as f64);
+
+    drop(c);
+    pool.close();
+    client.batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)")).await.expect("drop");
+}
