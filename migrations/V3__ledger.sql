@@ -21,7 +21,7 @@ CREATE TABLE receipts (
     salt       BYTEA,
     PRIMARY KEY (org_id, seq)
 );
-CREATE UNIQUE INDEX receipts_id_idx ON receipts (org_id, receipt_id);
+-- A receipt id names its seq (DCR-{seq}-{hash8}), so lookups by id use the primary key.
 CREATE INDEX receipts_kind_idx ON receipts (org_id, kind, seq);
 
 CREATE FUNCTION receipts_append_only() RETURNS trigger LANGUAGE plpgsql AS $$

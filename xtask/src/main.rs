@@ -67,7 +67,14 @@ fn main() -> Result<()> {
                 other => bail!("unknown benchmark {other:?}; known: auth, ledger"),
             };
             ensure_system_packages(&[POSTGRES])?;
-            cargo(&["run", "--release", "--package", package, "--example", example])
+            cargo(&[
+                "run",
+                "--release",
+                "--package",
+                package,
+                "--example",
+                example,
+            ])
         }
     }
 }

@@ -109,7 +109,7 @@ impl Application {
             published_keys
                 .push(PublicKey::from_base64(old).context("LEDGER_SIGNING_KEYS_PREVIOUS")?);
         }
-        let ledger = BatchAppender::start(deps.pool.clone(), 4, 256);
+        let ledger = BatchAppender::start(deps.pool.clone(), 2, 512);
         let listener = TcpListener::bind(config.bind_addr)
             .with_context(|| format!("binding {}", config.bind_addr))?;
         let port = listener.local_addr()?.port();

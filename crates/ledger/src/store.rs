@@ -1,16 +1,22 @@
 //! The PostgreSQL store: receipts with their canonical bytes, a head row per organization, and
 //! two append paths with one chain rule.
 //!
-//! The chain rule: an append locks the organization's head row (`SELECT … FOR UPDATE`), places
-//! the receipt at `head.seq + 1` after `head.hash`, inserts it and moves the head, all in one
-//! transaction. The lock serializes appends to one organization across every process on the
-//! database, so there is no fork and no gap; the primary key `(org_id, seq)` refuses a
-//! duplicate even if that rule were broken. A receipt is acknowledged only after its commit.
+//! The chain rule: a receipt is placed at `head.seq + 1` after `head.hash`, and it is inserted
+//! in the same transaction that moves the head from exactly that `(seq, hash)`. Two ways keep
+//! the head from moving underneath:
 //!
-//! - [`append_in`] joins the caller's transaction, so a business write and its receipt commit
-//!   together.
-//! - [`BatchAppender`] gathers concurrent appends into one transaction per batch (per worker),
-//!   amortizing the head lock and the commit flush over many receipts.
+//! - the locking path locks the head row (`SELECT … FOR UPDATE`, orgs in sorted order) before
+//!   sealing: [`append_in`], which joins the caller's transaction so a business write and its
+//!   receipt commit together, and batches that carry an idempotency key or an audit event;
+//! - the compare-and-set path seals against a cached head and commits every organization's
+//!   receipts in one statement that moves a head only if it is still where the cache says, and
+//!   inserts receipts only for the heads it moved; a stale cache (another process appended) is
+//!   re-read and retried, then handed to the locking path.
+//!
+//! Either way appends to one organization are serialized across every process on the database:
+//! no fork, no gap, and the primary key `(org_id, seq)` refuses a duplicate even if the rule
+//! were broken. A receipt is acknowledged only after its commit. [`BatchAppender`] gathers
+//! concurrent appends so one statement (or transaction) and one commit flush serve many.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -171,33 +177,12 @@ async fn insert_sealed(tx: &Transaction<'_>, sealed: &[Sealed]) -> Result<()> {
     if sealed.is_empty() {
         return Ok(());
     }
-    let mut org = Vec::with_capacity(sealed.len());
-    let mut seq = Vec::with_capacity(sealed.len());
-    let mut id = Vec::with_capacity(sealed.len());
-    let mut hash = Vec::with_capacity(sealed.len());
-    let mut parent = Vec::with_capacity(sealed.len());
-    let mut kind = Vec::with_capacity(sealed.len());
-    let mut created = Vec::with_capacity(sealed.len());
-    let mut canonical = Vec::with_capacity(sealed.len());
-    let mut private = Vec::with_capacity(sealed.len());
-    let mut salt = Vec::with_capacity(sealed.len());
-    for s in sealed {
-        org.push(s.org);
-        seq.push(s.seq as i64);
-        id.push(s.id.as_str());
-        hash.push(s.hash.to_hex());
-        parent.push(s.parent.to_hex());
-        kind.push(s.kind.as_str());
-        created.push(s.created_at);
-        canonical.push(s.canonical.as_slice());
-        private.push(s.private.clone().map(Value::Object));
-        salt.push(s.salt.map(|x| x.to_vec()));
-    }
+    let c = Columns::of(sealed);
     tx.execute(
         "INSERT INTO receipts (org_id, seq, receipt_id, hash, parent, kind, created_at, canonical, private, salt)
          SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
                               $7::timestamptz[], $8::bytea[], $9::jsonb[], $10::bytea[])",
-        &[&org, &seq, &id, &hash, &parent, &kind, &created, &canonical, &private, &salt],
+        &[&c.org, &c.seq, &c.id, &c.hash, &c.parent, &c.kind, &c.created, &c.canonical, &c.private, &c.salt],
     )
     .await?;
     // The last receipt of each org is its new head.
@@ -329,6 +314,9 @@ impl BatchAppender {
 }
 
 async fn worker(pool: Pool, mut rx: mpsc::Receiver<Request>, max_batch: usize) {
+    // The heads this worker last saw, so a batch usually needs a single statement. Another
+    // process may have moved a head since; the compare-and-set below notices and retries.
+    let mut heads: HashMap<Uuid, (i64, Hash)> = HashMap::new();
     let mut batch = Vec::with_capacity(max_batch);
     while let Some(first) = rx.recv().await {
         batch.push(first);
@@ -338,16 +326,233 @@ async fn worker(pool: Pool, mut rx: mpsc::Receiver<Request>, max_batch: usize) {
                 Err(_) => break,
             }
         }
-        let requests = std::mem::take(&mut batch);
-        match commit_batch(&pool, requests).await {
-            Ok(()) => {}
-            Err((e, requests)) => {
-                tracing::error!(error = %e, receipts = requests.len(), "ledger batch failed; nothing was committed");
-                let message = e.to_string();
-                for r in requests {
-                    let _ = r.reply.send(Err(LedgerError::BatchFailed(message.clone())));
+        if heads.len() > 100_000 {
+            heads.clear();
+        }
+        let (plain, optioned): (Vec<Request>, Vec<Request>) = std::mem::take(&mut batch)
+            .into_iter()
+            .partition(|r| r.options.idempotency.is_none() && r.options.audit.is_none());
+        let leftovers = if plain.is_empty() {
+            Vec::new()
+        } else {
+            fast_batch(&pool, &mut heads, plain).await
+        };
+        let slow: Vec<Request> = optioned.into_iter().chain(leftovers).collect();
+        if slow.is_empty() {
+            continue;
+        }
+        for r in &slow {
+            heads.remove(&r.org);
+        }
+        if let Err((e, requests)) = commit_batch(&pool, slow).await {
+            tracing::error!(error = %e, receipts = requests.len(), "ledger batch failed; nothing was committed");
+            let message = e.to_string();
+            for r in requests {
+                let _ = r.reply.send(Err(LedgerError::BatchFailed(message.clone())));
+            }
+        }
+    }
+}
+
+/// Reads (creating if needed) the heads of `orgs` into the cache, without locking.
+async fn load_heads(
+    pool: &Pool,
+    orgs: &[Uuid],
+    heads: &mut HashMap<Uuid, (i64, Hash)>,
+) -> Result<()> {
+    let client = pool.get().await?;
+    client
+        .execute(
+            "INSERT INTO ledger_heads (org_id, seq, hash)
+             SELECT o, -1, $2 FROM unnest($1::uuid[]) AS o ORDER BY o ON CONFLICT DO NOTHING",
+            &[&orgs, &Hash::GENESIS.to_hex()],
+        )
+        .await?;
+    for row in client
+        .query(
+            "SELECT org_id, seq, hash FROM ledger_heads WHERE org_id = ANY($1)",
+            &[&orgs],
+        )
+        .await?
+    {
+        heads.insert(row.get(0), (row.get(1), Hash::parse(row.get(2))?));
+    }
+    Ok(())
+}
+
+/// The fast path for appends without options: seal against the cached heads and commit every
+/// organization's receipts in one statement that moves each head only if it is still where the
+/// cache says (compare-and-set) and inserts receipts only for the heads it moved. The statement
+/// is its own transaction. Organizations whose head moved elsewhere are re-read and retried;
+/// what still fails after a few rounds is returned for the locking path.
+async fn fast_batch(
+    pool: &Pool,
+    heads: &mut HashMap<Uuid, (i64, Hash)>,
+    requests: Vec<Request>,
+) -> Vec<Request> {
+    let mut pending = requests;
+    for _round in 0..4 {
+        let mut unknown: Vec<Uuid> = pending
+            .iter()
+            .map(|r| r.org)
+            .filter(|o| !heads.contains_key(o))
+            .collect();
+        unknown.sort();
+        unknown.dedup();
+        if !unknown.is_empty() {
+            if let Err(e) = load_heads(pool, &unknown, heads).await {
+                tracing::warn!(error = %e, "could not read ledger heads; using the locking path");
+                return pending;
+            }
+        }
+        // Seal against the cache, chaining within the batch.
+        let start: HashMap<Uuid, (i64, Hash)> =
+            pending.iter().map(|r| (r.org, heads[&r.org])).collect();
+        let mut tip = start.clone();
+        let now = OffsetDateTime::now_utc();
+        let mut sealed = Vec::with_capacity(pending.len());
+        let mut placed = Vec::with_capacity(pending.len());
+        for r in pending.drain(..) {
+            let (seq, parent) = tip[&r.org];
+            match seal(r.org, (seq + 1) as u64, parent, now, r.draft.clone()) {
+                Ok(s) => {
+                    tip.insert(r.org, (seq + 1, s.hash));
+                    sealed.push(s);
+                    placed.push(r);
+                }
+                Err(e) => {
+                    let _ = r.reply.send(Err(e));
                 }
             }
+        }
+        if sealed.is_empty() {
+            return Vec::new();
+        }
+        let moved = match compare_and_append(pool, &start, &tip, &sealed).await {
+            Ok(m) => m,
+            Err(e) => {
+                // A deadlock with another process or a lost connection: nothing committed or
+                // unknown; the locking path decides.
+                tracing::warn!(error = %e, "compare-and-append failed; using the locking path");
+                for r in &placed {
+                    heads.remove(&r.org);
+                }
+                return placed;
+            }
+        };
+        for (r, s) in placed.into_iter().zip(sealed) {
+            if moved.contains(&r.org) {
+                let _ = r.reply.send(Ok(Appended::New(StoredReceipt::from(&s))));
+            } else {
+                pending.push(r);
+            }
+        }
+        for (org, head) in tip {
+            if moved.contains(&org) {
+                heads.insert(org, head);
+            } else {
+                heads.remove(&org);
+            }
+        }
+        if pending.is_empty() {
+            return Vec::new();
+        }
+    }
+    pending
+}
+
+/// One statement: move each head from `start` to `tip` if it is still at `start`, and insert
+/// the sealed receipts of the organizations whose head moved. Returns those organizations.
+async fn compare_and_append(
+    pool: &Pool,
+    start: &HashMap<Uuid, (i64, Hash)>,
+    tip: &HashMap<Uuid, (i64, Hash)>,
+    sealed: &[Sealed],
+) -> Result<std::collections::HashSet<Uuid>> {
+    let mut orgs: Vec<Uuid> = start.keys().copied().collect();
+    orgs.sort();
+    let old_seq: Vec<i64> = orgs.iter().map(|o| start[o].0).collect();
+    let old_hash: Vec<String> = orgs.iter().map(|o| start[o].1.to_hex()).collect();
+    let new_seq: Vec<i64> = orgs.iter().map(|o| tip[o].0).collect();
+    let new_hash: Vec<String> = orgs.iter().map(|o| tip[o].1.to_hex()).collect();
+    let cols = Columns::of(sealed);
+    let client = pool.get().await?;
+    // Prepared once per connection: the hot path then costs one round trip.
+    let statement = client
+        .prepare_cached(
+            "WITH n AS (
+                 SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::bigint[], $5::text[])
+                     AS n(org_id, old_seq, old_hash, new_seq, new_hash)
+             ), moved AS (
+                 UPDATE ledger_heads h SET seq = n.new_seq, hash = n.new_hash
+                 FROM n WHERE h.org_id = n.org_id AND h.seq = n.old_seq AND h.hash = n.old_hash
+                 RETURNING h.org_id
+             ), ins AS (
+                 INSERT INTO receipts (org_id, seq, receipt_id, hash, parent, kind, created_at, canonical, private, salt)
+                 SELECT r.* FROM unnest($6::uuid[], $7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[],
+                                        $12::timestamptz[], $13::bytea[], $14::jsonb[], $15::bytea[])
+                     AS r(org_id, seq, receipt_id, hash, parent, kind, created_at, canonical, private, salt)
+                 WHERE r.org_id IN (SELECT org_id FROM moved)
+                 RETURNING 1
+             )
+             SELECT org_id FROM moved",
+        )
+        .await?;
+    let rows = client
+        .query(
+            &statement,
+            &[
+                &orgs,
+                &old_seq,
+                &old_hash,
+                &new_seq,
+                &new_hash,
+                &cols.org,
+                &cols.seq,
+                &cols.id,
+                &cols.hash,
+                &cols.parent,
+                &cols.kind,
+                &cols.created,
+                &cols.canonical,
+                &cols.private,
+                &cols.salt,
+            ],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Sealed receipts as column arrays for `unnest`.
+struct Columns<'a> {
+    org: Vec<Uuid>,
+    seq: Vec<i64>,
+    id: Vec<&'a str>,
+    hash: Vec<String>,
+    parent: Vec<String>,
+    kind: Vec<&'a str>,
+    created: Vec<OffsetDateTime>,
+    canonical: Vec<&'a [u8]>,
+    private: Vec<Option<Value>>,
+    salt: Vec<Option<Vec<u8>>>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(sealed: &'a [Sealed]) -> Columns<'a> {
+        Columns {
+            org: sealed.iter().map(|s| s.org).collect(),
+            seq: sealed.iter().map(|s| s.seq as i64).collect(),
+            id: sealed.iter().map(|s| s.id.as_str()).collect(),
+            hash: sealed.iter().map(|s| s.hash.to_hex()).collect(),
+            parent: sealed.iter().map(|s| s.parent.to_hex()).collect(),
+            kind: sealed.iter().map(|s| s.kind.as_str()).collect(),
+            created: sealed.iter().map(|s| s.created_at).collect(),
+            canonical: sealed.iter().map(|s| s.canonical.as_slice()).collect(),
+            private: sealed
+                .iter()
+                .map(|s| s.private.clone().map(Value::Object))
+                .collect(),
+            salt: sealed.iter().map(|s| s.salt.map(|x| x.to_vec())).collect(),
         }
     }
 }

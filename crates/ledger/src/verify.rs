@@ -6,8 +6,8 @@ use std::fmt;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::canonical::canonicalize;
-use crate::receipt::{receipt_id, Hash, VERSION};
+use crate::canonical::{canonicalize, check_canonical};
+use crate::receipt::Hash;
 
 /// Why a receipt fails verification.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,18 +78,43 @@ pub struct Link<'a> {
 /// Verifies one organization's chain, one link at a time, in constant memory.
 #[derive(Debug, Clone)]
 pub struct ChainVerifier {
-    org: String,
+    org_quoted: Vec<u8>,
     next_seq: u64,
     prev: Hash,
+    prev_hex: [u8; 64],
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+fn hex_into(bytes: &[u8], out: &mut [u8]) {
+    for (i, b) in bytes.iter().enumerate() {
+        out[2 * i] = HEX[(b >> 4) as usize];
+        out[2 * i + 1] = HEX[(b & 0xf) as usize];
+    }
+}
+
+/// Writes `n` in decimal, left-padded with zeros to `width`, into `buf`; returns the digits.
+fn decimal(mut n: u64, width: usize, buf: &mut [u8; 24]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 && buf.len() - i >= width {
+            break;
+        }
+    }
+    &buf[i..]
 }
 
 impl ChainVerifier {
     /// A verifier for `org`'s chain from seq 0.
     pub fn new(org: Uuid) -> ChainVerifier {
         ChainVerifier {
-            org: org.to_string(),
+            org_quoted: format!("\"{org}\"").into_bytes(),
             next_seq: 0,
             prev: Hash::GENESIS,
+            prev_hex: [b'0'; 64],
         }
     }
 
@@ -104,7 +129,7 @@ impl ChainVerifier {
     }
 
     /// Checks the next stored receipt: seq contiguity, hash of the stored bytes, canonical form,
-    /// body fields, parent link, id.
+    /// parent link, body fields, id.
     pub fn push(&mut self, link: Link<'_>) -> Result<(), VerifyFailure> {
         let fail = |reason| VerifyFailure {
             seq: link.seq,
@@ -116,25 +141,52 @@ impl ChainVerifier {
             }));
         }
         let hash = Hash::of(link.canonical);
-        if hash.to_hex() != link.hash {
+        let mut hash_hex = [0u8; 64];
+        hex_into(&hash.0, &mut hash_hex);
+        if link.hash.as_bytes() != hash_hex {
             return Err(fail(Reason::HashMismatch));
         }
-        let body: Value =
-            serde_json::from_slice(link.canonical).map_err(|_| fail(Reason::Unparsable))?;
-        match canonicalize(&body) {
-            Ok(again) if again == link.canonical => {}
-            _ => return Err(fail(Reason::NotCanonical)),
-        }
-        if link.parent != self.prev.to_hex() {
+        let Some(top) = check_canonical(link.canonical) else {
+            let parses = serde_json::from_slice::<serde::de::IgnoredAny>(link.canonical).is_ok();
+            return Err(fail(if parses {
+                Reason::NotCanonical
+            } else {
+                Reason::Unparsable
+            }));
+        };
+        if link.parent.as_bytes() != self.prev_hex {
             return Err(fail(Reason::ParentMismatch));
         }
-        self.check_body(&body, link.seq, link.parent)
-            .map_err(|f| fail(Reason::BodyField(f)))?;
-        if link.receipt_id != receipt_id(link.seq, &hash) {
+        if top.v != Some(b"1") {
+            return Err(fail(Reason::BodyField("v")));
+        }
+        if top.org != Some(self.org_quoted.as_slice()) {
+            return Err(fail(Reason::BodyField("org")));
+        }
+        let mut buf = [0u8; 24];
+        if top.seq != Some(decimal(link.seq, 1, &mut buf)) {
+            return Err(fail(Reason::BodyField("seq")));
+        }
+        let parent_ok = top
+            .parent
+            .is_some_and(|p| p.len() == 66 && p[1..65] == self.prev_hex);
+        if !parent_ok {
+            return Err(fail(Reason::BodyField("parent")));
+        }
+        // DCR-{seq, at least 6 digits}-{hash[0..8]}
+        let id = link.receipt_id.as_bytes();
+        let padded = decimal(link.seq, 6, &mut buf);
+        let id_ok = id.len() == 4 + padded.len() + 1 + 8
+            && id.starts_with(b"DCR-")
+            && &id[4..4 + padded.len()] == padded
+            && id[4 + padded.len()] == b'-'
+            && id[5 + padded.len()..] == hash_hex[..8];
+        if !id_ok {
             return Err(fail(Reason::IdMismatch));
         }
         self.next_seq += 1;
         self.prev = hash;
+        self.prev_hex = hash_hex;
         Ok(())
     }
 
@@ -161,21 +213,5 @@ impl ChainVerifier {
             receipt_id: &id,
             canonical: &canonical,
         })
-    }
-
-    fn check_body(&self, body: &Value, seq: u64, parent: &str) -> Result<(), &'static str> {
-        if body["v"].as_u64() != Some(VERSION) {
-            return Err("v");
-        }
-        if body["org"].as_str() != Some(self.org.as_str()) {
-            return Err("org");
-        }
-        if body["seq"].as_u64() != Some(seq) {
-            return Err("seq");
-        }
-        if body["parent"].as_str() != Some(parent) {
-            return Err("parent");
-        }
-        Ok(())
     }
 }

@@ -1,6 +1,6 @@
 //! RFC 8785 test vectors and properties of canonicalization.
 
-use defendable_ledger::canonical::{canonicalize, parse_strict};
+use defendable_ledger::canonical::{canonicalize, check_canonical, parse_strict};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
@@ -183,5 +183,66 @@ proptest! {
         let forward: serde_json::Map<String, Value> = pairs.iter().map(|(k, v)| (k.clone(), Value::from(*v))).collect();
         let backward: serde_json::Map<String, Value> = forward.iter().rev().map(|(k, v)| (k.clone(), v.clone())).collect();
         prop_assert_eq!(canonicalize(&Value::Object(forward)).expect("a"), canonicalize(&Value::Object(backward)).expect("b"));
+    }
+}
+
+/// The fast validator agrees with "re-canonicalizing gives the same bytes".
+fn slow_check(bytes: &[u8]) -> bool {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(v @ Value::Object(_)) => canonicalize(&v).map(|c| c == bytes).unwrap_or(false),
+        _ => false,
+    }
+}
+
+#[test]
+fn the_fast_canonical_check_agrees_on_known_cases() {
+    let cases: &[&str] = &[
+        r#"{}"#,
+        r#"{"a":1,"b":[true,false,null],"c":{"d":"x"}}"#,
+        r#"{"b":1,"a":2}"#,
+        r#"{"a":1,"a":1}"#,
+        r#"{"a": 1}"#,
+        r#"{"a":1.0}"#,
+        r#"{"a":1e21}"#,
+        r#"{"a":1e+21}"#,
+        r#"{"a":-0}"#,
+        r#"{"a":01}"#,
+        r#"{"a":"\u0041"}"#,
+        r#"{"a":"\u001f"}"#,
+        r#"{"a":"\u001F"}"#,
+        r#"{"a":"\n"}"#,
+        r#"{"a":"\u000a"}"#,
+        r#"{"a":"\/"}"#,
+        r#"{"\r":1,"1":2}"#,
+        r#"{"1":2,"\r":1}"#,
+        r#"{"€":1,"😀":2,"דּ":3}"#,
+        r#"{"😀":1,"דּ":2}"#,
+        r#"{"דּ":1,"😀":2}"#,
+        r#"[1]"#,
+        r#"{"a":1}x"#,
+        r#"{"a":333333333.3333333}"#,
+        r#"{"a":333333333.33333329}"#,
+    ];
+    for c in cases {
+        assert_eq!(
+            check_canonical(c.as_bytes()).is_some(),
+            slow_check(c.as_bytes()),
+            "{c}"
+        );
+    }
+}
+
+proptest! {
+    /// Canonical output of any object passes the fast check; any one-byte change passes it
+    /// exactly when re-canonicalization agrees.
+    #[test]
+    fn the_fast_canonical_check_agrees_with_recanonicalization(v in arb_json(), pos in any::<prop::sample::Index>(), byte in any::<u8>()) {
+        let v = json!({"payload": v});
+        let bytes = canonicalize(&v).expect("canonical");
+        prop_assert!(check_canonical(&bytes).is_some());
+        let mut mutated = bytes.clone();
+        let i = pos.index(mutated.len());
+        mutated[i] = byte;
+        prop_assert_eq!(check_canonical(&mutated).is_some(), slow_check(&mutated), "{}", String::from_utf8_lossy(&mutated));
     }
 }
