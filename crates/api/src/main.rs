@@ -23,6 +23,8 @@ enum Command {
     CheckConfig,
     /// Apply database migrations and exit.
     Migrate,
+    /// Print a new LEDGER_SIGNING_KEY (Ed25519, PKCS#8, base64url) and its public key.
+    GenerateSigningKey,
 }
 
 fn main() -> ExitCode {
@@ -32,6 +34,26 @@ fn main() -> ExitCode {
         Command::CheckConfig => check_config(&env),
         Command::Serve => run(&env, false),
         Command::Migrate => run(&env, true),
+        Command::GenerateSigningKey => generate_signing_key(),
+    }
+}
+
+#[allow(clippy::print_stdout)]
+fn generate_signing_key() -> ExitCode {
+    match defendable_ledger::SigningKey::generate() {
+        Ok((key, pkcs8)) => {
+            println!("LEDGER_SIGNING_KEY={pkcs8}");
+            println!(
+                "# public key {} (kid {}); after a rotation, add it to LEDGER_SIGNING_KEYS_PREVIOUS",
+                key.public_key().public_key,
+                key.public_key().kid
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -42,17 +42,28 @@ pub struct TestDb {
 impl TestDb {
     /// Creates a fresh migrated database for one test.
     pub async fn new() -> TestDb {
+        Self::create(true).await
+    }
+
+    /// Creates a fresh database with no schema at all (for code that migrates on its own).
+    pub async fn empty() -> TestDb {
+        Self::create(false).await
+    }
+
+    async fn create(migrated: bool) -> TestDb {
         let server = SERVER
             .get_or_try_init(prepare_server)
             .await
             .unwrap_or_else(|e| panic!("test database server: {e}"));
         let name = format!("defendable_test_{}", uuid::Uuid::new_v4().simple());
         let admin = connect(&server.admin_url).await;
+        let template = if migrated {
+            server.template.as_str()
+        } else {
+            "template0"
+        };
         admin
-            .batch_execute(&format!(
-                "CREATE DATABASE {name} TEMPLATE {}",
-                server.template
-            ))
+            .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
             .await
             .unwrap_or_else(|e| panic!("creating {name}: {}", pg_message(&e)));
         let url = with_database(&server.admin_url, &name);

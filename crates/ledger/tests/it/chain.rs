@@ -265,3 +265,37 @@ async fn a_moved_head_is_reported() {
         .expect("noticed");
     assert_eq!(failure.reason, Reason::HeadMismatch);
 }
+
+/// What the `embed` example does, on a database that has nothing of ours in it.
+#[tokio::test]
+async fn another_service_migrates_an_empty_database_and_appends_in_its_own_transaction() {
+    let db = TestDb::empty().await;
+    store::migrate(&db.pool).await.expect("migrate");
+    store::migrate(&db.pool)
+        .await
+        .expect("migrating again is a no-op");
+    let org = Uuid::new_v4();
+    let mut client = db.pool.get().await.expect("client");
+    let tx = client.transaction().await.expect("tx");
+    tx.batch_execute("CREATE TABLE deployments (id serial PRIMARY KEY)")
+        .await
+        .expect("host table");
+    tx.execute("INSERT INTO deployments DEFAULT VALUES", &[])
+        .await
+        .expect("host write");
+    store::append_in(&tx, org, draft(1)).await.expect("append");
+    tx.commit().await.expect("commit");
+    let history: i64 = client
+        .query_one("SELECT count(*) FROM defendable_ledger_schema_history", &[])
+        .await
+        .expect("history")
+        .get(0);
+    assert_eq!(history, 1);
+    assert_eq!(
+        store::verify_org(&client, org)
+            .await
+            .expect("verify")
+            .checked,
+        1
+    );
+}
