@@ -101,7 +101,18 @@ fn cargo(args: &[&str]) -> Result<()> {
 
 fn test() -> Result<()> {
     ensure_system_packages(&[POSTGRES, SMTP_CAPTURE])?;
+    ensure_s3_server()?;
     cargo(&["test", "--workspace"])
+}
+
+/// The S3-compatible server the dataset tests run on loopback: s3s-fs, from the Rust registry.
+fn ensure_s3_server() -> Result<()> {
+    let found = Command::new("s3s-fs").arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
+    if found {
+        return Ok(());
+    }
+    eprintln!("installing s3s-fs (an S3-compatible server for the dataset tests) with cargo install");
+    cargo(&["install", "--locked", "s3s-fs@0.14.1", "--features", "binary"])
 }
 
 /// A system requirement: how to tell it is there, and the Debian package that provides it.

@@ -178,10 +178,17 @@ fn main() {
             ("RUST_LOG", "warn"),
         ];
         pairs.push(("DEV_LOG_MAIL_LINKS", "false"));
+        let ledger_key = defendable_ledger::SigningKey::generate().expect("key").1;
+        pairs.push(("LEDGER_SIGNING_KEY", &ledger_key));
+        pairs.push((
+            "OBJECT_URL_SIGNING_KEY",
+            "bench-url-Pq8Wn3Ez5Rt7Yu1Io4As6Df9Gh2Jk0",
+        ));
         let config = Config::parse(&Env::from_pairs(pairs)).expect("config");
         let deps = Dependencies {
             pool: db.another_pool(16),
             objects: Arc::new(object_store::memory::InMemory::new()),
+            presigner: None,
         };
         let app = Application::build(config, deps).expect("server");
         let base = format!("http://127.0.0.1:{}", app.port());

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use defendable_config::Config;
 use defendable_store::cluster::{Cluster, Durability};
+use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
+use object_store::signer::Signer;
 use object_store::ObjectStore;
 use secrecy::ExposeSecret;
 
@@ -36,8 +38,15 @@ pub async fn prepare(config: &Config) -> Result<(Dependencies, Option<Cluster>)>
     defendable_store::migrate(&pool)
         .await
         .context("applying migrations")?;
-    let objects = object_store(config)?;
-    Ok((Dependencies { pool, objects }, cluster))
+    let (objects, presigner) = object_store(config)?;
+    Ok((
+        Dependencies {
+            pool,
+            objects,
+            presigner,
+        },
+        cluster,
+    ))
 }
 
 async fn ensure_database(cluster: &Cluster) -> Result<()> {
@@ -63,7 +72,8 @@ async fn ensure_database(cluster: &Cluster) -> Result<()> {
     Ok(())
 }
 
-/// Development only: fills unset JWT_SECRET and LEDGER_SIGNING_KEY with values generated once
+/// Development only: fills unset JWT_SECRET, OBJECT_URL_SIGNING_KEY and LEDGER_SIGNING_KEY with
+/// values generated once
 /// and kept (mode 0600) under `DATA_DIR/dev-secrets/`, so sessions survive restarts.
 pub fn dev_secrets(config: &mut Config) -> Result<()> {
     if config.app_env.is_production() {
@@ -78,6 +88,16 @@ pub fn dev_secrets(config: &mut Config) -> Result<()> {
             ))
         })?;
         config.jwt_secret.current = Some(value.into());
+    }
+    if config.object_url_signing_key.current.is_none() {
+        let value = kept_secret(&config.data_dir, "object_url_signing_key", || {
+            Ok(format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            ))
+        })?;
+        config.object_url_signing_key.current = Some(value.into());
     }
     if config.ledger_signing_key.is_none() {
         let value = kept_secret(&config.data_dir, "ledger_signing_key", || {
@@ -115,18 +135,32 @@ fn kept_secret(
     Ok(value)
 }
 
-/// The object store named by `OBJECT_STORE_URL`, or `DATA_DIR/objects`.
-pub fn object_store(config: &Config) -> Result<Arc<dyn ObjectStore>> {
+/// Presigns object URLs (S3).
+pub type Presigner = Arc<dyn Signer>;
+
+/// The object store named by `OBJECT_STORE_URL`, or `DATA_DIR/objects`, and, for S3, the signer
+/// that presigns its download URLs (the local backend has the API sign its own instead).
+pub fn object_store(config: &Config) -> Result<(Arc<dyn ObjectStore>, Option<Presigner>)> {
     match &config.object_store_url {
-        None => local(&config.data_dir.join("objects")),
+        None => Ok((local(&config.data_dir.join("objects"))?, None)),
         Some(url) if url.scheme() == "file" => {
             let path = url
                 .to_file_path()
                 .map_err(|_| anyhow::anyhow!("OBJECT_STORE_URL: {url} is not an absolute file path"))?;
-            local(&path)
+            Ok((local(&path)?, None))
+        }
+        Some(url) if url.scheme() == "s3" => {
+            let bucket = url.host_str().context("OBJECT_STORE_URL: s3:// needs a bucket name")?;
+            // Credentials, region and AWS_ENDPOINT_URL come from the usual AWS_* variables.
+            let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
+                builder = builder.with_endpoint(&endpoint).with_allow_http(endpoint.starts_with("http://"));
+            }
+            let s3 = Arc::new(builder.build().context("configuring S3 object storage")?);
+            Ok((s3.clone(), Some(s3)))
         }
         Some(url) => bail!(
-            "OBJECT_STORE_URL: the {}:// scheme is not supported by this build yet; use file:///absolute/path",
+            "OBJECT_STORE_URL: the {}:// scheme is not supported; use file:///absolute/path or s3://bucket",
             url.scheme()
         ),
     }

@@ -38,6 +38,7 @@ pub struct ApiError {
     code: &'static str,
     detail: Option<String>,
     extra: Option<serde_json::Value>,
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -48,7 +49,14 @@ impl ApiError {
             code,
             detail: Some(detail.into()),
             extra: None,
+            retry_after: None,
         }
+    }
+
+    /// Adds `Retry-After` (seconds) to the response.
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
 
     /// Adds extension members to the problem document.
@@ -106,6 +114,11 @@ impl ResponseError for ApiError {
             self.detail.clone(),
             self.extra.clone(),
         );
+        if let Some(secs) = self.retry_after {
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                res.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             res.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

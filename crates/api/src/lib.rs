@@ -6,6 +6,7 @@ pub mod auth;
 pub mod boot;
 pub mod client_ip;
 pub mod error;
+pub mod internal;
 pub mod mail;
 pub mod metrics;
 pub mod middleware;
@@ -29,10 +30,11 @@ use secrecy::ExposeSecret;
 
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
+use defendable_datasets::signed_url::UrlSigner;
+use object_store::signer::Signer;
 use object_store::ObjectStore;
 
 /// What every handler can reach.
-#[derive(Debug)]
 pub struct AppState {
     /// The configuration the server booted with.
     pub config: Config,
@@ -52,15 +54,38 @@ pub struct AppState {
     pub signing_key: SigningKey,
     /// The keys published at `/ledger/keys`: current first, then earlier ones.
     pub published_keys: Vec<PublicKey>,
+    /// Presigns S3 download URLs; `None` for the local backend.
+    pub presigner: Option<Arc<dyn Signer>>,
+    /// Signs the API's own object URLs (local backend).
+    pub url_signer: UrlSigner,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("objects", &self.objects.to_string())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The external services the API runs on, prepared by [`boot::prepare`] or by a test.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Dependencies {
     /// A pool on a migrated database.
     pub pool: Pool,
     /// The object store.
     pub objects: Arc<dyn ObjectStore>,
+    /// Presigns download URLs (S3); `None` makes the API sign and serve its own `/objects/` URLs.
+    pub presigner: Option<Arc<dyn Signer>>,
+}
+
+impl std::fmt::Debug for Dependencies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dependencies")
+            .field("objects", &self.objects.to_string())
+            .field("presigned", &self.presigner.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A bound, not yet running server.
@@ -110,6 +135,19 @@ impl Application {
                 .push(PublicKey::from_base64(old).context("LEDGER_SIGNING_KEYS_PREVIOUS")?);
         }
         let ledger = BatchAppender::start(deps.pool.clone(), 2, 512);
+        let url_key = config
+            .object_url_signing_key
+            .current
+            .as_ref()
+            .context("OBJECT_URL_SIGNING_KEY is not set")?;
+        let url_signer = UrlSigner::new(
+            url_key.expose_secret().as_bytes(),
+            config
+                .object_url_signing_key
+                .previous
+                .as_ref()
+                .map(|p| p.expose_secret().as_bytes()),
+        );
         let listener = TcpListener::bind(config.bind_addr)
             .with_context(|| format!("binding {}", config.bind_addr))?;
         let port = listener.local_addr()?.port();
@@ -123,6 +161,8 @@ impl Application {
             ledger,
             signing_key,
             published_keys,
+            presigner: deps.presigner,
+            url_signer,
         });
         let server = HttpServer::new(move || {
             App::new()

@@ -10,6 +10,12 @@ pub struct Metrics {
     pub jwt_previous_secret_uses: AtomicU64,
     /// Chains found broken by any verification.
     pub receipt_hash_mismatches: AtomicU64,
+    /// Uses of a `_PREVIOUS` secret other than JWT's, by variable.
+    pub previous_secret_uses: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    /// Dataset grants and quota refusals, by organization.
+    pub dataset_grants: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, (u64, u64)>>,
+    /// Object storage failures on downloads.
+    pub storage_failures: AtomicU64,
 }
 
 impl Metrics {
@@ -36,5 +42,42 @@ impl Metrics {
     ) {
         self.receipt_hash_mismatches.fetch_add(1, Ordering::Relaxed);
         tracing::error!(org_id = %org, seq = failure.seq, reason = %failure.reason, "receipt chain verification failed");
+    }
+}
+
+impl Metrics {
+    /// Counts one use of a `_PREVIOUS` secret during a rotation.
+    pub fn previous_secret_used(&self, var: &'static str) {
+        let mut map = self
+            .previous_secret_uses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(var).or_insert(0);
+        *n += 1;
+        tracing::info!(
+            secret = var,
+            uses = *n,
+            "a request used the previous secret"
+        );
+    }
+
+    /// Counts a dataset grant (`granted`) or a quota refusal for `org`.
+    pub fn dataset_grant(&self, org: uuid::Uuid, granted: bool) {
+        let mut map = self
+            .dataset_grants
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let entry = map.entry(org).or_insert((0, 0));
+        if granted {
+            entry.0 += 1;
+        } else {
+            entry.1 += 1;
+            tracing::warn!(org_id = %org, refusals = entry.1, "dataset download quota refused a grant");
+        }
+    }
+
+    /// Counts an object storage failure on a download.
+    pub fn storage_failure(&self) {
+        self.storage_failures.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -7,7 +7,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::Modify;
 
 use crate::error::Problem;
-use crate::routes::{api_keys, auth, dto, health, invites, ledger, me, orgs, receipts, share};
+use crate::routes::{
+    api_keys, auth, datasets, dto, health, invites, ledger, me, objects, orgs, receipts, share,
+};
 
 /// The API description served at `/openapi.json`.
 #[derive(OpenApi, Debug)]
@@ -28,6 +30,8 @@ use crate::routes::{api_keys, auth, dto, health, invites, ledger, me, orgs, rece
         receipts::post_receipt_share, receipts::delete_receipt_share,
         ledger::get_ledger_verify, ledger::get_ledger_checkpoint, ledger::get_ledger_export, ledger::get_ledger_keys,
         share::get_share, share::get_share_download,
+        datasets::post_internal_datasets, datasets::get_catalog, datasets::get_catalog_entry,
+        datasets::post_catalog_download, datasets::get_org_quota, objects::get_object,
     ),
     components(schemas(Problem, health::Health, health::Readiness, dto::RoleDto)),
     modifiers(&BearerAuth),
@@ -41,6 +45,8 @@ use crate::routes::{api_keys, auth, dto, health, invites, ledger, me, orgs, rece
         (name = "receipts", description = "Hash-chained receipts of an organization"),
         (name = "ledger", description = "Chain verification, signed checkpoints, export, keys"),
         (name = "share", description = "Public share links"),
+        (name = "datasets", description = "Catalog, grants under the daily quota, signed object URLs"),
+        (name = "internal", description = "Stager and runner routes: allowed networks and the internal key"),
     )
 )]
 pub struct ApiDoc;

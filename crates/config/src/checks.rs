@@ -96,6 +96,14 @@ pub fn production_problems(config: &Config) -> Vec<Problem> {
             }
         }
     }
+    match &config.object_url_signing_key.current {
+        None => add("OBJECT_URL_SIGNING_KEY", "is missing".into(), GEN_FIX),
+        Some(s) => {
+            if let Some(why) = strong_secret_problem(s.expose_secret()) {
+                add("OBJECT_URL_SIGNING_KEY", why, GEN_FIX);
+            }
+        }
+    }
     match &config.cors_origins {
         None => add(
             "CORS_ORIGINS",

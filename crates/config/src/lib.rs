@@ -116,6 +116,8 @@ pub struct Config {
     pub dataset_download_daily_limit: Option<u64>,
     /// Signed object URL lifetime.
     pub download_url_ttl: Duration,
+    /// Key for the API's own signed object URLs.
+    pub object_url_signing_key: Rotating,
     /// Ledger checkpoint signing key.
     pub ledger_signing_key: Option<SecretString>,
     /// Public keys of earlier signing keys (base64url), still published.
@@ -433,6 +435,8 @@ impl Config {
             download_url_ttl: p
                 .duration("DOWNLOAD_URL_TTL")
                 .unwrap_or(Duration::from_secs(900)),
+            object_url_signing_key: p
+                .rotating("OBJECT_URL_SIGNING_KEY", "OBJECT_URL_SIGNING_KEY_PREVIOUS"),
             ledger_signing_key: p.secret("LEDGER_SIGNING_KEY"),
             ledger_signing_keys_previous: p
                 .raw("LEDGER_SIGNING_KEYS_PREVIOUS")
@@ -482,7 +486,7 @@ impl Config {
 
     /// Every critical secret that is set, with its variable name (for the equality rule).
     pub fn critical_secrets(&self) -> Vec<(&'static str, &str)> {
-        let all: [(&'static str, &Option<SecretString>); 10] = [
+        let all: [(&'static str, &Option<SecretString>); 12] = [
             ("JWT_SECRET", &self.jwt_secret.current),
             ("JWT_SECRET_PREVIOUS", &self.jwt_secret.previous),
             ("INTERNAL_API_KEY", &self.internal_api_key.current),
@@ -496,6 +500,14 @@ impl Config {
             ),
             ("RESEND_API_KEY", &self.resend_api_key),
             ("LEDGER_SIGNING_KEY", &self.ledger_signing_key),
+            (
+                "OBJECT_URL_SIGNING_KEY",
+                &self.object_url_signing_key.current,
+            ),
+            (
+                "OBJECT_URL_SIGNING_KEY_PREVIOUS",
+                &self.object_url_signing_key.previous,
+            ),
         ];
         all.into_iter()
             .filter_map(|(name, s)| s.as_ref().map(|s| (name, s.expose_secret())))

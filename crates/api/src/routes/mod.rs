@@ -2,11 +2,13 @@
 
 pub mod api_keys;
 pub mod auth;
+pub mod datasets;
 pub mod dto;
 pub mod health;
 pub mod invites;
 pub mod ledger;
 pub mod me;
+pub mod objects;
 pub mod orgs;
 pub mod receipts;
 pub mod share;
@@ -86,6 +88,15 @@ pub fn configure(config: &Config) -> impl FnOnce(&mut web::ServiceConfig) + '_ {
             .service(web::resource("/ledger/keys").get(ledger::get_ledger_keys))
             .service(web::resource("/share/{token}").get(share::get_share))
             .service(web::resource("/share/{token}/download").get(share::get_share_download))
+            .service(web::resource("/internal/datasets").post(datasets::post_internal_datasets))
+            .service(web::resource("/datasets/catalog").get(datasets::get_catalog))
+            .service(web::resource("/datasets/catalog/{slug}").get(datasets::get_catalog_entry))
+            .service(
+                web::resource("/datasets/catalog/{slug}/download")
+                    .post(datasets::post_catalog_download),
+            )
+            .service(web::resource("/orgs/{org}/datasets/quota").get(datasets::get_org_quota))
+            .service(web::resource("/objects/{key:.*}").get(objects::get_object))
             .default_service(web::to(not_found));
     }
 }

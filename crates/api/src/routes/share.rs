@@ -2,6 +2,8 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
+use defendable_datasets::store as datasets;
+use defendable_datasets::{objects, DatasetsError, ObjectKey};
 use defendable_identity::{IdentityError, OneTimeToken};
 use defendable_ledger::store as ledger;
 use defendable_ledger::Checkpoint;
@@ -59,13 +61,107 @@ pub async fn get_share(
     Ok(web::Json(receipt.projection()))
 }
 
-/// The proof bundle of a shared receipt: `{receipt, chain, checkpoint}`, where `chain` runs from
-/// the receipt to the head and `checkpoint` signs the head.
+/// Records a download outcome as an audit event (anonymous: the link is the credential).
+async fn record_outcome(
+    req: &HttpRequest,
+    state: &AppState,
+    org: uuid::Uuid,
+    action: &str,
+    target: &str,
+    details: Value,
+) -> Result<(), ApiError> {
+    let mut e = AuditEvent::new(AuditAction::parse(action).expect("valid"), Actor::Anonymous);
+    e.org_id = Some(org);
+    e.context = audit_context(req, state);
+    e.target = Some(target.to_owned());
+    e.details = details;
+    let client = state.pool.get().await.map_err(IdentityError::from)?;
+    record(&client, &e).await.map_err(ApiError::internal)?;
+    Ok(())
+}
+
+/// A grant's download: a fresh short-lived object URL on every access, until the grant expires.
+async fn grant_redirect(
+    req: &HttpRequest,
+    state: &AppState,
+    receipt: &ledger::StoredReceipt,
+    grant: datasets::GrantRow,
+) -> Result<HttpResponse, ApiError> {
+    let now = OffsetDateTime::now_utc();
+    let grant_id = grant.id.to_string();
+    if grant.expires_at <= now {
+        record_outcome(
+            req,
+            state,
+            grant.org,
+            "share.access_error",
+            &receipt.receipt_id,
+            json!({"reason": "grant_expired", "grant_id": grant_id}),
+        )
+        .await?;
+        return Err(DatasetsError::GrantExpired.into());
+    }
+    let key = ObjectKey::parse(&grant.object_key)?;
+    if let Err(e) = objects::head(state.objects.as_ref(), &key).await {
+        state.metrics.storage_failure();
+        tracing::error!(error = %e, grant_id = %grant_id, "object storage failure on a signed grant");
+        record_outcome(
+            req,
+            state,
+            grant.org,
+            "storage.failure",
+            &receipt.receipt_id,
+            json!({"grant_id": grant_id}),
+        )
+        .await?;
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            "storage_unavailable",
+            "object storage is unreachable; try again shortly",
+        ));
+    }
+    let ttl = state.config.download_url_ttl;
+    let url = match &state.presigner {
+        Some(signer) => signer
+            .signed_url(
+                reqwest::Method::GET,
+                &object_store::path::Path::from(key.as_str()),
+                ttl,
+            )
+            .await
+            .map_err(|e| {
+                state.metrics.storage_failure();
+                ApiError::internal(e)
+            })?
+            .to_string(),
+        None => {
+            let expires = now.unix_timestamp() + ttl.as_secs() as i64;
+            let base = state.config.api_base_url();
+            format!(
+                "{}/objects/{}?{}",
+                base.as_str().trim_end_matches('/'),
+                key.as_str(),
+                state.url_signer.sign(key.as_str(), expires)
+            )
+        }
+    };
+    record_outcome(req, state, grant.org, "dataset.download", &receipt.receipt_id, json!({"outcome": "redirect", "grant_id": grant_id, "slug": grant.slug, "version": grant.version})).await?;
+    Ok(HttpResponse::Found()
+        .insert_header((header::LOCATION, url))
+        .finish())
+}
+
+/// For a dataset grant: a 302 to a fresh short-lived object URL. For any other receipt: its
+/// proof bundle `{receipt, chain, checkpoint}`, where `chain` runs from the receipt to the head
+/// and `checkpoint` signs the head.
 #[utoipa::path(get, path = "/share/{token}/download", tag = "share",
     params(("token" = String, Path, description = "Share token")),
     responses(
         (status = 200, description = "The proof bundle as a JSON attachment", body = Object),
+        (status = 302, description = "A grant: Location is a signed object URL valid DOWNLOAD_URL_TTL"),
         (status = 404, description = "Unknown or revoked link", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The grant has expired", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Object storage unreachable", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get_share_download(
     req: HttpRequest,
@@ -74,6 +170,9 @@ pub async fn get_share_download(
 ) -> Result<HttpResponse, ApiError> {
     let receipt = shared(&req, &state, &path).await?;
     let client = state.pool.get().await.map_err(IdentityError::from)?;
+    if let Some(grant) = datasets::grant_for_receipt(&client, receipt.org, receipt.seq).await? {
+        return grant_redirect(&req, &state, &receipt, grant).await;
+    }
     let (head_seq, head) = ledger::head(&client, receipt.org).await?;
     let mut chain = Vec::new();
     let mut after = receipt.seq;

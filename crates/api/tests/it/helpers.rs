@@ -11,6 +11,8 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 pub const JWT_SECRET: &str = "test-jwt-K7q2Lm9Xr4Tz8Vw1Ny6Pb3Hc5Jd0Fg";
+pub const OBJECT_URL_KEY: &str = "test-url-Pq8Wn3Ez5Rt7Yu1Io4As6Df9Gh2Jk0";
+pub const INTERNAL_KEY: &str = "test-internal-Zx9Cv8Bn7Mq6Wr5Ty4Ui3Op2";
 
 /// One checkpoint signing key for every server in this test process (PKCS#8, base64url).
 pub fn signing_key() -> &'static str {
@@ -24,6 +26,8 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub db: TestDb,
     pub data: TempDir,
+    /// The object store the server uses (local filesystem under `data` unless given).
+    pub objects: Arc<dyn object_store::ObjectStore>,
 }
 
 /// A configuration as `vars` on top of a test baseline (free port, fixed JWT secret, no links
@@ -34,6 +38,8 @@ pub fn config(vars: &[(&str, &str)]) -> Config {
         ("JWT_SECRET".into(), JWT_SECRET.into()),
         ("DEV_LOG_MAIL_LINKS".into(), "false".into()),
         ("LEDGER_SIGNING_KEY".into(), signing_key().into()),
+        ("OBJECT_URL_SIGNING_KEY".into(), OBJECT_URL_KEY.into()),
+        ("INTERNAL_API_KEY".into(), INTERNAL_KEY.into()),
     ];
     pairs.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     Config::parse(&Env::from_pairs(pairs)).expect("test config parses")
@@ -52,24 +58,41 @@ impl TestApp {
     }
 
     /// A server on an existing database (another "process" on the same data).
-    pub async fn spawn_on(db: TestDb, mut config: Config) -> TestApp {
-        capture_logs();
+    pub async fn spawn_on(db: TestDb, config: Config) -> TestApp {
         let data = TempDir::new();
+        let dir = data.path().join("objects");
+        std::fs::create_dir_all(&dir).expect("objects dir");
+        let objects: Arc<dyn object_store::ObjectStore> = Arc::new(
+            object_store::local::LocalFileSystem::new_with_prefix(&dir).expect("local store"),
+        );
+        Self::spawn_full(db, config, data, objects, None).await
+    }
+
+    /// A server with a given object store and presigner (S3 tests).
+    pub async fn spawn_full(
+        db: TestDb,
+        mut config: Config,
+        data: TempDir,
+        objects: Arc<dyn object_store::ObjectStore>,
+        presigner: Option<Arc<dyn object_store::signer::Signer>>,
+    ) -> TestApp {
+        capture_logs();
         config.data_dir = data.path().to_path_buf();
-        let app = start(&db, config);
+        let base = start(&db, config, objects.clone(), presigner);
         TestApp {
-            base: app,
+            base,
             http: client(),
             db,
             data,
+            objects,
         }
     }
 
-    /// A second server process on this app's database, with its own caches and the same config.
+    /// A second server process on this app's database and objects, with its own caches.
     pub fn second_instance(&self, config: Config) -> String {
         let mut config = config;
         config.data_dir = self.data.path().to_path_buf();
-        start(&self.db, config)
+        start(&self.db, config, self.objects.clone(), None)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -85,6 +108,29 @@ impl TestApp {
         body: Option<Value>,
     ) -> (StatusCode, Value) {
         call(&self.http, &self.url(path), method, bearer, body).await
+    }
+
+    /// Calls an internal route with the internal key.
+    pub async fn call_internal(
+        &self,
+        method: &str,
+        path: &str,
+        body: Value,
+    ) -> (StatusCode, Value) {
+        let res = self
+            .http
+            .request(method.parse().expect("method"), self.url(path))
+            .header("x-internal-key", INTERNAL_KEY)
+            .json(&body)
+            .send()
+            .await
+            .expect("response");
+        let status = res.status();
+        let bytes = res.bytes().await.expect("body");
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     /// The tokens of every link mailed to `to` through the outbox, oldest first.
@@ -153,11 +199,16 @@ impl TestApp {
     }
 }
 
-fn start(db: &TestDb, config: Config) -> String {
-    let store = Arc::new(object_store::memory::InMemory::new());
+fn start(
+    db: &TestDb,
+    config: Config,
+    objects: Arc<dyn object_store::ObjectStore>,
+    presigner: Option<Arc<dyn object_store::signer::Signer>>,
+) -> String {
     let deps = Dependencies {
         pool: db.another_pool(16),
-        objects: store,
+        objects,
+        presigner,
     };
     let app = Application::build(config, deps).expect("server builds");
     let base = format!("http://127.0.0.1:{}", app.port());

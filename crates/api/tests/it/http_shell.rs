@@ -199,6 +199,7 @@ async fn readyz_is_503_with_reasons_when_the_database_is_unreachable() {
         defendable_api::Dependencies {
             pool: dead,
             objects,
+            presigner: None,
         },
     )
     .expect("binds");

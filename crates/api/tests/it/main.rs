@@ -2,6 +2,7 @@
 
 mod architecture;
 mod boot;
+mod datasets_http;
 mod helpers;
 mod http_shell;
 mod identity_http;

@@ -61,6 +61,15 @@ const MATRIX: &[(&str, &str, [u16; 10])] = &[
     ("GET",    "/ledger/keys",                       [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
     ("GET",    "/share/{token}",                     [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
     ("GET",    "/share/{token}/download",            [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+    // Nobody here holds the internal key.
+    ("POST",   "/internal/datasets",                 [401, 401, 401, 401, 401, 401, 401, 401, 401, 401]),
+    ("GET",    "/datasets/catalog",                  [401, 200, 200, 200, 200, 200, 401, 401, 401, 401]),
+    ("GET",    "/datasets/catalog/{slug}",           [401, 200, 200, 200, 200, 200, 401, 401, 401, 401]),
+    // The body names the fixture's org, so outsiders get 404 for it.
+    ("POST",   "/datasets/catalog/{slug}/download",  [401, 201, 201, 404, 201, 404, 401, 401, 401, 401]),
+    ("GET",    "/orgs/{org}/datasets/quota",         [401, 200, 200, 404, 200, 404, 401, 401, 401, 401]),
+    // Object links are authorized by their signature alone; these carry none.
+    ("GET",    "/objects/{key}",                     [403, 403, 403, 403, 403, 403, 403, 403, 403, 403]),
 ];
 
 /// One organization with a member of each kind, plus an outsider organization.
@@ -233,7 +242,7 @@ async fn fixture(app: &TestApp, n: usize) -> Fixture {
     }
 }
 
-fn body_for(method: &str, path: &str, n: usize) -> Option<Value> {
+fn body_for(method: &str, path: &str, n: usize, org: &str) -> Option<Value> {
     let unique = uuid::Uuid::new_v4().simple().to_string();
     match (method, path) {
         ("POST", "/auth/request") => Some(json!({"email": format!("req{n}@example.com")})),
@@ -246,6 +255,11 @@ fn body_for(method: &str, path: &str, n: usize) -> Option<Value> {
             Some(json!({"email": format!("inv-{}@example.com", &unique[..12]), "role": "member"}))
         }
         ("POST", "/orgs/{org}/api-keys") => Some(json!({"name": "matrix"})),
+        ("POST", "/datasets/catalog/{slug}/download") => Some(json!({"org": org})),
+        ("POST", "/internal/datasets") => Some(json!({
+            "slug": "matrix-data", "title": "Matrix", "version": "1", "license": "CC0-1.0",
+            "media_type": "text/plain", "object_key": "matrix/data.txt"
+        })),
         ("POST", "/orgs/{org}/receipts") => Some(json!({"kind": "run", "public": {"n": n}})),
         _ => None,
     }
@@ -254,6 +268,7 @@ fn body_for(method: &str, path: &str, n: usize) -> Option<Value> {
 #[actix_web::test]
 async fn every_route_answers_every_principal_with_the_exact_status() {
     let app = TestApp::spawn().await;
+    publish_fixture_dataset(&app).await;
 
     // The table covers exactly the routes the OpenAPI document declares.
     let (_, doc) = app.call("GET", "/openapi.json", None, None).await;
@@ -290,13 +305,15 @@ async fn every_route_answers_every_principal_with_the_exact_status() {
                 .replace("{org}", &fx.slug)
                 .replace("{user}", &fx.member_id)
                 .replace("{id}", id)
-                .replace("{token}", &fx.share_token);
+                .replace("{token}", &fx.share_token)
+                .replace("{slug}", "matrix-data")
+                .replace("{key}", "matrix/data.txt");
             let (status, body) = app
                 .call(
                     method,
                     &path,
                     fx.credentials[i].as_deref(),
-                    body_for(method, template, n),
+                    body_for(method, template, n, &fx.slug),
                 )
                 .await;
             if status.as_u16() != expected[i] {
@@ -313,4 +330,22 @@ async fn every_route_answers_every_principal_with_the_exact_status() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// One published dataset every cell can see and download.
+async fn publish_fixture_dataset(app: &TestApp) {
+    let path = object_store::path::Path::from("matrix/data.txt");
+    app.objects
+        .put(&path, b"matrix bytes".to_vec().into())
+        .await
+        .expect("put");
+    let (s, body) = app
+        .call_internal(
+            "POST",
+            "/internal/datasets",
+            json!({"slug": "matrix-data", "title": "Matrix", "version": "1", "license": "CC0-1.0",
+                   "media_type": "text/plain", "object_key": "matrix/data.txt"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{body}");
 }

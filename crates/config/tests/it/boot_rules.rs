@@ -22,6 +22,10 @@ fn valid_production() -> HashMap<&'static str, &'static str> {
         ("SMTP_URL", "smtps://user:pw@smtp.example.com:465"),
         ("DATASET_DOWNLOAD_DAILY_LIMIT", "100"),
         (
+            "OBJECT_URL_SIGNING_KEY",
+            "Pq8Wn3Ez5Rt7Yu1Io4As6Df9Gh2Jk0LzXcVbNmQwEr",
+        ),
+        (
             "LEDGER_SIGNING_KEY",
             "MC4CAQAwBQYDK2VwBCIEIK3mWq8y7Jx0cR5b2vN9tLp4sD1fG6hU8eQ0aZ3xC7kM",
         ),
@@ -128,6 +132,14 @@ fn each_rule_alone() {
     );
     check(&[("DATABASE_URL", None)], &["DATABASE_URL"]);
     check(&[("LEDGER_SIGNING_KEY", None)], &["LEDGER_SIGNING_KEY"]);
+    check(
+        &[("OBJECT_URL_SIGNING_KEY", None)],
+        &["OBJECT_URL_SIGNING_KEY"],
+    );
+    check(
+        &[("OBJECT_URL_SIGNING_KEY", Some("short"))],
+        &["OBJECT_URL_SIGNING_KEY"],
+    );
 }
 
 #[test]
@@ -153,6 +165,7 @@ fn an_empty_production_environment_lists_every_rule_at_once() {
             "INTERNAL_API_KEY",
             "JWT_SECRET",
             "LEDGER_SIGNING_KEY",
+            "OBJECT_URL_SIGNING_KEY",
             "SMTP_URL",
         ]
     );

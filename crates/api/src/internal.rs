@@ -1,0 +1,85 @@
+//! The guard of `/internal/*`: allowed networks (`INTERNAL_ALLOWED_CIDRS`) and the internal key
+//! (`X-Internal-Key`, current or previous), compared in constant time. Every call is audited as
+//! `internal.call`, refusals included.
+
+use actix_web::http::StatusCode;
+use actix_web::HttpRequest;
+use defendable_store::audit::{record, Actor, AuditAction, AuditEvent};
+use secrecy::ExposeSecret;
+use serde_json::json;
+
+use crate::auth::audit_context;
+use crate::client_ip::client_ip;
+use crate::error::ApiError;
+use crate::AppState;
+
+/// Compares in time that depends only on the lengths (the length of a key is not secret).
+pub fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
+/// Checks network and key for an internal call to `route`; records the call either way.
+pub async fn guard(req: &HttpRequest, state: &AppState, route: &str) -> Result<(), ApiError> {
+    let outcome = check(req, state);
+    let mut e = AuditEvent::new(
+        AuditAction::parse("internal.call").expect("valid"),
+        Actor::Internal,
+    );
+    e.context = audit_context(req, state);
+    e.target = Some(route.to_owned());
+    e.details =
+        json!({ "outcome": outcome.as_ref().map(|_| "allowed").unwrap_or_else(|e| e.code()) });
+    let client = state.pool.get().await.map_err(ApiError::internal)?;
+    record(&client, &e).await.map_err(ApiError::internal)?;
+    outcome
+}
+
+fn check(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+    let keys = &state.config.internal_api_key;
+    let Some(current) = &keys.current else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "internal_not_configured",
+            "internal routes are disabled until INTERNAL_API_KEY is set",
+        ));
+    };
+    let ip = client_ip(req, &state.config.trusted_proxies);
+    if !ip.is_some_and(|ip| {
+        state
+            .config
+            .internal_allowed_cidrs
+            .iter()
+            .any(|n| n.contains(&ip))
+    }) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "network_not_allowed",
+            "this network may not call internal routes",
+        ));
+    }
+    let presented = req
+        .headers()
+        .get("x-internal-key")
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    if same(presented, current.expose_secret().as_bytes()) {
+        return Ok(());
+    }
+    if let Some(previous) = &keys.previous {
+        if same(presented, previous.expose_secret().as_bytes()) {
+            state
+                .metrics
+                .previous_secret_used("INTERNAL_API_KEY_PREVIOUS");
+            return Ok(());
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid_internal_key",
+        "missing or wrong X-Internal-Key",
+    ))
+}

@@ -1,0 +1,435 @@
+//! Datasets: publishing (internal), the members-only catalog, grants under the daily quota,
+//! and quota visibility.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use defendable_datasets::store::{
+    self as datasets, CatalogEntry, GrantRequest, Grantee, Publication, QuotaStatus,
+};
+use defendable_datasets::{Blake3Digest, DatasetSlug, DatasetVersion, DatasetsError, ObjectKey};
+use defendable_identity::authn::Principal;
+use defendable_identity::store::{self as identity, PageRequest};
+use defendable_identity::{IdentityError, OneTimeToken};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::Caller;
+use crate::error::{ApiError, Problem};
+use crate::routes::receipts::ReceiptDto;
+use crate::AppState;
+
+/// A catalog entry: public fields, size and BLAKE3, never the object key.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DatasetDto {
+    /// URL name.
+    pub slug: String,
+    /// Title.
+    pub title: String,
+    /// Description.
+    pub description: String,
+    /// Current verified version.
+    pub version: String,
+    /// License.
+    pub license: String,
+    /// Media type.
+    pub media_type: String,
+    /// Size in bytes.
+    pub size: i64,
+    /// BLAKE3 of the bytes (hex): check your download against it.
+    pub blake3: String,
+    /// When the API hashed this version.
+    #[serde(with = "time::serde::rfc3339")]
+    pub verified_at: time::OffsetDateTime,
+}
+
+impl From<CatalogEntry> for DatasetDto {
+    fn from(e: CatalogEntry) -> Self {
+        DatasetDto {
+            slug: e.slug,
+            title: e.title,
+            description: e.description,
+            version: e.version,
+            license: e.license,
+            media_type: e.media_type,
+            size: e.size,
+            blake3: e.blake3,
+            verified_at: e.verified_at,
+        }
+    }
+}
+
+/// A page of the catalog.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DatasetPage {
+    /// By slug.
+    pub items: Vec<DatasetDto>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Catalog filters.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct CatalogQuery {
+    /// The previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// Page size, 1–100 (default 50).
+    pub limit: Option<i64>,
+    /// Text to find in slug, title or description.
+    pub q: Option<String>,
+}
+
+/// `POST /internal/datasets` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PublishDataset {
+    /// URL name.
+    pub slug: String,
+    /// Title.
+    pub title: String,
+    /// Description.
+    #[serde(default)]
+    pub description: String,
+    /// Version label.
+    pub version: String,
+    /// License.
+    pub license: String,
+    /// Media type.
+    pub media_type: String,
+    /// Key of the object in storage (already uploaded).
+    pub object_key: String,
+    /// The stager's BLAKE3 (hex); refused if the bytes disagree.
+    pub blake3: Option<String>,
+}
+
+/// `POST /datasets/catalog/{slug}/download` body.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GrantBody {
+    /// Organization (slug or id); required only when the caller belongs to several.
+    pub org: Option<String>,
+    /// Grant lifetime in seconds: default 86,400, at most 604,800.
+    pub expires_in: Option<u64>,
+}
+
+/// Quota today.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QuotaDto {
+    /// Grants made today (UTC).
+    pub used: i64,
+    /// Grants allowed per UTC day.
+    pub limit: i64,
+    /// The next UTC midnight.
+    #[serde(with = "time::serde::rfc3339")]
+    pub resets_at: time::OffsetDateTime,
+}
+
+impl From<QuotaStatus> for QuotaDto {
+    fn from(q: QuotaStatus) -> Self {
+        QuotaDto {
+            used: q.used,
+            limit: q.limit,
+            resets_at: q.resets_at,
+        }
+    }
+}
+
+/// A grant.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GrantDto {
+    /// The `dataset.download` receipt (members' view).
+    pub receipt: ReceiptDto,
+    /// Follow it to get a fresh short-lived object URL (302), until the grant expires.
+    pub download_url: String,
+    /// When the grant ends.
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: time::OffsetDateTime,
+    /// The organization's quota after this grant.
+    pub quota: QuotaDto,
+}
+
+const DEFAULT_GRANT: Duration = Duration::from_secs(24 * 3600);
+const MAX_GRANT: Duration = Duration::from_secs(7 * 24 * 3600);
+
+fn default_limit(state: &AppState) -> i64 {
+    state
+        .config
+        .dataset_download_daily_limit
+        .map(|l| l as i64)
+        .unwrap_or(0)
+}
+
+/// Requires a member of some organization, or an API key.
+async fn require_catalog_reader(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
+    if let Principal::User { user, .. } = caller.principal {
+        let client = state.pool.get().await.map_err(IdentityError::from)?;
+        let orgs = identity::list_orgs(&client, user, PageRequest::new(None, Some(1))).await?;
+        if orgs.items.is_empty() {
+            return Err(
+                IdentityError::Forbidden("the catalog is for members of an organization").into(),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Registers or updates a dataset version (stagers, with the internal key).
+#[utoipa::path(post, path = "/internal/datasets", tag = "internal", request_body = PublishDataset,
+    params(("X-Internal-Key" = String, Header, description = "INTERNAL_API_KEY")),
+    responses(
+        (status = 201, description = "Verified and listed", body = DatasetDto),
+        (status = 401, description = "Wrong or missing internal key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not from an allowed network", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, missing object, or a BLAKE3 that disagrees with the bytes", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Internal routes not configured, or storage unreachable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn post_internal_datasets(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<PublishDataset>,
+) -> Result<HttpResponse, ApiError> {
+    crate::internal::guard(&req, &state, "POST /internal/datasets").await?;
+    let p = Publication {
+        slug: DatasetSlug::parse(&body.slug)?,
+        title: body.title.clone(),
+        description: body.description.clone(),
+        version: DatasetVersion::parse(&body.version)?,
+        license: body.license.clone(),
+        media_type: body.media_type.clone(),
+        object_key: ObjectKey::parse(&body.object_key)?,
+        blake3: body
+            .blake3
+            .as_deref()
+            .map(Blake3Digest::parse)
+            .transpose()?,
+    };
+    let entry = datasets::publish(&state.pool, state.objects.as_ref(), &p).await?;
+    Ok(HttpResponse::Created().json(DatasetDto::from(entry)))
+}
+
+/// The catalog (members of any organization, or API keys).
+#[utoipa::path(get, path = "/datasets/catalog", tag = "datasets", params(CatalogQuery), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of datasets", body = DatasetPage),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not a member of any organization", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_catalog(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<CatalogQuery>,
+) -> Result<web::Json<DatasetPage>, ApiError> {
+    require_catalog_reader(&state, &caller).await?;
+    let limit = query.limit.unwrap_or(50).clamp(1, 100);
+    let client = state.pool.get().await.map_err(IdentityError::from)?;
+    let mut rows = datasets::catalog(
+        &client,
+        query.cursor.as_deref(),
+        query.q.as_deref(),
+        limit + 1,
+    )
+    .await?;
+    let next_cursor = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| r.slug.clone())
+    } else {
+        None
+    };
+    let (principal, org) = match caller.principal {
+        Principal::User { user, .. } => (format!("user:{user}"), None),
+        Principal::ApiKey { key, org } => (format!("api_key:{key}"), Some(org.as_uuid())),
+    };
+    datasets::record_catalog_view(&state.pool, &principal, caller.actor(), org, &caller.ctx)
+        .await?;
+    Ok(web::Json(DatasetPage {
+        items: rows.into_iter().map(Into::into).collect(),
+        next_cursor,
+    }))
+}
+
+/// One dataset.
+#[utoipa::path(get, path = "/datasets/catalog/{slug}", tag = "datasets", security(("bearer" = [])),
+    params(("slug" = String, Path, description = "Dataset slug")),
+    responses(
+        (status = 200, description = "The dataset", body = DatasetDto),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not a member of any organization", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such dataset", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_catalog_entry(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<web::Json<DatasetDto>, ApiError> {
+    require_catalog_reader(&state, &caller).await?;
+    let slug = DatasetSlug::parse(&path).map_err(|_| ApiError::not_found())?;
+    let client = state.pool.get().await.map_err(IdentityError::from)?;
+    let entry = datasets::entry(&client, &slug)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    Ok(web::Json(entry.into()))
+}
+
+/// Grants a download: takes one unit of the organization's daily quota and mints a
+/// `dataset.download` receipt, in one transaction.
+#[utoipa::path(post, path = "/datasets/catalog/{slug}/download", tag = "datasets", request_body = GrantBody, security(("bearer" = [])),
+    params(("slug" = String, Path, description = "Dataset slug")),
+    responses(
+        (status = 201, description = "Granted", body = GrantDto),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such dataset or organization", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`org` needed (several memberships), or a bad `expires_in`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Daily quota used up; Retry-After says until when", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn post_catalog_download(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: Option<web::Json<GrantBody>>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.map(|b| b.into_inner()).unwrap_or_default();
+    let slug = DatasetSlug::parse(&path).map_err(|_| ApiError::not_found())?;
+    let expires_in = match body.expires_in {
+        None => DEFAULT_GRANT,
+        Some(s) if s >= 60 && Duration::from_secs(s) <= MAX_GRANT => Duration::from_secs(s),
+        Some(_) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_expires_in",
+                "expires_in must be 60 to 604800 seconds",
+            ))
+        }
+    };
+    let (org, grantee) = match caller.principal {
+        Principal::ApiKey { key, org } => {
+            if let Some(named) = &body.org {
+                caller.member(&state, named).await?;
+            }
+            (org.as_uuid(), Grantee::ApiKey { id: key.as_uuid() })
+        }
+        Principal::User { user, .. } => {
+            let client = state.pool.get().await.map_err(IdentityError::from)?;
+            let org = match &body.org {
+                Some(named) => caller.member(&state, named).await?.org.id,
+                None => {
+                    let orgs =
+                        identity::list_orgs(&client, user, PageRequest::new(None, Some(2))).await?;
+                    match orgs.items.as_slice() {
+                        [only] => only.org.id,
+                        [] => {
+                            return Err(IdentityError::Forbidden(
+                                "downloads are for members of an organization",
+                            )
+                            .into())
+                        }
+                        _ => {
+                            return Err(ApiError::new(
+                                StatusCode::UNPROCESSABLE_ENTITY,
+                                "org_required",
+                                "you belong to several organizations: name one in `org`",
+                            ))
+                        }
+                    }
+                }
+            };
+            let me = identity::user(&client, user).await?;
+            (
+                org.as_uuid(),
+                Grantee::User {
+                    id: user.as_uuid(),
+                    email: me.email,
+                },
+            )
+        }
+    };
+    let token = OneTimeToken::generate();
+    let request = GrantRequest {
+        org,
+        slug,
+        expires_in,
+        grantee,
+        client_ip: caller.ctx.ip,
+        default_limit: default_limit(&state),
+        share_token_hash: token.hash().as_bytes().to_vec(),
+        context: caller.ctx.clone(),
+    };
+    let grant = match datasets::grant(&state.pool, &request).await {
+        Ok(g) => g,
+        Err(e @ DatasetsError::QuotaExhausted { .. }) => {
+            state.metrics.dataset_grant(org, false);
+            return Err(e.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    state.metrics.dataset_grant(org, true);
+    let base = state.config.api_base_url();
+    Ok(HttpResponse::Created().json(GrantDto {
+        receipt: ReceiptDto::from(&grant.receipt),
+        download_url: format!(
+            "{}/share/{}/download",
+            base.as_str().trim_end_matches('/'),
+            token.expose()
+        ),
+        expires_at: grant.expires_at,
+        quota: grant.quota.into(),
+    }))
+}
+
+/// The organization's dataset quota today.
+#[utoipa::path(get, path = "/orgs/{org}/datasets/quota", tag = "datasets", security(("bearer" = [])),
+    params(("org" = String, Path, description = "Organization slug or id")),
+    responses(
+        (status = 200, description = "Quota", body = QuotaDto),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organization, or not a member", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_org_quota(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<web::Json<QuotaDto>, ApiError> {
+    let access = caller.member(&state, &path).await?;
+    let client = state.pool.get().await.map_err(IdentityError::from)?;
+    let q = datasets::quota(
+        &client,
+        access.org.id.as_uuid(),
+        default_limit(&state),
+        time::OffsetDateTime::now_utc(),
+    )
+    .await?;
+    Ok(web::Json(q.into()))
+}
+
+impl From<DatasetsError> for ApiError {
+    fn from(e: DatasetsError) -> Self {
+        let detail = e.to_string();
+        match e {
+            DatasetsError::Invalid { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", detail)
+            }
+            DatasetsError::DigestMismatch { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "digest_mismatch", detail)
+            }
+            DatasetsError::ObjectMissing(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "object_missing", detail)
+            }
+            DatasetsError::Storage(cause) => {
+                tracing::error!(error = %cause, "object storage failure");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage_unavailable",
+                    "object storage is unreachable; try again shortly",
+                )
+            }
+            DatasetsError::NotFound => ApiError::not_found(),
+            DatasetsError::QuotaExhausted { retry_after, .. } => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "quota_exhausted", detail)
+                    .with_retry_after(retry_after)
+            }
+            DatasetsError::GrantExpired => ApiError::new(StatusCode::GONE, "grant_expired", detail),
+            DatasetsError::Ledger(inner) => inner.into(),
+            DatasetsError::Store(inner) => ApiError::internal(inner),
+        }
+    }
+}

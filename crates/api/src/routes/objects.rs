@@ -1,0 +1,166 @@
+//! The API's own signed object URLs (local-filesystem storage): the signature is checked in
+//! constant time before storage is touched; bytes are streamed with `Range` support.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use defendable_datasets::ObjectKey;
+use futures_util::StreamExt;
+use object_store::path::Path;
+use object_store::{GetOptions, GetRange};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::error::{ApiError, Problem};
+use crate::AppState;
+
+/// The signature of an object URL.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct Signature {
+    /// Unix seconds after which the link is refused.
+    pub expires: i64,
+    /// Signing key id.
+    pub kid: String,
+    /// HMAC-SHA256, base64url.
+    pub sig: String,
+}
+
+fn refused() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "invalid_signature",
+        "this link is invalid or has expired; ask for a new one",
+    )
+}
+
+/// Parses a single `bytes=` range.
+fn parse_range(value: &str) -> Option<GetRange> {
+    let spec = value.strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (a, b) = spec.split_once('-')?;
+    match (a.trim(), b.trim()) {
+        ("", n) => n.parse().ok().map(GetRange::Suffix),
+        (a, "") => a.parse().ok().map(GetRange::Offset),
+        (a, b) => {
+            let (a, b): (u64, u64) = (a.parse().ok()?, b.parse().ok()?);
+            (a <= b).then_some(GetRange::Bounded(a..b + 1))
+        }
+    }
+}
+
+/// Streams an object behind a signed link.
+#[utoipa::path(get, path = "/objects/{key}", tag = "datasets",
+    params(("key" = String, Path, description = "Object key"), Signature,
+           ("Range" = Option<String>, Header, description = "bytes=start-end")),
+    responses(
+        (status = 200, description = "The object", content_type = "application/octet-stream"),
+        (status = 206, description = "The requested range", content_type = "application/octet-stream"),
+        (status = 403, description = "Tampered, expired or unknown-key link", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such object", body = Problem, content_type = "application/problem+json"),
+        (status = 416, description = "Range not satisfiable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Storage unreachable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_object(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    sig: Option<web::Query<Signature>>,
+) -> Result<HttpResponse, ApiError> {
+    let Some(sig) = sig else {
+        return Err(refused());
+    };
+    let key = ObjectKey::parse(&path).map_err(|_| refused())?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    state
+        .url_signer
+        .verify(key.as_str(), sig.expires, &sig.kid, &sig.sig, now)
+        .map_err(|_| refused())?;
+    let range = match req
+        .headers()
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(v) => Some(parse_range(v).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range_not_satisfiable",
+                "send one range as bytes=start-end",
+            )
+        })?),
+        None => None,
+    };
+    let location = Path::from(key.as_str());
+    let storage_error = |e: object_store::Error| match e {
+        object_store::Error::NotFound { .. } => ApiError::not_found(),
+        other => {
+            state.metrics.storage_failure();
+            tracing::error!(error = %other, "object storage failure while serving a signed link");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                "object storage is unreachable; try again shortly",
+            )
+        }
+    };
+    if let Some(r) = &range {
+        // Refuse a range outside the object before reading it.
+        let size = state
+            .objects
+            .head(&location)
+            .await
+            .map_err(storage_error)?
+            .size;
+        let starts_inside = match r {
+            GetRange::Bounded(b) => b.start < size,
+            GetRange::Offset(o) => *o < size,
+            GetRange::Suffix(n) => *n > 0,
+        };
+        if !starts_inside {
+            return Err(ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range_not_satisfiable",
+                "the range is outside the object",
+            ));
+        }
+    }
+    let options = GetOptions {
+        range: range.clone(),
+        ..Default::default()
+    };
+    let result = state
+        .objects
+        .get_opts(&location, options)
+        .await
+        .map_err(storage_error)?;
+    let total = result.meta.size;
+    let served = result.range.clone();
+    let etag = result
+        .meta
+        .e_tag
+        .clone()
+        .unwrap_or_else(|| format!("{:x}-{:x}", total, result.meta.last_modified.timestamp()));
+    let mut res = if range.is_some() {
+        HttpResponse::PartialContent()
+    } else {
+        HttpResponse::Ok()
+    };
+    res.insert_header((header::CONTENT_TYPE, "application/octet-stream"))
+        .insert_header((header::ACCEPT_RANGES, "bytes"))
+        .insert_header((header::ETAG, format!("\"{}\"", etag.trim_matches('"'))))
+        .insert_header((header::CACHE_CONTROL, "private, no-store"));
+    if range.is_some() {
+        res.insert_header((
+            header::CONTENT_RANGE,
+            format!(
+                "bytes {}-{}/{total}",
+                served.start,
+                served.end.saturating_sub(1)
+            ),
+        ));
+    }
+    let body = result
+        .into_stream()
+        .map(|chunk| chunk.map_err(|e| actix_web::error::ErrorInternalServerError(e.to_string())));
+    Ok(res.no_chunking(served.end - served.start).streaming(body))
+}
