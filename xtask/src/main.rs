@@ -25,7 +25,7 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Run a benchmark in release mode and print its figures (`auth`, `ledger`).
+    /// Run a benchmark in release mode and print its figures (`auth`, `ledger`, `datasets`).
     Bench {
         /// Which benchmark.
         name: String,
@@ -64,7 +64,8 @@ fn main() -> Result<()> {
             let (package, example) = match name.as_str() {
                 "auth" => ("defendable-api", "bench_auth"),
                 "ledger" => ("defendable-ledger", "bench_ledger"),
-                other => bail!("unknown benchmark {other:?}; known: auth, ledger"),
+                "datasets" => ("defendable-datasets", "bench_datasets"),
+                other => bail!("unknown benchmark {other:?}; known: auth, ledger, datasets"),
             };
             ensure_system_packages(&[POSTGRES])?;
             cargo(&[
@@ -107,12 +108,24 @@ fn test() -> Result<()> {
 
 /// The S3-compatible server the dataset tests run on loopback: s3s-fs, from the Rust registry.
 fn ensure_s3_server() -> Result<()> {
-    let found = Command::new("s3s-fs").arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
+    let found = Command::new("s3s-fs")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
     if found {
         return Ok(());
     }
-    eprintln!("installing s3s-fs (an S3-compatible server for the dataset tests) with cargo install");
-    cargo(&["install", "--locked", "s3s-fs@0.14.1", "--features", "binary"])
+    eprintln!(
+        "installing s3s-fs (an S3-compatible server for the dataset tests) with cargo install"
+    );
+    cargo(&[
+        "install",
+        "--locked",
+        "s3s-fs@0.14.1",
+        "--features",
+        "binary",
+    ])
 }
 
 /// A system requirement: how to tell it is there, and the Debian package that provides it.

@@ -8,15 +8,15 @@
 
 #![allow(clippy::print_stdout)]
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use defendable_testkit::bench::{drive, durable_database, row};
 
 use defendable_ledger::store::{self, AppendOptions, BatchAppender};
 use defendable_ledger::{seal, ChainVerifier, Draft, Hash, Link, ReceiptKind};
 use serde_json::json;
 use time::OffsetDateTime;
-use tokio::sync::Mutex;
 use uuid::Uuid;
 
 const WRITERS: usize = 32;
@@ -31,72 +31,6 @@ fn draft(n: u64) -> Draft {
     .expect("draft")
 }
 
-fn pct(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e3
-}
-
-fn row(name: &str, count: usize, elapsed: Duration, mut lat: Vec<Duration>) -> f64 {
-    lat.sort();
-    let rate = count as f64 / elapsed.as_secs_f64();
-    println!(
-        "{name:<52} {rate:>10.0} /s   p50 {:>7.2} ms   p99 {:>7.2} ms   (n={count})",
-        pct(&lat, 0.5),
-        pct(&lat, 0.99)
-    );
-    rate
-}
-
-/// Runs `WRITERS` tasks calling `op(writer, i)` until `RUN` elapses; returns count, time, latencies.
-async fn drive<F, Fut>(op: F) -> (usize, Duration, Vec<Duration>)
-where
-    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    let op = Arc::new(op);
-    let started = Instant::now();
-    let deadline = started + RUN;
-    let mut tasks = Vec::new();
-    for w in 0..WRITERS {
-        let op = op.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            let mut i = 0u64;
-            while Instant::now() < deadline {
-                let t = Instant::now();
-                op(w, i).await;
-                lat.push(t.elapsed());
-                i += 1;
-            }
-            lat
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.expect("join"));
-    }
-    (all.len(), started.elapsed(), all)
-}
-
-async fn admin_url() -> (String, Option<defendable_store::cluster::Cluster>) {
-    if let Ok(url) = std::env::var("DATABASE_URL") {
-        return (url, None);
-    }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-pg");
-    let cluster = tokio::task::spawn_blocking(move || {
-        defendable_store::cluster::Cluster::ensure(
-            &root,
-            defendable_store::cluster::Durability::Durable,
-        )
-    })
-    .await
-    .expect("join")
-    .expect("bench cluster");
-    (cluster.url("postgres"), Some(cluster))
-}
-
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -106,32 +40,8 @@ fn main() {
 }
 
 async fn run() {
-    let (admin, _cluster) = admin_url().await;
-    let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(conn);
-    let db = format!("defendable_bench_{}", Uuid::new_v4().simple());
-    client
-        .batch_execute(&format!("CREATE DATABASE {db}"))
-        .await
-        .expect("create db");
-    let mut cfg: tokio_postgres::Config = admin.parse().expect("url");
-    cfg.dbname(&db);
-    let url = format!(
-        "host={} port={} user={} dbname={db}{}",
-        match &cfg.get_hosts()[0] {
-            tokio_postgres::config::Host::Tcp(h) => h.clone(),
-            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
-        },
-        cfg.get_ports().first().copied().unwrap_or(5432),
-        cfg.get_user().unwrap_or("postgres"),
-        cfg.get_password()
-            .map(|p| format!(" password={}", String::from_utf8_lossy(p)))
-            .unwrap_or_default()
-    );
-    let pool = defendable_store::pool(&url, 40).expect("pool");
-    defendable_store::migrate(&pool).await.expect("migrate");
+    let (db, origin) = durable_database().await;
+    let pool = db.pool.clone();
     let sync: String = pool
         .get()
         .await
@@ -140,7 +50,7 @@ async fn run() {
         .await
         .expect("show")
         .get(0);
-    println!("database: fresh database on {}; synchronous_commit = {sync}; {WRITERS} writers; {} s per row\n", if _cluster.is_some() { "a private durable cluster" } else { "DATABASE_URL" }, RUN.as_secs());
+    println!("database: fresh database on {origin}; synchronous_commit = {sync}; {WRITERS} writers; {} s per row\n", RUN.as_secs());
 
     // Baseline: what this database does for a plain single-row INSERT per transaction.
     pool.get()
@@ -152,7 +62,7 @@ async fn run() {
         .await
         .expect("table");
     let p = pool.clone();
-    let (n, t, lat) = drive(move |_, _| {
+    let (n, t, lat) = drive(WRITERS, RUN, move |_, _| {
         let p = p.clone();
         async move {
             let c = p.get().await.expect("c");
@@ -170,7 +80,7 @@ async fn run() {
     // Naive: one transaction per receipt, all writers on one org.
     let org = Uuid::new_v4();
     let p = pool.clone();
-    let (n, t, lat) = drive(move |w, i| {
+    let (n, t, lat) = drive(WRITERS, RUN, move |w, i| {
         let p = p.clone();
         async move {
             let mut c = p.get().await.expect("c");
@@ -192,7 +102,7 @@ async fn run() {
         .unwrap_or(2);
     let appender = BatchAppender::start(pool.clone(), workers, 512);
     let a = appender.clone();
-    let (n1, t, lat) = drive(move |w, i| {
+    let (n1, t, lat) = drive(WRITERS, RUN, move |w, i| {
         let a = a.clone();
         async move {
             a.append(
@@ -211,17 +121,14 @@ async fn run() {
     let orgs: Arc<Vec<Uuid>> = Arc::new((0..1000).map(|_| Uuid::new_v4()).collect());
     let a = appender.clone();
     let o = orgs.clone();
-    let counter = Arc::new(Mutex::new(0usize));
-    let (n, t, lat) = drive(move |w, i| {
+    let (n, t, lat) = drive(WRITERS, RUN, move |w, i| {
         let a = a.clone();
         let o = o.clone();
-        let counter = counter.clone();
         async move {
             let org = o[(w * 7919 + i as usize * 31) % o.len()];
             a.append(org, draft(i), AppendOptions::default())
                 .await
                 .expect("append");
-            *counter.lock().await += 1;
         }
     })
     .await;
@@ -312,9 +219,4 @@ async fn run() {
     );
 
     drop(c);
-    pool.close();
-    client
-        .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
-        .await
-        .expect("drop");
 }

@@ -235,3 +235,106 @@ fn config_to_url(cfg: &tokio_postgres::Config) -> String {
     }
     out
 }
+
+/// Helpers shared by the benchmark examples (`cargo xtask bench …`).
+pub mod bench {
+    use std::future::Future;
+    use std::path::PathBuf;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use defendable_store::cluster::{Cluster, Durability};
+
+    /// A fresh, migrated database with synchronous commit on: on `DATABASE_URL` when set,
+    /// otherwise on a durable private cluster under `target/bench-pg`. Dropping it drops the
+    /// database.
+    pub async fn durable_database() -> (super::TestDb, &'static str) {
+        let (admin, origin) = match std::env::var("DATABASE_URL") {
+            Ok(url) => (super::with_database(&url, "postgres"), "DATABASE_URL"),
+            Err(_) => {
+                let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-pg");
+                let cluster = tokio::task::spawn_blocking(move || {
+                    Cluster::ensure(&root, Durability::Durable)
+                })
+                .await
+                .expect("join")
+                .expect("bench cluster");
+                (cluster.url("postgres"), "a private durable cluster")
+            }
+        };
+        let name = format!("defendable_bench_{}", uuid::Uuid::new_v4().simple());
+        let client = super::connect(&admin).await;
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create database");
+        let url = super::with_database(&admin, &name);
+        let pool = defendable_store::pool(&url, 40).expect("pool");
+        defendable_store::migrate(&pool).await.expect("migrate");
+        (
+            super::TestDb {
+                pool,
+                url,
+                name,
+                admin_url: admin,
+            },
+            origin,
+        )
+    }
+
+    /// Runs `writers` tasks calling `op(writer, i)` until `run` elapses; returns the number of
+    /// calls, the elapsed time and every call's latency.
+    pub async fn drive<F, Fut>(
+        writers: usize,
+        run: Duration,
+        op: F,
+    ) -> (usize, Duration, Vec<Duration>)
+    where
+        F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
+        let op = Arc::new(op);
+        let started = Instant::now();
+        let deadline = started + run;
+        let mut tasks = Vec::new();
+        for w in 0..writers {
+            let op = op.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::new();
+                let mut i = 0u64;
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    op(w, i).await;
+                    lat.push(t.elapsed());
+                    i += 1;
+                }
+                lat
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.expect("join"));
+        }
+        (all.len(), started.elapsed(), all)
+    }
+
+    /// Prints one result row: rate, p50 and p99 in milliseconds.
+    #[allow(clippy::print_stdout)]
+    pub fn row(name: &str, count: usize, elapsed: Duration, mut lat: Vec<Duration>) -> f64 {
+        lat.sort();
+        let pct = |p: f64| {
+            if lat.is_empty() {
+                0.0
+            } else {
+                lat[((lat.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e3
+            }
+        };
+        let rate = count as f64 / elapsed.as_secs_f64();
+        println!(
+            "{name:<52} {rate:>10.0} /s   p50 {:>7.2} ms   p99 {:>7.2} ms   (n={count})",
+            pct(0.5),
+            pct(0.99)
+        );
+        rate
+    }
+}
