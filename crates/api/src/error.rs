@@ -39,6 +39,7 @@ pub struct ApiError {
     detail: Option<String>,
     extra: Option<serde_json::Value>,
     retry_after: Option<u64>,
+    headers: Vec<(&'static str, String)>,
 }
 
 impl ApiError {
@@ -50,7 +51,14 @@ impl ApiError {
             detail: Some(detail.into()),
             extra: None,
             retry_after: None,
+            headers: Vec::new(),
         }
+    }
+
+    /// Adds response headers (rate-limit fields).
+    pub fn with_headers(mut self, headers: Vec<(&'static str, String)>) -> Self {
+        self.headers = headers;
+        self
     }
 
     /// Adds `Retry-After` (seconds) to the response.
@@ -114,6 +122,12 @@ impl ResponseError for ApiError {
             self.detail.clone(),
             self.extra.clone(),
         );
+        for (name, value) in &self.headers {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                res.headers_mut()
+                    .insert(header::HeaderName::from_static(name), v);
+            }
+        }
         if let Some(secs) = self.retry_after {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 res.headers_mut().insert(header::RETRY_AFTER, v);

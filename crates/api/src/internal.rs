@@ -22,13 +22,33 @@ pub fn same(a: &[u8], b: &[u8]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
+/// Which credential an internal route takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    /// `X-Internal-Key: INTERNAL_API_KEY` (stagers, operators, `/metrics`).
+    InternalKey,
+    /// `Authorization: Bearer RUNNER_TOKEN` (runners).
+    RunnerToken,
+}
+
 /// Checks network and key for an internal call to `route`; records the call either way.
 pub async fn guard(req: &HttpRequest, state: &AppState, route: &str) -> Result<(), ApiError> {
-    let outcome = check(req, state);
-    let mut e = AuditEvent::new(
-        AuditAction::parse("internal.call").expect("valid"),
-        Actor::Internal,
-    );
+    guard_with(req, state, route, Credential::InternalKey).await
+}
+
+/// [`guard`] for a given credential.
+pub async fn guard_with(
+    req: &HttpRequest,
+    state: &AppState,
+    route: &str,
+    credential: Credential,
+) -> Result<(), ApiError> {
+    let outcome = check(req, state, credential);
+    let actor = match credential {
+        Credential::InternalKey => Actor::Internal,
+        Credential::RunnerToken => Actor::Runner,
+    };
+    let mut e = AuditEvent::new(AuditAction::parse("internal.call").expect("valid"), actor);
     e.context = audit_context(req, state);
     e.target = Some(route.to_owned());
     e.details =
@@ -38,13 +58,24 @@ pub async fn guard(req: &HttpRequest, state: &AppState, route: &str) -> Result<(
     outcome
 }
 
-fn check(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
-    let keys = &state.config.internal_api_key;
+fn check(req: &HttpRequest, state: &AppState, credential: Credential) -> Result<(), ApiError> {
+    let (keys, var, previous_var) = match credential {
+        Credential::InternalKey => (
+            &state.config.internal_api_key,
+            "INTERNAL_API_KEY",
+            "INTERNAL_API_KEY_PREVIOUS",
+        ),
+        Credential::RunnerToken => (
+            &state.config.runner_token,
+            "RUNNER_TOKEN",
+            "RUNNER_TOKEN_PREVIOUS",
+        ),
+    };
     let Some(current) = &keys.current else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "internal_not_configured",
-            "internal routes are disabled until INTERNAL_API_KEY is set",
+            format!("this internal route is disabled until {var} is set"),
         ));
     };
     let ip = client_ip(req, &state.config.trusted_proxies);
@@ -61,25 +92,30 @@ fn check(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
             "this network may not call internal routes",
         ));
     }
-    let presented = req
-        .headers()
-        .get("x-internal-key")
-        .map(|v| v.as_bytes())
-        .unwrap_or_default();
+    let presented: &[u8] = match credential {
+        Credential::InternalKey => req
+            .headers()
+            .get("x-internal-key")
+            .map(|v| v.as_bytes())
+            .unwrap_or_default(),
+        Credential::RunnerToken => req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+            .unwrap_or_default(),
+    };
     if same(presented, current.expose_secret().as_bytes()) {
         return Ok(());
     }
     if let Some(previous) = &keys.previous {
         if same(presented, previous.expose_secret().as_bytes()) {
-            state
-                .metrics
-                .previous_secret_used("INTERNAL_API_KEY_PREVIOUS");
+            state.metrics.previous_secret_used(previous_var);
             return Ok(());
         }
     }
     Err(ApiError::new(
         StatusCode::UNAUTHORIZED,
         "invalid_internal_key",
-        "missing or wrong X-Internal-Key",
+        format!("missing or wrong {var}"),
     ))
 }

@@ -11,6 +11,7 @@ pub mod mail;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;
+pub mod ratelimit;
 pub mod routes;
 pub mod telemetry;
 
@@ -164,6 +165,7 @@ impl Application {
             presigner: deps.presigner,
             url_signer,
         });
+        ratelimit::spawn_pruner(state.pool.clone());
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())

@@ -111,6 +111,21 @@ pub async fn edge(
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         headers.insert(REQUEST_ID, v);
     }
+    let rate = res
+        .request()
+        .extensions()
+        .get::<crate::ratelimit::RateLimitHeaders>()
+        .cloned();
+    if let Some(rate) = rate {
+        let headers = res.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&rate.policy) {
+            headers.insert(HeaderName::from_static("ratelimit-policy"), v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&rate.limit) {
+            headers.insert(HeaderName::from_static("ratelimit"), v);
+        }
+    }
+    state_metrics(&res, &route, status);
 
     // Only the route pattern is logged, never the concrete path or query: both can carry tokens.
     tracing::info!(
@@ -136,4 +151,11 @@ pub fn path_error(err: actix_web::error::PathError) -> crate::error::ApiError {
 /// Maps query-string parse failures to a 400 problem.
 pub fn query_error(err: actix_web::error::QueryPayloadError) -> crate::error::ApiError {
     crate::error::ApiError::bad_request(format!("invalid query string: {err}"))
+}
+
+/// Counts the response in the process metrics (requests by route and status, 401/403s).
+fn state_metrics(res: &ServiceResponse<BoxBody>, route: &str, status: actix_web::http::StatusCode) {
+    if let Some(state) = res.request().app_data::<web::Data<AppState>>() {
+        state.metrics.response(route, status.as_u16());
+    }
 }

@@ -8,7 +8,7 @@ use utoipa::Modify;
 
 use crate::error::Problem;
 use crate::routes::{
-    api_keys, auth, datasets, dto, health, invites, ledger, me, objects, orgs, receipts, share,
+    api_keys, auth, datasets, dto, health, invites, ledger, me, objects, ops, orgs, receipts, share,
 };
 
 /// The API description served at `/openapi.json`.
@@ -32,6 +32,7 @@ use crate::routes::{
         share::get_share, share::get_share_download,
         datasets::post_internal_datasets, datasets::get_catalog, datasets::get_catalog_entry,
         datasets::post_catalog_download, datasets::get_org_quota, objects::get_object,
+        ops::get_metrics, ops::post_internal_receipts, ops::post_stripe_webhook, ops::get_org_audit,
     ),
     components(schemas(Problem, health::Health, health::Readiness, dto::RoleDto)),
     modifiers(&BearerAuth),

@@ -7,6 +7,7 @@
 
 mod checks;
 mod docs;
+pub mod limits;
 pub mod vars;
 
 use std::cell::RefCell;
@@ -122,6 +123,8 @@ pub struct Config {
     pub ledger_signing_key: Option<SecretString>,
     /// Public keys of earlier signing keys (base64url), still published.
     pub ledger_signing_keys_previous: Vec<String>,
+    /// The rate limits in force (the declared table with overrides).
+    pub rate_limits: Vec<limits::RateLimit>,
 }
 
 /// One failed rule or unparsable value, with what to do about it.
@@ -447,6 +450,17 @@ impl Config {
                         .collect()
                 })
                 .unwrap_or_default(),
+            rate_limits: match limits::effective(p.raw("RATE_LIMITS").unwrap_or("")) {
+                Ok(l) => l,
+                Err(why) => {
+                    p.fail(
+                        "RATE_LIMITS",
+                        why,
+                        "use id=limit/window items such as auth-request-email=10/10m",
+                    );
+                    limits::RATE_LIMITS.to_vec()
+                }
+            },
         };
         // Read for the docs' sake: the test harness consumes it, the server does not.
         let _ = p.raw("TEST_DATABASE_URL");

@@ -214,7 +214,10 @@ fn init(
     let mut settings = format!(
         "\n# Added by Defendable: loopback TCP only, no Unix socket.\n\
          listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = ''\n\
-         max_connections = 300\nshared_buffers = 256MB\n"
+         max_connections = 300\nshared_buffers = 256MB\n\
+         # No logical replication here; its launcher also delays DROP DATABASE by up to minutes\n\
+         # (it answers the drop's ProcSignalBarrier only when it wakes).\n\
+         max_logical_replication_workers = 0\n"
     );
     if durability == Durability::Throwaway {
         settings.push_str("fsync = off\nfull_page_writes = off\nsynchronous_commit = off\n");

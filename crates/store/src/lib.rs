@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod cluster;
 mod migrate;
+pub mod ratelimit;
 
 use std::str::FromStr;
 

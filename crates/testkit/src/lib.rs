@@ -57,6 +57,10 @@ impl TestDb {
             .unwrap_or_else(|e| panic!("test database server: {e}"));
         let name = format!("defendable_test_{}", uuid::Uuid::new_v4().simple());
         let admin = connect(&server.admin_url).await;
+        // Registered before it exists, so a leftover sweep never mistakes it for an orphan.
+        OURS.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(name.clone());
         let template = if migrated {
             server.template.as_str()
         } else {
@@ -92,26 +96,66 @@ impl Drop for TestDb {
         self.pool.close();
         let admin_url = self.admin_url.clone();
         let name = self.name.clone();
-        // Drop runs outside any async context we can rely on, so use a short-lived runtime on
-        // its own thread. FORCE disconnects pools the test may have leaked.
-        let dropped = std::thread::spawn(move || {
+        // Dropped on a detached thread: PostgreSQL 15's DROP DATABASE waits until every server
+        // process has answered a signal barrier, which an idle auxiliary process can delay by a
+        // minute. A database the process exits before dropping is removed by the next run
+        // (see `drop_leftovers`). FORCE disconnects pools the test may have leaked.
+        std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("runtime");
-            rt.block_on(async {
+            let result = rt.block_on(async {
                 let admin = connect(&admin_url).await;
                 admin
                     .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                     .await
-            })
-        })
-        .join();
-        if let Ok(Err(e)) = dropped {
-            eprintln!("warning: could not drop test database {}: {e}", self.name);
-        }
+            });
+            if let Err(e) = result {
+                eprintln!(
+                    "warning: could not drop test database {name}: {}",
+                    pg_message(&e)
+                );
+            }
+        });
     }
 }
+
+/// Drops test databases left by earlier test processes (those no session is connected to and
+/// that are not this process's), in the background.
+fn drop_leftovers(admin_url: String) {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let admin = connect(&admin_url).await;
+            let Ok(rows) = admin
+                .query(
+                    "SELECT d.datname FROM pg_database d
+                     WHERE d.datname LIKE 'defendable\\_test\\_%'
+                       AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)",
+                    &[],
+                )
+                .await
+            else {
+                return;
+            };
+            for row in rows {
+                let name: String = row.get(0);
+                if !OURS.lock().unwrap_or_else(|p| p.into_inner()).contains(&name) {
+                    let _ = admin
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                }
+            }
+        });
+    });
+}
+
+/// Databases created by this process (never dropped as leftovers).
+static OURS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
 async fn prepare_server() -> Result<Server, String> {
     let admin_url = match std::env::var("TEST_DATABASE_URL")
@@ -154,6 +198,7 @@ async fn prepare_server() -> Result<Server, String> {
         .execute("SELECT pg_advisory_unlock($1)", &[&TEMPLATE_LOCK])
         .await
         .map_err(|e| pg_message(&e))?;
+    drop_leftovers(admin_url.clone());
     Ok(Server {
         admin_url,
         template,
@@ -189,7 +234,8 @@ async fn build_template(
 }
 
 fn cluster_root() -> PathBuf {
-    std::env::temp_dir().join("defendable-testkit-pg")
+    // Versioned: a cluster made with older settings is left alone and a new one is made.
+    std::env::temp_dir().join("defendable-testkit-pg-v2")
 }
 
 async fn connect(url: &str) -> tokio_postgres::Client {

@@ -2,6 +2,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
+use defendable_config::limits::LimitKey;
 use defendable_identity::store::{self as identity, NewSession};
 use defendable_identity::{Email, IdentityError, OneTimeToken};
 use defendable_store::audit::{record, Actor, AuditAction, AuditContext, AuditEvent};
@@ -52,6 +53,13 @@ pub async fn post_auth_request(
 ) -> Result<HttpResponse, ApiError> {
     let email = Email::parse(&body.email)?;
     let ctx = audit_context(&req, &state);
+    let ip = ctx.ip.map(|ip| ip.to_string());
+    crate::ratelimit::check(&req, &state, "POST", "/auth/request", |k| match k {
+        LimitKey::Email => Some(email.as_str().to_owned()),
+        LimitKey::Ip => ip.clone(),
+        _ => None,
+    })
+    .await?;
     let link = identity::request_magic_link(&state.pool, &email, state.config.magic_link_ttl, &ctx)
         .await?;
     let url = app_link(&state, "/auth/callback", link.token.expose());
@@ -115,6 +123,20 @@ pub fn app_link(state: &AppState, path: &str, token: &str) -> String {
     url.to_string()
 }
 
+async fn limit_by_ip(
+    req: &HttpRequest,
+    state: &AppState,
+    route: &str,
+    ctx: &AuditContext,
+) -> Result<(), ApiError> {
+    let ip = ctx.ip.map(|ip| ip.to_string());
+    crate::ratelimit::check(req, state, "POST", route, |k| match k {
+        LimitKey::Ip => ip.clone(),
+        _ => None,
+    })
+    .await
+}
+
 /// Parses a one-time token; a malformed one is audited and refused like any other bad token.
 async fn parse_token(
     state: &AppState,
@@ -161,6 +183,7 @@ pub async fn post_auth_verify(
     body: web::Json<TokenBody>,
 ) -> Result<web::Json<SessionDto>, ApiError> {
     let ctx = audit_context(&req, &state);
+    limit_by_ip(&req, &state, "/auth/verify", &ctx).await?;
     let token = parse_token(&state, &body.token, "auth.verify", &ctx).await?;
     let session =
         identity::verify_magic_link(&state.pool, &token, state.config.jwt_ttl, &ctx).await?;
@@ -181,6 +204,7 @@ pub async fn post_auth_accept_invite(
     body: web::Json<TokenBody>,
 ) -> Result<web::Json<SessionDto>, ApiError> {
     let ctx = audit_context(&req, &state);
+    limit_by_ip(&req, &state, "/auth/accept-invite", &ctx).await?;
     let token = parse_token(&state, &body.token, "invite.accept", &ctx).await?;
     let (session, _org) =
         identity::accept_invite(&state.pool, &token, state.config.jwt_ttl, &ctx).await?;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
+use defendable_config::limits::LimitKey;
 use defendable_datasets::store::{
     self as datasets, CatalogEntry, GrantRequest, Grantee, Publication, QuotaStatus,
 };
@@ -283,6 +284,7 @@ pub async fn get_catalog_entry(
         (status = 429, description = "Daily quota used up; Retry-After says until when", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn post_catalog_download(
+    req: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
     path: web::Path<String>,
@@ -343,6 +345,19 @@ pub async fn post_catalog_download(
             )
         }
     };
+    let ip = caller.ctx.ip.map(|ip| ip.to_string());
+    crate::ratelimit::check(
+        &req,
+        &state,
+        "POST",
+        "/datasets/catalog/{slug}/download",
+        |k| match k {
+            LimitKey::Org => Some(org.to_string()),
+            LimitKey::Ip => ip.clone(),
+            _ => None,
+        },
+    )
+    .await?;
     let token = OneTimeToken::generate();
     let request = GrantRequest {
         org,

@@ -9,6 +9,7 @@ pub mod invites;
 pub mod ledger;
 pub mod me;
 pub mod objects;
+pub mod ops;
 pub mod orgs;
 pub mod receipts;
 pub mod share;
@@ -97,6 +98,10 @@ pub fn configure(config: &Config) -> impl FnOnce(&mut web::ServiceConfig) + '_ {
             )
             .service(web::resource("/orgs/{org}/datasets/quota").get(datasets::get_org_quota))
             .service(web::resource("/objects/{key:.*}").get(objects::get_object))
+            .service(web::resource("/metrics").get(ops::get_metrics))
+            .service(web::resource("/internal/receipts").post(ops::post_internal_receipts))
+            .service(web::resource("/webhooks/stripe").post(ops::post_stripe_webhook))
+            .service(web::resource("/orgs/{org}/audit").get(ops::get_org_audit))
             .default_service(web::to(not_found));
     }
 }

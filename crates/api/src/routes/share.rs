@@ -2,6 +2,7 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
+use defendable_config::limits::LimitKey;
 use defendable_datasets::store as datasets;
 use defendable_datasets::{objects, DatasetsError, ObjectKey};
 use defendable_identity::{IdentityError, OneTimeToken};
@@ -168,6 +169,19 @@ pub async fn get_share_download(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    let ip = audit_context(&req, &state).ip.map(|ip| ip.to_string());
+    crate::ratelimit::check(
+        &req,
+        &state,
+        "GET",
+        "/share/{token}/download",
+        |k| match k {
+            LimitKey::Token => Some(path.as_str().to_owned()),
+            LimitKey::Ip => ip.clone(),
+            _ => None,
+        },
+    )
+    .await?;
     let receipt = shared(&req, &state, &path).await?;
     let client = state.pool.get().await.map_err(IdentityError::from)?;
     if let Some(grant) = datasets::grant_for_receipt(&client, receipt.org, receipt.seq).await? {

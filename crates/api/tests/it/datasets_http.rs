@@ -494,7 +494,15 @@ async fn expired_grants_are_410_and_missing_objects_503_and_both_are_recorded() 
 
 #[actix_web::test]
 async fn exactly_the_limit_of_200_racing_grants_succeed_and_the_chain_verifies() {
-    let app = TestApp::spawn_with(config(&[("DATASET_DOWNLOAD_DAILY_LIMIT", "50")])).await;
+    // Rate limits raised so that the quota, not the per-hour limit, is what refuses.
+    let app = TestApp::spawn_with(config(&[
+        ("DATASET_DOWNLOAD_DAILY_LIMIT", "50"),
+        (
+            "RATE_LIMITS",
+            "dataset-grant-org=1000/1h,dataset-grant-ip=1000/1h",
+        ),
+    ]))
+    .await;
     publish(&app, "census", "raw/census-2026.csv", BYTES).await;
     let (token, slug) = member(&app, "racer@example.com").await;
     let mut tasks = Vec::new();

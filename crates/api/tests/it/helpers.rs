@@ -13,6 +13,8 @@ use serde_json::Value;
 pub const JWT_SECRET: &str = "test-jwt-K7q2Lm9Xr4Tz8Vw1Ny6Pb3Hc5Jd0Fg";
 pub const OBJECT_URL_KEY: &str = "test-url-Pq8Wn3Ez5Rt7Yu1Io4As6Df9Gh2Jk0";
 pub const INTERNAL_KEY: &str = "test-internal-Zx9Cv8Bn7Mq6Wr5Ty4Ui3Op2";
+pub const RUNNER_TOKEN: &str = "test-runner-Lk3Jh5Gf7Ds9Aq2We4Rt6Yu8";
+pub const STRIPE_SECRET: &str = "whsec_test_Mn1Bv2Cx3Za4Sd5Fg6Hj7Kl8";
 
 /// One checkpoint signing key for every server in this test process (PKCS#8, base64url).
 pub fn signing_key() -> &'static str {
@@ -40,6 +42,8 @@ pub fn config(vars: &[(&str, &str)]) -> Config {
         ("LEDGER_SIGNING_KEY".into(), signing_key().into()),
         ("OBJECT_URL_SIGNING_KEY".into(), OBJECT_URL_KEY.into()),
         ("INTERNAL_API_KEY".into(), INTERNAL_KEY.into()),
+        ("RUNNER_TOKEN".into(), RUNNER_TOKEN.into()),
+        ("STRIPE_WEBHOOK_SECRET".into(), STRIPE_SECRET.into()),
     ];
     pairs.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     Config::parse(&Env::from_pairs(pairs)).expect("test config parses")

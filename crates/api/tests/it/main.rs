@@ -3,6 +3,7 @@
 mod architecture;
 mod boot;
 mod datasets_http;
+mod edge_http;
 mod helpers;
 mod http_shell;
 mod identity_http;

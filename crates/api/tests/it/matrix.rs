@@ -70,6 +70,11 @@ const MATRIX: &[(&str, &str, [u16; 10])] = &[
     ("GET",    "/orgs/{org}/datasets/quota",         [401, 200, 200, 404, 200, 404, 401, 401, 401, 401]),
     // Object links are authorized by their signature alone; these carry none.
     ("GET",    "/objects/{key}",                     [403, 403, 403, 403, 403, 403, 403, 403, 403, 403]),
+    // Metrics take the internal key, runner receipts the runner token, the webhook a signature.
+    ("GET",    "/metrics",                           [401, 401, 401, 401, 401, 401, 401, 401, 401, 401]),
+    ("POST",   "/internal/receipts",                 [401, 401, 401, 401, 401, 401, 401, 401, 401, 401]),
+    ("POST",   "/webhooks/stripe",                   [400, 400, 400, 400, 400, 400, 400, 400, 400, 400]),
+    ("GET",    "/orgs/{org}/audit",                  [401, 403, 200, 404, 403, 404, 401, 401, 401, 401]),
 ];
 
 /// One organization with a member of each kind, plus an outsider organization.
@@ -256,6 +261,8 @@ fn body_for(method: &str, path: &str, n: usize, org: &str) -> Option<Value> {
         }
         ("POST", "/orgs/{org}/api-keys") => Some(json!({"name": "matrix"})),
         ("POST", "/datasets/catalog/{slug}/download") => Some(json!({"org": org})),
+        ("POST", "/internal/receipts") => Some(json!({"org": org, "kind": "run", "public": {}})),
+        ("POST", "/webhooks/stripe") => Some(json!({"id": "evt_1", "type": "ping"})),
         ("POST", "/internal/datasets") => Some(json!({
             "slug": "matrix-data", "title": "Matrix", "version": "1", "license": "CC0-1.0",
             "media_type": "text/plain", "object_key": "matrix/data.txt"

@@ -1,0 +1,458 @@
+//! Operator routes: Prometheus metrics, runner receipts, the Stripe webhook, the audit log.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use defendable_identity::{IdentityError, OrgRef};
+use defendable_ledger::store::{self as ledger, AppendOptions, Appended};
+use defendable_ledger::{parse_strict, Draft, ReceiptKind};
+use defendable_store::audit::{record, Actor, AuditAction, AuditEvent};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::auth::{audit_context, Caller};
+use crate::error::{ApiError, Problem};
+use crate::internal::{guard, guard_with, same, Credential};
+use crate::routes::receipts::ReceiptDto;
+use crate::AppState;
+
+/// Prometheus metrics of this process (allowed networks and the internal key, as `/internal`).
+#[utoipa::path(get, path = "/metrics", tag = "internal",
+    params(("X-Internal-Key" = String, Header, description = "INTERNAL_API_KEY")),
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain"),
+        (status = 401, description = "Wrong or missing internal key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not from an allowed network", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "INTERNAL_API_KEY not configured", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_metrics(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    guard(&req, &state, "GET /metrics").await?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render()))
+}
+
+/// `POST /internal/receipts` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunnerReceipt {
+    /// Organization (slug or id) whose chain records the run.
+    pub org: String,
+    /// Kind, usually `run`.
+    pub kind: String,
+    /// Public part.
+    #[schema(value_type = Object)]
+    pub public: Value,
+    /// Private part.
+    #[schema(value_type = Option<Object>)]
+    #[serde(default)]
+    pub private: Option<Value>,
+}
+
+/// Records a runner's receipt in an organization's chain (`Authorization: Bearer RUNNER_TOKEN`).
+#[utoipa::path(post, path = "/internal/receipts", tag = "internal", request_body = RunnerReceipt,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key and body return the first receipt")),
+    responses(
+        (status = 201, description = "Recorded", body = ReceiptDto),
+        (status = 200, description = "A retry", body = ReceiptDto),
+        (status = 401, description = "Wrong or missing runner token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not from an allowed network", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organization", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid receipt", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "RUNNER_TOKEN not configured", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn post_internal_receipts(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    guard_with(
+        &req,
+        &state,
+        "POST /internal/receipts",
+        Credential::RunnerToken,
+    )
+    .await?;
+    let value = parse_strict(&body)?;
+    let run: RunnerReceipt = serde_json::from_value(value).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            e.to_string(),
+        )
+    })?;
+    let org = {
+        let client = state.pool.get().await.map_err(IdentityError::from)?;
+        defendable_identity::store::find_org(&client, &OrgRef::parse(&run.org)?)
+            .await?
+            .ok_or(IdentityError::NotFound)?
+    };
+    let kind = ReceiptKind::parse(&run.kind)?;
+    let idempotency = match req
+        .headers()
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(key) if !key.is_empty() && key.len() <= 255 => Some((
+            key.to_owned(),
+            ledger::request_fingerprint(kind.as_str(), &run.public, run.private.as_ref())?,
+        )),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "Idempotency-Key must be 1-255 visible ASCII characters",
+            ))
+        }
+        None => None,
+    };
+    let mut audit = AuditEvent::new(
+        AuditAction::parse("receipt.create").expect("valid"),
+        Actor::Runner,
+    );
+    audit.org_id = Some(org.id.as_uuid());
+    audit.context = audit_context(&req, &state);
+    audit.details = json!({ "kind": kind.as_str(), "via": "runner" });
+    let draft = Draft::new(kind, run.public, run.private)?;
+    let appended = state
+        .ledger
+        .append(
+            org.id.as_uuid(),
+            draft,
+            AppendOptions {
+                idempotency,
+                audit: Some(audit),
+            },
+        )
+        .await?;
+    Ok(match appended {
+        Appended::New(r) => HttpResponse::Created().json(ReceiptDto::from(&r)),
+        Appended::Existing(r) => HttpResponse::Ok()
+            .insert_header(("Idempotency-Replayed", "true"))
+            .json(ReceiptDto::from(&r)),
+    })
+}
+
+/// Stripe's signature tolerance.
+const TOLERANCE_SECS: i64 = 300;
+
+/// Verifies `Stripe-Signature` (`t=…,v1=…[,v1=…]`) over the raw body: HMAC-SHA256 of
+/// `t.payload` with any configured secret, compared in constant time, within 300 s.
+/// Returns whether the previous secret matched.
+pub fn verify_stripe(
+    header: &str,
+    payload: &[u8],
+    secrets: &[&[u8]],
+    now: i64,
+) -> Result<bool, &'static str> {
+    let mut timestamp = None;
+    let mut signatures = Vec::new();
+    for part in header.split(',') {
+        match part.trim().split_once('=') {
+            Some(("t", v)) => timestamp = v.parse::<i64>().ok(),
+            Some(("v1", v)) => signatures.push(v.to_owned()),
+            _ => {}
+        }
+    }
+    let t = timestamp.ok_or("no timestamp")?;
+    if signatures.is_empty() {
+        return Err("no v1 signature");
+    }
+    if (now - t).abs() > TOLERANCE_SECS {
+        return Err("timestamp outside the tolerance");
+    }
+    let mut signed = format!("{t}.").into_bytes();
+    signed.extend_from_slice(payload);
+    for (i, secret) in secrets.iter().enumerate() {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+        let expected = hex::encode(ring::hmac::sign(&key, &signed).as_ref());
+        if signatures
+            .iter()
+            .any(|s| same(s.as_bytes(), expected.as_bytes()))
+        {
+            return Ok(i > 0);
+        }
+    }
+    Err("no signature matches")
+}
+
+/// The acknowledgement of a webhook.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookAck {
+    /// Always true.
+    pub received: bool,
+    /// True when this event id was already handled (a replay): nothing was done.
+    pub duplicate: bool,
+}
+
+/// The dataset daily limit of each plan (`free` returns to DATASET_DOWNLOAD_DAILY_LIMIT).
+fn plan_limit(plan: &str) -> Option<Option<i32>> {
+    match plan {
+        "free" => Some(None),
+        "pro" => Some(Some(1_000)),
+        "enterprise" => Some(Some(10_000)),
+        _ => None,
+    }
+}
+
+/// Stripe events: verified over the raw body, idempotent by event id. Subscription and checkout
+/// events set the organization's plan (`metadata.org_id`, `metadata.plan`), which sets its dataset
+/// daily limit; other types are acknowledged and ignored.
+#[utoipa::path(post, path = "/webhooks/stripe", tag = "internal",
+    params(("Stripe-Signature" = String, Header, description = "t=…,v1=…")),
+    responses(
+        (status = 200, description = "Acknowledged", body = WebhookAck),
+        (status = 400, description = "Bad or missing signature", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "STRIPE_WEBHOOK_SECRET not configured", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn post_stripe_webhook(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let secrets = &state.config.stripe_webhook_secret;
+    let Some(current) = &secrets.current else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "webhook_not_configured",
+            "STRIPE_WEBHOOK_SECRET is not set",
+        ));
+    };
+    let mut keys: Vec<&[u8]> = vec![current.expose_secret().as_bytes()];
+    if let Some(previous) = &secrets.previous {
+        keys.push(previous.expose_secret().as_bytes());
+    }
+    let header = req
+        .headers()
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let ctx = audit_context(&req, &state);
+    match verify_stripe(
+        header,
+        &body,
+        &keys,
+        OffsetDateTime::now_utc().unix_timestamp(),
+    ) {
+        Ok(previous) => {
+            if previous {
+                state
+                    .metrics
+                    .previous_secret_used("STRIPE_WEBHOOK_SECRET_PREVIOUS");
+            }
+        }
+        Err(why) => {
+            state
+                .metrics
+                .webhook_signature_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(reason = why, "stripe webhook signature failure");
+            let mut e = AuditEvent::new(
+                AuditAction::parse("webhook.signature_failure").expect("valid"),
+                Actor::Webhook,
+            );
+            e.context = ctx;
+            e.details = json!({ "provider": "stripe", "reason": why });
+            let client = state.pool.get().await.map_err(ApiError::internal)?;
+            record(&client, &e).await.map_err(ApiError::internal)?;
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_signature",
+                "the Stripe-Signature header does not verify",
+            ));
+        }
+    }
+    let event: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("the event is not JSON: {e}")))?;
+    let id = event["id"]
+        .as_str()
+        .ok_or_else(|| ApiError::bad_request("the event has no id"))?;
+    let kind = event["type"].as_str().unwrap_or("unknown");
+    let mut client = state.pool.get().await.map_err(ApiError::internal)?;
+    let tx = client.transaction().await.map_err(ApiError::internal)?;
+    let fresh = tx
+        .execute(
+            "INSERT INTO stripe_events (id, type) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            &[&id, &kind],
+        )
+        .await
+        .map_err(ApiError::internal)?
+        == 1;
+    if fresh {
+        let object = &event["data"]["object"];
+        let handled = matches!(
+            kind,
+            "checkout.session.completed"
+                | "customer.subscription.created"
+                | "customer.subscription.updated"
+                | "customer.subscription.deleted"
+        );
+        let org = object["metadata"]["org_id"]
+            .as_str()
+            .or_else(|| object["client_reference_id"].as_str())
+            .and_then(|o| o.parse::<Uuid>().ok());
+        let plan = if kind == "customer.subscription.deleted" || object["status"] == "canceled" {
+            Some("free")
+        } else {
+            object["metadata"]["plan"].as_str()
+        };
+        match (
+            handled,
+            org,
+            plan.and_then(|p| plan_limit(p).map(|l| (p, l))),
+        ) {
+            (true, Some(org), Some((plan, limit))) => {
+                match limit {
+                    Some(limit) => {
+                        defendable_datasets::store::set_daily_limit(&tx, org, limit, Some(plan))
+                            .await?
+                    }
+                    None => {
+                        tx.execute(
+                            "DELETE FROM dataset_quota_limits WHERE org_id = $1",
+                            &[&org],
+                        )
+                        .await
+                        .map_err(ApiError::internal)?;
+                    }
+                }
+                let mut e = AuditEvent::new(
+                    AuditAction::parse("billing.plan_change").expect("valid"),
+                    Actor::Webhook,
+                );
+                e.org_id = Some(org);
+                e.target = Some(id.to_owned());
+                e.details = json!({ "plan": plan, "dataset_daily_limit": limit, "event": kind });
+                record(&tx, &e).await.map_err(ApiError::internal)?;
+            }
+            (true, _, _) => tracing::warn!(
+                event = id,
+                kind,
+                "stripe event without a usable org_id or plan; ignored"
+            ),
+            (false, _, _) => tracing::info!(event = id, kind, "stripe event type ignored"),
+        }
+    }
+    tx.commit().await.map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().json(WebhookAck {
+        received: true,
+        duplicate: !fresh,
+    }))
+}
+
+/// Audit log filters.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct AuditQuery {
+    /// Only events older than this id (the previous page's `next_cursor`).
+    pub cursor: Option<i64>,
+    /// Page size, 1–200 (default 50).
+    pub limit: Option<i64>,
+    /// Only this action, e.g. `member.role_change`.
+    pub action: Option<String>,
+    /// Only events at or after this time (RFC 3339).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub since: Option<OffsetDateTime>,
+    /// Only events before this time (RFC 3339).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub until: Option<OffsetDateTime>,
+}
+
+/// One audit event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditEventDto {
+    /// Id (newest first).
+    pub id: i64,
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    pub occurred_at: OffsetDateTime,
+    /// What.
+    pub action: String,
+    /// Who: anonymous, user, api_key, internal, runner, webhook, system.
+    pub actor_kind: String,
+    /// The user or key, when there is one.
+    pub actor_id: Option<Uuid>,
+    /// What it was done to.
+    pub target: Option<String>,
+    /// The request's id.
+    pub request_id: Option<String>,
+    /// The client address.
+    pub ip: Option<String>,
+    /// The client's User-Agent.
+    pub user_agent: Option<String>,
+    /// Extra facts.
+    #[schema(value_type = Object)]
+    pub details: Value,
+}
+
+/// A page of audit events.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditPage {
+    /// Newest first.
+    pub items: Vec<AuditEventDto>,
+    /// Pass as `cursor` for older events; null on the last page.
+    pub next_cursor: Option<i64>,
+}
+
+/// The organization's audit log (owners).
+#[utoipa::path(get, path = "/orgs/{org}/audit", tag = "orgs", security(("bearer" = [])),
+    params(("org" = String, Path, description = "Organization slug or id"), AuditQuery),
+    responses(
+        (status = 200, description = "A page of events", body = AuditPage),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an owner, or an API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organization, or not a member", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_org_audit(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    query: web::Query<AuditQuery>,
+) -> Result<web::Json<AuditPage>, ApiError> {
+    let (access, _) = caller.owner(&state, &path).await?;
+    let limit = query.limit.unwrap_or(50).clamp(1, 200);
+    let client = state.pool.get().await.map_err(IdentityError::from)?;
+    let rows = client
+        .query(
+            "SELECT id, occurred_at, action, actor_kind, actor_id, target, request_id, host(ip), user_agent, details
+             FROM audit_events
+             WHERE org_id = $1 AND id < $2 AND ($3::text IS NULL OR action = $3)
+               AND ($4::timestamptz IS NULL OR occurred_at >= $4) AND ($5::timestamptz IS NULL OR occurred_at < $5)
+             ORDER BY id DESC LIMIT $6",
+            &[
+                &access.org.id.as_uuid(),
+                &query.cursor.unwrap_or(i64::MAX),
+                &query.action,
+                &query.since,
+                &query.until,
+                &(limit + 1),
+            ],
+        )
+        .await
+        .map_err(ApiError::internal)?;
+    let mut items: Vec<AuditEventDto> = rows
+        .iter()
+        .map(|r| AuditEventDto {
+            id: r.get(0),
+            occurred_at: r.get(1),
+            action: r.get(2),
+            actor_kind: r.get(3),
+            actor_id: r.get(4),
+            target: r.get(5),
+            request_id: r.get(6),
+            ip: r.get(7),
+            user_agent: r.get(8),
+            details: r.get(9),
+        })
+        .collect();
+    let next_cursor = if items.len() as i64 > limit {
+        items.truncate(limit as usize);
+        items.last().map(|e| e.id)
+    } else {
+        None
+    };
+    Ok(web::Json(AuditPage { items, next_cursor }))
+}

@@ -1,0 +1,450 @@
+//! Edge and application controls: rate limits shared across processes, client addresses behind
+//! proxies, the internal routes, the Stripe webhook, metrics and the audit log.
+
+use serde_json::{json, Value};
+
+use crate::helpers::{config, TestApp, INTERNAL_KEY, RUNNER_TOKEN, STRIPE_SECRET};
+
+#[actix_web::test]
+async fn the_sixth_sign_in_request_for_one_email_is_refused_with_retry_after() {
+    let app = TestApp::spawn().await;
+    for i in 1..=5 {
+        let res = app
+            .http
+            .post(app.url("/auth/request"))
+            .json(&json!({"email": "limit@example.com"}))
+            .send()
+            .await
+            .expect("r");
+        assert_eq!(res.status(), 202, "request {i}");
+        let rate = res.headers()["ratelimit"]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        assert!(
+            rate.contains(&format!("\"auth-request-email\";r={}", 5 - i)),
+            "{rate}"
+        );
+        assert!(res.headers()["ratelimit-policy"]
+            .to_str()
+            .expect("ascii")
+            .contains("\"auth-request-email\";q=5;w=600"));
+    }
+    let res = app
+        .http
+        .post(app.url("/auth/request"))
+        .json(&json!({"email": "limit@example.com"}))
+        .send()
+        .await
+        .expect("r");
+    assert_eq!(res.status(), 429);
+    let retry: u64 = res.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("secs");
+    assert!((1..=600).contains(&retry), "{retry}");
+    assert!(
+        res.headers().contains_key("ratelimit") && res.headers().contains_key("ratelimit-policy")
+    );
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    assert_eq!(
+        res.json::<Value>().await.expect("json")["code"],
+        "rate_limited"
+    );
+    // Another address is not affected.
+    let (s, _) = app
+        .call(
+            "POST",
+            "/auth/request",
+            None,
+            Some(json!({"email": "other@example.com"})),
+        )
+        .await;
+    assert_eq!(s, 202);
+}
+
+#[actix_web::test]
+async fn two_server_processes_share_the_count() {
+    let app = TestApp::spawn().await;
+    let other = app.second_instance(config(&[]));
+    let http = reqwest::Client::new();
+    for i in 0..5 {
+        let base = if i % 2 == 0 {
+            app.base.clone()
+        } else {
+            other.clone()
+        };
+        let res = http
+            .post(format!("{base}/auth/request"))
+            .json(&json!({"email": "shared@example.com"}))
+            .send()
+            .await
+            .expect("r");
+        assert_eq!(res.status(), 202, "request {i}");
+    }
+    for base in [&app.base, &other] {
+        let res = http
+            .post(format!("{base}/auth/request"))
+            .json(&json!({"email": "shared@example.com"}))
+            .send()
+            .await
+            .expect("r");
+        assert_eq!(res.status(), 429);
+    }
+}
+
+#[actix_web::test]
+async fn forwarding_headers_count_only_from_trusted_proxies() {
+    let untrusted = TestApp::spawn().await;
+    let mut last = 0;
+    for i in 0..21 {
+        let res = untrusted
+            .http
+            .post(untrusted.url("/auth/verify"))
+            .header("x-forwarded-for", format!("198.51.100.{i}"))
+            .header("cf-connecting-ip", format!("203.0.113.{i}"))
+            .json(&json!({"token": "A".repeat(43)}))
+            .send()
+            .await
+            .expect("r");
+        last = res.status().as_u16();
+    }
+    assert_eq!(
+        last, 429,
+        "a spoofed header from an untrusted peer changes nothing"
+    );
+
+    let trusted = TestApp::spawn_with(config(&[("TRUSTED_PROXIES", "127.0.0.1/32")])).await;
+    for i in 0..21 {
+        let res = trusted
+            .http
+            .post(trusted.url("/auth/verify"))
+            .header("x-forwarded-for", format!("198.51.100.{i}, 127.0.0.1"))
+            .json(&json!({"token": "A".repeat(43)}))
+            .send()
+            .await
+            .expect("r");
+        assert_eq!(
+            res.status(),
+            401,
+            "behind a trusted proxy each client has its own count"
+        );
+    }
+    let client = trusted.db.pool.get().await.expect("client");
+    let ips: Vec<String> = client
+        .query(
+            "SELECT DISTINCT host(ip) FROM audit_events WHERE action = 'auth.verify'",
+            &[],
+        )
+        .await
+        .expect("ips")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        ips.len(),
+        21,
+        "the audit log records the forwarded client address: {ips:?}"
+    );
+}
+
+#[actix_web::test]
+async fn runners_record_receipts_with_their_token_and_metrics_need_the_internal_key() {
+    let app = TestApp::spawn().await;
+    let (token, _) = app.sign_in("runs@example.com").await;
+    let (_, me) = app.call("GET", "/me", Some(&token), None).await;
+    let slug = me["memberships"][0]["org"]["slug"]
+        .as_str()
+        .expect("slug")
+        .to_owned();
+    let body = json!({"org": slug, "kind": "run", "public": {"suite": "nightly", "passed": 120}});
+    let (s, receipt) = app
+        .call(
+            "POST",
+            "/internal/receipts",
+            Some(RUNNER_TOKEN),
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(s, 201, "{receipt}");
+    assert_eq!(receipt["body"]["kind"], "run");
+    let (s, _) = app
+        .call(
+            "POST",
+            "/internal/receipts",
+            Some("not-the-runner-token"),
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(s, 401);
+    let (s, _) = app
+        .call(
+            "POST",
+            "/internal/receipts",
+            Some(RUNNER_TOKEN),
+            Some(json!({"org": "no-such-org", "kind": "run", "public": {}})),
+        )
+        .await;
+    assert_eq!(s, 404);
+
+    let res = app
+        .http
+        .get(app.url("/metrics"))
+        .header("x-internal-key", INTERNAL_KEY)
+        .send()
+        .await
+        .expect("r");
+    assert_eq!(res.status(), 200);
+    let text = res.text().await.expect("text");
+    assert!(
+        text.contains(
+            "defendable_http_responses_total{route=\"/internal/receipts\",status=\"401\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("# TYPE defendable_receipt_hash_mismatches_total counter"));
+    let res = app.http.get(app.url("/metrics")).send().await.expect("r");
+    assert_eq!(res.status(), 401);
+}
+
+fn stripe_signature(secret: &str, t: i64, payload: &str) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+    hex::encode(ring::hmac::sign(&key, format!("{t}.{payload}").as_bytes()).as_ref())
+}
+
+async fn post_event(app: &TestApp, header: &str, payload: &str) -> (u16, Value) {
+    let res = app
+        .http
+        .post(app.url("/webhooks/stripe"))
+        .header("stripe-signature", header)
+        .header("content-type", "application/json")
+        .body(payload.to_owned())
+        .send()
+        .await
+        .expect("r");
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+#[actix_web::test]
+async fn stripe_webhooks_verify_the_raw_body_and_are_idempotent() {
+    let app = TestApp::spawn().await;
+    let (token, _) = app.sign_in("billing@example.com").await;
+    let (_, me) = app.call("GET", "/me", Some(&token), None).await;
+    let org_id = me["memberships"][0]["org"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let slug = me["memberships"][0]["org"]["slug"]
+        .as_str()
+        .expect("slug")
+        .to_owned();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    // Key order and spacing matter: the signature covers the raw bytes.
+    let payload = format!(
+        r#"{{"id": "evt_plan_1", "type": "customer.subscription.updated", "data": {{"object": {{"status": "active", "metadata": {{"org_id": "{org_id}", "plan": "pro"}}}}}}}}"#
+    );
+
+    let (s, body) = post_event(
+        &app,
+        &format!(
+            "t={now},v1={}",
+            stripe_signature("whsec_wrong", now, &payload)
+        ),
+        &payload,
+    )
+    .await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (400, Some("invalid_signature")),
+        "wrong secret"
+    );
+    let old = now - 301;
+    let (s, _) = post_event(
+        &app,
+        &format!(
+            "t={old},v1={}",
+            stripe_signature(STRIPE_SECRET, old, &payload)
+        ),
+        &payload,
+    )
+    .await;
+    assert_eq!(s, 400, "old timestamp");
+    let (s, _) = post_event(
+        &app,
+        &format!(
+            "t={now},v1={}",
+            stripe_signature(STRIPE_SECRET, now, &payload)
+        ),
+        &format!("{payload} "),
+    )
+    .await;
+    assert_eq!(s, 400, "a body changed after signing");
+
+    // Two v1 values (Stripe sends one per active secret during a rotation): either may match.
+    let header = format!(
+        "t={now},v1={},v1={}",
+        stripe_signature("whsec_other", now, &payload),
+        stripe_signature(STRIPE_SECRET, now, &payload)
+    );
+    let (s, body) = post_event(&app, &header, &payload).await;
+    assert_eq!(
+        (s, body["duplicate"].as_bool()),
+        (200, Some(false)),
+        "{body}"
+    );
+    let (_, quota) = app
+        .call(
+            "GET",
+            &format!("/orgs/{slug}/datasets/quota"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(quota["limit"], 1000, "the pro plan sets the dataset limit");
+
+    // A replay is acknowledged and does nothing.
+    let (s, body) = post_event(&app, &header, &payload).await;
+    assert_eq!((s, body["duplicate"].as_bool()), (200, Some(true)));
+    let client = app.db.pool.get().await.expect("client");
+    let changes: i64 = client
+        .query_one(
+            "SELECT count(*) FROM audit_events WHERE action = 'billing.plan_change'",
+            &[],
+        )
+        .await
+        .expect("n")
+        .get(0);
+    let failures: i64 = client
+        .query_one(
+            "SELECT count(*) FROM audit_events WHERE action = 'webhook.signature_failure'",
+            &[],
+        )
+        .await
+        .expect("n")
+        .get(0);
+    assert_eq!((changes, failures), (1, 3));
+
+    // Unknown types are acknowledged and ignored; cancelling returns to the default limit.
+    let ping = r#"{"id": "evt_ping", "type": "invoice.created", "data": {"object": {}}}"#;
+    let (s, _) = post_event(
+        &app,
+        &format!("t={now},v1={}", stripe_signature(STRIPE_SECRET, now, ping)),
+        ping,
+    )
+    .await;
+    assert_eq!(s, 200);
+    let cancel = format!(
+        r#"{{"id": "evt_plan_2", "type": "customer.subscription.deleted", "data": {{"object": {{"metadata": {{"org_id": "{org_id}"}}}}}}}}"#
+    );
+    let (s, _) = post_event(
+        &app,
+        &format!(
+            "t={now},v1={}",
+            stripe_signature(STRIPE_SECRET, now, &cancel)
+        ),
+        &cancel,
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (_, quota) = app
+        .call(
+            "GET",
+            &format!("/orgs/{slug}/datasets/quota"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(quota["limit"], 100);
+}
+
+#[actix_web::test]
+async fn a_rotated_stripe_secret_still_verifies_through_its_previous_twin() {
+    let app = TestApp::spawn_with(config(&[
+        ("STRIPE_WEBHOOK_SECRET", "whsec_new_Qa1Ws2Ed3Rf4Tg5Yh6"),
+        ("STRIPE_WEBHOOK_SECRET_PREVIOUS", STRIPE_SECRET),
+    ]))
+    .await;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let payload = r#"{"id": "evt_old_secret", "type": "invoice.paid", "data": {"object": {}}}"#;
+    let (s, _) = post_event(
+        &app,
+        &format!(
+            "t={now},v1={}",
+            stripe_signature(STRIPE_SECRET, now, payload)
+        ),
+        payload,
+    )
+    .await;
+    assert_eq!(s, 200);
+    let res = app
+        .http
+        .get(app.url("/metrics"))
+        .header("x-internal-key", INTERNAL_KEY)
+        .send()
+        .await
+        .expect("r");
+    let text = res.text().await.expect("text");
+    assert!(
+        text.contains(
+            "defendable_previous_secret_uses_total{secret=\"STRIPE_WEBHOOK_SECRET_PREVIOUS\"} 1"
+        ),
+        "{text}"
+    );
+}
+
+#[actix_web::test]
+async fn owners_page_through_their_audit_log() {
+    let app = TestApp::spawn().await;
+    let (token, _) = app.sign_in("auditor@example.com").await;
+    let (_, me) = app.call("GET", "/me", Some(&token), None).await;
+    let slug = me["memberships"][0]["org"]["slug"]
+        .as_str()
+        .expect("slug")
+        .to_owned();
+    for i in 0..3 {
+        app.call(
+            "POST",
+            &format!("/orgs/{slug}/api-keys"),
+            Some(&token),
+            Some(json!({"name": format!("k{i}")})),
+        )
+        .await;
+    }
+    let (s, page) = app
+        .call(
+            "GET",
+            &format!("/orgs/{slug}/audit?action=api_key.create&limit=2"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{page}");
+    assert_eq!(page["items"].as_array().expect("items").len(), 2);
+    assert!(page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .all(|e| e["action"] == "api_key.create"));
+    let cursor = page["next_cursor"].as_i64().expect("more");
+    let (_, rest) = app
+        .call(
+            "GET",
+            &format!("/orgs/{slug}/audit?action=api_key.create&cursor={cursor}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(rest["items"].as_array().expect("items").len(), 1);
+    assert!(rest["next_cursor"].is_null());
+    let (_, all) = app
+        .call(
+            "GET",
+            &format!("/orgs/{slug}/audit?since=2000-01-01T00:00:00Z"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert!(all["items"].as_array().expect("items").len() >= 4, "{all}");
+}

@@ -1,0 +1,149 @@
+//! The rate limits, declared once as data: the application enforces them (state in PostgreSQL,
+//! shared by every process) and `cargo xtask cloudflare` exports the same table to the edge.
+
+use std::time::Duration;
+
+/// What a limit counts by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitKey {
+    /// The email address in the request body.
+    Email,
+    /// The client address (after trusted-proxy resolution).
+    Ip,
+    /// The organization the request acts for.
+    Org,
+    /// The share token in the path.
+    Token,
+}
+
+impl LimitKey {
+    /// A short name for headers and docs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitKey::Email => "email",
+            LimitKey::Ip => "ip",
+            LimitKey::Org => "org",
+            LimitKey::Token => "token",
+        }
+    }
+}
+
+/// One limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Stable id, also the name in `RateLimit-Policy` and in `RATE_LIMITS` overrides.
+    pub id: &'static str,
+    /// HTTP method.
+    pub method: &'static str,
+    /// Route pattern as the API declares it.
+    pub route: &'static str,
+    /// What is counted.
+    pub key: LimitKey,
+    /// Requests allowed per window.
+    pub limit: u32,
+    /// Window length.
+    pub window: Duration,
+}
+
+const TEN_MINUTES: Duration = Duration::from_secs(600);
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// The seed's limits (DESIGN §4).
+pub static RATE_LIMITS: &[RateLimit] = &[
+    RateLimit {
+        id: "auth-request-email",
+        method: "POST",
+        route: "/auth/request",
+        key: LimitKey::Email,
+        limit: 5,
+        window: TEN_MINUTES,
+    },
+    RateLimit {
+        id: "auth-request-ip",
+        method: "POST",
+        route: "/auth/request",
+        key: LimitKey::Ip,
+        limit: 20,
+        window: TEN_MINUTES,
+    },
+    RateLimit {
+        id: "auth-verify-ip",
+        method: "POST",
+        route: "/auth/verify",
+        key: LimitKey::Ip,
+        limit: 20,
+        window: TEN_MINUTES,
+    },
+    RateLimit {
+        id: "auth-accept-invite-ip",
+        method: "POST",
+        route: "/auth/accept-invite",
+        key: LimitKey::Ip,
+        limit: 20,
+        window: TEN_MINUTES,
+    },
+    RateLimit {
+        id: "dataset-grant-org",
+        method: "POST",
+        route: "/datasets/catalog/{slug}/download",
+        key: LimitKey::Org,
+        limit: 60,
+        window: HOUR,
+    },
+    RateLimit {
+        id: "dataset-grant-ip",
+        method: "POST",
+        route: "/datasets/catalog/{slug}/download",
+        key: LimitKey::Ip,
+        limit: 60,
+        window: HOUR,
+    },
+    RateLimit {
+        id: "share-download-token",
+        method: "GET",
+        route: "/share/{token}/download",
+        key: LimitKey::Token,
+        limit: 120,
+        window: HOUR,
+    },
+    RateLimit {
+        id: "share-download-ip",
+        method: "GET",
+        route: "/share/{token}/download",
+        key: LimitKey::Ip,
+        limit: 120,
+        window: HOUR,
+    },
+];
+
+/// The limits in force: the declared table with `RATE_LIMITS` overrides applied
+/// (`id=limit/window`, comma-separated, e.g. `auth-request-email=10/10m`).
+pub fn effective(overrides: &str) -> Result<Vec<RateLimit>, String> {
+    let mut out = RATE_LIMITS.to_vec();
+    for item in overrides
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let (id, spec) = item
+            .split_once('=')
+            .ok_or_else(|| format!("{item:?} is not id=limit/window"))?;
+        let (limit, window) = spec
+            .split_once('/')
+            .ok_or_else(|| format!("{item:?} is not id=limit/window"))?;
+        let rule = out
+            .iter_mut()
+            .find(|r| r.id == id.trim())
+            .ok_or_else(|| format!("unknown rate limit {:?}", id.trim()))?;
+        rule.limit = limit
+            .trim()
+            .parse()
+            .map_err(|_| format!("{item:?}: the limit is not a whole number"))?;
+        rule.window =
+            humantime::parse_duration(window.trim()).map_err(|e| format!("{item:?}: {e}"))?;
+        if rule.window.as_secs() == 0 {
+            return Err(format!("{item:?}: the window must be at least one second"));
+        }
+    }
+    Ok(out)
+}
