@@ -30,6 +30,8 @@ enum Cmd {
         /// Which benchmark.
         name: String,
     },
+    /// Regenerate deploy/cloudflare/ from the rate-limit table.
+    Cloudflare,
     /// Regenerate docs/env.md from the configuration declaration.
     EnvDocs {
         /// Fail instead of writing when the file is stale.
@@ -60,6 +62,15 @@ fn main() -> Result<()> {
             cargo(&all)
         }
         Cmd::EnvDocs { check } => env_docs(check),
+        Cmd::Cloudflare => {
+            let dir = root().join("deploy/cloudflare");
+            std::fs::create_dir_all(&dir)?;
+            for (name, text) in defendable_config::cloudflare::files() {
+                std::fs::write(dir.join(name), text)?;
+                eprintln!("wrote deploy/cloudflare/{name}");
+            }
+            Ok(())
+        }
         Cmd::Bench { name } => {
             let (package, example) = match name.as_str() {
                 "auth" => ("defendable-api", "bench_auth"),
@@ -101,9 +112,29 @@ fn cargo(args: &[&str]) -> Result<()> {
 }
 
 fn test() -> Result<()> {
-    ensure_system_packages(&[POSTGRES, SMTP_CAPTURE])?;
+    ensure_system_packages(&[POSTGRES, SMTP_CAPTURE, PROMTOOL])?;
     ensure_s3_server()?;
+    alert_rules()?;
     cargo(&["test", "--workspace"])
+}
+
+/// Checks and unit-tests the Prometheus alert rules with promtool.
+fn alert_rules() -> Result<()> {
+    let dir = root().join("deploy/prometheus");
+    for args in [
+        ["check", "rules", "alerts.yml"],
+        ["test", "rules", "alerts_test.yml"],
+    ] {
+        let status = Command::new("promtool")
+            .args(args)
+            .current_dir(&dir)
+            .status()
+            .context("running promtool")?;
+        if !status.success() {
+            bail!("`promtool {}` failed", args.join(" "));
+        }
+    }
+    Ok(())
 }
 
 /// The S3-compatible server the dataset tests run on loopback: s3s-fs, from the Rust registry.
@@ -140,6 +171,19 @@ const POSTGRES: Requirement = Requirement {
     what: "PostgreSQL server binaries (initdb, pg_ctl)",
     present: postgres_binaries_present,
     debian_package: "postgresql",
+};
+
+/// promtool, to check and unit-test the alert rules.
+const PROMTOOL: Requirement = Requirement {
+    what: "promtool (Prometheus rule checker)",
+    present: || {
+        Command::new("promtool")
+            .arg("--version")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    },
+    debian_package: "prometheus",
 };
 
 /// A real SMTP server for the mail delivery test.

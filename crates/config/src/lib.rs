@@ -6,6 +6,7 @@
 //! documented.
 
 mod checks;
+pub mod cloudflare;
 mod docs;
 pub mod limits;
 pub mod vars;

@@ -54,3 +54,33 @@ fn inventory_fingerprints_secrets_and_never_shows_them() {
     let unset = rows.iter().find(|r| r.name == "SMTP_URL").expect("row");
     assert!(!unset.set && unset.fingerprint.is_none());
 }
+
+#[test]
+fn deploy_cloudflare_is_current() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/cloudflare");
+    for (name, fresh) in defendable_config::cloudflare::files() {
+        let committed = std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+        assert!(
+            committed == fresh,
+            "deploy/cloudflare/{name} is stale: run `cargo xtask cloudflare` and commit the result"
+        );
+    }
+}
+
+#[test]
+fn the_cloudflare_rules_cover_every_declared_limit() {
+    let files = defendable_config::cloudflare::files();
+    let ratelimit: serde_json::Value = serde_json::from_str(&files[0].1).expect("json");
+    let rules = ratelimit["rules"].as_array().expect("rules");
+    assert_eq!(rules.len(), defendable_config::limits::RATE_LIMITS.len());
+    for (rule, limit) in rules.iter().zip(defendable_config::limits::RATE_LIMITS) {
+        assert_eq!(rule["ref"], limit.id);
+        assert_eq!(rule["ratelimit"]["requests_per_period"], limit.limit);
+        assert_eq!(rule["ratelimit"]["period"], limit.window.as_secs());
+    }
+    let grant = &rules[4]["expression"];
+    assert_eq!(
+        grant,
+        r#"(http.request.method eq "POST" and http.request.uri.path matches "^/datasets/catalog/[^/]+/download$")"#
+    );
+}
