@@ -171,6 +171,53 @@ fn main() {
             .await,
         );
 
+        println!("\n== rate limiting (one statement per checked request)");
+        let buckets = vec![
+            defendable_store::ratelimit::Bucket {
+                name: "bench-email:0123".into(),
+                window_secs: 600,
+            },
+            defendable_store::ratelimit::Bucket {
+                name: "bench-ip:4567".into(),
+                window_secs: 600,
+            },
+        ];
+        report(
+            "rate-limit check, 2 buckets (PostgreSQL)",
+            time_async(2_000, || async {
+                defendable_store::ratelimit::hit(&client, &buckets)
+                    .await
+                    .expect("hit");
+            })
+            .await,
+        );
+
+        // A shared receipt for the rate-limited public download route.
+        let share = defendable_identity::OneTimeToken::generate();
+        {
+            let mut c = db.pool.get().await.expect("client");
+            let tx = c.transaction().await.expect("tx");
+            let draft = defendable_ledger::Draft::new(
+                defendable_ledger::ReceiptKind::parse("run").expect("kind"),
+                serde_json::json!({"bench": true}),
+                None,
+            )
+            .expect("draft");
+            let r = defendable_ledger::store::append_in(&tx, org.as_uuid(), draft)
+                .await
+                .expect("receipt");
+            defendable_ledger::store::create_share(
+                &tx,
+                org.as_uuid(),
+                r.seq,
+                share.hash().as_bytes(),
+                None,
+            )
+            .await
+            .expect("share");
+            tx.commit().await.expect("commit");
+        }
+
         println!("\n== HTTP on this machine (server and load generator share the 2 cores)");
         let mut pairs = vec![
             ("BIND_ADDR", "127.0.0.1:0"),
@@ -178,6 +225,11 @@ fn main() {
             ("RUST_LOG", "warn"),
         ];
         pairs.push(("DEV_LOG_MAIL_LINKS", "false"));
+        // Limits raised so the load measures the check, not refusals.
+        pairs.push((
+            "RATE_LIMITS",
+            "share-download-token=1000000000/1h,share-download-ip=1000000000/1h",
+        ));
         let ledger_key = defendable_ledger::SigningKey::generate().expect("key").1;
         pairs.push(("LEDGER_SIGNING_KEY", &ledger_key));
         pairs.push((
@@ -194,8 +246,20 @@ fn main() {
         let base = format!("http://127.0.0.1:{}", app.port());
         tokio::task::spawn_local(app.run_until_stopped());
         tokio::time::sleep(Duration::from_millis(200)).await;
+        let share_path = format!("/share/{}", share.expose());
+        let download_path = format!("/share/{}/download", share.expose());
         for (name, path, bearer) in [
             ("baseline: GET /healthz (no auth, no DB)", "/healthz", None),
+            (
+                "GET /share/{token} (public projection)",
+                share_path.as_str(),
+                None,
+            ),
+            (
+                "GET /share/{token}/download (rate-limited)",
+                download_path.as_str(),
+                None,
+            ),
             (
                 "GET /me (session auth + 2 queries)",
                 "/me",
