@@ -800,25 +800,37 @@ pub async fn revoke_invite(
     invite: InviteId,
     ctx: &AuditContext,
 ) -> Result<()> {
+    revoke(
+        pool,
+        "UPDATE invites SET revoked_at = now()
+         WHERE id = $1 AND org_id = $2 AND accepted_at IS NULL AND revoked_at IS NULL",
+        invite.as_uuid(),
+        org,
+        ("invite.revoke", format!("invite:{invite}")),
+        actor,
+        ctx,
+    )
+    .await
+}
+
+/// Runs one revoking `UPDATE … WHERE id = $1 AND org_id = $2` with its audit event, in one
+/// transaction; [`IdentityError::NotFound`] when nothing was left to revoke.
+async fn revoke(
+    pool: &Pool,
+    sql: &str,
+    id: Uuid,
+    org: OrgId,
+    (action_name, target): (&str, String),
+    actor: UserId,
+    ctx: &AuditContext,
+) -> Result<()> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    let n = tx
-        .execute(
-            "UPDATE invites SET revoked_at = now()
-             WHERE id = $1 AND org_id = $2 AND accepted_at IS NULL AND revoked_at IS NULL",
-            &[&invite.as_uuid(), &org.as_uuid()],
-        )
-        .await?;
-    if n == 0 {
+    if tx.execute(sql, &[&id, &org.as_uuid()]).await? == 0 {
         return Err(IdentityError::NotFound);
     }
-    let mut e = event(
-        "invite.revoke",
-        Actor::User(actor.as_uuid()),
-        Some(org),
-        ctx,
-    );
-    e.target = Some(format!("invite:{invite}"));
+    let mut e = event(action_name, Actor::User(actor.as_uuid()), Some(org), ctx);
+    e.target = Some(target);
     record(&tx, &e).await?;
     tx.commit().await?;
     Ok(())
@@ -985,27 +997,16 @@ pub async fn revoke_api_key(
     key: ApiKeyId,
     ctx: &AuditContext,
 ) -> Result<()> {
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    let n = tx
-        .execute(
-            "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND org_id = $2 AND revoked_at IS NULL",
-            &[&key.as_uuid(), &org.as_uuid()],
-        )
-        .await?;
-    if n == 0 {
-        return Err(IdentityError::NotFound);
-    }
-    let mut e = event(
-        "api_key.revoke",
-        Actor::User(actor.as_uuid()),
-        Some(org),
+    revoke(
+        pool,
+        "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND org_id = $2 AND revoked_at IS NULL",
+        key.as_uuid(),
+        org,
+        ("api_key.revoke", format!("api_key:{key}")),
+        actor,
         ctx,
-    );
-    e.target = Some(format!("api_key:{key}"));
-    record(&tx, &e).await?;
-    tx.commit().await?;
-    Ok(())
+    )
+    .await
 }
 
 /// An API key's state as stored, looked up by the hash of the presented secret.
