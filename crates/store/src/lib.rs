@@ -53,19 +53,40 @@ pub fn pg_message(e: &tokio_postgres::Error) -> String {
     }
 }
 
+/// A TLS connector trusting the system's root certificates.
+fn tls_connector() -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    for cert in found.certs {
+        // A certificate the store cannot parse is skipped, as browsers do.
+        let _ = roots.add(cert);
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StoreError::InvalidUrl(format!("TLS setup: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
 /// Builds a connection pool for `url` with at most `max_size` connections. No connection is made
 /// until one is needed.
 pub fn pool(url: &str, max_size: usize) -> Result<Pool, StoreError> {
     // Never echo the URL: it may carry a password.
     let pg =
         tokio_postgres::Config::from_str(url).map_err(|e| StoreError::InvalidUrl(e.to_string()))?;
-    let manager = deadpool_postgres::Manager::from_config(
-        pg,
-        tokio_postgres::NoTls,
-        deadpool_postgres::ManagerConfig {
-            recycling_method: deadpool_postgres::RecyclingMethod::Fast,
-        },
-    );
+    let manager_config = deadpool_postgres::ManagerConfig {
+        recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+    };
+    let manager = if pg.get_ssl_mode() == tokio_postgres::config::SslMode::Disable {
+        deadpool_postgres::Manager::from_config(pg, tokio_postgres::NoTls, manager_config)
+    } else {
+        // `sslmode=prefer` (the default) tries TLS and falls back; `require` insists. The
+        // server certificate is checked against the system's trust store, where operators put
+        // their database CA.
+        deadpool_postgres::Manager::from_config(pg, tls_connector()?, manager_config)
+    };
     Pool::builder(manager)
         .max_size(max_size)
         .runtime(deadpool_postgres::Runtime::Tokio1)

@@ -297,7 +297,7 @@ async fn an_export_verifies_offline_and_the_verify_route_reports_tampering() {
         .expect("bypass");
     client
         .execute(
-            "UPDATE receipts SET canonical = overlay(canonical placing '7'::bytea from 40 for 1) WHERE org_id = $1 AND seq = 11",
+            "UPDATE receipts SET canonical = set_byte(canonical, 39, get_byte(canonical, 39) # 1) WHERE org_id = $1 AND seq = 11",
             &[&org_id.parse::<uuid::Uuid>().expect("uuid")],
         )
         .await

@@ -212,14 +212,14 @@ async fn erasing_the_private_part_keeps_the_chain_valid_and_rewrites_are_refused
 async fn tampering_with_any_stored_field_is_reported_with_seq_and_reason() {
     type Case = (&'static str, &'static str, u64, fn(&Reason) -> bool);
     let cases: [Case; 6] = [
-        ("body byte", "UPDATE receipts SET canonical = overlay(canonical placing '9'::bytea from 30 for 1) WHERE org_id = $1 AND seq = 2", 2, |r| *r == Reason::HashMismatch),
+        ("body byte", "UPDATE receipts SET canonical = set_byte(canonical, 29, get_byte(canonical, 29) # 1) WHERE org_id = $1 AND seq = 2", 2, |r| *r == Reason::HashMismatch),
         ("hash", "UPDATE receipts SET hash = overlay(hash placing (CASE WHEN substr(hash, 5, 1) = 'a' THEN 'b' ELSE 'a' END) from 5 for 1) WHERE org_id = $1 AND seq = 2", 2, |r| *r == Reason::HashMismatch),
         ("parent", "UPDATE receipts SET parent = overlay(parent placing (CASE WHEN substr(parent, 9, 1) = 'a' THEN 'b' ELSE 'a' END) from 9 for 1) WHERE org_id = $1 AND seq = 2", 2, |r| *r == Reason::ParentMismatch),
         ("seq", "UPDATE receipts SET seq = 9 WHERE org_id = $1 AND seq = 2", 3, |r| *r == Reason::SeqGap { expected: 2 }),
         ("receipt id", "UPDATE receipts SET receipt_id = 'DCR-000002-00000000' WHERE org_id = $1 AND seq = 2", 2, |r| *r == Reason::IdMismatch),
         (
             "body and hash rewritten together",
-            "UPDATE receipts SET canonical = overlay(canonical placing '9'::bytea from 30 for 1), hash = encode(sha256(overlay(canonical placing '9'::bytea from 30 for 1)), 'hex') WHERE org_id = $1 AND seq = 2",
+            "UPDATE receipts SET canonical = set_byte(canonical, 29, get_byte(canonical, 29) # 1), hash = encode(sha256(set_byte(canonical, 29, get_byte(canonical, 29) # 1)), 'hex') WHERE org_id = $1 AND seq = 2",
             2,
             |r| matches!(r, Reason::NotCanonical | Reason::BodyField(_) | Reason::IdMismatch),
         ),

@@ -24,3 +24,21 @@ async fn a_fresh_database_is_at_the_latest_version_and_migrating_again_is_a_no_o
         .get(0);
     assert_eq!(applied, latest_version());
 }
+
+/// Connections try TLS (`sslmode=prefer`, the default, falls back to plain on a server without
+/// it); `sslmode=require` refuses a server that cannot do TLS instead of sending in clear.
+#[tokio::test]
+async fn sslmode_require_refuses_a_server_without_tls() {
+    let db = TestDb::new().await;
+    let prefer = defendable_store::pool(db.url(), 1).expect("pool");
+    let client = prefer.get().await.expect("prefer falls back to plain");
+    client.query_one("SELECT 1", &[]).await.expect("query");
+    let require =
+        defendable_store::pool(&format!("{} sslmode=require", db.url()), 1).expect("pool");
+    let err = require.get().await.expect_err("require must not fall back");
+    assert!(
+        format!("{err:?}").to_lowercase().contains("tls")
+            || format!("{err:?}").to_lowercase().contains("ssl"),
+        "{err:?}"
+    );
+}
