@@ -91,7 +91,7 @@ pub static VARS: &[Var] = &[
         "Development state: the private PostgreSQL cluster (`pg/`), local objects (`objects/`), generated development secrets and the mail outbox (`outbox/`, one `.eml` file per message).",
         ""),
     var!("DATABASE_URL", Kind::Secret, None, false,
-        "PostgreSQL connection URL. Unset in development: a private cluster is started under `DATA_DIR/pg` from the system's PostgreSQL binaries.",
+        "PostgreSQL connection URL. `sslmode=prefer` (the default) tries TLS and falls back, `sslmode=require` insists; server certificates are checked against the system trust store. Unset in development: a private cluster is started under `DATA_DIR/pg` from the system's PostgreSQL binaries.",
         "Required: production never starts an embedded cluster."),
     var!("DATABASE_POOL_SIZE", Kind::Integer, Some("16"), false,
         "Maximum connections in the server's PostgreSQL pool.", ""),
