@@ -18,6 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
+use crate::routes::dto::split_page;
 use crate::routes::receipts::ReceiptDto;
 use crate::AppState;
 
@@ -231,12 +232,7 @@ pub async fn get_catalog(
         limit + 1,
     )
     .await?;
-    let next_cursor = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|r| r.slug.clone())
-    } else {
-        None
-    };
+    let next_cursor = split_page(&mut rows, limit, |r| r.slug.clone());
     let (principal, org) = match caller.principal {
         Principal::User { user, .. } => (format!("user:{user}"), None),
         Principal::ApiKey { key, org } => (format!("api_key:{key}"), Some(org.as_uuid())),

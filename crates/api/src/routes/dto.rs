@@ -22,6 +22,17 @@ impl PageQuery {
     }
 }
 
+/// Cuts a fetch of `limit + 1` rows down to `limit` and returns the next page's cursor (the key
+/// of the last row kept), or `None` when there is no further page.
+pub fn split_page<T, C>(rows: &mut Vec<T>, limit: i64, key: impl Fn(&T) -> C) -> Option<C> {
+    if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(key)
+    } else {
+        None
+    }
+}
+
 /// A role in an organization.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]

@@ -16,6 +16,7 @@ use uuid::Uuid;
 use crate::auth::{audit_context, Caller};
 use crate::error::{ApiError, Problem};
 use crate::internal::{guard, guard_with, same, Credential};
+use crate::routes::dto::split_page;
 use crate::routes::receipts::ReceiptDto;
 use crate::AppState;
 
@@ -448,11 +449,6 @@ pub async fn get_org_audit(
             details: r.get(9),
         })
         .collect();
-    let next_cursor = if items.len() as i64 > limit {
-        items.truncate(limit as usize);
-        items.last().map(|e| e.id)
-    } else {
-        None
-    };
+    let next_cursor = split_page(&mut items, limit, |e| e.id);
     Ok(web::Json(AuditPage { items, next_cursor }))
 }

@@ -12,6 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
+use crate::routes::dto::split_page;
 use crate::AppState;
 
 /// `POST /orgs/{org}/receipts` body.
@@ -203,12 +204,7 @@ pub async fn get_org_receipts(
         kind.as_ref().map(|k| k.as_str()),
     )
     .await?;
-    let next_cursor = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|r| r.seq)
-    } else {
-        None
-    };
+    let next_cursor = split_page(&mut rows, limit, |r| r.seq);
     Ok(web::Json(ReceiptPage {
         items: rows.iter().map(ReceiptDto::from).collect(),
         next_cursor,
