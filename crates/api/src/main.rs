@@ -122,13 +122,16 @@ fn run(env: &Env, migrate_only: bool) -> ExitCode {
 async fn serve(mut config: Config, migrate_only: bool) -> anyhow::Result<()> {
     boot::dev_secrets(&mut config)?;
     let (deps, cluster) = boot::prepare(&config).await?;
+    let pool = deps.pool.clone();
     let result = if migrate_only {
         tracing::info!("migrations applied");
         Ok(())
     } else {
         listen(config, deps).await
     };
-    // The cluster is stopped on every exit path, a failed bind included.
+    // Close our connections first, so stopping the cluster breaks none of them; the cluster is
+    // stopped on every exit path, a failed bind included.
+    pool.close();
     if let Some(cluster) = cluster {
         tracing::info!("stopping the development PostgreSQL cluster");
         tokio::task::spawn_blocking(move || cluster.stop()).await??;
