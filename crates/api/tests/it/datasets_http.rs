@@ -10,7 +10,7 @@ use defendable_datasets::signed_url::UrlSigner;
 use defendable_ledger::ChainVerifier;
 use serde_json::{json, Value};
 
-use crate::helpers::{config, TempDir, TestApp, OBJECT_URL_KEY};
+use crate::helpers::{config, path_of, TempDir, TestApp, OBJECT_URL_KEY};
 
 const BYTES: &[u8] = b"year,region,count\n2026,north,41\n2026,south,58\n";
 
@@ -33,19 +33,6 @@ async fn publish(app: &TestApp, slug: &str, key: &str, bytes: &[u8]) -> Value {
 
 fn blake3_hex(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex().to_string()
-}
-
-/// Signs in and returns (token, org slug) of the personal organization.
-async fn member(app: &TestApp, email: &str) -> (String, String) {
-    let (token, _) = app.sign_in(email).await;
-    let (_, me) = app.call("GET", "/me", Some(&token), None).await;
-    (
-        token,
-        me["memberships"][0]["org"]["slug"]
-            .as_str()
-            .expect("slug")
-            .to_owned(),
-    )
 }
 
 #[actix_web::test]
@@ -71,7 +58,7 @@ async fn publishing_checks_the_bytes_and_the_catalog_never_shows_the_object_key(
         (422, Some("object_missing"))
     );
 
-    let (token, _) = member(&app, "reader@example.com").await;
+    let (token, _, _) = app.sign_in_to_org("reader@example.com").await;
     let (s, page) = app
         .call("GET", "/datasets/catalog?q=counts", Some(&token), None)
         .await;
@@ -146,7 +133,7 @@ async fn internal_routes_need_the_key_the_network_and_the_configuration() {
 async fn a_grant_mints_a_receipt_and_its_link_redirects_to_a_fresh_signed_url() {
     let app = TestApp::spawn().await;
     publish(&app, "census", "raw/census-2026.csv", BYTES).await;
-    let (token, slug) = member(&app, "m@example.com").await;
+    let (token, slug, _) = app.sign_in_to_org("m@example.com").await;
 
     let (s, grant) = app
         .call(
@@ -169,7 +156,7 @@ async fn a_grant_mints_a_receipt_and_its_link_redirects_to_a_fresh_signed_url() 
     assert_eq!(grant["quota"]["used"], 1);
     assert_eq!(grant["quota"]["limit"], 100);
     let download = grant["download_url"].as_str().expect("url").to_owned();
-    let share_path = download[download.find("/share/").expect("share")..].to_owned();
+    let share_path = path_of(&download);
 
     // Every access mints a fresh short-lived URL.
     let first = app.http.get(app.url(&share_path)).send().await.expect("r");
@@ -182,7 +169,7 @@ async fn a_grant_mints_a_receipt_and_its_link_redirects_to_a_fresh_signed_url() 
         location.contains("/objects/raw/census-2026.csv?expires="),
         "{location}"
     );
-    let object_path = &location[location.find("/objects/").expect("objects")..];
+    let object_path = &path_of(&location);
     let got = app.http.get(app.url(object_path)).send().await.expect("r");
     assert_eq!(got.status(), 200);
     assert_eq!(
@@ -316,7 +303,7 @@ async fn a_grant_mints_a_receipt_and_its_link_redirects_to_a_fresh_signed_url() 
 async fn the_public_view_of_a_grant_is_redacted_and_still_verifies() {
     let app = TestApp::spawn().await;
     publish(&app, "census", "raw/census-2026.csv", BYTES).await;
-    let (token, _) = member(&app, "private.person@example.com").await;
+    let (token, _, _) = app.sign_in_to_org("private.person@example.com").await;
     let (_, grant) = app
         .call(
             "POST",
@@ -326,8 +313,10 @@ async fn the_public_view_of_a_grant_is_redacted_and_still_verifies() {
         )
         .await;
     let download = grant["download_url"].as_str().expect("url");
-    let share_path =
-        &download[download.find("/share/").expect("share")..download.len() - "/download".len()];
+    let download_path = path_of(download);
+    let share_path = download_path
+        .strip_suffix("/download")
+        .expect("a download link");
     let (s, projection) = app.call("GET", share_path, None, None).await;
     assert_eq!(s, 200);
     let text = projection.to_string();
@@ -443,7 +432,7 @@ async fn signed_urls_refuse_expiry_tampering_and_unknown_keys_and_survive_rotati
 async fn expired_grants_are_410_and_missing_objects_503_and_both_are_recorded() {
     let app = TestApp::spawn().await;
     publish(&app, "census", "raw/census-2026.csv", BYTES).await;
-    let (token, _) = member(&app, "m@example.com").await;
+    let (token, _, _) = app.sign_in_to_org("m@example.com").await;
     let (_, a) = app
         .call(
             "POST",
@@ -460,10 +449,7 @@ async fn expired_grants_are_410_and_missing_objects_503_and_both_are_recorded() 
             None,
         )
         .await;
-    let path = |g: &Value| {
-        let u = g["download_url"].as_str().expect("url");
-        u[u.find("/share/").expect("share")..].to_owned()
-    };
+    let path = |g: &Value| path_of(g["download_url"].as_str().expect("url"));
     let client = app.db.pool.get().await.expect("client");
     let seq = a["receipt"]["body"]["seq"].as_i64().expect("seq");
     client
@@ -504,7 +490,7 @@ async fn exactly_the_limit_of_200_racing_grants_succeed_and_the_chain_verifies()
     ]))
     .await;
     publish(&app, "census", "raw/census-2026.csv", BYTES).await;
-    let (token, slug) = member(&app, "racer@example.com").await;
+    let (token, slug, _) = app.sign_in_to_org("racer@example.com").await;
     let mut tasks = Vec::new();
     for _ in 0..200 {
         let http = app.http.clone();
@@ -640,7 +626,7 @@ async fn grants_on_s3_redirect_to_a_presigned_url_that_serves_the_bytes() {
     let app =
         TestApp::spawn_full(db, config(&[]), TempDir::new(), store.clone(), Some(store)).await;
     publish(&app, "census", "raw/census-2026.csv", BYTES).await;
-    let (token, _) = member(&app, "s3@example.com").await;
+    let (token, _, _) = app.sign_in_to_org("s3@example.com").await;
     let (s, grant) = app
         .call(
             "POST",
@@ -651,7 +637,7 @@ async fn grants_on_s3_redirect_to_a_presigned_url_that_serves_the_bytes() {
         .await;
     assert_eq!(s, 201, "{grant}");
     let download = grant["download_url"].as_str().expect("url");
-    let share_path = &download[download.find("/share/").expect("share")..];
+    let share_path = &path_of(download);
     let res = app.http.get(app.url(share_path)).send().await.expect("r");
     assert_eq!(res.status(), 302);
     let location = res.headers()["location"]

@@ -152,12 +152,7 @@ async fn forwarding_headers_count_only_from_trusted_proxies() {
 #[actix_web::test]
 async fn runners_record_receipts_with_their_token_and_metrics_need_the_internal_key() {
     let app = TestApp::spawn().await;
-    let (token, _) = app.sign_in("runs@example.com").await;
-    let (_, me) = app.call("GET", "/me", Some(&token), None).await;
-    let slug = me["memberships"][0]["org"]["slug"]
-        .as_str()
-        .expect("slug")
-        .to_owned();
+    let (_, slug, _) = app.sign_in_to_org("runs@example.com").await;
     let body = json!({"org": slug, "kind": "run", "public": {"suite": "nightly", "passed": 120}});
     let (s, receipt) = app
         .call(
@@ -230,16 +225,7 @@ async fn post_event(app: &TestApp, header: &str, payload: &str) -> (u16, Value) 
 #[actix_web::test]
 async fn stripe_webhooks_verify_the_raw_body_and_are_idempotent() {
     let app = TestApp::spawn().await;
-    let (token, _) = app.sign_in("billing@example.com").await;
-    let (_, me) = app.call("GET", "/me", Some(&token), None).await;
-    let org_id = me["memberships"][0]["org"]["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let slug = me["memberships"][0]["org"]["slug"]
-        .as_str()
-        .expect("slug")
-        .to_owned();
+    let (token, slug, org_id) = app.sign_in_to_org("billing@example.com").await;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     // Key order and spacing matter: the signature covers the raw bytes.
     let payload = format!(
@@ -397,12 +383,7 @@ async fn a_rotated_stripe_secret_still_verifies_through_its_previous_twin() {
 #[actix_web::test]
 async fn owners_page_through_their_audit_log() {
     let app = TestApp::spawn().await;
-    let (token, _) = app.sign_in("auditor@example.com").await;
-    let (_, me) = app.call("GET", "/me", Some(&token), None).await;
-    let slug = me["memberships"][0]["org"]["slug"]
-        .as_str()
-        .expect("slug")
-        .to_owned();
+    let (token, slug, _) = app.sign_in_to_org("auditor@example.com").await;
     for i in 0..3 {
         app.call(
             "POST",

@@ -114,6 +114,21 @@ impl TestApp {
         call(&self.http, &self.url(path), method, bearer, body).await
     }
 
+    /// Signs in and returns the access token with the slug and id of the personal organization
+    /// the first sign-in created.
+    pub async fn sign_in_to_org(&self, email: &str) -> (String, String, String) {
+        let (token, _) = self.sign_in(email).await;
+        let (_, me) = self.call("GET", "/me", Some(&token), None).await;
+        let org = &me["memberships"][0]["org"];
+        let field = |name: &str| {
+            org[name]
+                .as_str()
+                .unwrap_or_else(|| panic!("org {name} in {me}"))
+                .to_owned()
+        };
+        (token, field("slug"), field("id"))
+    }
+
     /// Calls an internal route with the internal key.
     pub async fn call_internal(
         &self,
@@ -355,4 +370,14 @@ pub fn capture_logs() {
 pub fn captured_logs() -> String {
     let buf = LOGS.get().expect("capture installed");
     String::from_utf8_lossy(&buf.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+}
+
+/// The path (and query) of an absolute URL the API returned, to call it on this test server.
+pub fn path_of(url: &str) -> String {
+    let after_scheme = url.find("://").map(|i| i + 3).unwrap_or(0);
+    let start = url[after_scheme..]
+        .find('/')
+        .map(|i| after_scheme + i)
+        .unwrap_or(url.len());
+    url[start..].to_owned()
 }

@@ -333,12 +333,7 @@ async fn logout_and_key_revocation_reach_another_server_process_within_five_seco
     let app = TestApp::spawn().await;
     let other = app.second_instance(config(&[]));
     let http = reqwest::Client::new();
-    let (token, _) = app.sign_in("a@example.com").await;
-    let (_, me) = app.call("GET", "/me", Some(&token), None).await;
-    let slug = me["memberships"][0]["org"]["slug"]
-        .as_str()
-        .expect("slug")
-        .to_owned();
+    let (token, slug, _) = app.sign_in_to_org("a@example.com").await;
     let (_, key) = app
         .call(
             "POST",

@@ -4,26 +4,12 @@ use defendable_ledger::checkpoint::{parse_signed, verify_checkpoint};
 use defendable_ledger::{ChainVerifier, PublicKey};
 use serde_json::{json, Value};
 
-use crate::helpers::TestApp;
-
-async fn org_and_token(app: &TestApp, email: &str) -> (String, String, String) {
-    let (token, _) = app.sign_in(email).await;
-    let (_, me) = app.call("GET", "/me", Some(&token), None).await;
-    let slug = me["memberships"][0]["org"]["slug"]
-        .as_str()
-        .expect("slug")
-        .to_owned();
-    let id = me["memberships"][0]["org"]["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    (token, slug, id)
-}
+use crate::helpers::{path_of, TestApp};
 
 #[actix_web::test]
 async fn record_list_read_and_retry_receipts() {
     let app = TestApp::spawn().await;
-    let (token, slug, org_id) = org_and_token(&app, "r@example.com").await;
+    let (token, slug, org_id) = app.sign_in_to_org("r@example.com").await;
     let path = format!("/orgs/{slug}/receipts");
 
     let (s, first) = app
@@ -163,7 +149,7 @@ async fn record_list_read_and_retry_receipts() {
 #[actix_web::test]
 async fn a_share_link_shows_the_redacted_projection_until_revoked() {
     let app = TestApp::spawn().await;
-    let (token, slug, _) = org_and_token(&app, "s@example.com").await;
+    let (token, slug, _) = app.sign_in_to_org("s@example.com").await;
     let (_, receipt) = app
         .call("POST", &format!("/orgs/{slug}/receipts"), Some(&token), Some(json!({"kind": "run", "public": {"ok": true}, "private": {"email": "s@example.com", "key": "raw/x"}})))
         .await;
@@ -178,7 +164,7 @@ async fn a_share_link_shows_the_redacted_projection_until_revoked() {
         .await;
     assert_eq!(s, 201, "{share}");
     let url = share["url"].as_str().expect("url");
-    let share_path = &url[url.find("/share/").expect("path")..];
+    let share_path = &path_of(url);
 
     let (s, projection) = app.call("GET", share_path, None, None).await;
     assert_eq!(s, 200);
@@ -239,7 +225,7 @@ async fn a_share_link_shows_the_redacted_projection_until_revoked() {
 #[actix_web::test]
 async fn an_export_verifies_offline_and_the_verify_route_reports_tampering() {
     let app = TestApp::spawn().await;
-    let (token, slug, org_id) = org_and_token(&app, "e@example.com").await;
+    let (token, slug, org_id) = app.sign_in_to_org("e@example.com").await;
     for n in 0..25 {
         let (s, _) = app
             .call(
