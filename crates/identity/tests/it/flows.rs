@@ -5,7 +5,9 @@ use std::time::Duration;
 use defendable_identity::authn::{Authenticator, Principal};
 use defendable_identity::jwt::{KeyUsed, SessionKeys};
 use defendable_identity::store::{self, PageRequest};
-use defendable_identity::{Email, IdentityError, OneTimeToken, OrgName, OrgSlug, Role};
+use defendable_identity::{
+    Email, IdentityError, OneTimeToken, OrgId, OrgName, OrgSlug, Role, UserId,
+};
 use defendable_store::audit::AuditContext;
 use defendable_testkit::TestDb;
 
@@ -27,6 +29,16 @@ async fn sign_in(db: &TestDb, address: &str) -> store::NewSession {
     store::verify_magic_link(&db.pool, &link.token, SESSION, &ctx())
         .await
         .expect("verify")
+}
+
+/// Signs in a new user and returns them with the personal organization they own.
+async fn owner_of_personal_org(db: &TestDb, address: &str) -> (UserId, OrgId) {
+    let owner = sign_in(db, address).await.user.id;
+    let client = db.pool.get().await.expect("client");
+    let orgs = store::list_orgs(&client, owner, PageRequest::new(None, None))
+        .await
+        .expect("orgs");
+    (owner, orgs.items[0].org.id)
 }
 
 async fn audit_count(db: &TestDb, action: &str) -> i64 {
@@ -213,14 +225,7 @@ async fn concurrent_mutual_demotion_of_the_last_two_owners_leaves_an_owner() {
 #[tokio::test]
 async fn the_last_owner_cannot_leave_or_be_demoted() {
     let db = TestDb::new().await;
-    let a = sign_in(&db, "a@example.com").await.user.id;
-    let client = db.pool.get().await.expect("client");
-    let org = store::list_orgs(&client, a, PageRequest::new(None, None))
-        .await
-        .expect("orgs")
-        .items[0]
-        .org
-        .id;
+    let (a, org) = owner_of_personal_org(&db, "a@example.com").await;
     assert!(matches!(
         store::set_role(&db.pool, a, org, a, Role::Member, &ctx()).await,
         Err(IdentityError::LastOwner)
@@ -234,14 +239,8 @@ async fn the_last_owner_cannot_leave_or_be_demoted() {
 #[tokio::test]
 async fn invites_are_single_use_bound_and_revocable() {
     let db = TestDb::new().await;
-    let owner = sign_in(&db, "owner@example.com").await.user.id;
+    let (owner, org) = owner_of_personal_org(&db, "owner@example.com").await;
     let client = db.pool.get().await.expect("client");
-    let org = store::list_orgs(&client, owner, PageRequest::new(None, None))
-        .await
-        .expect("orgs")
-        .items[0]
-        .org
-        .id;
     let (invite, token) = store::create_invite(
         &db.pool,
         owner,
@@ -321,14 +320,8 @@ async fn invites_are_single_use_bound_and_revocable() {
 #[tokio::test]
 async fn accepting_an_invite_when_already_a_member_leaves_it_unused() {
     let db = TestDb::new().await;
-    let owner = sign_in(&db, "owner@example.com").await.user.id;
+    let (owner, org) = owner_of_personal_org(&db, "owner@example.com").await;
     let client = db.pool.get().await.expect("client");
-    let org = store::list_orgs(&client, owner, PageRequest::new(None, None))
-        .await
-        .expect("orgs")
-        .items[0]
-        .org
-        .id;
     let (_, token) = store::create_invite(
         &db.pool,
         owner,
@@ -372,14 +365,8 @@ async fn accepting_an_invite_when_already_a_member_leaves_it_unused() {
 #[tokio::test]
 async fn api_keys_authenticate_until_revoked_or_expired() {
     let db = TestDb::new().await;
-    let owner = sign_in(&db, "owner@example.com").await.user.id;
+    let (owner, org) = owner_of_personal_org(&db, "owner@example.com").await;
     let client = db.pool.get().await.expect("client");
-    let org = store::list_orgs(&client, owner, PageRequest::new(None, None))
-        .await
-        .expect("orgs")
-        .items[0]
-        .org
-        .id;
     let (key, secret) = store::create_api_key(&db.pool, owner, org, "ci", None, &ctx())
         .await
         .expect("key");
