@@ -3,8 +3,6 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use defendable_identity::{IdentityError, OrgRef};
-use defendable_ledger::store::{self as ledger, AppendOptions, Appended};
-use defendable_ledger::{parse_strict, Draft, ReceiptKind};
 use defendable_store::audit::{record, Actor, AuditAction, AuditEvent};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
@@ -17,7 +15,7 @@ use crate::auth::{audit_context, Caller};
 use crate::error::{ApiError, Problem};
 use crate::internal::{guard, guard_with, same, Credential};
 use crate::routes::dto::split_page;
-use crate::routes::receipts::ReceiptDto;
+use crate::routes::receipts::{parse_body, record_receipt, ReceiptDto};
 use crate::AppState;
 
 /// Prometheus metrics of this process (allowed networks and the internal key, as `/internal`).
@@ -80,62 +78,22 @@ pub async fn post_internal_receipts(
         Credential::RunnerToken,
     )
     .await?;
-    let value = parse_strict(&body)?;
-    let run: RunnerReceipt = serde_json::from_value(value).map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-            e.to_string(),
-        )
-    })?;
+    let run: RunnerReceipt = parse_body(&body)?;
     let org = {
         let client = state.pool.get().await.map_err(IdentityError::from)?;
         defendable_identity::store::find_org(&client, &OrgRef::parse(&run.org)?)
             .await?
             .ok_or(IdentityError::NotFound)?
     };
-    let kind = ReceiptKind::parse(&run.kind)?;
-    let idempotency = match req
-        .headers()
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-    {
-        Some(key) if !key.is_empty() && key.len() <= 255 => Some((
-            key.to_owned(),
-            ledger::request_fingerprint(kind.as_str(), &run.public, run.private.as_ref())?,
-        )),
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "Idempotency-Key must be 1-255 visible ASCII characters",
-            ))
-        }
-        None => None,
-    };
-    let mut audit = AuditEvent::new(
-        AuditAction::parse("receipt.create").expect("valid"),
-        Actor::Runner,
-    );
-    audit.org_id = Some(org.id.as_uuid());
-    audit.context = audit_context(&req, &state);
-    audit.details = json!({ "kind": kind.as_str(), "via": "runner" });
-    let draft = Draft::new(kind, run.public, run.private)?;
-    let appended = state
-        .ledger
-        .append(
-            org.id.as_uuid(),
-            draft,
-            AppendOptions {
-                idempotency,
-                audit: Some(audit),
-            },
-        )
-        .await?;
-    Ok(match appended {
-        Appended::New(r) => HttpResponse::Created().json(ReceiptDto::from(&r)),
-        Appended::Existing(r) => HttpResponse::Ok()
-            .insert_header(("Idempotency-Replayed", "true"))
-            .json(ReceiptDto::from(&r)),
-    })
+    record_receipt(
+        &state,
+        &req,
+        org.id.as_uuid(),
+        (run.kind, run.public, run.private),
+        (Actor::Runner, audit_context(&req, &state)),
+        "runner",
+    )
+    .await
 }
 
 /// Stripe's signature tolerance.

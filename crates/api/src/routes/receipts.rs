@@ -122,16 +122,46 @@ pub async fn post_org_receipts(
             "send the body as application/json",
         ));
     }
-    // The strict reader refuses numbers that JSON parsers would silently round.
-    let value = parse_strict(&body)?;
-    let record: RecordReceipt = serde_json::from_value(value).map_err(|e| {
+    let record: RecordReceipt = parse_body(&body)?;
+    record_receipt(
+        &state,
+        &req,
+        access.org.id.as_uuid(),
+        (record.kind, record.public, record.private),
+        (caller.actor(), caller.ctx.clone()),
+        "api",
+    )
+    .await
+}
+
+/// Parses a receipt request with the strict reader, which refuses numbers that JSON parsers
+/// would silently round.
+pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let value = parse_strict(body)?;
+    serde_json::from_value(value).map_err(|e| {
         ApiError::new(
             actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_body",
             e.to_string(),
         )
-    })?;
-    let kind = ReceiptKind::parse(&record.kind)?;
+    })
+}
+
+/// Records `(kind, public, private)` in `org`'s chain through the batching appender, honouring
+/// `Idempotency-Key` and recording `receipt.create` (by `actor`, via `via`) in the same
+/// transaction: 201 for a new receipt, 200 with `Idempotency-Replayed: true` for a retry.
+pub async fn record_receipt(
+    state: &AppState,
+    req: &HttpRequest,
+    org: uuid::Uuid,
+    (kind, public, private): (String, Value, Option<Value>),
+    (actor, context): (
+        defendable_store::audit::Actor,
+        defendable_store::audit::AuditContext,
+    ),
+    via: &str,
+) -> Result<HttpResponse, ApiError> {
+    let kind = ReceiptKind::parse(&kind)?;
     let idempotency = match req.headers().get("idempotency-key") {
         None => None,
         Some(v) => {
@@ -142,26 +172,19 @@ pub async fn post_org_receipts(
                 .ok_or_else(|| {
                     ApiError::bad_request("Idempotency-Key must be 1-255 visible ASCII characters")
                 })?;
-            let fp = ledger::request_fingerprint(
-                kind.as_str(),
-                &record.public,
-                record.private.as_ref(),
-            )?;
+            let fp = ledger::request_fingerprint(kind.as_str(), &public, private.as_ref())?;
             Some((key.to_owned(), fp))
         }
     };
-    let draft = Draft::new(kind.clone(), record.public, record.private)?;
-    let mut audit = AuditEvent::new(
-        AuditAction::parse("receipt.create").expect("valid"),
-        caller.actor(),
-    );
-    audit.org_id = Some(access.org.id.as_uuid());
-    audit.context = caller.ctx.clone();
-    audit.details = json!({ "kind": kind.as_str() });
+    let mut audit = AuditEvent::new(AuditAction::parse("receipt.create").expect("valid"), actor);
+    audit.org_id = Some(org);
+    audit.context = context;
+    audit.details = json!({ "kind": kind.as_str(), "via": via });
+    let draft = Draft::new(kind, public, private)?;
     let appended = state
         .ledger
         .append(
-            access.org.id.as_uuid(),
+            org,
             draft,
             AppendOptions {
                 idempotency,
