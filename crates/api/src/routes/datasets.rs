@@ -73,6 +73,7 @@ pub struct DatasetPage {
 
 /// Catalog filters.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CatalogQuery {
     /// The previous page's `next_cursor`.
     pub cursor: Option<String>,

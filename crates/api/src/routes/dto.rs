@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 /// Cursor pagination: items after `cursor`, at most `limit` (1–100, default 50).
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// The `next_cursor` of the previous page.
     pub cursor: Option<Uuid>,

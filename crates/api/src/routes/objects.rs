@@ -15,6 +15,7 @@ use crate::AppState;
 
 /// The signature of an object URL.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Signature {
     /// Unix seconds after which the link is refused.
     pub expires: i64,

@@ -305,6 +305,7 @@ pub async fn post_stripe_webhook(
 
 /// Audit log filters.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Only events older than this id (the previous page's `next_cursor`).
     pub cursor: Option<i64>,

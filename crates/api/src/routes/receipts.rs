@@ -70,6 +70,7 @@ pub struct ReceiptPage {
 
 /// Receipt list filters.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ReceiptQuery {
     /// Only receipts with a greater seq (the previous page's `next_cursor`).
     pub after: Option<u64>,
