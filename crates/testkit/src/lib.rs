@@ -6,6 +6,8 @@
 //! The template is named after a fingerprint of the migrations, so changing a migration builds
 //! a new one.
 
+pub mod files;
+
 use std::path::PathBuf;
 use std::str::FromStr;
 

@@ -1,11 +1,13 @@
 //! Spawning the application on a fresh database, the way a client sees it, with every log line
 //! of the test process captured for the secret-leak check.
 
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Once, OnceLock};
 
 use defendable_api::{Application, Dependencies};
 use defendable_config::{Config, Env};
+pub use defendable_testkit::files::{
+    decode_quoted_printable, outbox_tokens, token_from_mail, TempDir,
+};
 use defendable_testkit::TestDb;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -154,24 +156,7 @@ impl TestApp {
 
     /// The tokens of every link mailed to `to` through the outbox, oldest first.
     pub fn outbox_tokens(&self, to: &str) -> Vec<String> {
-        let dir = self.data.path().join("outbox");
-        let mut mails: Vec<(std::time::SystemTime, String)> = Vec::new();
-        for entry in std::fs::read_dir(&dir).expect("outbox exists").flatten() {
-            let raw = std::fs::read_to_string(entry.path()).expect("readable mail");
-            let text = decode_quoted_printable(&raw);
-            if text
-                .lines()
-                .any(|l| l.eq_ignore_ascii_case(&format!("To: {to}")))
-            {
-                let modified = entry.metadata().and_then(|m| m.modified()).expect("mtime");
-                mails.push((modified, text));
-            }
-        }
-        mails.sort_by_key(|(t, _)| *t);
-        mails
-            .iter()
-            .map(|(_, text)| token_from_mail(text))
-            .collect()
+        outbox_tokens(&self.data.path().join("outbox"), to)
     }
 
     /// The token in the newest link mailed to `to`.
@@ -183,11 +168,7 @@ impl TestApp {
 
     /// Signs in through the real magic-link flow; returns the access token and user id.
     pub async fn sign_in(&self, email: &str) -> (String, String) {
-        let before = if self.data.path().join("outbox").exists() {
-            self.outbox_tokens(email)
-        } else {
-            Vec::new()
-        };
+        let before = self.outbox_tokens(email);
         let (status, _) = self
             .call(
                 "POST",
@@ -263,57 +244,6 @@ pub async fn call(
         status,
         serde_json::from_slice(&bytes).unwrap_or(Value::Null),
     )
-}
-
-/// Undoes quoted-printable soft breaks and escapes (lettre encodes long lines this way).
-pub fn decode_quoted_printable(raw: &str) -> String {
-    let joined = raw.replace("=\r\n", "").replace("=\n", "");
-    let bytes = joined.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'=' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&joined[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The `token` query parameter of the first link in a message.
-pub fn token_from_mail(text: &str) -> String {
-    let start = text.find("token=").expect("a link with a token") + "token=".len();
-    text[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-        .collect()
-}
-
-/// A temporary directory, removed on drop.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn new() -> TempDir {
-        let p =
-            std::env::temp_dir().join(format!("defendable-it-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&p).expect("temp dir");
-        TempDir(p)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Asserts the headers every response must carry.

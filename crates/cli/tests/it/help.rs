@@ -7,6 +7,7 @@ fn help(args: &[&str]) -> String {
         .args(args)
         .arg("--help")
         .env_remove("DEFENDABLE_API")
+        .env_remove("DEFENDABLE_ORG")
         .output()
         .expect("runs");
     assert!(out.status.success());
@@ -16,5 +17,17 @@ fn help(args: &[&str]) -> String {
 #[test]
 fn help_snapshots() {
     insta::assert_snapshot!("top", help(&[]));
-    insta::assert_snapshot!("verify", help(&["verify"]));
+    for group in [
+        "login", "logout", "whoami", "orgs", "members", "invites", "keys", "receipts", "ledger",
+        "datasets", "verify",
+    ] {
+        insta::assert_snapshot!(group, help(&[group]));
+    }
+    for (group, command) in [
+        ("receipts", "record"),
+        ("datasets", "download"),
+        ("ledger", "export"),
+    ] {
+        insta::assert_snapshot!(format!("{group}-{command}"), help(&[group, command]));
+    }
 }

@@ -1,0 +1,805 @@
+//! What each command does: calls through [`Api`], results as [`Output`], failures as [`Exit`].
+
+use std::io::BufRead;
+use std::path::Path;
+
+use defendable_ledger::PublicKey;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::cli::{Cli, Command, Datasets, Invites, Keys, Ledger, Members, Orgs, Receipts};
+use crate::client::{encode, root_cause, Api, Body};
+use crate::credentials::{self, Credentials, Saved, Token, TokenSource};
+use crate::download::{self, Plan};
+use crate::output::{bytes, field, table};
+use crate::{parse_evidence, verify, Evidence, Exit, Output};
+
+/// What every command knows: the parsed flags, the token from the environment and stdin.
+pub struct Context<'a> {
+    /// API base URL without a trailing slash.
+    pub api: String,
+    /// `--org` / `DEFENDABLE_ORG`.
+    pub org: Option<String>,
+    /// `--json`.
+    pub json: bool,
+    /// `DEFENDABLE_TOKEN`.
+    pub env_token: Option<String>,
+    /// Where pasted links and `--public -` come from.
+    pub input: &'a mut dyn BufRead,
+}
+
+impl std::fmt::Debug for Context<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("api", &self.api)
+            .field("org", &self.org)
+            .field("json", &self.json)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context<'_> {
+    fn client(&self) -> Result<Api, Exit> {
+        let token = credentials::token_for(&self.api, self.env_token.clone())?;
+        Api::new(&self.api, token)
+    }
+
+    fn authed(&self) -> Result<Api, Exit> {
+        let api = self.client()?;
+        api.require_token()?;
+        Ok(api)
+    }
+
+    /// `--org`, else the organization saved at login.
+    fn org(&self) -> Result<String, Exit> {
+        if let Some(o) = &self.org {
+            return Ok(o.clone());
+        }
+        let env_token = self
+            .env_token
+            .as_deref()
+            .is_some_and(|t| !t.trim().is_empty());
+        if !env_token {
+            let saved = Credentials::load(&credentials::path()?)?;
+            if let Some(org) = saved.servers.get(&self.api).and_then(|s| s.org.clone()) {
+                return Ok(org);
+            }
+        }
+        Err(Exit::usage(
+            "name an organization with --org (or DEFENDABLE_ORG); `defendable orgs list` shows yours",
+        ))
+    }
+
+    fn org_path(&self, rest: &str) -> Result<String, Exit> {
+        Ok(format!("/orgs/{}{rest}", encode(&self.org()?)))
+    }
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli, ctx: &mut Context<'_>) -> Result<Output, Exit> {
+    match cli.command {
+        Command::Login { email } => login(ctx, &email).await,
+        Command::Logout => logout(ctx).await,
+        Command::Whoami => whoami(ctx).await,
+        Command::Orgs(c) => orgs(ctx, c).await,
+        Command::Members(c) => members(ctx, c).await,
+        Command::Invites(c) => invites(ctx, c).await,
+        Command::Keys(c) => keys(ctx, c).await,
+        Command::Receipts(c) => receipts(ctx, c).await,
+        Command::Ledger(c) => ledger(ctx, c).await,
+        Command::Datasets(c) => datasets(ctx, c).await,
+        Command::Verify { target, keys } => run_verify(&ctx.api, &target, &keys).await,
+    }
+}
+
+/// The token in a pasted sign-in link (its `token` parameter), or a pasted bare token.
+pub fn token_from_pasted(pasted: &str) -> Result<String, Exit> {
+    let pasted = pasted.trim();
+    let token = match pasted.find("token=") {
+        Some(i) => pasted[i + "token=".len()..]
+            .split(['&', '#', ' '])
+            .next()
+            .unwrap_or(""),
+        None => pasted,
+    };
+    if token.is_empty()
+        || !token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(Exit::usage(
+            "that is neither a sign-in link nor a token; paste the whole link from the email",
+        ));
+    }
+    Ok(token.to_owned())
+}
+
+async fn login(ctx: &mut Context<'_>, email: &str) -> Result<Output, Exit> {
+    let anonymous = Api::new(&ctx.api, None)?;
+    anonymous
+        .call(
+            Method::POST,
+            "/auth/request",
+            Body::Json(json!({ "email": email })),
+        )
+        .await?;
+    eprintln!(
+        "A sign-in link was mailed to {email}. Paste the link (or its token) and press Enter:"
+    );
+    let mut line = String::new();
+    ctx.input
+        .read_line(&mut line)
+        .map_err(|e| Exit::usage(format!("reading the link: {e}")))?;
+    let token = token_from_pasted(&line)?;
+    let session = anonymous
+        .call(
+            Method::POST,
+            "/auth/verify",
+            Body::Json(json!({ "token": token })),
+        )
+        .await?;
+    let access = session["access_token"]
+        .as_str()
+        .ok_or_else(|| Exit::server("the session has no access_token"))?
+        .to_owned();
+    let api = Api::new(
+        &ctx.api,
+        Some(Token::new(access.clone(), TokenSource::File)),
+    )?;
+    let me = api.get("/me").await?;
+    let memberships = me["memberships"].as_array().cloned().unwrap_or_default();
+    let org = ctx.org.clone().or_else(|| {
+        memberships
+            .iter()
+            .find(|m| m["org"]["personal"] == true)
+            .or(memberships.first())
+            .and_then(|m| m["org"]["slug"].as_str().map(str::to_owned))
+    });
+    let path = credentials::path()?;
+    let mut saved = Credentials::load(&path)?;
+    saved.servers.insert(
+        ctx.api.clone(),
+        Saved {
+            token: access,
+            email: email.to_owned(),
+            org: org.clone(),
+        },
+    );
+    saved.store(&path)?;
+    let default = org
+        .as_deref()
+        .map(|o| format!("; default organization {o}"))
+        .unwrap_or_default();
+    Ok(Output::new(
+        json!({"ok": true, "email": email, "user_id": me["user"]["id"], "org": org,
+               "credentials": path.display().to_string()}),
+        format!(
+            "signed in to {} as {email}{default} (session saved in {})",
+            ctx.api,
+            path.display()
+        ),
+    ))
+}
+
+async fn logout(ctx: &mut Context<'_>) -> Result<Output, Exit> {
+    let api = ctx.authed()?;
+    let token = api.require_token()?;
+    if token.is_api_key() {
+        return Err(Exit::usage(
+            "DEFENDABLE_TOKEN holds an API key, which has no session; revoke it with `defendable keys revoke`",
+        ));
+    }
+    let ended = match api.call(Method::POST, "/auth/logout", Body::None).await {
+        Ok(_) => true,
+        // Already expired or ended elsewhere: forgetting it here is all that is left.
+        Err(e) if e.code == crate::EXIT_AUTH => false,
+        Err(e) => return Err(e),
+    };
+    let mut forgot = false;
+    if token.source == TokenSource::File {
+        let path = credentials::path()?;
+        let mut saved = Credentials::load(&path)?;
+        forgot = saved.servers.remove(&ctx.api).is_some();
+        saved.store(&path)?;
+    }
+    let human = match (ended, forgot) {
+        (true, true) => "signed out; the session is ended on the server and forgotten here",
+        (true, false) => "signed out; the session in DEFENDABLE_TOKEN is ended on the server",
+        (false, _) => "the session had already ended; it is forgotten here",
+    };
+    Ok(Output::new(
+        json!({"ok": true, "ended": ended, "forgotten": forgot}),
+        human,
+    ))
+}
+
+async fn whoami(ctx: &mut Context<'_>) -> Result<Output, Exit> {
+    let api = ctx.authed()?;
+    let token = api.require_token()?;
+    let source = match token.source {
+        TokenSource::Env => "DEFENDABLE_TOKEN",
+        TokenSource::File => "the saved session",
+    };
+    if token.is_api_key() {
+        // A key has no user; any route keys may use tells whether it is still valid.
+        api.get("/datasets/catalog?limit=1").await?;
+        let prefix: String = token.expose().chars().take(8).collect();
+        return Ok(Output::new(
+            json!({"ok": true, "principal": "api_key", "prefix": prefix, "source": source}),
+            format!("an API key ({prefix}…) from {source}; it acts for the organization that created it"),
+        ));
+    }
+    let me = api.get("/me").await?;
+    let rows: Vec<Vec<String>> = me["memberships"]
+        .as_array()
+        .map(|ms| {
+            ms.iter()
+                .map(|m| vec![field(m, &["org", "slug"]), field(m, &["role"])])
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Output::new(
+        json!({"ok": true, "principal": "user", "user": me["user"], "memberships": me["memberships"], "source": source}),
+        format!(
+            "{} (user {}), from {source}\n{}",
+            field(&me, &["user", "email"]),
+            field(&me, &["user", "id"]),
+            table(&["ORG", "ROLE"], &rows)
+        ),
+    ))
+}
+
+fn listed(items: Vec<Value>, headers: &[&str], row: impl Fn(&Value) -> Vec<String>) -> Output {
+    let rows: Vec<Vec<String>> = items.iter().map(row).collect();
+    Output::new(json!({ "items": items }), table(headers, &rows))
+}
+
+async fn orgs(ctx: &mut Context<'_>, c: Orgs) -> Result<Output, Exit> {
+    let api = ctx.authed()?;
+    match c {
+        Orgs::List => Ok(listed(
+            api.all_pages("/orgs").await?,
+            &["SLUG", "NAME", "ROLE", "PERSONAL", "ID"],
+            |m| {
+                vec![
+                    field(m, &["org", "slug"]),
+                    field(m, &["org", "name"]),
+                    field(m, &["role"]),
+                    field(m, &["org", "personal"]),
+                    field(m, &["org", "id"]),
+                ]
+            },
+        )),
+        Orgs::Create { slug, name } => {
+            let org = api
+                .call(
+                    Method::POST,
+                    "/orgs",
+                    Body::Json(json!({"slug": slug, "name": name})),
+                )
+                .await?;
+            let human = format!(
+                "created organization {} ({}); you are its owner",
+                field(&org, &["slug"]),
+                field(&org, &["id"])
+            );
+            Ok(Output::new(org, human))
+        }
+    }
+}
+
+/// A member's user id from an email (looked up among the members) or an id.
+async fn user_id(api: &Api, members_path: &str, user: &str) -> Result<String, Exit> {
+    if !user.contains('@') {
+        return Ok(user.to_owned());
+    }
+    api.all_pages(members_path)
+        .await?
+        .iter()
+        .find(|m| {
+            m["email"]
+                .as_str()
+                .is_some_and(|e| e.eq_ignore_ascii_case(user))
+        })
+        .and_then(|m| m["user_id"].as_str().map(str::to_owned))
+        .ok_or_else(|| {
+            Exit::usage(format!(
+                "{user} is not a member; `defendable members list` shows who is"
+            ))
+        })
+}
+
+async fn members(ctx: &mut Context<'_>, c: Members) -> Result<Output, Exit> {
+    let api = ctx.authed()?;
+    let path = ctx.org_path("/members")?;
+    match c {
+        Members::List => Ok(listed(
+            api.all_pages(&path).await?,
+            &["EMAIL", "ROLE", "JOINED", "USER ID"],
+            |m| {
+                vec![
+                    field(m, &["email"]),
+                    field(m, &["role"]),
+                    field(m, &["joined_at"]),
+                    field(m, &["user_id"]),
+                ]
+            },
+        )),
+        Members::SetRole { user, role } => {
+            let id = user_id(&api, &path, &user).await?;
+            let res = api
+                .call(
+                    Method::PATCH,
+                    &format!("{path}/{}", encode(&id)),
+                    Body::Json(json!({"role": role.as_str()})),
+                )
+                .await?;
+            Ok(Output::new(
+                json!({"ok": true, "user_id": id, "role": role.as_str(), "member": res}),
+                format!("{user} is now {}", role.as_str()),
+            ))
+        }
+        Members::Remove { user } => {
+            let id = user_id(&api, &path, &user).await?;
+            api.call(
+                Method::DELETE,
+                &format!("{path}/{}", encode(&id)),
+                Body::None,
+            )
+            .await?;
+            Ok(Output::new(
+                json!({"ok": true, "user_id": id}),
+                format!("removed {user}"),
+            ))
+        }
+    }
+}
+
+async fn invites(ctx: &mut Context<'_>, c: Invites) -> Result<Output, Exit> {
+    let api = ctx.authed()?;
+    let path = ctx.org_path("/invites")?;
+    match c {
+        Invites::Create { email, role } => {
+            let invite = api
+                .call(
+                    Method::POST,
+                    &path,
+                    Body::Json(json!({"email": email, "role": role.as_str()})),
+                )
+                .await?;
+            let human = format!(
+                "invited {email} as {} (invite {}, expires {}); the link was mailed to them",
+                role.as_str(),
+                field(&invite, &["id"]),
+                field(&invite, &["expires_at"])
+            );
+            Ok(Output::new(invite, human))
+        }
+        Invites::List => Ok(listed(
+            api.all_pages(&path).await?,
+            &["EMAIL", "ROLE", "EXPIRES", "ID"],
+            |i| {
+                vec![
+                    field(i, &["email"]),
+                    field(i, &["role"]),
+                    field(i, &["expires_at"]),
+                    field(i, &["id"]),
+                ]
+            },
+        )),
+        Invites::Revoke { id } => {
+            api.call(
+                Method::DELETE,
+                &format!("{path}/{}", encode(&id)),
+                Body::None,
+            )
+            .await?;
+            Ok(Output::new(
+                json!({"ok": true, "id": id}),
+                format!("revoked invite {id}"),
+            ))
+        }
+    }
+}
+
+async fn keys(ctx: &mut Context<'_>, c: Keys) -> Result<Output, Exit> {
+    let api = ctx.authed()?;
+    let path = ctx.org_path("/api-keys")?;
+    match c {
+        Keys::Create { name, expires_at } => {
+            let created = api
+                .call(
+                    Method::POST,
+                    &path,
+                    Body::Json(json!({"name": name, "expires_at": expires_at})),
+                )
+                .await?;
+            let human = format!(
+                "created API key {name} ({}). Its secret is shown only now; store it as DEFENDABLE_TOKEN where it is used:\n{}",
+                field(&created, &["key", "id"]),
+                field(&created, &["secret"])
+            );
+            Ok(Output::new(created, human))
+        }
+        Keys::List => Ok(listed(
+            api.all_pages(&path).await?,
+            &["NAME", "KEY", "CREATED", "LAST USED", "REVOKED", "ID"],
+            |k| {
+                vec![
+                    field(k, &["name"]),
+                    format!("{}…{}", field(k, &["prefix"]), field(k, &["last4"])),
+                    field(k, &["created_at"]),
+                    field(k, &["last_used_at"]),
+                    field(k, &["revoked_at"]),
+                    field(k, &["id"]),
+                ]
+            },
+        )),
+        Keys::Revoke { id } => {
+            api.call(
+                Method::DELETE,
+                &format!("{path}/{}", encode(&id)),
+                Body::None,
+            )
+            .await?;
+            Ok(Output::new(
+                json!({"ok": true, "id": id}),
+                format!("revoked API key {id}; every server refuses it now"),
+            ))
+        }
+    }
+}
+
+/// Reads a JSON object from a file or stdin, returning its text unchanged.
+fn json_object_text(source: &str, input: &mut dyn BufRead) -> Result<String, Exit> {
+    let text = if source == "-" {
+        let mut s = String::new();
+        input
+            .read_to_string(&mut s)
+            .map_err(|e| Exit::usage(format!("reading stdin: {e}")))?;
+        s
+    } else {
+        std::fs::read_to_string(source).map_err(|e| Exit::io(Path::new(source), e))?
+    };
+    // Checked here for a clear message; sent as written, so the server judges every number.
+    match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(_)) => Ok(text),
+        Ok(_) => Err(Exit::usage(format!("{source}: expected a JSON object"))),
+        Err(e) => Err(Exit::usage(format!("{source}: not JSON: {e}"))),
+    }
+}
+
+fn receipt_row(r: &Value) -> Vec<String> {
+    vec![
+        field(r, &["body", "seq"]),
+        field(r, &["receipt_id"]),
+        field(r, &["body", "kind"]),
+        field(r, &["body", "created_at"]),
+    ]
+}
+
+async fn receipts(ctx: &mut Context<'_>, c: Receipts) -> Result<Output, Exit> {
+    let api = ctx.authed()?;
+    let path = ctx.org_path("/receipts")?;
+    match c {
+        Receipts::Record {
+            kind,
+            public,
+            private,
+            idempotency_key,
+        } => {
+            let public = json_object_text(&public, ctx.input)?;
+            let private = match private {
+                Some(p) => json_object_text(&p.display().to_string(), ctx.input)?,
+                None => "null".to_owned(),
+            };
+            let kind_json = serde_json::to_string(&kind).map_err(|e| Exit::usage(e.to_string()))?;
+            let body = format!(r#"{{"kind":{kind_json},"public":{public},"private":{private}}}"#);
+            let key = idempotency_key.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            let receipt = record_with_retries(&api, &path, &body, &key).await?;
+            let human = format!(
+                "recorded {} (seq {}, kind {kind}) in {}",
+                field(&receipt, &["receipt_id"]),
+                field(&receipt, &["body", "seq"]),
+                ctx.org()?
+            );
+            Ok(Output::new(receipt, human))
+        }
+        Receipts::List { kind, after, limit } => {
+            let mut query = format!("?limit={limit}");
+            if let Some(a) = after {
+                query.push_str(&format!("&after={a}"));
+            }
+            if let Some(k) = kind {
+                query.push_str(&format!("&kind={}", encode(&k)));
+            }
+            let page = api.get(&format!("{path}{query}")).await?;
+            let items = page["items"].as_array().cloned().unwrap_or_default();
+            let rows: Vec<Vec<String>> = items.iter().map(receipt_row).collect();
+            let mut human = table(&["SEQ", "ID", "KIND", "CREATED"], &rows);
+            if let Some(next) = page["next_cursor"].as_u64() {
+                human.push_str(&format!("\nmore: --after {next}"));
+            }
+            Ok(Output::new(page, human))
+        }
+        Receipts::Show { id } => {
+            let r = api.get(&format!("{path}/{}", encode(&id))).await?;
+            let human = serde_json::to_string_pretty(&r).unwrap_or_default();
+            Ok(Output::new(r, human))
+        }
+        Receipts::Share { id, revoke } => {
+            let share_path = format!("{path}/{}/share", encode(&id));
+            if revoke {
+                api.call(Method::DELETE, &share_path, Body::None).await?;
+                return Ok(Output::new(
+                    json!({"ok": true, "receipt_id": id}),
+                    format!("every share link of {id} now answers 404"),
+                ));
+            }
+            let share = api.call(Method::POST, &share_path, Body::None).await?;
+            let url = field(&share, &["url"]);
+            let human = format!(
+                "share link: {url}\nproof bundle: {}\nanyone can check it: defendable verify {url}",
+                field(&share, &["download_url"])
+            );
+            Ok(Output::new(share, human))
+        }
+    }
+}
+
+/// Records with one Idempotency-Key, retrying network and server failures, so a receipt is
+/// recorded once however often the request is sent.
+async fn record_with_retries(api: &Api, path: &str, body: &str, key: &str) -> Result<Value, Exit> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let sent = api
+            .send(
+                Method::POST,
+                path,
+                Body::RawJson(body.to_owned()),
+                &[("idempotency-key", key)],
+                false,
+            )
+            .await;
+        match sent {
+            Ok(res) => return crate::client::json_of(res).await,
+            Err(e) if e.code == crate::EXIT_SERVER && attempt < 3 => {
+                eprintln!("{}; retrying with the same Idempotency-Key", e.message);
+                tokio::time::sleep(std::time::Duration::from_millis(500 * attempt)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn ledger(ctx: &mut Context<'_>, c: Ledger) -> Result<Output, Exit> {
+    let api = ctx.authed()?;
+    let org = ctx.org()?;
+    match c {
+        Ledger::Verify => {
+            let v = api.get(&ctx.org_path("/ledger/verify")?).await?;
+            if v["valid"] != true {
+                return Err(Exit::verify(format!(
+                    "the chain of {org} fails at receipt seq {}: {}",
+                    field(&v, &["failure", "seq"]),
+                    field(&v, &["failure", "reason"])
+                )));
+            }
+            let human = format!(
+                "the chain of {org} verifies: {} receipts, head {}",
+                field(&v, &["checked"]),
+                field(&v, &["head"])
+            );
+            Ok(Output::new(v, human))
+        }
+        Ledger::Export { out } => {
+            let res = api
+                .send(
+                    Method::GET,
+                    &ctx.org_path("/ledger/export")?,
+                    Body::None,
+                    &[],
+                    true,
+                )
+                .await?;
+            let lines = save_stream(res, &out).await?;
+            let receipts = lines.saturating_sub(1);
+            Ok(Output::new(
+                json!({"ok": true, "path": out.display().to_string(), "receipts": receipts}),
+                format!(
+                    "exported {receipts} receipts of {org} and a signed checkpoint to {}; check it offline with `defendable verify {}`",
+                    out.display(),
+                    out.display()
+                ),
+            ))
+        }
+    }
+}
+
+/// Streams a response into `out` through a temporary file; returns the number of lines.
+async fn save_stream(mut res: reqwest::Response, out: &Path) -> Result<u64, Exit> {
+    use std::io::Write;
+    let mut tmp_name = out.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp_name);
+    let mut file =
+        std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(|e| Exit::io(&tmp, e))?);
+    let mut lines = 0u64;
+    loop {
+        match res.chunk().await {
+            Ok(Some(chunk)) => {
+                lines += chunk.iter().filter(|b| **b == b'\n').count() as u64;
+                file.write_all(&chunk).map_err(|e| Exit::io(&tmp, e))?;
+            }
+            Ok(None) => break,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(Exit::server(format!(
+                    "the export broke off ({}); nothing was saved, run it again",
+                    root_cause(&e)
+                )));
+            }
+        }
+    }
+    file.flush().map_err(|e| Exit::io(&tmp, e))?;
+    drop(file);
+    std::fs::rename(&tmp, out).map_err(|e| Exit::io(out, e))?;
+    Ok(lines)
+}
+
+async fn datasets(ctx: &mut Context<'_>, c: Datasets) -> Result<Output, Exit> {
+    let api = ctx.authed()?;
+    match c {
+        Datasets::List { query } => {
+            let path = match query {
+                Some(q) => format!("/datasets/catalog?q={}", encode(&q)),
+                None => "/datasets/catalog".to_owned(),
+            };
+            Ok(listed(
+                api.all_pages(&path).await?,
+                &["SLUG", "VERSION", "SIZE", "LICENSE", "TITLE"],
+                |d| {
+                    vec![
+                        field(d, &["slug"]),
+                        field(d, &["version"]),
+                        bytes(d["size"].as_u64().unwrap_or(0)),
+                        field(d, &["license"]),
+                        field(d, &["title"]),
+                    ]
+                },
+            ))
+        }
+        Datasets::Show { slug } => {
+            let d = api
+                .get(&format!("/datasets/catalog/{}", encode(&slug)))
+                .await?;
+            let human = [
+                "slug",
+                "title",
+                "description",
+                "version",
+                "license",
+                "media_type",
+                "size",
+                "blake3",
+                "verified_at",
+            ]
+            .iter()
+            .map(|k| format!("{k:<12} {}", field(&d, &[k])))
+            .collect::<Vec<_>>()
+            .join("\n");
+            Ok(Output::new(d, human))
+        }
+        Datasets::Download(args) => {
+            // The grant's org: --org, else the saved default, else the server's choice.
+            let org = ctx.org().ok();
+            let plan = Plan {
+                out: args.out.unwrap_or_else(|| args.slug.clone().into()),
+                slug: args.slug,
+                org,
+                retries: args.retries,
+                progress: !ctx.json,
+            };
+            download::download(&api, &plan).await
+        }
+    }
+}
+
+async fn fetch_text(url: &str) -> Result<String, Exit> {
+    let res = reqwest::get(url).await.map_err(|e| {
+        Exit::server(format!(
+            "cannot reach {url}: {}; check --api or your network",
+            root_cause(&e)
+        ))
+    })?;
+    if !res.status().is_success() {
+        return Err(Exit::server(format!(
+            "{url} answered {}; is the link revoked or mistyped?",
+            res.status()
+        )));
+    }
+    res.text()
+        .await
+        .map_err(|e| Exit::server(format!("reading {url}: {}", root_cause(&e))))
+}
+
+async fn run_verify(api: &str, target: &str, keys: &[String]) -> Result<Output, Exit> {
+    let (text, base) = if let Some(i) = target.find("/share/") {
+        let token = target[i + "/share/".len()..].trim_end_matches("/download");
+        let base = target[..i].to_owned();
+        (fetch_text(&format!("{base}/share/{token}")).await?, base)
+    } else if Path::new(target).exists() {
+        let text = std::fs::read_to_string(target).map_err(|e| Exit::io(Path::new(target), e))?;
+        (text, api.to_owned())
+    } else if target.len() == 43
+        && target
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        (
+            fetch_text(&format!("{api}/share/{target}")).await?,
+            api.to_owned(),
+        )
+    } else {
+        return Err(Exit::usage(format!(
+            "{target:?} is neither a share URL, a share token nor a file"
+        )));
+    };
+    let evidence = parse_evidence(&text).map_err(|e| Exit::verify(e.to_string()))?;
+    let needs_keys = !matches!(evidence, Evidence::Projection(_));
+    let public_keys: Vec<PublicKey> = if !keys.is_empty() {
+        keys.iter()
+            .map(|k| PublicKey::from_base64(k).map_err(|e| Exit::usage(format!("--key {k}: {e}"))))
+            .collect::<Result<_, _>>()?
+    } else if needs_keys {
+        let listed: Value =
+            serde_json::from_str(&fetch_text(&format!("{base}/ledger/keys")).await?)
+                .map_err(|e| Exit::server(format!("the key list is not JSON: {e}")))?;
+        serde_json::from_value(listed["keys"].clone())
+            .map_err(|e| Exit::server(format!("the key list is malformed: {e}")))?
+    } else {
+        Vec::new()
+    };
+    let verified = verify(&evidence, &public_keys)
+        .map_err(|f| Exit::verify(format!("verification failed: {f}")))?;
+    let what = match evidence {
+        Evidence::Projection(_) => "receipt".to_owned(),
+        _ => format!("{} receipts", verified.receipts),
+    };
+    let signed = verified
+        .signed_by
+        .as_ref()
+        .map(|k| format!(", checkpoint signed by key {k}"))
+        .unwrap_or_default();
+    Ok(Output::new(
+        json!({
+            "ok": true,
+            "receipts": verified.receipts,
+            "head": verified.head,
+            "signed_by": verified.signed_by,
+        }),
+        format!("verified {what}; head {}{signed}", verified.head),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pasted_link_or_token_gives_the_token() {
+        let t = "Ab3_-xYz";
+        assert_eq!(token_from_pasted(t).expect("bare"), t);
+        assert_eq!(
+            token_from_pasted(&format!("https://app.example/auth?token={t}&next=/\n"))
+                .expect("link"),
+            t
+        );
+        assert_eq!(
+            token_from_pasted("").expect_err("empty").code,
+            crate::EXIT_USAGE
+        );
+        assert!(token_from_pasted("not a <token>").is_err());
+    }
+}
