@@ -1,4 +1,7 @@
-//! Integration tests for the `defendable` binary, driven as an auditor would.
+//! Integration tests for the `defendable` binary, driven as a user, a CI job and an auditor
+//! would drive it.
 
+mod e2e;
 mod help;
+mod server;
 mod verify;
