@@ -8,7 +8,8 @@ use utoipa::Modify;
 
 use crate::error::Problem;
 use crate::routes::{
-    api_keys, auth, datasets, dto, health, invites, ledger, me, objects, ops, orgs, receipts, share,
+    api_keys, auth, datasets, dto, health, invites, ledger, me, objects, ops, orgs, receipts,
+    share, wellknown,
 };
 
 /// The API description served at `/openapi.json`.
@@ -20,7 +21,7 @@ use crate::routes::{
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     paths(
-        health::get_healthz, health::get_readyz, get_openapi,
+        health::get_healthz, health::get_readyz, get_openapi, wellknown::get_security_txt,
         auth::post_auth_request, auth::post_auth_verify, auth::post_auth_accept_invite, auth::post_auth_logout,
         me::get_me,
         orgs::post_orgs, orgs::get_orgs, orgs::get_org, orgs::get_org_members, orgs::patch_org_member, orgs::delete_org_member,

@@ -126,6 +126,14 @@ pub struct Config {
     pub ledger_signing_keys_previous: Vec<String>,
     /// The rate limits in force (the declared table with overrides).
     pub rate_limits: Vec<limits::RateLimit>,
+    /// The security contact published in `/.well-known/security.txt`.
+    pub security_contact: String,
+    /// age recipient that backups are encrypted to.
+    pub backup_recipient: Option<String>,
+    /// File with the age identity restore drills decrypt with.
+    pub backup_identity_file: Option<PathBuf>,
+    /// Slug or id of the organization whose chain records operations.
+    pub operator_org: Option<String>,
 }
 
 /// One failed rule or unparsable value, with what to do about it.
@@ -380,7 +388,7 @@ impl Config {
                 .filter(|o| !o.is_empty())
                 .collect::<Vec<_>>()
         });
-        let cfg = Config {
+        let mut cfg = Config {
             app_env,
             bind_addr,
             data_dir: PathBuf::from(p.or_default("DATA_DIR").unwrap_or("./.defendable")),
@@ -462,7 +470,20 @@ impl Config {
                     limits::RATE_LIMITS.to_vec()
                 }
             },
+            security_contact: p
+                .raw("SECURITY_CONTACT")
+                .map(str::to_owned)
+                .unwrap_or_default(),
+            backup_recipient: p.raw("BACKUP_RECIPIENT").map(str::to_owned),
+            backup_identity_file: p.raw("BACKUP_IDENTITY_FILE").map(PathBuf::from),
+            operator_org: p.raw("OPERATOR_ORG").map(str::to_owned),
         };
+        if cfg.security_contact.is_empty() {
+            cfg.security_contact = format!(
+                "mailto:security@{}",
+                cfg.app_base_url.host_str().unwrap_or("localhost")
+            );
+        }
         // Read for the docs' sake: the test harness consumes it, the server does not.
         let _ = p.raw("TEST_DATABASE_URL");
         let days = cfg.invite_ttl.as_secs() / 86400;

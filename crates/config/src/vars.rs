@@ -176,6 +176,18 @@ pub static VARS: &[Var] = &[
     var!("LEDGER_SIGNING_KEYS_PREVIOUS", Kind::Text, None, false,
         "Comma-separated public keys (32 raw bytes, base64url) of earlier signing keys, still published at `/ledger/keys` after a rotation so old checkpoints keep verifying.",
         ""),
+    var!("SECURITY_CONTACT", Kind::Text, None, false,
+        "The `Contact` of `/.well-known/security.txt` (RFC 9116): a `mailto:` or `https:` URI. Unset: `mailto:security@` and APP_BASE_URL's host.",
+        ""),
+    var!("BACKUP_RECIPIENT", Kind::Text, None, false,
+        "age public key (`age1…`) that `cargo xtask backup` encrypts dumps to; the matching identity is never needed to back up. Unset in development: a key pair is generated once and kept in `DATA_DIR/dev-secrets/`.",
+        ""),
+    var!("BACKUP_IDENTITY_FILE", Kind::Path, None, false,
+        "File holding the age identity (`AGE-SECRET-KEY-1…`) that `cargo xtask restore-drill` decrypts with. Keep it on the drill host only. Unset in development: the generated development identity.",
+        ""),
+    var!("OPERATOR_ORG", Kind::Text, None, false,
+        "Slug or id of the organization whose chain records operations: `restore_drill` and `secret.rotation` receipts. Required by `cargo xtask restore-drill` and `rotation-receipt`.",
+        ""),
 ];
 
 /// Looks a declared variable up by name.

@@ -74,6 +74,11 @@ impl UrlSigner {
         )
     }
 
+    /// The key id of the current key (a verified URL with another id used the previous key).
+    pub fn current_kid(&self) -> &str {
+        &self.current.kid
+    }
+
     /// Checks a presented signature at time `now` (Unix seconds).
     pub fn verify(
         &self,

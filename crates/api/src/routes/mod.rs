@@ -13,6 +13,7 @@ pub mod ops;
 pub mod orgs;
 pub mod receipts;
 pub mod share;
+pub mod wellknown;
 
 use actix_cors::Cors;
 use actix_web::http::{header, Method};
@@ -39,6 +40,7 @@ pub fn configure(config: &Config) -> impl FnOnce(&mut web::ServiceConfig) + '_ {
             .service(web::resource("/healthz").get(health::get_healthz))
             .service(web::resource("/readyz").get(health::get_readyz))
             .service(web::resource("/openapi.json").get(openapi::get_openapi))
+            .service(web::resource("/.well-known/security.txt").get(wellknown::get_security_txt))
             .service(web::resource("/auth/request").post(auth::post_auth_request))
             .service(web::resource("/auth/verify").post(auth::post_auth_verify))
             .service(web::resource("/auth/accept-invite").post(auth::post_auth_accept_invite))

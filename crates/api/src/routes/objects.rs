@@ -77,6 +77,11 @@ pub async fn get_object(
         .url_signer
         .verify(key.as_str(), sig.expires, &sig.kid, &sig.sig, now)
         .map_err(|_| refused())?;
+    if sig.kid != state.url_signer.current_kid() {
+        state
+            .metrics
+            .previous_secret_used("OBJECT_URL_SIGNING_KEY_PREVIOUS");
+    }
     let range = match req
         .headers()
         .get(header::RANGE)

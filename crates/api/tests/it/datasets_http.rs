@@ -413,6 +413,22 @@ async fn signed_urls_refuse_expiry_tampering_and_unknown_keys_and_survive_rotati
             .status(),
         200
     );
+    let metrics = app
+        .http
+        .get(format!("{rotated}/metrics"))
+        .header("x-internal-key", crate::helpers::INTERNAL_KEY)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains(
+            "defendable_previous_secret_uses_total{secret=\"OBJECT_URL_SIGNING_KEY_PREVIOUS\"} 1"
+        ),
+        "{metrics}"
+    );
     let dropped = app.second_instance(config(&[(
         "OBJECT_URL_SIGNING_KEY",
         "rotated-url-key-Q1w2E3r4T5y6U7i8O9p0",

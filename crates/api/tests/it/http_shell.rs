@@ -50,6 +50,38 @@ async fn healthz_answers() {
 }
 
 #[actix_web::test]
+async fn security_txt_names_a_contact_and_a_future_expiry() {
+    let app =
+        TestApp::spawn_with(config(&[("SECURITY_CONTACT", "mailto:psirt@example.com")])).await;
+    let res = app
+        .http
+        .get(app.url("/.well-known/security.txt"))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .expect("ascii")
+        .starts_with("text/plain"));
+    let text = res.text().await.expect("text");
+    assert!(
+        text.contains("Contact: mailto:psirt@example.com\n"),
+        "{text}"
+    );
+    let expires = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Expires: "))
+        .expect("Expires");
+    let expires =
+        time::OffsetDateTime::parse(expires, &time::format_description::well_known::Rfc3339)
+            .expect("RFC 3339");
+    let now = time::OffsetDateTime::now_utc();
+    assert!(expires > now && expires < now + time::Duration::days(366));
+    assert!(text.contains("Canonical: "), "{text}");
+}
+
+#[actix_web::test]
 async fn an_unknown_route_is_a_problem_404_with_headers() {
     let app = TestApp::spawn().await;
     let res = app

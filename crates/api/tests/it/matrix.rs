@@ -30,6 +30,7 @@ const PRINCIPALS: [&str; 10] = [
 const MATRIX: &[(&str, &str, [u16; 10])] = &[
     //                                                anon mem  own  oth  key  okey rkey xkey rses xses
     ("GET",    "/healthz",                           [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+    ("GET",    "/.well-known/security.txt",          [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
     ("GET",    "/readyz",                            [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
     ("GET",    "/openapi.json",                      [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
     ("POST",   "/auth/request",                      [202, 202, 202, 202, 202, 202, 202, 202, 202, 202]),
