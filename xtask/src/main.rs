@@ -32,6 +32,32 @@ enum Cmd {
     },
     /// Regenerate deploy/cloudflare/ from the rate-limit table.
     Cloudflare,
+    /// Back up the deployment the environment describes (`defendable-ops backup --out DIR`).
+    Backup {
+        /// Arguments passed to `defendable-ops backup`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Restore a backup into a fresh isolated database, verify it and record the drill
+    /// (`defendable-ops restore-drill --backup DIR [--server URL] [--sample N]`).
+    RestoreDrill {
+        /// Arguments passed to `defendable-ops restore-drill`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Record the receipt that ends a secret rotation
+    /// (`defendable-ops rotation-receipt --secret NAME --metrics URL…|--old-uses N`).
+    RotationReceipt {
+        /// Arguments passed to `defendable-ops rotation-receipt`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Build the enterprise evidence packet (`defendable-ops packet --out DIR [--api URL]`).
+    Packet {
+        /// Arguments passed to `defendable-ops packet`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Regenerate docs/env.md from the configuration declaration.
     EnvDocs {
         /// Fail instead of writing when the file is stale.
@@ -71,12 +97,17 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+        Cmd::Backup { args } => ops("backup", &args),
+        Cmd::RestoreDrill { args } => ops("restore-drill", &args),
+        Cmd::RotationReceipt { args } => ops("rotation-receipt", &args),
+        Cmd::Packet { args } => ops("packet", &args),
         Cmd::Bench { name } => {
             let (package, example) = match name.as_str() {
                 "auth" => ("defendable-api", "bench_auth"),
                 "ledger" => ("defendable-ledger", "bench_ledger"),
                 "datasets" => ("defendable-datasets", "bench_datasets"),
-                other => bail!("unknown benchmark {other:?}; known: auth, ledger, datasets"),
+                "drill" => ("defendable-ops", "bench_drill"),
+                other => bail!("unknown benchmark {other:?}; known: auth, ledger, datasets, drill"),
             };
             ensure_system_packages(&[POSTGRES])?;
             cargo(&[
@@ -111,11 +142,128 @@ fn cargo(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// Runs `defendable-ops` (release build: drills verify millions of receipts).
+fn ops(command: &str, args: &[String]) -> Result<()> {
+    ensure_system_packages(&[POSTGRES])?;
+    let mut all = vec![
+        "run",
+        "--quiet",
+        "--release",
+        "--package",
+        "defendable-ops",
+        "--",
+        command,
+    ];
+    all.extend(args.iter().map(String::as_str));
+    cargo(&all)
+}
+
 fn test() -> Result<()> {
     ensure_system_packages(&[POSTGRES, SMTP_CAPTURE, PROMTOOL])?;
     ensure_s3_server()?;
     alert_rules()?;
-    cargo(&["test", "--workspace"])
+    let started = std::time::SystemTime::now();
+    let outcome = cargo_test_with_summary();
+    write_ci_summary(started, &outcome)?;
+    let totals = outcome?;
+    if totals.failed > 0 {
+        bail!("{} tests failed", totals.failed);
+    }
+    Ok(())
+}
+
+/// What the test run printed in its `test result:` lines, summed.
+#[derive(Debug, Default)]
+struct Totals {
+    binaries: u64,
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+/// Runs `cargo test --workspace`, passing its output through and summing its result lines.
+#[allow(clippy::print_stdout)]
+fn cargo_test_with_summary() -> Result<Totals> {
+    use std::io::BufRead;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut child = Command::new(&cargo)
+        .args(["test", "--workspace"])
+        .current_dir(root())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("running cargo test")?;
+    let stdout = child.stdout.take().context("cargo test stdout")?;
+    let mut totals = Totals::default();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            totals.binaries += 1;
+            let count = |word: &str| {
+                rest.split(';')
+                    .find_map(|part| {
+                        part.trim()
+                            .trim_start_matches("ok. ")
+                            .trim_start_matches("FAILED. ")
+                            .strip_suffix(word)
+                    })
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            totals.passed += count(" passed");
+            totals.failed += count(" failed");
+            totals.ignored += count(" ignored");
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() && totals.failed == 0 {
+        bail!("`cargo test --workspace` failed with {status}");
+    }
+    Ok(totals)
+}
+
+/// Writes target/ci-summary.json: the evidence packet's "latest CI run".
+fn write_ci_summary(started: std::time::SystemTime, outcome: &Result<Totals>) -> Result<()> {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .current_dir(root())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let secs = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    };
+    let now = std::time::SystemTime::now();
+    let (status, totals) = match outcome {
+        Ok(t) if t.failed == 0 => ("passed", Some(t)),
+        Ok(t) => ("failed", Some(t)),
+        Err(_) => ("error", None),
+    };
+    let summary = serde_json::json!({
+        "suite": "cargo xtask test (cargo test --workspace)",
+        "status": status,
+        "commit": git(&["rev-parse", "HEAD"]),
+        "dirty": git(&["status", "--porcelain"]).is_some_and(|s| !s.is_empty()),
+        "started_unix": secs(started),
+        "finished_unix": secs(now),
+        "test_binaries": totals.map_or(0, |t| t.binaries),
+        "passed": totals.map_or(0, |t| t.passed),
+        "failed": totals.map_or(0, |t| t.failed),
+        "ignored": totals.map_or(0, |t| t.ignored),
+        "ci": std::env::var("CI").is_ok_and(|v| v == "true"),
+    });
+    let dir = root().join("target");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(
+        dir.join("ci-summary.json"),
+        serde_json::to_string_pretty(&summary)? + "\n",
+    )?;
+    Ok(())
 }
 
 /// Checks and unit-tests the Prometheus alert rules with promtool.

@@ -18,11 +18,11 @@ use crate::Dependencies;
 /// The database the development cluster serves.
 const DEV_DATABASE: &str = "defendable";
 
-/// Prepares everything the server needs. Returns the development cluster when one was
-/// started, so the caller can stop it on shutdown.
-pub async fn prepare(config: &Config) -> Result<(Dependencies, Option<Cluster>)> {
-    let (url, cluster) = match &config.database_url {
-        Some(url) => (url.expose_secret().to_owned(), None),
+/// The database the server uses: DATABASE_URL, or the private development cluster (started or
+/// reused under `DATA_DIR/pg`, which the caller stops when it is done). Applies no migration.
+pub async fn database(config: &Config) -> Result<(String, Option<Cluster>)> {
+    match &config.database_url {
+        Some(url) => Ok((url.expose_secret().to_owned(), None)),
         None => {
             let root = config.data_dir.join("pg");
             tracing::info!(path = %root.display(), "starting the private development PostgreSQL cluster");
@@ -31,9 +31,15 @@ pub async fn prepare(config: &Config) -> Result<(Dependencies, Option<Cluster>)>
                     .await
                     .context("cluster start task")??;
             ensure_database(&cluster).await?;
-            (cluster.url(DEV_DATABASE), Some(cluster))
+            Ok((cluster.url(DEV_DATABASE), Some(cluster)))
         }
-    };
+    }
+}
+
+/// Prepares everything the server needs. Returns the development cluster when one was
+/// started, so the caller can stop it on shutdown.
+pub async fn prepare(config: &Config) -> Result<(Dependencies, Option<Cluster>)> {
+    let (url, cluster) = database(config).await?;
     let pool = defendable_store::pool(&url, config.database_pool_size)?;
     defendable_store::migrate(&pool)
         .await
@@ -108,7 +114,8 @@ pub fn dev_secrets(config: &mut Config) -> Result<()> {
     Ok(())
 }
 
-fn kept_secret(
+/// A development secret kept (mode 0600) under `DATA_DIR/dev-secrets/NAME`, generated on first use.
+pub fn kept_secret(
     data_dir: &Path,
     name: &str,
     generate: impl FnOnce() -> Result<String>,

@@ -234,6 +234,23 @@ fn init(
 }
 
 /// Finds `pg_ctl` and `initdb`: on PATH first, then the newest `/usr/lib/postgresql/*/bin`.
+/// The path of a PostgreSQL client or server program (`pg_dump`, `pg_restore`, …) from the same
+/// installation the private clusters use.
+pub fn program(name: &str) -> Result<PathBuf, StoreError> {
+    // initdb may be a symlink on PATH into the installation's own bin directory.
+    let initdb = find_bin_dir()?.join("initdb");
+    let bin = fs::canonicalize(&initdb).map_err(|e| io_err(&initdb, e))?;
+    let path = bin.with_file_name(name);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(StoreError::Cluster(format!(
+            "{} was not found beside initdb; install the PostgreSQL client programs",
+            path.display()
+        )))
+    }
+}
+
 fn find_bin_dir() -> Result<PathBuf, StoreError> {
     let has_both = |d: &Path| d.join("pg_ctl").is_file() && d.join("initdb").is_file();
     if let Some(path) = std::env::var_os("PATH") {

@@ -6,13 +6,16 @@
 
 pub mod audit;
 pub mod cluster;
+pub mod conninfo;
 mod migrate;
 pub mod ratelimit;
 
 use std::str::FromStr;
 
 pub use deadpool_postgres::{GenericClient, Pool};
-pub use migrate::{latest_version, migrate, migrations_fingerprint, schema_version};
+pub use migrate::{
+    embedded_migrations, latest_version, migrate, migrations_fingerprint, schema_version,
+};
 
 /// Everything that can go wrong in the store.
 #[derive(Debug, thiserror::Error)]

@@ -39,6 +39,21 @@ pub fn latest_version() -> i64 {
         .unwrap_or(0)
 }
 
+/// The embedded migrations: version, name and refinery checksum, in order.
+pub fn embedded_migrations() -> Vec<(i64, String, String)> {
+    embedded::migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|m| {
+            (
+                i64::from(m.version()),
+                m.name().to_owned(),
+                m.checksum().to_string(),
+            )
+        })
+        .collect()
+}
+
 /// The newest migration version applied to the database, if any.
 pub async fn schema_version(
     client: &impl deadpool_postgres::GenericClient,

@@ -9,7 +9,6 @@
 pub mod files;
 
 use std::path::PathBuf;
-use std::str::FromStr;
 
 use deadpool_postgres::Pool;
 use defendable_store::cluster::{Cluster, Durability};
@@ -252,36 +251,7 @@ async fn connect(url: &str) -> tokio_postgres::Client {
 
 /// `url` with its database name replaced by `db`.
 fn with_database(url: &str, db: &str) -> String {
-    let mut cfg = tokio_postgres::Config::from_str(url).expect("a valid PostgreSQL URL");
-    cfg.dbname(db);
-    config_to_url(&cfg)
-}
-
-fn config_to_url(cfg: &tokio_postgres::Config) -> String {
-    // The key=value form with quoted values survives any character in a password.
-    let quote = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
-    let host = cfg
-        .get_hosts()
-        .first()
-        .map(|h| match h {
-            tokio_postgres::config::Host::Tcp(h) => h.clone(),
-            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
-        })
-        .unwrap_or_else(|| "127.0.0.1".into());
-    let mut out = format!(
-        "host={} port={} user={} dbname={}",
-        quote(&host),
-        cfg.get_ports().first().copied().unwrap_or(5432),
-        quote(cfg.get_user().unwrap_or("postgres")),
-        quote(cfg.get_dbname().unwrap_or("postgres")),
-    );
-    if let Some(pw) = cfg.get_password() {
-        out.push_str(&format!(
-            " password={}",
-            quote(&String::from_utf8_lossy(pw))
-        ));
-    }
-    out
+    defendable_store::conninfo::with_database(url, db).expect("a valid PostgreSQL URL")
 }
 
 /// Helpers shared by the benchmark examples (`cargo xtask bench …`).

@@ -1,0 +1,662 @@
+//! `cargo xtask restore-drill`: restore a backup into a fresh isolated database (a new database
+//! on a given server, or a throwaway cluster), apply migrations, verify it against the manifest —
+//! counts, every chain link by link up to the manifest's head, the signed checkpoints, a sample
+//! of objects re-hashed against the catalog — drop what was made, and record the result as a
+//! `restore_drill` receipt in the operator organization's chain, pass or fail.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Instant;
+
+use defendable_datasets::ObjectKey;
+use defendable_ledger::checkpoint::verify_checkpoint;
+use defendable_store::cluster::{Cluster, Durability};
+use futures_util::StreamExt;
+use serde::Serialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::manifest::{self, Counts, Manifest};
+use crate::record::{record_operation, Operation};
+use crate::{now_compact, now_rfc3339, postgres, sha256_file, Deployment, OpsError, Result};
+
+/// Where the backup is restored.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A new database on this server (the URL of any database there, e.g. `postgres`).
+    Server(String),
+    /// A throwaway cluster started under this directory and removed afterwards.
+    Cluster(PathBuf),
+}
+
+/// What to drill.
+#[derive(Debug, Clone)]
+pub struct DrillOptions {
+    /// The backup directory (holding `manifest.json` and the encrypted dump).
+    pub backup: PathBuf,
+    /// Where to restore it.
+    pub target: Target,
+    /// How many catalog objects to re-hash.
+    pub sample: usize,
+    /// Where to write the JSON report (default: `BACKUP/drill-<time>.json`).
+    pub report: Option<PathBuf>,
+}
+
+/// One verification and its outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// What was checked.
+    pub name: String,
+    /// Whether it held.
+    pub ok: bool,
+    /// What was found.
+    pub detail: String,
+}
+
+/// A drill's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct DrillReport {
+    /// Whether every check held.
+    pub ok: bool,
+    /// When the drill ran.
+    pub ran_at: String,
+    /// The backup's directory name.
+    pub backup: String,
+    /// When the backup's snapshot was taken.
+    pub backup_created_at: String,
+    /// SHA-256 of the encrypted dump.
+    pub backup_sha256: String,
+    /// What the restored database holds (zero when it was not restored).
+    pub counts: Counts,
+    /// Chains verified.
+    pub chains: usize,
+    /// Objects re-hashed.
+    pub objects_sampled: usize,
+    /// Every check.
+    pub checks: Vec<Check>,
+    /// The failed checks' findings.
+    pub failures: Vec<String>,
+    /// Step durations in milliseconds.
+    pub durations_ms: BTreeMap<String, u64>,
+    /// The `restore_drill` receipt that records this drill.
+    pub receipt_id: Option<String>,
+    /// Where this report was written.
+    pub report_path: Option<String>,
+}
+
+impl DrillReport {
+    /// The report for people.
+    pub fn human(&self) -> String {
+        let mut out = vec![format!(
+            "restore drill of {} (taken {}): {}",
+            self.backup,
+            self.backup_created_at,
+            if self.ok { "PASS" } else { "FAIL" }
+        )];
+        for c in &self.checks {
+            out.push(format!(
+                "  [{}] {}: {}",
+                if c.ok { "ok" } else { "FAIL" },
+                c.name,
+                c.detail
+            ));
+        }
+        let times: Vec<String> = self
+            .durations_ms
+            .iter()
+            .map(|(k, v)| format!("{k} {:.2} s", *v as f64 / 1000.0))
+            .collect();
+        out.push(format!("  durations: {}", times.join(", ")));
+        if let Some(id) = &self.receipt_id {
+            out.push(format!("  recorded as receipt {id}"));
+        }
+        if let Some(p) = &self.report_path {
+            out.push(format!("  report: {p}"));
+        }
+        out.join("\n")
+    }
+}
+
+struct Drill {
+    checks: Vec<Check>,
+    durations: BTreeMap<String, u64>,
+    counts: Counts,
+    chains: usize,
+    objects: usize,
+}
+
+impl Drill {
+    fn check(&mut self, name: &str, ok: bool, detail: impl Into<String>) {
+        self.checks.push(Check {
+            name: name.to_owned(),
+            ok,
+            detail: detail.into(),
+        });
+    }
+
+    fn time(&mut self, step: &str, since: Instant) {
+        self.durations
+            .insert(step.to_owned(), since.elapsed().as_millis() as u64);
+    }
+}
+
+/// Runs a restore drill and records it. Returns an error only when the drill could not run
+/// (settings, tools); a drill that runs and finds a mismatch returns a failed report.
+pub async fn restore_drill(dep: &Deployment, opts: &DrillOptions) -> Result<DrillReport> {
+    let (operator, _) = dep.operator_org().await?;
+    let identity = dep.identity()?;
+    let keys = dep.published_keys()?;
+    let manifest = Manifest::load(&opts.backup)?;
+    let started = Instant::now();
+    let mut drill = Drill {
+        checks: Vec::new(),
+        durations: BTreeMap::new(),
+        counts: Counts::default(),
+        chains: 0,
+        objects: 0,
+    };
+
+    let dump = opts.backup.join(&manifest.dump.file);
+    let t = Instant::now();
+    let digest = sha256_file(&dump)?;
+    drill.time("digest", t);
+    let intact = digest == manifest.dump.sha256;
+    drill.check(
+        "backup digest",
+        intact,
+        if intact {
+            format!("SHA-256 {digest} matches the manifest")
+        } else {
+            format!(
+                "the encrypted dump hashes to {digest}, the manifest says {}",
+                manifest.dump.sha256
+            )
+        },
+    );
+    let mut target_desc = String::new();
+    if intact {
+        let t = Instant::now();
+        let isolated = Isolated::create(&opts.target).await?;
+        target_desc = isolated.describe();
+        drill.time("create_target", t);
+        let outcome = verify_restored(
+            dep,
+            &manifest,
+            &dump,
+            &identity,
+            &keys,
+            &isolated.url,
+            opts.sample,
+            &mut drill,
+        )
+        .await;
+        let t = Instant::now();
+        let dropped = isolated.drop().await;
+        drill.time("drop_target", t);
+        outcome?;
+        dropped?;
+    }
+    drill
+        .durations
+        .insert("total".into(), started.elapsed().as_millis() as u64);
+
+    let failures: Vec<String> = drill
+        .checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| format!("{}: {}", c.name, c.detail))
+        .collect();
+    let backup_name = opts
+        .backup
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut report = DrillReport {
+        ok: failures.is_empty(),
+        ran_at: now_rfc3339(),
+        backup: backup_name,
+        backup_created_at: manifest.created_at.clone(),
+        backup_sha256: manifest.dump.sha256.clone(),
+        counts: drill.counts.clone(),
+        chains: drill.chains,
+        objects_sampled: drill.objects,
+        checks: drill.checks,
+        failures,
+        durations_ms: drill.durations,
+        receipt_id: None,
+        report_path: None,
+    };
+
+    let public = json!({
+        "result": if report.ok { "pass" } else { "fail" },
+        "backup_created_at": report.backup_created_at,
+        "backup_sha256": report.backup_sha256,
+        "schema_version": manifest.schema_version,
+        "counts": report.counts,
+        "chains": report.chains,
+        "objects_sampled": report.objects_sampled,
+        "failures": report.failures.iter().take(20).collect::<Vec<_>>(),
+        "durations_ms": report.durations_ms,
+    });
+    let private = json!({
+        "backup_dir": opts.backup.display().to_string(),
+        "target": target_desc,
+        "host": hostname(),
+    });
+    let sealed = record_operation(
+        dep,
+        operator,
+        Operation {
+            kind: "restore_drill",
+            action: "ops.restore_drill",
+            public,
+            private: Some(private),
+        },
+    )
+    .await?;
+    report.receipt_id = Some(sealed);
+
+    let path = opts
+        .report
+        .clone()
+        .unwrap_or_else(|| opts.backup.join(format!("drill-{}.json", now_compact())));
+    report.report_path = Some(path.display().to_string());
+    let text =
+        serde_json::to_vec_pretty(&report).map_err(|e| OpsError::Backup(format!("report: {e}")))?;
+    std::fs::write(&path, text).map_err(|e| OpsError::io(&path, e))?;
+    Ok(report)
+}
+
+/// The machine's name, for private records.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn verify_restored(
+    dep: &Deployment,
+    manifest: &Manifest,
+    dump: &Path,
+    identity: &age::x25519::Identity,
+    keys: &[defendable_ledger::PublicKey],
+    url: &str,
+    sample: usize,
+    drill: &mut Drill,
+) -> Result<()> {
+    let t = Instant::now();
+    let (dump, identity, target) = (dump.to_owned(), identity.clone(), url.to_owned());
+    let restored = tokio::task::spawn_blocking(move || restore(&dump, &identity, &target))
+        .await
+        .map_err(|e| OpsError::Tool {
+            program: "pg_restore".into(),
+            detail: e.to_string(),
+        })?;
+    drill.time("decrypt_and_restore", t);
+    if let Err(e) = restored {
+        drill.check("restore", false, e.to_string());
+        return Ok(());
+    }
+    drill.check("restore", true, "decrypted and restored with pg_restore");
+
+    let pool = defendable_store::pool(url, 4)?;
+    let t = Instant::now();
+    defendable_store::migrate(&pool).await?;
+    let version = defendable_store::schema_version(&pool.get().await?).await?;
+    drill.time("migrate", t);
+    drill.check(
+        "migrations",
+        true,
+        format!(
+            "backup at schema {}, now at {}",
+            manifest.schema_version,
+            version.unwrap_or(0)
+        ),
+    );
+
+    let verify_started = Instant::now();
+    let client = pool.get().await?;
+    let (counts, chains) = manifest::snapshot(&client).await?;
+    drill.counts = counts.clone();
+    let want = &manifest.counts;
+    let mut diffs = Vec::new();
+    for (name, got, expected) in [
+        ("users", counts.users, want.users),
+        ("orgs", counts.orgs, want.orgs),
+        ("memberships", counts.memberships, want.memberships),
+        ("receipts", counts.receipts, want.receipts),
+        (
+            "dataset_versions",
+            counts.dataset_versions,
+            want.dataset_versions,
+        ),
+    ] {
+        if got != expected {
+            diffs.push(format!("{name}: {got}, manifest {expected}"));
+        }
+    }
+    drill.check(
+        "counts",
+        diffs.is_empty(),
+        if diffs.is_empty() {
+            format!(
+                "{} users, {} orgs, {} memberships, {} receipts, {} dataset versions",
+                counts.users,
+                counts.orgs,
+                counts.memberships,
+                counts.receipts,
+                counts.dataset_versions
+            )
+        } else {
+            diffs.join("; ")
+        },
+    );
+
+    let slugs: HashMap<Uuid, String> = client
+        .query("SELECT id, slug FROM orgs", &[])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let name_of = |org: &Uuid| match slugs.get(org) {
+        Some(s) => format!("org {s} ({org})"),
+        None => format!("org {org}"),
+    };
+    let restored: HashMap<Uuid, &manifest::Chain> = chains.iter().map(|c| (c.org, c)).collect();
+    let mut head_diffs = Vec::new();
+    for c in &manifest.chains {
+        match restored.get(&c.org) {
+            None => head_diffs.push(format!("{}: chain missing", name_of(&c.org))),
+            Some(r)
+                if r.receipts != c.receipts
+                    || r.head_seq != c.head_seq
+                    || r.head_hash != c.head_hash =>
+            {
+                head_diffs.push(format!(
+                    "{}: {} receipts ending at seq {} {}, manifest {} ending at seq {} {}",
+                    name_of(&c.org),
+                    r.receipts,
+                    r.head_seq,
+                    r.head_hash,
+                    c.receipts,
+                    c.head_seq,
+                    c.head_hash
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    if chains.len() != manifest.chains.len() {
+        head_diffs.push(format!(
+            "{} chains restored, manifest lists {}",
+            chains.len(),
+            manifest.chains.len()
+        ));
+    }
+    drill.check(
+        "chain heads",
+        head_diffs.is_empty(),
+        if head_diffs.is_empty() {
+            format!(
+                "{} chains end at the manifest's heads",
+                manifest.chains.len()
+            )
+        } else {
+            head_diffs.join("; ")
+        },
+    );
+
+    // Every link of every chain, four connections at a time.
+    let t = Instant::now();
+    let reports: Vec<Result<defendable_ledger::store::ChainReport>> =
+        futures_util::stream::iter(manifest.chains.iter().map(|c| c.org))
+            .map(|org| {
+                let pool = pool.clone();
+                async move {
+                    let client = pool.get().await?;
+                    Ok(defendable_ledger::store::verify_org(&client, org).await?)
+                }
+            })
+            .buffer_unordered(4)
+            .collect()
+            .await;
+    let mut broken = Vec::new();
+    let mut links = 0u64;
+    for r in reports {
+        let r = r?;
+        links += r.checked;
+        if let Some(f) = &r.failure {
+            broken.push((r.org, f.seq, f.reason.to_string()));
+        }
+    }
+    broken.sort();
+    drill.chains = manifest.chains.len();
+    drill.time("verify_chains", t);
+    drill.check(
+        "chains",
+        broken.is_empty(),
+        if broken.is_empty() {
+            format!(
+                "{} chains, {links} receipts verified link by link",
+                manifest.chains.len()
+            )
+        } else {
+            broken
+                .iter()
+                .map(|(org, seq, reason)| format!("{}: receipt seq {seq}: {reason}", name_of(org)))
+                .collect::<Vec<_>>()
+                .join("; ")
+        },
+    );
+
+    let mut bad = Vec::new();
+    for signed in &manifest.checkpoints {
+        let cp = &signed.checkpoint;
+        let Ok(org_id) = cp.org.parse::<Uuid>() else {
+            bad.push(format!(
+                "a checkpoint names {:?}, not an organization id",
+                cp.org
+            ));
+            continue;
+        };
+        let org = name_of(&org_id);
+        if let Err(e) = verify_checkpoint(signed, keys) {
+            bad.push(format!("{org}: {e}"));
+            continue;
+        }
+        let row = client
+            .query_opt(
+                "SELECT hash FROM receipts WHERE org_id = $1 AND seq = $2",
+                &[&org_id, &cp.seq],
+            )
+            .await?;
+        match row.map(|r| r.get::<_, String>(0)) {
+            Some(h) if h == cp.head => {}
+            Some(h) => bad.push(format!(
+                "{org}: checkpoint head at seq {} is {}, restored receipt hash is {h}",
+                cp.seq, cp.head
+            )),
+            None => bad.push(format!("{org}: checkpoint seq {} is not restored", cp.seq)),
+        }
+    }
+    drill.check(
+        "checkpoints",
+        bad.is_empty(),
+        if bad.is_empty() {
+            format!(
+                "{} signed checkpoints verify with the published keys and match the restored heads",
+                manifest.checkpoints.len()
+            )
+        } else {
+            bad.join("; ")
+        },
+    );
+    drill.time("verify", verify_started);
+
+    let t = Instant::now();
+    let rows = client
+        .query(
+            "SELECT slug, version, object_key, blake3 FROM dataset_versions ORDER BY random() LIMIT $1",
+            &[&(sample as i64)],
+        )
+        .await?;
+    let mut mismatched = Vec::new();
+    for row in &rows {
+        let (slug, version, key, want): (String, String, String, String) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        let got = match ObjectKey::parse(&key) {
+            Ok(k) => defendable_datasets::objects::digest(dep.objects.as_ref(), &k)
+                .await
+                .map(|(_, d)| d.to_hex())
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match got {
+            Ok(d) if d == want => {}
+            Ok(d) => mismatched.push(format!("{slug} {version}: BLAKE3 {d}, catalog {want}")),
+            Err(e) => mismatched.push(format!("{slug} {version}: {e}")),
+        }
+    }
+    drill.objects = rows.len();
+    drill.time("objects", t);
+    drill.check(
+        "objects",
+        mismatched.is_empty(),
+        if mismatched.is_empty() {
+            format!(
+                "{} of the catalog's objects re-hash to their BLAKE3",
+                rows.len()
+            )
+        } else {
+            mismatched.join("; ")
+        },
+    );
+    Ok(())
+}
+
+/// Decrypts the dump as it streams into `pg_restore`.
+fn restore(dump: &Path, identity: &age::x25519::Identity, url: &str) -> Result<()> {
+    let crypto = |e: &dyn std::fmt::Display| OpsError::Crypto(e.to_string());
+    let file = std::fs::File::open(dump).map_err(|e| OpsError::io(dump, e))?;
+    let decryptor = age::Decryptor::new_buffered(std::io::BufReader::with_capacity(1 << 20, file))
+        .map_err(|e| crypto(&e))?;
+    let mut plain = decryptor
+        .decrypt(std::iter::once(identity as &dyn age::Identity))
+        .map_err(|e| crypto(&e))?;
+    let mut cmd = postgres::command("pg_restore", url)?;
+    cmd.args(["--no-owner", "--no-privileges", "--exit-on-error"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let tool = |detail: String| OpsError::Tool {
+        program: "pg_restore".into(),
+        detail,
+    };
+    let mut child = cmd.spawn().map_err(|e| tool(e.to_string()))?;
+    let mut stderr = child
+        .stderr
+        .take()
+        .ok_or_else(|| tool("no stderr".into()))?;
+    let errors = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let mut stdin = child.stdin.take().ok_or_else(|| tool("no stdin".into()))?;
+    let copied = std::io::copy(&mut plain, &mut stdin);
+    drop(stdin);
+    let status = child.wait().map_err(|e| tool(e.to_string()))?;
+    let stderr = errors.join().unwrap_or_default();
+    if !status.success() {
+        return Err(tool(format!("{status}: {}", stderr.trim())));
+    }
+    copied.map_err(|e| crypto(&e))?;
+    Ok(())
+}
+
+/// The fresh database a drill restores into.
+struct Isolated {
+    url: String,
+    kind: IsolatedKind,
+}
+
+enum IsolatedKind {
+    Database { admin: String, name: String },
+    Cluster { cluster: Cluster, root: PathBuf },
+}
+
+impl Isolated {
+    async fn create(target: &Target) -> Result<Isolated> {
+        let name = format!(
+            "defendable_drill_{}",
+            &Uuid::new_v4().simple().to_string()[..12]
+        );
+        match target {
+            Target::Server(admin) => {
+                let client = postgres::connect(admin).await?;
+                client
+                    .batch_execute(&format!("CREATE DATABASE {name}"))
+                    .await?;
+                Ok(Isolated {
+                    url: postgres::with_database(admin, &name)?,
+                    kind: IsolatedKind::Database {
+                        admin: admin.clone(),
+                        name,
+                    },
+                })
+            }
+            Target::Cluster(root) => {
+                let dir = root.clone();
+                let cluster = tokio::task::spawn_blocking(move || {
+                    Cluster::ensure(&dir, Durability::Throwaway)
+                })
+                .await
+                .map_err(|e| OpsError::Setup(e.to_string()))??;
+                let client = postgres::connect(&cluster.url("postgres")).await?;
+                client
+                    .batch_execute(&format!("CREATE DATABASE {name}"))
+                    .await?;
+                Ok(Isolated {
+                    url: cluster.url(&name),
+                    kind: IsolatedKind::Cluster {
+                        cluster,
+                        root: root.clone(),
+                    },
+                })
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        match &self.kind {
+            IsolatedKind::Database { .. } => format!("database {}", postgres::describe(&self.url)),
+            IsolatedKind::Cluster { root, .. } => {
+                format!("throwaway cluster under {}", root.display())
+            }
+        }
+    }
+
+    async fn drop(self) -> Result<()> {
+        match self.kind {
+            IsolatedKind::Database { admin, name } => {
+                let client = postgres::connect(&admin).await?;
+                client
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await?;
+                Ok(())
+            }
+            IsolatedKind::Cluster { cluster, root } => tokio::task::spawn_blocking(move || {
+                cluster.stop()?;
+                std::fs::remove_dir_all(&root).map_err(|e| OpsError::io(&root, e))
+            })
+            .await
+            .map_err(|e| OpsError::Setup(e.to_string()))?,
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! Operations against a real PostgreSQL: backups, restore drills, rotation receipts, the packet.
+
+mod docs;
+mod ops;

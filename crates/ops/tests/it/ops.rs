@@ -1,0 +1,444 @@
+//! Seed a deployment, back it up, drill the backup (passing, then failing on a tampered
+//! receipt), record a rotation, and build the evidence packet from a live server.
+
+use std::sync::Arc;
+
+use defendable_config::{Config, Env};
+use defendable_ledger::{Draft, ReceiptKind};
+use defendable_ops::drill::{restore_drill, DrillOptions, Target};
+use defendable_ops::packet::{packet, PacketOptions};
+use defendable_ops::rotation::{rotation_receipt, OldUses};
+use defendable_ops::{backup::backup, Deployment, OpsError};
+use defendable_testkit::files::TempDir;
+use defendable_testkit::TestDb;
+use serde_json::json;
+use uuid::Uuid;
+
+const RUNNER_TOKEN: &str = "ops-runner-Qa7Ws9Ed2Rf4Tg6Yh8Uj1Ik3Ol5";
+
+fn pairs(db: &TestDb, data: &TempDir, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut p: Vec<(String, String)> = vec![
+        ("DATABASE_URL".into(), db.url().to_owned()),
+        ("DATA_DIR".into(), data.path().display().to_string()),
+        ("OPERATOR_ORG".into(), "operations".into()),
+        ("RUNNER_TOKEN".into(), RUNNER_TOKEN.into()),
+        ("BIND_ADDR".into(), "127.0.0.1:0".into()),
+        ("DEV_LOG_MAIL_LINKS".into(), "false".into()),
+    ];
+    p.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    p
+}
+
+async fn open(db: &TestDb, data: &TempDir, extra: &[(&str, &str)]) -> (Deployment, Env) {
+    let env = Env::from_pairs(pairs(db, data, extra));
+    let config = Config::parse(&env).expect("config");
+    (Deployment::open(config).await.expect("opens"), env)
+}
+
+const ORGS: [&str; 3] = ["operations", "acme", "globex"];
+
+/// Three organizations with members, receipts in each chain, and one dataset with its object.
+async fn seed(dep: &Deployment) -> Vec<Uuid> {
+    let mut client = dep.pool.get().await.expect("client");
+    let tx = client.transaction().await.expect("tx");
+    let mut ids = Vec::new();
+    for (i, slug) in ORGS.iter().enumerate() {
+        let org = Uuid::new_v4();
+        tx.execute(
+            "INSERT INTO orgs (id, slug, name) VALUES ($1, $2, $2)",
+            &[&org, slug],
+        )
+        .await
+        .expect("org");
+        for m in 0..=i {
+            let user = Uuid::new_v4();
+            let email = format!("member{m}@{slug}.example");
+            tx.execute(
+                "INSERT INTO users (id, email) VALUES ($1, $2)",
+                &[&user, &email],
+            )
+            .await
+            .expect("user");
+            let role = if m == 0 { "owner" } else { "member" };
+            tx.execute(
+                "INSERT INTO memberships (org_id, user_id, role) VALUES ($1, $2, $3)",
+                &[&org, &user, &role],
+            )
+            .await
+            .expect("membership");
+        }
+        for n in 0..(5 + i as i64) {
+            let draft = Draft::new(
+                ReceiptKind::parse("run").expect("kind"),
+                json!({"suite": "unit", "n": n}),
+                Some(json!({"runner": "ci-7.internal"})),
+            )
+            .expect("draft");
+            defendable_ledger::store::append_in(&tx, org, draft)
+                .await
+                .expect("append");
+        }
+        ids.push(org);
+    }
+    let bytes = b"region,count\nnorth,12\nsouth,30\n".repeat(1000);
+    dep.objects
+        .put(
+            &object_store::path::Path::from("raw/census.csv"),
+            bytes.clone().into(),
+        )
+        .await
+        .expect("put");
+    tx.execute(
+        "INSERT INTO datasets (slug, title, description, license, media_type, current_version)
+         VALUES ('census', 'Census', '', 'CC0', 'text/csv', '1')",
+        &[],
+    )
+    .await
+    .expect("dataset");
+    tx.execute(
+        "INSERT INTO dataset_versions (slug, version, object_key, size, blake3)
+         VALUES ('census', '1', 'raw/census.csv', $1, $2)",
+        &[
+            &(bytes.len() as i64),
+            &blake3::hash(&bytes).to_hex().to_string(),
+        ],
+    )
+    .await
+    .expect("version");
+    tx.commit().await.expect("commit");
+    ids
+}
+
+async fn drill_receipts(dep: &Deployment, operator: Uuid) -> Vec<serde_json::Value> {
+    let client = dep.pool.get().await.expect("client");
+    client
+        .query(
+            "SELECT canonical FROM receipts WHERE org_id = $1 AND kind = 'restore_drill' ORDER BY seq",
+            &[&operator],
+        )
+        .await
+        .expect("query")
+        .iter()
+        .map(|r| serde_json::from_slice(&r.get::<_, Vec<u8>>(0)).expect("json"))
+        .collect()
+}
+
+#[tokio::test]
+async fn backup_and_drill_pass_then_a_tampered_receipt_fails_the_drill_by_org_and_seq() {
+    let db = TestDb::new().await;
+    let data = TempDir::new();
+    let (dep, _) = open(&db, &data, &[]).await;
+    let orgs = seed(&dep).await;
+    let out = TempDir::new();
+
+    let first = backup(&dep, out.path()).await.expect("backup");
+    let m = &first.manifest;
+    assert_eq!(
+        (m.counts.users, m.counts.orgs, m.counts.memberships),
+        (6, 3, 6)
+    );
+    assert_eq!(m.counts.receipts, 5 + 6 + 7);
+    assert_eq!(m.counts.dataset_versions, 1);
+    assert_eq!(m.chains.len(), 3);
+    assert_eq!(m.checkpoints.len(), 3);
+    let acme = m
+        .chains
+        .iter()
+        .find(|c| c.org == orgs[1])
+        .expect("acme chain");
+    assert_eq!((acme.receipts, acme.head_seq), (6, 5));
+    let dump = std::fs::read(first.dir.join(&m.dump.file)).expect("dump");
+    assert!(
+        dump.starts_with(b"age-encryption.org/v1\n"),
+        "encrypted with age"
+    );
+    assert!(
+        !dump
+            .windows(b"member0@acme".len())
+            .any(|w| w == b"member0@acme"),
+        "no plaintext reaches the disk"
+    );
+    assert_eq!(
+        m.dump.sha256,
+        defendable_ops::sha256_file(&first.dir.join(&m.dump.file)).expect("sha")
+    );
+
+    // A throwaway cluster: the drill passes and records itself.
+    let cluster = TempDir::new();
+    let report = restore_drill(
+        &dep,
+        &DrillOptions {
+            backup: first.dir.clone(),
+            target: Target::Cluster(cluster.path().join("pg")),
+            sample: 5,
+            report: None,
+        },
+    )
+    .await
+    .expect("drill runs");
+    assert!(report.ok, "{}", report.human());
+    assert_eq!(report.counts, m.counts);
+    assert_eq!((report.chains, report.objects_sampled), (3, 1));
+    assert!(
+        !cluster.path().join("pg").exists(),
+        "the throwaway cluster is removed"
+    );
+    let written: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(report.report_path.as_ref().expect("report path")).expect("report file"),
+    )
+    .expect("report json");
+    assert_eq!(written["ok"], true);
+    let recorded = drill_receipts(&dep, orgs[0]).await;
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0]["public"]["result"], "pass");
+    assert_eq!(recorded[0]["public"]["backup_sha256"], json!(m.dump.sha256));
+    assert_eq!(recorded[0]["public"]["counts"]["receipts"], 18);
+    assert!(
+        recorded[0].get("private").is_none(),
+        "hosts and paths stay private"
+    );
+    assert!(!recorded[0]
+        .to_string()
+        .contains(out.path().to_str().expect("utf8")));
+
+    // One byte of acme's receipt seq 2 changes in storage (past the append-only trigger).
+    let client = dep.pool.get().await.expect("client");
+    client
+        .batch_execute(&format!(
+            "SET session_replication_role = replica;
+             UPDATE receipts SET canonical = set_byte(canonical, length(canonical) / 2,
+                    get_byte(canonical, length(canonical) / 2) # 1)
+              WHERE org_id = '{}' AND seq = 2;
+             SET session_replication_role = origin;",
+            orgs[1]
+        ))
+        .await
+        .expect("tamper");
+    let second = backup(&dep, out.path()).await.expect("second backup");
+    let admin = defendable_ops::postgres::with_database(db.url(), "postgres").expect("admin url");
+    let report = restore_drill(
+        &dep,
+        &DrillOptions {
+            backup: second.dir.clone(),
+            target: Target::Server(admin),
+            sample: 1,
+            report: None,
+        },
+    )
+    .await
+    .expect("drill runs");
+    assert!(!report.ok, "{}", report.human());
+    let chains = report
+        .checks
+        .iter()
+        .find(|c| c.name == "chains")
+        .expect("chains check");
+    assert!(!chains.ok);
+    assert!(
+        chains.detail.contains("org acme") && chains.detail.contains("receipt seq 2"),
+        "{}",
+        chains.detail
+    );
+    assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
+    let recorded = drill_receipts(&dep, orgs[0]).await;
+    assert_eq!(recorded.len(), 2, "a failed drill is recorded too");
+    assert_eq!(recorded[1]["public"]["result"], "fail");
+    let left: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'defendable_drill_%'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(left, 0, "the drill database is dropped");
+
+    // A backup file altered after the fact is refused before anything is restored.
+    let dump_path = second.dir.join(&second.manifest.dump.file);
+    let mut bytes = std::fs::read(&dump_path).expect("dump");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&dump_path, bytes).expect("write");
+    let report = restore_drill(
+        &dep,
+        &DrillOptions {
+            backup: second.dir.clone(),
+            target: Target::Cluster(cluster.path().join("never")),
+            sample: 1,
+            report: None,
+        },
+    )
+    .await
+    .expect("drill runs");
+    assert!(!report.ok);
+    assert_eq!(report.checks.len(), 1, "{}", report.human());
+    assert_eq!(report.checks[0].name, "backup digest");
+}
+
+#[tokio::test]
+async fn a_rotation_receipt_carries_the_fingerprint_and_old_use_count_never_the_secret() {
+    let db = TestDb::new().await;
+    let data = TempDir::new();
+    let (dep, _) = open(&db, &data, &[]).await;
+    let orgs = seed(&dep).await;
+    let done = rotation_receipt(&dep, "RUNNER_TOKEN", &OldUses::Given(3))
+        .await
+        .expect("recorded");
+    assert_eq!(done.old_uses, 3);
+    assert_eq!(
+        done.fingerprint,
+        defendable_config::fingerprint(RUNNER_TOKEN)
+    );
+    let client = dep.pool.get().await.expect("client");
+    let row = client
+        .query_one(
+            "SELECT canonical, private::text FROM receipts WHERE org_id = $1 AND kind = 'secret.rotation'",
+            &[&orgs[0]],
+        )
+        .await
+        .expect("receipt");
+    let body: serde_json::Value = serde_json::from_slice(&row.get::<_, Vec<u8>>(0)).expect("json");
+    assert_eq!(body["public"]["secret"], "RUNNER_TOKEN");
+    assert_eq!(body["public"]["old_secret_uses_at_revocation"], 3);
+    assert_eq!(body["public"]["new_fingerprint"], json!(done.fingerprint));
+    let private: String = row.get(1);
+    for text in [body.to_string(), private] {
+        assert!(
+            !text.contains(RUNNER_TOKEN),
+            "the secret never enters a receipt"
+        );
+    }
+    let audited: i64 = client
+        .query_one(
+            "SELECT count(*) FROM audit_events WHERE action = 'ops.secret_rotation' AND target = $1",
+            &[&done.receipt_id],
+        )
+        .await
+        .expect("audit")
+        .get(0);
+    assert_eq!(audited, 1);
+
+    // Before the old secret is removed, and for a name that is no critical secret: refused.
+    let (still, _) = open(
+        &db,
+        &data,
+        &[(
+            "RUNNER_TOKEN_PREVIOUS",
+            "ops-old-runner-Zx1Cv3Bn5Mq7Wr9Ty2Ui4",
+        )],
+    )
+    .await;
+    let refused = rotation_receipt(&still, "RUNNER_TOKEN", &OldUses::Given(0)).await;
+    assert!(
+        matches!(refused, Err(OpsError::Setup(m)) if m.contains("RUNNER_TOKEN_PREVIOUS is still set"))
+    );
+    let unknown = rotation_receipt(&dep, "DATA_DIR", &OldUses::Given(0)).await;
+    assert!(matches!(unknown, Err(OpsError::Setup(_))));
+}
+
+#[actix_web::test]
+async fn the_packet_holds_live_evidence_and_a_manifest_of_digests() {
+    let db = TestDb::new().await;
+    let data = TempDir::new();
+    let (dep, env) = open(&db, &data, &[]).await;
+    seed(&dep).await;
+    let out = TempDir::new();
+    let b = backup(&dep, out.path()).await.expect("backup");
+    restore_drill(
+        &dep,
+        &DrillOptions {
+            backup: b.dir,
+            target: Target::Server(
+                defendable_ops::postgres::with_database(db.url(), "postgres").expect("url"),
+            ),
+            sample: 1,
+            report: None,
+        },
+    )
+    .await
+    .expect("drill");
+
+    let app = defendable_api::Application::build(
+        dep.config.clone(),
+        defendable_api::Dependencies {
+            pool: db.another_pool(4),
+            objects: Arc::clone(&dep.objects),
+            presigner: None,
+        },
+    )
+    .expect("server");
+    let api = format!("http://127.0.0.1:{}", app.port());
+    actix_web::rt::spawn(app.run_until_stopped());
+
+    let dir = out.path().join("packet");
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let built = packet(
+        &dep,
+        &env,
+        &PacketOptions {
+            out: dir.clone(),
+            api,
+            repo,
+        },
+    )
+    .await
+    .expect("packet");
+    let names: Vec<&str> = built.files.iter().map(|(p, _)| p.as_str()).collect();
+    for expected in [
+        "openapi.json",
+        "security-headers.txt",
+        "env-inventory.json",
+        "migrations.json",
+        "restore-drill.json",
+        "documents/ARCHITECTURE.md",
+        "documents/docs/soc2-control-map.md",
+        "edge/cloudflare/http_ratelimit.json",
+    ] {
+        assert!(
+            names.contains(&expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+    assert!(
+        built
+            .notes
+            .iter()
+            .all(|n| !n.contains("missing from the repository")),
+        "{:?}",
+        built.notes
+    );
+    let headers = std::fs::read_to_string(dir.join("security-headers.txt")).expect("headers");
+    assert!(
+        headers.contains("x-content-type-options: nosniff"),
+        "{headers}"
+    );
+    let inventory = std::fs::read_to_string(dir.join("env-inventory.json")).expect("inventory");
+    assert!(
+        !inventory.contains(RUNNER_TOKEN),
+        "secrets appear only as fingerprints"
+    );
+    assert!(inventory.contains(&defendable_config::fingerprint(RUNNER_TOKEN)));
+    let migrations: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("migrations.json")).expect("m"))
+            .expect("json");
+    assert!(migrations["migrations"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .all(|m| m["matches"] == true));
+    let drill: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("restore-drill.json")).expect("d"))
+            .expect("json");
+    assert_eq!(drill["receipt"]["body"]["kind"], "restore_drill");
+    assert_eq!(drill["chain_verification"]["valid"], true);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).expect("m"))
+            .expect("json");
+    for f in manifest["files"].as_array().expect("files") {
+        let path = dir.join(f["path"].as_str().expect("path"));
+        assert_eq!(
+            f["sha256"].as_str(),
+            Some(defendable_ops::sha256_file(&path).expect("sha").as_str())
+        );
+    }
+}
