@@ -288,6 +288,17 @@ async fn orgs(ctx: &mut Context<'_>, c: Orgs) -> Result<Output, Exit> {
     }
 }
 
+/// `DELETE PATH/ID`.
+async fn delete(api: &Api, path: &str, id: &str) -> Result<(), Exit> {
+    api.call(
+        Method::DELETE,
+        &format!("{path}/{}", encode(id)),
+        Body::None,
+    )
+    .await
+    .map(|_| ())
+}
+
 /// A member's user id from an email (looked up among the members) or an id.
 async fn user_id(api: &Api, members_path: &str, user: &str) -> Result<String, Exit> {
     if !user.contains('@') {
@@ -341,12 +352,7 @@ async fn members(ctx: &mut Context<'_>, c: Members) -> Result<Output, Exit> {
         }
         Members::Remove { user } => {
             let id = user_id(&api, &path, &user).await?;
-            api.call(
-                Method::DELETE,
-                &format!("{path}/{}", encode(&id)),
-                Body::None,
-            )
-            .await?;
+            delete(&api, &path, &id).await?;
             Ok(Output::new(
                 json!({"ok": true, "user_id": id}),
                 format!("removed {user}"),
@@ -388,12 +394,7 @@ async fn invites(ctx: &mut Context<'_>, c: Invites) -> Result<Output, Exit> {
             },
         )),
         Invites::Revoke { id } => {
-            api.call(
-                Method::DELETE,
-                &format!("{path}/{}", encode(&id)),
-                Body::None,
-            )
-            .await?;
+            delete(&api, &path, &id).await?;
             Ok(Output::new(
                 json!({"ok": true, "id": id}),
                 format!("revoked invite {id}"),
@@ -436,12 +437,7 @@ async fn keys(ctx: &mut Context<'_>, c: Keys) -> Result<Output, Exit> {
             },
         )),
         Keys::Revoke { id } => {
-            api.call(
-                Method::DELETE,
-                &format!("{path}/{}", encode(&id)),
-                Body::None,
-            )
-            .await?;
+            delete(&api, &path, &id).await?;
             Ok(Output::new(
                 json!({"ok": true, "id": id}),
                 format!("revoked API key {id}; every server refuses it now"),

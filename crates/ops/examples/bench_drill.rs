@@ -55,7 +55,8 @@ async fn seed_org(pool: deadpool_postgres::Pool, org: Uuid, per_org: usize) {
             .iter()
             .map(|s| s.private.clone().map(serde_json::Value::Object))
             .collect();
-        let salts: Vec<Option<Vec<u8>>> = chunk.iter().map(|s| s.salt.map(|b| b.to_vec())).collect();
+        let salts: Vec<Option<Vec<u8>>> =
+            chunk.iter().map(|s| s.salt.map(|b| b.to_vec())).collect();
         client
             .execute(
                 "INSERT INTO receipts (org_id, seq, receipt_id, hash, parent, kind, created_at, canonical, private, salt)
@@ -87,7 +88,9 @@ async fn main() {
         ("DATA_DIR".to_owned(), data.path().display().to_string()),
         ("OPERATOR_ORG".to_owned(), "org-0000".to_owned()),
     ]);
-    let dep = Deployment::open(Config::parse(&env).unwrap()).await.unwrap();
+    let dep = Deployment::open(Config::parse(&env).unwrap())
+        .await
+        .unwrap();
     println!("drill bench: {orgs} orgs × {per_org} receipts on {origin}");
 
     let t = Instant::now();
@@ -118,7 +121,10 @@ async fn main() {
         .batch_execute("VACUUM ANALYZE receipts")
         .await
         .unwrap();
-    println!("seeded in {:.1} s (not measured)", t.elapsed().as_secs_f64());
+    println!(
+        "seeded in {:.1} s (not measured)",
+        t.elapsed().as_secs_f64()
+    );
 
     // Baseline 1: a plain pg_dump of the same database, unencrypted, to a file.
     let out = TempDir::new();
@@ -170,14 +176,50 @@ async fn main() {
     let ms = |k: &str| report.durations_ms.get(k).copied().unwrap_or(0) as f64 / 1000.0;
     println!();
     println!("{:<58} {:>9}", "measure", "seconds");
-    println!("{:<58} {:>9.2}   ({} MB)", "baseline: plain pg_dump, unencrypted", plain_dump.as_secs_f64(), plain_bytes / 1_000_000);
-    println!("{:<58} {:>9.2}   ({n} bodies, {:.0}/s)", "baseline: read + SHA-256 every body, no checks", read_and_hash.as_secs_f64(), n as f64 / read_and_hash.as_secs_f64());
-    println!("{:<58} {:>9.2}   ({} MB encrypted)", "backup: snapshot, counts, checkpoints, pg_dump | age", backup_time.as_secs_f64(), b.manifest.dump.bytes / 1_000_000);
-    println!("{:<58} {:>9.2}", "drill: digest of the encrypted file", ms("digest"));
-    println!("{:<58} {:>9.2}", "drill: decrypt + pg_restore", ms("decrypt_and_restore"));
+    println!(
+        "{:<58} {:>9.2}   ({} MB)",
+        "baseline: plain pg_dump, unencrypted",
+        plain_dump.as_secs_f64(),
+        plain_bytes / 1_000_000
+    );
+    println!(
+        "{:<58} {:>9.2}   ({n} bodies, {:.0}/s)",
+        "baseline: read + SHA-256 every body, no checks",
+        read_and_hash.as_secs_f64(),
+        n as f64 / read_and_hash.as_secs_f64()
+    );
+    println!(
+        "{:<58} {:>9.2}   ({} MB encrypted)",
+        "backup: snapshot, counts, checkpoints, pg_dump | age",
+        backup_time.as_secs_f64(),
+        b.manifest.dump.bytes / 1_000_000
+    );
+    println!(
+        "{:<58} {:>9.2}",
+        "drill: digest of the encrypted file",
+        ms("digest")
+    );
+    println!(
+        "{:<58} {:>9.2}",
+        "drill: decrypt + pg_restore",
+        ms("decrypt_and_restore")
+    );
     println!("{:<58} {:>9.2}", "drill: migrate", ms("migrate"));
-    println!("{:<58} {:>9.2}   ({:.0} receipts/s)", "drill: verification (counts, heads, every link, checkpoints)", ms("verify"), report.counts.receipts as f64 / ms("verify").max(1e-9));
-    println!("{:<58} {:>9.2}", "drill: of which chains link by link", ms("verify_chains"));
-    println!("{:<58} {:>9.2}", "drill: drop the database", ms("drop_target"));
+    println!(
+        "{:<58} {:>9.2}   ({:.0} receipts/s)",
+        "drill: verification (counts, heads, every link, checkpoints)",
+        ms("verify"),
+        report.counts.receipts as f64 / ms("verify").max(1e-9)
+    );
+    println!(
+        "{:<58} {:>9.2}",
+        "drill: of which chains link by link",
+        ms("verify_chains")
+    );
+    println!(
+        "{:<58} {:>9.2}",
+        "drill: drop the database",
+        ms("drop_target")
+    );
     println!("{:<58} {:>9.2}", "drill: total", ms("total"));
 }

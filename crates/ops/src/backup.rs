@@ -11,7 +11,8 @@ use defendable_ledger::{Checkpoint, Hash};
 use tokio_postgres::IsolationLevel;
 
 use crate::manifest::{self, DumpFile, Manifest, DUMP};
-use crate::{now_compact, now_rfc3339, postgres, Deployment, OpsError, Result};
+use crate::postgres::{self, tool_error, Running};
+use crate::{now_compact, now_rfc3339, Deployment, OpsError, Result};
 
 /// A finished backup.
 #[derive(Debug, Clone)]
@@ -64,10 +65,7 @@ pub async fn backup(dep: &Deployment, out: &Path) -> Result<Backup> {
         dump_encrypted(&url, &snapshot_id, &recipient, &target)
     })
     .await
-    .map_err(|e| OpsError::Tool {
-        program: "pg_dump".into(),
-        detail: e.to_string(),
-    })?;
+    .map_err(|e| tool_error("pg_dump", e))?;
     // The snapshot must stay exported until pg_dump has finished with it.
     tx.commit().await?;
     let (bytes, sha256) = match dumped {
@@ -153,30 +151,17 @@ fn dump_encrypted(
     recipient: &age::x25519::Recipient,
     path: &Path,
 ) -> Result<(u64, String)> {
-    let tool = |detail: String| OpsError::Tool {
-        program: "pg_dump".into(),
-        detail,
-    };
     let mut cmd = postgres::command("pg_dump", url)?;
     cmd.arg("--format=custom")
         .arg(format!("--snapshot={snapshot}"))
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| tool(e.to_string()))?;
-    let mut stdout = child
+        .stdout(Stdio::piped());
+    let mut running = Running::spawn("pg_dump", cmd)?;
+    let mut stdout = running
+        .child
         .stdout
         .take()
-        .ok_or_else(|| tool("no stdout".into()))?;
-    let mut stderr = child
-        .stderr
-        .take()
-        .ok_or_else(|| tool("no stderr".into()))?;
-    let errors = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
-        s
-    });
+        .ok_or_else(|| tool_error("pg_dump", "no stdout"))?;
 
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -198,11 +183,7 @@ fn dump_encrypted(
         .wrap_output(sink)
         .map_err(|e| OpsError::Crypto(e.to_string()))?;
     let copied = std::io::copy(&mut stdout, &mut writer);
-    let status = child.wait().map_err(|e| tool(e.to_string()))?;
-    let stderr = errors.join().unwrap_or_default();
-    if !status.success() {
-        return Err(tool(format!("{status}: {}", stderr.trim())));
-    }
+    running.finish()?;
     copied.map_err(|e| OpsError::io(path, e))?;
     let mut sink = writer.finish().map_err(|e| OpsError::io(path, e))?;
     sink.flush().map_err(|e| OpsError::io(path, e))?;

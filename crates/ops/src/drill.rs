@@ -5,7 +5,6 @@
 //! `restore_drill` receipt in the operator organization's chain, pass or fail.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Instant;
@@ -19,8 +18,9 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::manifest::{self, Counts, Manifest};
+use crate::postgres::{self, tool_error, Running};
 use crate::record::{record_operation, Operation};
-use crate::{now_compact, now_rfc3339, postgres, sha256_file, Deployment, OpsError, Result};
+use crate::{now_compact, now_rfc3339, sha256_file, Deployment, OpsError, Result};
 
 /// Where the backup is restored.
 #[derive(Debug, Clone)]
@@ -294,10 +294,7 @@ async fn verify_restored(
     let (dump, identity, target) = (dump.to_owned(), identity.clone(), url.to_owned());
     let restored = tokio::task::spawn_blocking(move || restore(&dump, &identity, &target))
         .await
-        .map_err(|e| OpsError::Tool {
-            program: "pg_restore".into(),
-            detail: e.to_string(),
-        })?;
+        .map_err(|e| tool_error("pg_restore", e))?;
     drill.time("decrypt_and_restore", t);
     if let Err(e) = restored {
         drill.check("restore", false, e.to_string());
@@ -552,30 +549,17 @@ fn restore(dump: &Path, identity: &age::x25519::Identity, url: &str) -> Result<(
     let mut cmd = postgres::command("pg_restore", url)?;
     cmd.args(["--no-owner", "--no-privileges", "--exit-on-error"])
         .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let tool = |detail: String| OpsError::Tool {
-        program: "pg_restore".into(),
-        detail,
-    };
-    let mut child = cmd.spawn().map_err(|e| tool(e.to_string()))?;
-    let mut stderr = child
-        .stderr
+        .stdout(Stdio::null());
+    let mut running = Running::spawn("pg_restore", cmd)?;
+    let mut stdin = running
+        .child
+        .stdin
         .take()
-        .ok_or_else(|| tool("no stderr".into()))?;
-    let errors = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let mut stdin = child.stdin.take().ok_or_else(|| tool("no stdin".into()))?;
+        .ok_or_else(|| tool_error("pg_restore", "no stdin"))?;
     let copied = std::io::copy(&mut plain, &mut stdin);
     drop(stdin);
-    let status = child.wait().map_err(|e| tool(e.to_string()))?;
-    let stderr = errors.join().unwrap_or_default();
-    if !status.success() {
-        return Err(tool(format!("{status}: {}", stderr.trim())));
-    }
+    // pg_restore's own complaint explains a broken pipe better than the pipe does.
+    running.finish()?;
     copied.map_err(|e| crypto(&e))?;
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::process::Command;
 
 use defendable_store::conninfo;
 
-use crate::Result;
+use crate::{OpsError, Result};
 
 pub use conninfo::describe;
 
@@ -18,6 +18,67 @@ pub fn command(program: &str, url: &str) -> Result<Command> {
         cmd.env("PGPASSWORD", p);
     }
     Ok(cmd)
+}
+
+/// A running PostgreSQL program whose standard error is collected on a thread, so a chatty
+/// program never blocks on a full pipe.
+pub struct Running {
+    program: &'static str,
+    /// The child; take its stdin or stdout before waiting.
+    pub child: std::process::Child,
+    errors: std::thread::JoinHandle<String>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("program", &self.program)
+            .finish()
+    }
+}
+
+/// The failure of `program`.
+pub fn tool_error(program: &str, detail: impl std::fmt::Display) -> OpsError {
+    OpsError::Tool {
+        program: program.to_owned(),
+        detail: detail.to_string(),
+    }
+}
+
+impl Running {
+    /// Starts `cmd` (made by [`command`] for `program`) with standard error piped.
+    pub fn spawn(program: &'static str, mut cmd: Command) -> Result<Running> {
+        cmd.stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| tool_error(program, e))?;
+        let mut stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| tool_error(program, "no stderr"))?;
+        let errors = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
+            s
+        });
+        Ok(Running {
+            program,
+            child,
+            errors,
+        })
+    }
+
+    /// Waits; a non-zero exit becomes an error carrying what the program printed.
+    pub fn finish(mut self) -> Result<()> {
+        let status = self.child.wait().map_err(|e| tool_error(self.program, e))?;
+        let stderr = self.errors.join().unwrap_or_default();
+        if status.success() {
+            Ok(())
+        } else {
+            Err(tool_error(
+                self.program,
+                format!("{status}: {}", stderr.trim()),
+            ))
+        }
+    }
 }
 
 /// `url` naming another database on the same server.
