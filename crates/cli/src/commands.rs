@@ -11,7 +11,7 @@ use crate::cli::{Cli, Command, Datasets, Invites, Keys, Ledger, Members, Orgs, R
 use crate::client::{encode, root_cause, Api, Body};
 use crate::credentials::{self, Credentials, Saved, Token, TokenSource};
 use crate::download::{self, Plan};
-use crate::output::{bytes, field, table};
+use crate::output::{bytes, count, field, table};
 use crate::{parse_evidence, verify, Evidence, Exit, Output};
 
 /// What every command knows: the parsed flags, the token from the environment and stdin.
@@ -583,8 +583,8 @@ async fn ledger(ctx: &mut Context<'_>, c: Ledger) -> Result<Output, Exit> {
                 )));
             }
             let human = format!(
-                "the chain of {org} verifies: {} receipts, head {}",
-                field(&v, &["checked"]),
+                "the chain of {org} verifies: {}, head {}",
+                count(v["checked"].as_u64().unwrap_or(0), "receipt"),
                 field(&v, &["head"])
             );
             Ok(Output::new(v, human))
@@ -604,7 +604,8 @@ async fn ledger(ctx: &mut Context<'_>, c: Ledger) -> Result<Output, Exit> {
             Ok(Output::new(
                 json!({"ok": true, "path": out.display().to_string(), "receipts": receipts}),
                 format!(
-                    "exported {receipts} receipts of {org} and a signed checkpoint to {}; check it offline with `defendable verify {}`",
+                    "exported {} of {org} and a signed checkpoint to {}; check it offline with `defendable verify {}`",
+                    count(receipts, "receipt"),
                     out.display(),
                     out.display()
                 ),
@@ -761,7 +762,7 @@ async fn run_verify(api: &str, target: &str, keys: &[String]) -> Result<Output, 
         .map_err(|f| Exit::verify(format!("verification failed: {f}")))?;
     let what = match evidence {
         Evidence::Projection(_) => "receipt".to_owned(),
-        _ => format!("{} receipts", verified.receipts),
+        _ => count(verified.receipts, "receipt"),
     };
     let signed = verified
         .signed_by

@@ -42,6 +42,15 @@ pub fn field(v: &Value, path: &[&str]) -> String {
     }
 }
 
+/// A count with its noun: `1 receipt`, `3 receipts`.
+pub fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// A byte count for people: `1.5 MiB`.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -73,6 +82,12 @@ mod tests {
         );
         assert_eq!(t, "SLUG  ROLE\nacme  owner\na     member");
         assert_eq!(table(&["X"], &[]), "(none)");
+    }
+
+    #[test]
+    fn counts_agree_with_their_noun() {
+        assert_eq!(count(1, "receipt"), "1 receipt");
+        assert_eq!(count(0, "receipt"), "0 receipts");
     }
 
     #[test]

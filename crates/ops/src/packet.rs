@@ -267,8 +267,9 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) -> Result<(
     Ok(())
 }
 
-/// The latest `restore_drill` receipt with its chain's verification and a signed checkpoint of
-/// the chain head, so a reviewer can check it offline with `defendable verify`.
+/// The latest `restore_drill` receipt as a proof bundle `{receipt, chain, checkpoint}` (the
+/// receipt, every later receipt of the chain, and a signed checkpoint of the head) that
+/// `defendable verify` checks offline, with the server-side verification of the whole chain.
 async fn latest_drill(dep: &Deployment) -> Result<Option<Value>> {
     let (org, slug) = match dep.operator_org().await {
         Ok(o) => o,
@@ -276,36 +277,51 @@ async fn latest_drill(dep: &Deployment) -> Result<Option<Value>> {
         Err(e) => return Err(e),
     };
     let client = dep.pool.get().await?;
-    let Some(row) = client
+    let Some(drill) = client
         .query_opt(
-            "SELECT receipt_id, hash, canonical FROM receipts
-              WHERE org_id = $1 AND kind = 'restore_drill' ORDER BY seq DESC LIMIT 1",
+            "SELECT max(seq) FROM receipts WHERE org_id = $1 AND kind = 'restore_drill' HAVING count(*) > 0",
             &[&org],
         )
         .await?
     else {
         return Ok(None);
     };
-    let body: Value = serde_json::from_slice(&row.get::<_, Vec<u8>>(2))
-        .map_err(|e| OpsError::Database(format!("a stored receipt is not JSON: {e}")))?;
-    let projection = json!({"receipt_id": row.get::<_, String>(0), "hash": row.get::<_, String>(1), "body": body});
+    let from: i64 = drill.get(0);
+    let rows = client
+        .query(
+            "SELECT seq, receipt_id, hash, canonical FROM receipts WHERE org_id = $1 AND seq >= $2 ORDER BY seq",
+            &[&org, &from],
+        )
+        .await?;
+    let mut projections = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let body: Value = serde_json::from_slice(&row.get::<_, Vec<u8>>(3))
+            .map_err(|e| OpsError::Database(format!("a stored receipt is not JSON: {e}")))?;
+        projections.push(json!({"receipt_id": row.get::<_, String>(1), "hash": row.get::<_, String>(2), "body": body}));
+    }
+    let (head_seq, head_hash): (i64, String) = match rows.last() {
+        Some(r) => (r.get(0), r.get(2)),
+        None => return Ok(None),
+    };
     let chain = defendable_ledger::store::verify_org(&client, org).await?;
     let signed = dep.signing_key()?.sign(Checkpoint::new(
         org,
-        chain.checked as i64 - 1,
-        chain.head,
+        head_seq,
+        defendable_ledger::Hash::parse(&head_hash)?,
         time::OffsetDateTime::now_utc(),
     ))?;
+    let receipt = projections.remove(0);
     Ok(Some(json!({
         "operator_org": slug,
-        "receipt": projection,
+        "receipt": receipt,
+        "chain": projections,
+        "checkpoint": signed,
+        "published_keys": dep.published_keys()?,
         "chain_verification": {
             "valid": chain.failure.is_none(),
             "checked": chain.checked,
             "head": chain.head.to_hex(),
             "failure": chain.failure.as_ref().map(|f| json!({"seq": f.seq, "reason": f.reason.to_string()})),
         },
-        "checkpoint": signed,
-        "published_keys": dep.published_keys()?,
     })))
 }

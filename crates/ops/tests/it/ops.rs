@@ -357,6 +357,10 @@ async fn the_packet_holds_live_evidence_and_a_manifest_of_digests() {
     )
     .await
     .expect("drill");
+    // A later receipt in the operator chain: the bundle must carry the links up to it.
+    rotation_receipt(&dep, "RUNNER_TOKEN", &OldUses::Given(0))
+        .await
+        .expect("rotation");
 
     let app = defendable_api::Application::build(
         dep.config.clone(),
@@ -431,6 +435,19 @@ async fn the_packet_holds_live_evidence_and_a_manifest_of_digests() {
             .expect("json");
     assert_eq!(drill["receipt"]["body"]["kind"], "restore_drill");
     assert_eq!(drill["chain_verification"]["valid"], true);
+    // An auditor checks it offline with the CLI's verifier and the published keys.
+    let keys: Vec<defendable_ledger::PublicKey> =
+        serde_json::from_value(drill["published_keys"].clone()).expect("keys");
+    let evidence = defendable_cli::parse_evidence(&drill.to_string()).expect("a proof bundle");
+    let verified = defendable_cli::verify(&evidence, &keys).expect("verifies offline");
+    assert_eq!(
+        verified.head,
+        drill["chain_verification"]["head"].as_str().expect("head")
+    );
+    assert_eq!(
+        verified.receipts, 2,
+        "the drill receipt and the rotation after it"
+    );
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).expect("m"))
             .expect("json");
