@@ -32,7 +32,7 @@ pub struct Plan {
     pub progress: bool,
 }
 
-/// The grant saved beside a partial download (`OUT.part.json`).
+/// The grant saved beside a partial download (`OUT.part.json`, mode 0600).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Pending {
     download_url: String,
@@ -115,7 +115,7 @@ pub async fn download(api: &Api, plan: &Plan) -> Result<Output, Exit> {
                     .to_owned(),
             };
             let text = serde_json::to_vec_pretty(&p).map_err(|e| Exit::usage(e.to_string()))?;
-            std::fs::write(&pending_path, text).map_err(|e| Exit::io(&pending_path, e))?;
+            write_private(&pending_path, &text)?;
             p
         }
     };
@@ -186,6 +186,19 @@ fn done(
             bytes(size)
         ),
     )
+}
+
+/// Writes a file only its owner can read: the saved link is a credential for the grant.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), Exit> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(|e| Exit::io(path, e))?;
+    file.write_all(bytes).map_err(|e| Exit::io(path, e))
 }
 
 fn read_pending(path: &Path) -> Option<Pending> {

@@ -231,6 +231,16 @@ async fn an_interrupted_download_resumes_with_range_and_matches_blake3() {
     assert!(!out.exists(), "nothing under the final name");
     let kept = std::fs::metadata(&part).expect("partial kept").len();
     assert!(kept > 0 && kept < bytes.len() as u64, "kept {kept}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let saved = s.home.path().join("census.csv.part.json");
+        let mode = std::fs::metadata(saved)
+            .expect("grant saved")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the saved link is a credential");
+    }
 
     // Run again: it resumes from where it stopped, on the same grant.
     let done = s
