@@ -282,6 +282,23 @@ pub mod bench {
         };
         let name = format!("defendable_bench_{}", uuid::Uuid::new_v4().simple());
         let client = super::connect(&admin).await;
+        // A bench exits before its database's detached drop finishes: remove earlier ones now.
+        let leftovers = client
+            .query(
+                "SELECT d.datname FROM pg_database d
+                  WHERE d.datname LIKE 'defendable\\_bench\\_%'
+                    AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)",
+                &[],
+            )
+            .await
+            .expect("list leftovers");
+        for row in leftovers {
+            let old: String = row.get(0);
+            client
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {old} WITH (FORCE)"))
+                .await
+                .expect("drop a leftover bench database");
+        }
         client
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
