@@ -43,9 +43,11 @@ fn setup(e: impl std::fmt::Display) -> OpsError {
 }
 
 impl Deployment {
-    /// Opens the deployment the process environment describes.
+    /// Opens the deployment the process environment describes. The server's production boot
+    /// rules are not applied (a drill host has no mail settings, say); each operation checks
+    /// the settings it needs and names what is missing.
     pub async fn from_env() -> Result<Deployment> {
-        let (config, _) = Config::load(&Env::from_process()).map_err(setup)?;
+        let config = Config::parse(&Env::from_process()).map_err(setup)?;
         Deployment::open(config).await
     }
 
@@ -79,11 +81,21 @@ impl Deployment {
         Ok(SigningKey::from_pkcs8(key.expose_secret())?)
     }
 
-    /// The published verification keys: the current one and LEDGER_SIGNING_KEYS_PREVIOUS.
+    /// The published verification keys: the current key's public half when LEDGER_SIGNING_KEY
+    /// is set, and LEDGER_SIGNING_KEYS_PREVIOUS. A drill host needs no private key: list the
+    /// public keys of `/ledger/keys` in LEDGER_SIGNING_KEYS_PREVIOUS there.
     pub fn published_keys(&self) -> Result<Vec<PublicKey>> {
-        let mut keys = vec![self.signing_key()?.public_key().clone()];
+        let mut keys = Vec::new();
+        if self.config.ledger_signing_key.is_some() {
+            keys.push(self.signing_key()?.public_key().clone());
+        }
         for old in &self.config.ledger_signing_keys_previous {
             keys.push(PublicKey::from_base64(old)?);
+        }
+        if keys.is_empty() {
+            return Err(setup(
+                "no checkpoint verification key: set LEDGER_SIGNING_KEYS_PREVIOUS to the public keys listed at /ledger/keys",
+            ));
         }
         Ok(keys)
     }

@@ -163,10 +163,28 @@ async fn backup_and_drill_pass_then_a_tampered_receipt_fails_the_drill_by_org_an
         defendable_ops::sha256_file(&first.dir.join(&m.dump.file)).expect("sha")
     );
 
-    // A throwaway cluster: the drill passes and records itself.
+    // On a drill host: production settings, the backup identity and public keys only (no
+    // private signing key). Into a throwaway cluster, the drill passes and records itself.
+    let public = dep.published_keys().expect("keys")[0].public_key.clone();
+    let identity = data.path().join("dev-secrets").join("backup_identity");
+    let identity = identity.to_str().expect("utf8");
+    let (drill_host, _) = open(
+        &db,
+        &data,
+        &[
+            ("APP_ENV", "production"),
+            ("BACKUP_IDENTITY_FILE", identity),
+            ("LEDGER_SIGNING_KEYS_PREVIOUS", &public),
+        ],
+    )
+    .await;
+    assert!(
+        drill_host.signing_key().is_err(),
+        "no private key on the drill host"
+    );
     let cluster = TempDir::new();
     let report = restore_drill(
-        &dep,
+        &drill_host,
         &DrillOptions {
             backup: first.dir.clone(),
             target: Target::Cluster(cluster.path().join("pg")),
