@@ -122,6 +122,29 @@ impl Drop for TestDb {
     }
 }
 
+/// Drops the databases named `{prefix}…` that no session is connected to, except `keep`'s.
+async fn drop_unused(admin: &tokio_postgres::Client, prefix: &str, keep: impl Fn(&str) -> bool) {
+    let Ok(rows) = admin
+        .query(
+            "SELECT d.datname FROM pg_database d
+             WHERE starts_with(d.datname, $1)
+               AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)",
+            &[&prefix],
+        )
+        .await
+    else {
+        return;
+    };
+    for row in rows {
+        let name: String = row.get(0);
+        if !keep(&name) {
+            let _ = admin
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await;
+        }
+    }
+}
+
 /// Drops test databases left by earlier test processes (those no session is connected to and
 /// that are not this process's), in the background.
 fn drop_leftovers(admin_url: String) {
@@ -132,25 +155,13 @@ fn drop_leftovers(admin_url: String) {
             .expect("runtime");
         rt.block_on(async {
             let admin = connect(&admin_url).await;
-            let Ok(rows) = admin
-                .query(
-                    "SELECT d.datname FROM pg_database d
-                     WHERE d.datname LIKE 'defendable\\_test\\_%'
-                       AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)",
-                    &[],
-                )
-                .await
-            else {
-                return;
-            };
-            for row in rows {
-                let name: String = row.get(0);
-                if !OURS.lock().unwrap_or_else(|p| p.into_inner()).contains(&name) {
-                    let _ = admin
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
-                }
-            }
+            drop_unused(&admin, "defendable_test_", |name| {
+                OURS.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                    .any(|o| o == name)
+            })
+            .await;
         });
     });
 }
@@ -283,22 +294,7 @@ pub mod bench {
         let name = format!("defendable_bench_{}", uuid::Uuid::new_v4().simple());
         let client = super::connect(&admin).await;
         // A bench exits before its database's detached drop finishes: remove earlier ones now.
-        let leftovers = client
-            .query(
-                "SELECT d.datname FROM pg_database d
-                  WHERE d.datname LIKE 'defendable\\_bench\\_%'
-                    AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)",
-                &[],
-            )
-            .await
-            .expect("list leftovers");
-        for row in leftovers {
-            let old: String = row.get(0);
-            client
-                .batch_execute(&format!("DROP DATABASE IF EXISTS {old} WITH (FORCE)"))
-                .await
-                .expect("drop a leftover bench database");
-        }
+        super::drop_unused(&client, "defendable_bench_", |_| false).await;
         client
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
