@@ -129,13 +129,18 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
-fn cargo(args: &[&str]) -> Result<()> {
+/// `cargo ARGS` in the workspace root, with the cargo that runs xtask.
+fn cargo_command(args: &[&str]) -> Command {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(&cargo)
-        .args(args)
-        .current_dir(root())
+    let mut cmd = Command::new(cargo);
+    cmd.args(args).current_dir(root());
+    cmd
+}
+
+fn cargo(args: &[&str]) -> Result<()> {
+    let status = cargo_command(args)
         .status()
-        .with_context(|| format!("running {cargo} {}", args.join(" ")))?;
+        .with_context(|| format!("running cargo {}", args.join(" ")))?;
     if !status.success() {
         bail!("`cargo {}` failed with {status}", args.join(" "));
     }
@@ -185,10 +190,7 @@ struct Totals {
 #[allow(clippy::print_stdout)]
 fn cargo_test_with_summary() -> Result<Totals> {
     use std::io::BufRead;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut child = Command::new(&cargo)
-        .args(["test", "--workspace"])
-        .current_dir(root())
+    let mut child = cargo_command(&["test", "--workspace"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .context("running cargo test")?;
