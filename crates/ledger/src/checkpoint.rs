@@ -1,4 +1,6 @@
-//! Signed checkpoints: `{v, org, seq, head, issued_at}` signed with Ed25519 over its JCS bytes.
+//! The ledger's Ed25519 key and the v1 checkpoints: `{v, org, seq, head, issued_at}` signed over
+//! their JCS bytes. v1 checkpoints are superseded by the signed notes of [`crate::note`]; they
+//! stay verifiable so old exports and bundles still check.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -10,6 +12,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::canonical::canonicalize;
+use crate::note::{vkey, LedgerName};
 use crate::receipt::{format_created_at, Hash};
 use crate::LedgerError;
 
@@ -68,6 +71,12 @@ pub struct PublicKey {
     pub alg: String,
     /// The 32 raw public key bytes, base64url without padding.
     pub public_key: String,
+    /// The key name checkpoints are signed under (`LEDGER_NAME`); empty in v1 key lists.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// The C2SP verifier key `<name>+<key id>+<base64(0x01 || key)>`; empty in v1 key lists.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub vkey: String,
 }
 
 impl PublicKey {
@@ -85,7 +94,21 @@ impl PublicKey {
             kid: kid_of(&raw),
             alg: "Ed25519".into(),
             public_key: URL_SAFE_NO_PAD.encode(&raw),
+            name: String::new(),
+            vkey: String::new(),
         })
+    }
+
+    /// The same key as published under `name`, with its verifier key.
+    pub fn named(mut self, name: &LedgerName) -> Result<PublicKey, LedgerError> {
+        let raw: [u8; 32] = URL_SAFE_NO_PAD
+            .decode(&self.public_key)
+            .ok()
+            .and_then(|r| r.try_into().ok())
+            .ok_or_else(|| LedgerError::InvalidKey("an Ed25519 public key has 32 bytes".into()))?;
+        self.name = name.as_str().to_owned();
+        self.vkey = vkey(name, &raw);
+        Ok(self)
     }
 }
 
@@ -130,6 +153,25 @@ impl SigningKey {
                 kid: kid_of(&raw),
                 alg: "Ed25519".into(),
                 public_key: URL_SAFE_NO_PAD.encode(&raw),
+                name: String::new(),
+                vkey: String::new(),
+            },
+            pair,
+        })
+    }
+
+    /// A key from its 32-byte Ed25519 seed (as in Go's `PRIVATE+KEY+…` signer keys).
+    pub fn from_seed(seed: &[u8]) -> Result<SigningKey, LedgerError> {
+        let pair = Ed25519KeyPair::from_seed_unchecked(seed)
+            .map_err(|_| LedgerError::InvalidKey("an Ed25519 seed has 32 bytes".into()))?;
+        let raw = pair.public_key().as_ref().to_vec();
+        Ok(SigningKey {
+            public: PublicKey {
+                kid: kid_of(&raw),
+                alg: "Ed25519".into(),
+                public_key: URL_SAFE_NO_PAD.encode(&raw),
+                name: String::new(),
+                vkey: String::new(),
             },
             pair,
         })
@@ -140,7 +182,19 @@ impl SigningKey {
         &self.public
     }
 
-    /// Signs a checkpoint.
+    /// The 32 raw public key bytes.
+    pub fn raw_public(&self) -> [u8; 32] {
+        let mut raw = [0u8; 32];
+        raw.copy_from_slice(self.pair.public_key().as_ref());
+        raw
+    }
+
+    /// An Ed25519 signature of `msg`.
+    pub fn sign_bytes(&self, msg: &[u8]) -> Vec<u8> {
+        self.pair.sign(msg).as_ref().to_vec()
+    }
+
+    /// Signs a v1 checkpoint.
     pub fn sign(&self, checkpoint: Checkpoint) -> Result<SignedCheckpoint, LedgerError> {
         let bytes = checkpoint.signing_bytes()?;
         let sig = self.pair.sign(&bytes);

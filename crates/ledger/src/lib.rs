@@ -16,22 +16,30 @@
 //! - `private_digest = hex(HMAC-SHA256(salt, JCS(private)))` with a fresh 32-byte salt per
 //!   receipt; absent when there is no private part.
 //! - The public projection is `{receipt_id, hash, body}` ([`receipt::projection`]).
-//! - A checkpoint `{v, org, seq, head, issued_at}` is signed with Ed25519 over its JCS bytes
-//!   ([`checkpoint`]).
+//! - Each organization's receipts also form an RFC 9162 Merkle tree ([`merkle`]); its
+//!   checkpoints are C2SP signed notes ([`note`]) and one receipt is proved by a v2 bundle
+//!   ([`bundle`]) carrying no other receipt's body. v1 JSON checkpoints ([`checkpoint`]) stay
+//!   verifiable.
 //!
 //! Without default features the crate is the pure core (no database, no I/O). The `postgres`
 //! feature adds [`store`]: an in-transaction append path and a batching appender with one chain
 //! rule, and streaming verification from storage.
 
+pub mod bundle;
 pub mod canonical;
 pub mod checkpoint;
+pub mod merkle;
+pub mod note;
 pub mod receipt;
 #[cfg(feature = "postgres")]
 pub mod store;
 pub mod verify;
 
+pub use bundle::{ConsistencyProof, ProofBundle, ProofFailure};
 pub use canonical::{canonicalize, parse_strict};
 pub use checkpoint::{Checkpoint, PublicKey, SignedCheckpoint, SigningKey};
+pub use merkle::{TreeEdge, TreeHash};
+pub use note::{LedgerName, OpenedCheckpoint, TreeHead, Vkeys};
 pub use receipt::{projection, receipt_id, seal, Draft, Hash, ReceiptKind, Sealed};
 pub use verify::{ChainVerifier, Link, Reason, VerifyFailure};
 
@@ -62,6 +70,12 @@ pub enum LedgerError {
     /// A signature does not verify.
     #[error("bad signature: {0}")]
     BadSignature(String),
+    /// A tree size or leaf index outside the tree.
+    #[error("{0}")]
+    OutOfRange(String),
+    /// A proof does not verify, or the tree cannot produce one.
+    #[error("{0}")]
+    InvalidProof(String),
     /// The same Idempotency-Key was used with a different request.
     #[error("this Idempotency-Key was already used with a different request")]
     IdempotencyConflict,

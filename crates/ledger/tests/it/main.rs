@@ -5,3 +5,5 @@ mod chain;
 mod checkpoints;
 mod contract;
 mod jcs;
+mod notes;
+mod tree;

@@ -1,0 +1,256 @@
+//! Signed-note checkpoints (C2SP `signed-note` and `tlog-checkpoint`, DESIGN §2b), built on
+//! `signed_note` and `tlog_tiles`.
+//!
+//! One Ed25519 key, under key name `LEDGER_NAME`, signs the checkpoints of every organization's
+//! log; an organization's origin is `<LEDGER_NAME>/orgs/<org uuid>`. The verifier key (vkey) is
+//! `<name>+<8 hex key id>+<base64(0x01 || public key)>` with key id
+//! `SHA-256(name || 0x0A || 0x01 || public key)[0..4]`.
+
+use std::fmt;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use signed_note::{Note, NoteError, Signer, StandardVerifier, Verifier, VerifierList};
+use uuid::Uuid;
+
+use crate::checkpoint::SigningKey;
+use crate::merkle::TreeHash;
+use crate::LedgerError;
+
+/// The signature type byte of Ed25519 in signed notes.
+const ED25519: u8 = 0x01;
+
+/// The log operator's stable name (`LEDGER_NAME`): non-empty, no spaces, no `+`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LedgerName(String);
+
+impl LedgerName {
+    /// Parses a name such as `ledger.example.com`.
+    pub fn parse(s: &str) -> Result<LedgerName, LedgerError> {
+        if !signed_note::is_key_name_valid(s) || s.chars().any(char::is_control) {
+            return Err(LedgerError::InvalidKey(format!(
+                "LEDGER_NAME {s:?} must be non-empty with no spaces and no `+` (e.g. ledger.example.com)"
+            )));
+        }
+        Ok(LedgerName(s.to_owned()))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The origin of `org`'s log: `<name>/orgs/<org uuid>`.
+    pub fn origin(&self, org: Uuid) -> String {
+        format!("{}/orgs/{org}", self.0)
+    }
+}
+
+impl fmt::Display for LedgerName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The key id of an Ed25519 public key under `name`.
+pub fn key_id(name: &LedgerName, public: &[u8; 32]) -> u32 {
+    signed_note::key_id(name.as_str(), &typed(public))
+}
+
+fn typed(public: &[u8; 32]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(33);
+    v.push(ED25519);
+    v.extend_from_slice(public);
+    v
+}
+
+/// The C2SP verifier key of an Ed25519 public key under `name`.
+pub fn vkey(name: &LedgerName, public: &[u8; 32]) -> String {
+    format!(
+        "{}+{:08x}+{}",
+        name.as_str(),
+        key_id(name, public),
+        STANDARD.encode(typed(public))
+    )
+}
+
+/// Signs note text with the ledger key under `LEDGER_NAME`.
+struct NoteSigner<'a> {
+    name: &'a LedgerName,
+    id: u32,
+    key: &'a SigningKey,
+}
+
+impl Signer for NoteSigner<'_> {
+    fn name(&self) -> &str {
+        self.name.as_str()
+    }
+
+    fn key_id(&self) -> u32 {
+        self.id
+    }
+
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, signature::Error> {
+        Ok(self.key.sign_bytes(msg))
+    }
+}
+
+/// A checkpoint's statement: the log `origin` has `size` leaves with root `root`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TreeHead {
+    /// The log's origin line.
+    pub origin: String,
+    /// Leaves in the tree.
+    pub size: u64,
+    /// The tree's root hash.
+    pub root: TreeHash,
+}
+
+impl TreeHead {
+    /// The checkpoint body: origin, size and base64 root, one per line, no extension lines.
+    pub fn body(&self) -> Result<Vec<u8>, LedgerError> {
+        let c = tlog_tiles::Checkpoint::new(&self.origin, self.size, self.root, "")
+            .map_err(|_| LedgerError::InvalidKey(format!("invalid origin {:?}", self.origin)))?;
+        Ok(c.to_bytes())
+    }
+
+    /// The signed checkpoint note (UTF-8 text ending in a newline).
+    pub fn sign(&self, name: &LedgerName, key: &SigningKey) -> Result<String, LedgerError> {
+        sign_note(&self.body()?, name, key)
+    }
+}
+
+/// Signs note text (UTF-8, ending in a newline) with `key` under `name`.
+pub fn sign_note(text: &[u8], name: &LedgerName, key: &SigningKey) -> Result<String, LedgerError> {
+    let signer = NoteSigner {
+        name,
+        id: key_id(name, &key.raw_public()),
+        key,
+    };
+    let mut note = Note::new(text, &[]).map_err(note_error)?;
+    note.add_sigs(&[&signer]).map_err(note_error)?;
+    String::from_utf8(note.to_bytes())
+        .map_err(|_| LedgerError::InvalidKey("a note is UTF-8".into()))
+}
+
+fn note_error(e: NoteError) -> LedgerError {
+    LedgerError::BadSignature(e.to_string())
+}
+
+/// The verifier keys a reader trusts (pinned or published).
+pub struct Vkeys {
+    list: VerifierList,
+    vkeys: Vec<String>,
+    names: Vec<String>,
+}
+
+impl fmt::Debug for Vkeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Vkeys").field("vkeys", &self.vkeys).finish()
+    }
+}
+
+impl Vkeys {
+    /// Parses C2SP verifier keys; an unparsable one is an error (naming it).
+    pub fn parse<S: AsRef<str>>(vkeys: &[S]) -> Result<Vkeys, LedgerError> {
+        let mut list: Vec<Box<dyn Verifier>> = Vec::with_capacity(vkeys.len());
+        let mut kept = Vec::new();
+        let mut names = Vec::new();
+        for v in vkeys {
+            let v = v.as_ref().trim();
+            if kept.iter().any(|k: &String| k == v) {
+                continue;
+            }
+            let verifier = StandardVerifier::new(v)
+                .map_err(|e| LedgerError::InvalidKey(format!("verifier key {v:?}: {e}")))?;
+            names.push(verifier.name().to_owned());
+            list.push(Box::new(verifier));
+            kept.push(v.to_owned());
+        }
+        Ok(Vkeys {
+            list: VerifierList::new(list),
+            vkeys: kept,
+            names,
+        })
+    }
+
+    /// The keys, as given (duplicates removed).
+    pub fn vkeys(&self) -> &[String] {
+        &self.vkeys
+    }
+
+    /// Whether no key is trusted.
+    pub fn is_empty(&self) -> bool {
+        self.vkeys.is_empty()
+    }
+
+    /// The names the keys sign under.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+}
+
+/// A checkpoint whose signature verified.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenedCheckpoint {
+    /// What it states.
+    pub head: TreeHead,
+    /// The name of the trusted key that signed it (the ledger's name).
+    pub signed_by: String,
+    /// The verifier key that signed it.
+    pub key_id: u32,
+    /// The note, verbatim.
+    pub text: String,
+}
+
+/// A note whose signature verified.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenedNote {
+    /// The signed text, including its final newline.
+    pub text: String,
+    /// The name of the trusted key that signed it.
+    pub signed_by: String,
+    /// Its key id.
+    pub key_id: u32,
+}
+
+/// Opens a signed note: signatures with unknown names or key ids are ignored; a known one that
+/// fails rejects the note; at least one trusted signature is required.
+pub fn open_note(text: &str, keys: &Vkeys) -> Result<OpenedNote, LedgerError> {
+    let note = Note::from_bytes(text.as_bytes())
+        .map_err(|e| LedgerError::BadSignature(format!("not a signed note: {e}")))?;
+    let (verified, _) = note.verify(&keys.list).map_err(|e| match e {
+        NoteError::UnverifiedNote => {
+            LedgerError::BadSignature("no trusted key signed this note".into())
+        }
+        other => LedgerError::BadSignature(other.to_string()),
+    })?;
+    Ok(OpenedNote {
+        text: String::from_utf8_lossy(note.text()).into_owned(),
+        signed_by: verified[0].name().to_owned(),
+        key_id: verified[0].id(),
+    })
+}
+
+/// Opens a signed checkpoint: a trusted signature (see [`open_note`]), then the checkpoint body
+/// (origin, size, base64 root; this log writes no extension lines).
+pub fn open_checkpoint(text: &str, keys: &Vkeys) -> Result<OpenedCheckpoint, LedgerError> {
+    let note = open_note(text, keys)?;
+    let c = tlog_tiles::Checkpoint::from_bytes(note.text.as_bytes())
+        .map_err(|_| LedgerError::BadSignature("the note is not a checkpoint".into()))?;
+    if !c.extension().is_empty() {
+        return Err(LedgerError::BadSignature(
+            "the checkpoint has extension lines; this log never writes any".into(),
+        ));
+    }
+    Ok(OpenedCheckpoint {
+        head: TreeHead {
+            origin: c.origin().to_owned(),
+            size: c.size(),
+            root: *c.hash(),
+        },
+        signed_by: note.signed_by,
+        key_id: note.key_id,
+        text: text.to_owned(),
+    })
+}
