@@ -212,6 +212,7 @@ fn main() {
                 r.seq,
                 share.hash().as_bytes(),
                 None,
+                None,
             )
             .await
             .expect("share");

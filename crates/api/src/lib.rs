@@ -25,8 +25,9 @@ use deadpool_postgres::Pool;
 use defendable_config::Config;
 use defendable_identity::authn::Authenticator;
 use defendable_identity::jwt::SessionKeys;
+use defendable_ledger::note::LogSigner;
 use defendable_ledger::store::BatchAppender;
-use defendable_ledger::{PublicKey, SigningKey};
+use defendable_ledger::{LedgerName, PublicKey, SigningKey};
 use secrecy::ExposeSecret;
 
 use crate::mail::Mailer;
@@ -51,9 +52,9 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The batching receipt appender.
     pub ledger: BatchAppender,
-    /// The checkpoint signing key.
-    pub signing_key: SigningKey,
-    /// The keys published at `/ledger/keys`: current first, then earlier ones.
+    /// Signs checkpoints: the ledger key under `LEDGER_NAME`.
+    pub log: LogSigner,
+    /// The keys published at `/ledger/keys` (with their vkeys): current first, then earlier ones.
     pub published_keys: Vec<PublicKey>,
     /// Presigns S3 download URLs; `None` for the local backend.
     pub presigner: Option<Arc<dyn Signer>>,
@@ -87,6 +88,31 @@ impl std::fmt::Debug for Dependencies {
             .field("presigned", &self.presigner.is_some())
             .finish_non_exhaustive()
     }
+}
+
+/// How often the tree integrator looks for receipts the Merkle tree does not cover yet.
+const TREE_INTEGRATOR_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+/// Receipts the integrator adds per transaction (the head lock is held that long).
+const TREE_INTEGRATOR_CHUNK: u64 = 10_000;
+
+/// Brings every lagging tree up to its chain: at boot (the migration that introduced the tree
+/// leaves existing chains uncovered) and then every couple of seconds (receipts written by the
+/// previous release during a deploy). Processes racing on one organization serialize on its
+/// head lock; the loser finds nothing left to do.
+fn spawn_tree_integrator(pool: Pool) {
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(TREE_INTEGRATOR_INTERVAL);
+        loop {
+            tick.tick().await;
+            match defendable_ledger::store::integrate_all(&pool, TREE_INTEGRATOR_CHUNK).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(leaves = n, "integrated receipts into the Merkle trees"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not integrate receipts into the Merkle trees")
+                }
+            }
+        }
+    });
 }
 
 /// A bound, not yet running server.
@@ -130,11 +156,21 @@ impl Application {
                 .context("LEDGER_SIGNING_KEY is not set")?
                 .expose_secret(),
         )?;
-        let mut published_keys = vec![signing_key.public_key().clone()];
+        let name = LedgerName::parse(
+            config
+                .ledger_name
+                .as_deref()
+                .context("LEDGER_NAME is not set")?,
+        )?;
+        let mut published_keys = vec![signing_key.public_key().clone().named(&name)?];
         for old in &config.ledger_signing_keys_previous {
-            published_keys
-                .push(PublicKey::from_base64(old).context("LEDGER_SIGNING_KEYS_PREVIOUS")?);
+            published_keys.push(
+                PublicKey::from_base64(old)
+                    .and_then(|k| k.named(&name))
+                    .context("LEDGER_SIGNING_KEYS_PREVIOUS")?,
+            );
         }
+        let log = LogSigner::new(name, signing_key);
         let ledger = BatchAppender::start(deps.pool.clone(), 2, 512);
         let url_key = config
             .object_url_signing_key
@@ -160,12 +196,13 @@ impl Application {
             mailer,
             metrics: Metrics::default(),
             ledger,
-            signing_key,
+            log,
             published_keys,
             presigner: deps.presigner,
             url_signer,
         });
         ratelimit::spawn_pruner(state.pool.clone());
+        spawn_tree_integrator(state.pool.clone());
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())

@@ -169,6 +169,13 @@ pub fn production_problems(config: &Config) -> Vec<Problem> {
             "generate one with `defendable-api generate-signing-key` and keep it secret",
         );
     }
+    if config.ledger_name.is_none() {
+        add(
+            "LEDGER_NAME",
+            "is missing".into(),
+            "set the log operator's stable name, e.g. ledger.example.com; never change it once checkpoints are published",
+        );
+    }
     if config.database_url.is_none() {
         add(
             "DATABASE_URL",

@@ -124,6 +124,8 @@ pub struct Config {
     pub ledger_signing_key: Option<SecretString>,
     /// Public keys of earlier signing keys (base64url), still published.
     pub ledger_signing_keys_previous: Vec<String>,
+    /// The log operator's name (`LEDGER_NAME`); `None` in production when unset.
+    pub ledger_name: Option<String>,
     /// The rate limits in force (the declared table with overrides).
     pub rate_limits: Vec<limits::RateLimit>,
     /// The security contact published in `/.well-known/security.txt`.
@@ -459,6 +461,28 @@ impl Config {
                         .collect()
                 })
                 .unwrap_or_default(),
+            ledger_name: {
+                let name = if app_env.is_production() {
+                    p.raw("LEDGER_NAME")
+                } else {
+                    p.or_default("LEDGER_NAME")
+                };
+                match name {
+                    Some(n)
+                        if n.is_empty()
+                            || n.contains('+')
+                            || n.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+                    {
+                        p.fail(
+                            "LEDGER_NAME",
+                            format!("{n:?} has spaces, `+` or control characters"),
+                            "use a host-like name such as ledger.example.com",
+                        );
+                        None
+                    }
+                    other => other.map(str::to_owned),
+                }
+            },
             rate_limits: match limits::effective(p.raw("RATE_LIMITS").unwrap_or("")) {
                 Ok(l) => l,
                 Err(why) => {

@@ -114,6 +114,24 @@ pub static RATE_LIMITS: &[RateLimit] = &[
         limit: 120,
         window: HOUR,
     },
+    // Proofs are small and cheap but public and signed on every request: an address that
+    // walks many tokens or hammers one is slowed down; a verifier checks a few a day.
+    RateLimit {
+        id: "share-proof-ip",
+        method: "GET",
+        route: "/share/{token}/proof",
+        key: LimitKey::Ip,
+        limit: 600,
+        window: HOUR,
+    },
+    RateLimit {
+        id: "share-consistency-ip",
+        method: "GET",
+        route: "/share/{token}/consistency",
+        key: LimitKey::Ip,
+        limit: 600,
+        window: HOUR,
+    },
 ];
 
 /// The limits in force: the declared table with `RATE_LIMITS` overrides applied

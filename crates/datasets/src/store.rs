@@ -407,7 +407,15 @@ pub async fn grant(pool: &Pool, req: &GrantRequest) -> Result<Grant> {
         &[&id, &req.org, &(sealed.seq as i64), &req.slug.as_str(), &version, &object_key, &user_id, &api_key_id, &expires_at],
     )
     .await?;
-    ledger::create_share(&tx, req.org, sealed.seq, &req.share_token_hash, user_id).await?;
+    ledger::create_share(
+        &tx,
+        req.org,
+        sealed.seq,
+        &req.share_token_hash,
+        user_id,
+        None,
+    )
+    .await?;
     let actor = match req.grantee {
         Grantee::User { id, .. } => Actor::User(id),
         Grantee::ApiKey { id } => Actor::ApiKey(id),

@@ -73,6 +73,10 @@ pub enum LedgerError {
     /// A tree size or leaf index outside the tree.
     #[error("{0}")]
     OutOfRange(String),
+    /// The receipt is committed but the tree does not cover it yet (a receipt written by an
+    /// older release during a deploy); the background integrator adds it within seconds.
+    #[error("this receipt is not in the Merkle tree yet; retry in a few seconds")]
+    NotIntegrated,
     /// A proof does not verify, or the tree cannot produce one.
     #[error("{0}")]
     InvalidProof(String),

@@ -335,3 +335,61 @@ pub fn to_base64(hashes: &[TreeHash]) -> Vec<String> {
 pub fn from_base64(hashes: &[String]) -> Result<Vec<TreeHash>, LedgerError> {
     hashes.iter().map(|h| parse_tree_hash(h)).collect()
 }
+
+/// Hashes per full tile (C2SP tlog-tiles, height 8).
+pub const TILE_WIDTH: u32 = 256;
+
+/// A C2SP tlog-tiles hash tile: tile level `level` (tree level `8·level`), tile `index`,
+/// `width` hashes (256 for a full tile).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TileId {
+    /// Tile level (tree level `8·level`).
+    pub level: u8,
+    /// Tile index within its level.
+    pub index: u64,
+    /// Hashes in the tile, 1 to 256.
+    pub width: u32,
+}
+
+impl TileId {
+    /// Parses `<L>/<N>[.p/<W>]` (the part after `tile/`), with `<N>` in the spec's 3-digit
+    /// groups (`x001/x234/067`).
+    pub fn parse(path: &str) -> Result<TileId, LedgerError> {
+        let bad = || {
+            LedgerError::OutOfRange(format!(
+                "{path:?} is not a tile path such as 0/x001/234.p/7"
+            ))
+        };
+        if path.starts_with("data") || path.starts_with("entries") {
+            return Err(bad());
+        }
+        let t = tlog_tiles::Tile::from_path(&format!("tile/8/{path}")).map_err(|_| bad())?;
+        if t.is_data() {
+            return Err(bad());
+        }
+        Ok(TileId {
+            level: t.level(),
+            index: t.level_index(),
+            width: t.width(),
+        })
+    }
+
+    /// The tree level of the tile's hashes.
+    pub fn tree_level(&self) -> u8 {
+        self.level * 8
+    }
+
+    /// The first node index (at [`TileId::tree_level`]) the tile holds.
+    pub fn first(&self) -> u64 {
+        self.index * u64::from(TILE_WIDTH)
+    }
+
+    /// Whether a tree of `size` leaves has every hash of this tile.
+    pub fn within(&self, size: u64) -> bool {
+        let level = u32::from(self.tree_level());
+        let available = if level >= 64 { 0 } else { size >> level };
+        self.first()
+            .checked_add(u64::from(self.width))
+            .is_some_and(|end| end <= available)
+    }
+}

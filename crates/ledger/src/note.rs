@@ -254,3 +254,43 @@ pub fn open_checkpoint(text: &str, keys: &Vkeys) -> Result<OpenedCheckpoint, Led
         text: text.to_owned(),
     })
 }
+
+/// The log operator's signer: the ledger key under `LEDGER_NAME`, signing every organization's
+/// checkpoints with that organization's origin.
+#[derive(Debug)]
+pub struct LogSigner {
+    name: LedgerName,
+    key: SigningKey,
+}
+
+impl LogSigner {
+    /// The signer for `key` under `name`.
+    pub fn new(name: LedgerName, key: SigningKey) -> LogSigner {
+        LogSigner { name, key }
+    }
+
+    /// `LEDGER_NAME`.
+    pub fn name(&self) -> &LedgerName {
+        &self.name
+    }
+
+    /// The key (also signs v1 checkpoints).
+    pub fn key(&self) -> &SigningKey {
+        &self.key
+    }
+
+    /// This key's C2SP verifier key.
+    pub fn vkey(&self) -> String {
+        vkey(&self.name, &self.key.raw_public())
+    }
+
+    /// The signed checkpoint of `org`'s tree of `size` leaves with root `root`.
+    pub fn sign(&self, org: Uuid, size: u64, root: TreeHash) -> Result<String, LedgerError> {
+        TreeHead {
+            origin: self.name.origin(org),
+            size,
+            root,
+        }
+        .sign(&self.name, &self.key)
+    }
+}

@@ -31,6 +31,12 @@ pub enum Reason {
     IdMismatch,
     /// The stored head does not match the last receipt of the chain.
     HeadMismatch,
+    /// The stored Merkle tree of `size` leaves does not match the tree recomputed from the
+    /// receipts (a node or the edge was altered, or the tree lost a leaf).
+    TreeMismatch {
+        /// The stored tree's size.
+        size: u64,
+    },
 }
 
 impl fmt::Display for Reason {
@@ -46,6 +52,10 @@ impl fmt::Display for Reason {
             }
             Reason::IdMismatch => f.write_str("receipt id does not match seq and hash"),
             Reason::HeadMismatch => f.write_str("the stored head does not match the last receipt"),
+            Reason::TreeMismatch { size } => write!(
+                f,
+                "the stored Merkle tree of size {size} does not match the tree recomputed from the receipts"
+            ),
         }
     }
 }

@@ -14,7 +14,8 @@ use std::str::FromStr;
 
 pub use deadpool_postgres::{GenericClient, Pool};
 pub use migrate::{
-    embedded_migrations, latest_version, migrate, migrations_fingerprint, schema_version,
+    embedded_migrations, latest_version, migrate, migrate_to, migrations_fingerprint,
+    schema_version,
 };
 
 /// Everything that can go wrong in the store.

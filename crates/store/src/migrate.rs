@@ -29,6 +29,18 @@ pub async fn migrate(pool: &Pool) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Applies the embedded migrations up to and including `version` only: the schema an earlier
+/// release ran on (tests of expand/contract migrations use it).
+pub async fn migrate_to(pool: &Pool, version: u32) -> Result<(), StoreError> {
+    let mut client = pool.get().await?;
+    let client_ref: &mut tokio_postgres::Client = &mut client;
+    embedded::migrations::runner()
+        .set_target(refinery::Target::Version(version))
+        .run_async(client_ref)
+        .await?;
+    Ok(())
+}
+
 /// The newest migration version embedded in this binary.
 pub fn latest_version() -> i64 {
     embedded::migrations::runner()

@@ -1,25 +1,28 @@
-//! Chain-level routes: verification, signed checkpoints, export, published keys.
+//! Log-level routes: verification, signed-note checkpoints, consistency proofs, tiles, export,
+//! published keys (DESIGN §2b).
 
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use defendable_identity::IdentityError;
+use defendable_ledger::merkle::TileId;
 use defendable_ledger::store as ledger;
-use defendable_ledger::{Checkpoint, Hash, PublicKey, SignedCheckpoint};
+use defendable_ledger::PublicKey;
 use futures_util::stream;
 use serde::Serialize;
-use serde_json::Value;
-use time::OffsetDateTime;
+use serde_json::{json, Value};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
+use crate::routes::proof::{note_response, ConsistencyDto, ConsistencyQuery};
 use crate::AppState;
 
 /// The published verification keys.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct KeysDto {
-    /// Current key first, then earlier ones still honoured.
+    /// Current key first, then earlier ones still honoured. Each has `kid`, `alg`, `public_key`
+    /// (base64url, v1), `name` (`LEDGER_NAME`) and `vkey` (the C2SP verifier key).
     #[schema(value_type = Vec<Object>)]
     pub keys: Vec<PublicKey>,
 }
@@ -44,6 +47,8 @@ pub struct VerifyDto {
     pub checked: u64,
     /// The last verified hash.
     pub head: String,
+    /// Receipts in the Merkle tree, whose stored root was recomputed from the receipts.
+    pub tree_size: u64,
     /// The first failure, if any.
     pub failure: Option<FailureDto>,
 }
@@ -83,6 +88,7 @@ pub async fn get_ledger_verify(
         valid: report.failure.is_none(),
         checked: report.checked,
         head: report.head.to_hex(),
+        tree_size: report.tree_size,
         failure: report.failure.map(|f| FailureDto {
             seq: f.seq,
             reason: f.reason.to_string(),
@@ -90,22 +96,12 @@ pub async fn get_ledger_verify(
     }))
 }
 
-async fn sign_head(
-    state: &AppState,
-    org: Uuid,
-    seq: i64,
-    head: Hash,
-) -> Result<SignedCheckpoint, ApiError> {
-    Ok(state
-        .signing_key
-        .sign(Checkpoint::new(org, seq, head, OffsetDateTime::now_utc()))?)
-}
-
-/// A signed checkpoint of the chain's current head.
+/// The signed checkpoint of the organization's current tree: a C2SP tlog-checkpoint note
+/// (`<LEDGER_NAME>/orgs/<org id>`, size, base64 root, signature line).
 #[utoipa::path(get, path = "/orgs/{org}/ledger/checkpoint", tag = "ledger", security(("bearer" = [])),
     params(("org" = String, Path, description = "Organization slug or id")),
     responses(
-        (status = 200, description = "Signed checkpoint; an empty chain has seq -1 and a zero head", body = Object),
+        (status = 200, description = "The signed note; an empty log has size 0 and the root SHA-256 of nothing", body = String, content_type = "text/plain; charset=utf-8"),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such organization, or not a member", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -113,17 +109,73 @@ pub async fn get_ledger_checkpoint(
     state: web::Data<AppState>,
     caller: Caller,
     path: web::Path<String>,
-) -> Result<web::Json<SignedCheckpoint>, ApiError> {
+) -> Result<HttpResponse, ApiError> {
     let access = caller.member(&state, &path).await?;
     let client = state.pool.get().await.map_err(IdentityError::from)?;
-    let (seq, head) = ledger::head(&client, access.org.id.as_uuid()).await?;
-    Ok(web::Json(
-        sign_head(&state, access.org.id.as_uuid(), seq, head).await?,
-    ))
+    let (_, note) = ledger::signed_checkpoint(&client, &state.log, access.org.id.as_uuid()).await?;
+    Ok(note_response(note))
 }
 
-/// The whole chain as JSON Lines: one public projection per line in seq order, then a signed
-/// checkpoint of the last exported receipt. Streamed; memory does not grow with the chain.
+/// A consistency proof between two sizes of the organization's tree, with the signed
+/// checkpoint of the larger.
+#[utoipa::path(get, path = "/orgs/{org}/ledger/consistency", tag = "ledger", security(("bearer" = [])),
+    params(("org" = String, Path, description = "Organization slug or id"), ConsistencyQuery),
+    responses(
+        (status = 200, description = "The proof (empty when from = to) and the checkpoint of `to`", body = ConsistencyDto),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organization, or not a member", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Sizes outside `1 ≤ from ≤ to ≤ current`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_ledger_consistency(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    query: web::Query<ConsistencyQuery>,
+) -> Result<web::Json<ConsistencyDto>, ApiError> {
+    let access = caller.member(&state, &path).await?;
+    let client = state.pool.get().await.map_err(IdentityError::from)?;
+    let proof = ledger::consistency_proof(
+        &client,
+        &state.log,
+        access.org.id.as_uuid(),
+        query.from,
+        query.to,
+    )
+    .await?;
+    Ok(web::Json(proof.into()))
+}
+
+/// A C2SP tlog-tiles hash tile of the organization's tree: `<L>/<N>[.p/<W>]` with `<N>` in
+/// 3-digit groups (`x001/x234/067`); a full tile is 8,192 bytes, a partial one `W` hashes.
+#[utoipa::path(get, path = "/orgs/{org}/ledger/tile/{tile}", tag = "ledger", security(("bearer" = [])),
+    params(("org" = String, Path, description = "Organization slug or id"),
+           ("tile" = String, Path, description = "`<L>/<N>[.p/<W>]`, e.g. `0/000.p/7` or `1/x001/002`")),
+    responses(
+        (status = 200, description = "The tile's hashes, 32 bytes each", content_type = "application/octet-stream"),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organization or membership, or a tile beyond the current tree", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not a tile path", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_ledger_tile(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (org, tile) = path.into_inner();
+    let access = caller.member(&state, &org).await?;
+    let tile = TileId::parse(&tile)?;
+    let client = state.pool.get().await.map_err(IdentityError::from)?;
+    let bytes = ledger::tile(&client, access.org.id.as_uuid(), tile)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .body(bytes))
+}
+
+/// The whole log as JSON Lines: one public projection per line in seq order, then
+/// `{"checkpoint": "<signed note>"}` of exactly the exported receipts (the tree's current size).
+/// Streamed; memory does not grow with the chain.
 #[utoipa::path(get, path = "/orgs/{org}/ledger/export", tag = "ledger", security(("bearer" = [])),
     params(("org" = String, Path, description = "Organization slug or id")),
     responses(
@@ -139,10 +191,10 @@ pub async fn get_ledger_export(
     let access = caller.member(&state, &path).await?;
     let org = access.org.id.as_uuid();
     let client = state.pool.get().await.map_err(IdentityError::from)?;
-    // Fix the head first: the export ends exactly there, whatever is appended meanwhile.
-    let (seq, head) = ledger::head(&client, org).await?;
-    let checkpoint = serde_json::to_value(sign_head(&state, org, seq, head).await?)
-        .map_err(ApiError::internal)?;
+    // Fix the tree first: the export ends exactly at its size, whatever is appended meanwhile.
+    let (size, note) = ledger::signed_checkpoint(&client, &state.log, org).await?;
+    let seq = size as i64 - 1;
+    let checkpoint = json!({ "checkpoint": note });
     let (tx, rx) = tokio::sync::mpsc::channel::<Value>(256);
     actix_web::rt::spawn(async move {
         match ledger::send_projections(&client, org, seq, &tx).await {

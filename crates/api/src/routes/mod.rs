@@ -11,6 +11,7 @@ pub mod me;
 pub mod objects;
 pub mod ops;
 pub mod orgs;
+pub mod proof;
 pub mod receipts;
 pub mod share;
 pub mod wellknown;
@@ -79,6 +80,9 @@ pub fn configure(config: &Config) -> impl FnOnce(&mut web::ServiceConfig) + '_ {
             )
             .service(web::resource("/orgs/{org}/receipts/{id}").get(receipts::get_org_receipt))
             .service(
+                web::resource("/orgs/{org}/receipts/{id}/proof").get(receipts::get_receipt_proof),
+            )
+            .service(
                 web::resource("/orgs/{org}/receipts/{id}/share")
                     .post(receipts::post_receipt_share)
                     .delete(receipts::delete_receipt_share),
@@ -88,8 +92,16 @@ pub fn configure(config: &Config) -> impl FnOnce(&mut web::ServiceConfig) + '_ {
                 web::resource("/orgs/{org}/ledger/checkpoint").get(ledger::get_ledger_checkpoint),
             )
             .service(web::resource("/orgs/{org}/ledger/export").get(ledger::get_ledger_export))
+            .service(
+                web::resource("/orgs/{org}/ledger/consistency").get(ledger::get_ledger_consistency),
+            )
+            .service(
+                web::resource("/orgs/{org}/ledger/tile/{tile:.*}").get(ledger::get_ledger_tile),
+            )
             .service(web::resource("/ledger/keys").get(ledger::get_ledger_keys))
             .service(web::resource("/share/{token}").get(share::get_share))
+            .service(web::resource("/share/{token}/proof").get(share::get_share_proof))
+            .service(web::resource("/share/{token}/consistency").get(share::get_share_consistency))
             .service(web::resource("/share/{token}/download").get(share::get_share_download))
             .service(web::resource("/internal/datasets").post(datasets::post_internal_datasets))
             .service(web::resource("/datasets/catalog").get(datasets::get_catalog))

@@ -13,6 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
 use crate::routes::dto::split_page;
+use crate::routes::proof::{bundle_response, ProofBundleDto, ProofQuery};
 use crate::AppState;
 
 /// `POST /orgs/{org}/receipts` body.
@@ -85,10 +86,50 @@ pub struct ReceiptQuery {
 pub struct ShareDto {
     /// The link: anyone holding it sees the redacted projection.
     pub url: String,
-    /// The proof bundle download for the same receipt.
+    /// The v2 proof bundle of the same receipt (JSON; `?format=tlog-proof` for the C2SP file).
+    pub proof_url: String,
+    /// The same bundle as an attachment (a dataset grant's link redirects to the object).
     pub download_url: String,
     /// The share token (shown once; stored only as a hash).
     pub token: String,
+    /// When the link stops working (RFC 3339); null when it never expires.
+    pub expires_at: Option<String>,
+}
+
+/// `POST /orgs/{org}/receipts/{id}/share` body; optional (no body: a link that never expires).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShareRequest {
+    /// Seconds until the link stops working, from 60 to 31,622,400 (366 days).
+    pub expires_in: Option<u64>,
+}
+
+/// The shortest and longest share link lifetimes accepted, in seconds.
+const SHARE_TTL_RANGE: std::ops::RangeInclusive<u64> = 60..=31_622_400;
+
+impl ShareRequest {
+    /// Parses an optional JSON body.
+    fn parse(body: &[u8]) -> Result<ShareRequest, ApiError> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(ShareRequest::default());
+        }
+        let req: ShareRequest = serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("invalid share request: {e}")))?;
+        if let Some(ttl) = req.expires_in {
+            if !SHARE_TTL_RANGE.contains(&ttl) {
+                return Err(ApiError::new(
+                    actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_expiry",
+                    format!(
+                        "expires_in must be between {} and {} seconds",
+                        SHARE_TTL_RANGE.start(),
+                        SHARE_TTL_RANGE.end()
+                    ),
+                ));
+            }
+        }
+        Ok(req)
+    }
 }
 
 /// Records a receipt in the organization's chain. Send `Idempotency-Key` to make retries safe.
@@ -265,11 +306,15 @@ pub async fn get_org_receipt(
     Ok(web::Json(ReceiptDto::from(&receipt)))
 }
 
-/// Creates a share link: anyone holding it sees the redacted projection and can verify it.
+/// Creates a share link: anyone holding it sees the redacted projection and can verify it with
+/// a proof that discloses no other receipt. Optionally it expires.
 #[utoipa::path(post, path = "/orgs/{org}/receipts/{id}/share", tag = "receipts", security(("bearer" = [])),
+    request_body(content = Option<ShareRequest>, description = "Optional; `{}` or no body: never expires"),
     params(("org" = String, Path, description = "Organization slug or id"), ("id" = String, Path, description = "Receipt id, DCR-…")),
     responses(
         (status = 201, description = "Shared", body = ShareDto),
+        (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`expires_in` out of range", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "API keys cannot share", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such receipt, organization, or membership", body = Problem, content_type = "application/problem+json"),
@@ -278,10 +323,15 @@ pub async fn post_receipt_share(
     state: web::Data<AppState>,
     caller: Caller,
     path: web::Path<(String, String)>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let (org, id) = path.into_inner();
     let access = caller.member(&state, &org).await?;
     let (user, _) = caller.session()?;
+    let request = ShareRequest::parse(&body)?;
+    let expires_at = request
+        .expires_in
+        .map(|s| time::OffsetDateTime::now_utc() + std::time::Duration::from_secs(s));
     let receipt = find_receipt(&state, access.org.id.as_uuid(), &id).await?;
     let token = OneTimeToken::generate();
     let mut client = state.pool.get().await.map_err(IdentityError::from)?;
@@ -292,6 +342,7 @@ pub async fn post_receipt_share(
         receipt.seq,
         token.hash().as_bytes(),
         Some(user.as_uuid()),
+        expires_at,
     )
     .await?;
     record_event(
@@ -307,9 +358,36 @@ pub async fn post_receipt_share(
     let base = base.as_str().trim_end_matches('/');
     Ok(HttpResponse::Created().json(ShareDto {
         url: format!("{base}/share/{}", token.expose()),
+        proof_url: format!("{base}/share/{}/proof", token.expose()),
         download_url: format!("{base}/share/{}/download", token.expose()),
         token: token.expose().to_owned(),
+        expires_at: expires_at.map(defendable_ledger::receipt::format_created_at),
     }))
+}
+
+/// The v2 proof bundle of one receipt (members and API keys): its projection, inclusion path
+/// and the signed checkpoint of the current tree (or of `size` receipts).
+#[utoipa::path(get, path = "/orgs/{org}/receipts/{id}/proof", tag = "receipts", security(("bearer" = [])),
+    params(("org" = String, Path, description = "Organization slug or id"), ("id" = String, Path, description = "Receipt id, DCR-…"), ProofQuery),
+    responses(
+        (status = 200, description = "The proof bundle (JSON), or with `format=tlog-proof` a C2SP tlog-proof file (text/plain)", body = ProofBundleDto),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such receipt, organization, or membership", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`size` outside `seq < size ≤ current`, or an unknown format", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The receipt is not in the tree yet (Retry-After)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_receipt_proof(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    query: web::Query<ProofQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (org, id) = path.into_inner();
+    let access = caller.member(&state, &org).await?;
+    let receipt = find_receipt(&state, access.org.id.as_uuid(), &id).await?;
+    let client = state.pool.get().await.map_err(IdentityError::from)?;
+    let bundle = ledger::proof_bundle(&client, &state.log, &receipt, query.size).await?;
+    bundle_response(bundle, query.format.as_deref(), None)
 }
 
 /// Revokes every share link of a receipt.
@@ -387,6 +465,15 @@ impl From<LedgerError> for ApiError {
                 "idempotency_key_reused",
                 detail,
             ),
+            LedgerError::OutOfRange(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "out_of_range", detail)
+            }
+            LedgerError::NotIntegrated => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_yet_integrated",
+                detail,
+            )
+            .with_retry_after(2),
             other => ApiError::internal(other),
         }
     }

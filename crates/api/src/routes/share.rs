@@ -1,4 +1,5 @@
-//! Public share links: the redacted projection and the proof bundle.
+//! Public share links: the redacted projection, the v2 proof bundle and consistency proofs
+//! (DESIGN §2b). Nothing here discloses any receipt but the shared one.
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -7,14 +8,33 @@ use defendable_datasets::store as datasets;
 use defendable_datasets::{objects, DatasetsError, ObjectKey};
 use defendable_identity::{IdentityError, OneTimeToken};
 use defendable_ledger::store as ledger;
-use defendable_ledger::Checkpoint;
 use defendable_store::audit::{record, Actor, AuditAction, AuditEvent};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use crate::auth::audit_context;
 use crate::error::{ApiError, Problem};
+use crate::routes::proof::{
+    bundle_response, ConsistencyDto, ProofBundleDto, ProofQuery, ShareConsistencyQuery,
+};
 use crate::AppState;
+
+/// Counts a public share request against its declared limits (per token and per IP where the
+/// table declares them).
+async fn limit(
+    req: &HttpRequest,
+    state: &AppState,
+    route: &str,
+    token: &str,
+) -> Result<(), ApiError> {
+    let ip = audit_context(req, state).ip.map(|ip| ip.to_string());
+    crate::ratelimit::check(req, state, "GET", route, |k| match k {
+        LimitKey::Token => Some(token.to_owned()),
+        LimitKey::Ip => ip.clone(),
+        _ => None,
+    })
+    .await
+}
 
 /// Resolves a share token to its receipt; unknown, revoked and malformed tokens are one 404,
 /// recorded as `share.access_error`.
@@ -152,72 +172,83 @@ async fn grant_redirect(
         .finish())
 }
 
-/// For a dataset grant: a 302 to a fresh short-lived object URL. For any other receipt: its
-/// proof bundle `{receipt, chain, checkpoint}`, where `chain` runs from the receipt to the head
-/// and `checkpoint` signs the head.
-#[utoipa::path(get, path = "/share/{token}/download", tag = "share",
-    params(("token" = String, Path, description = "Share token")),
+/// The v2 proof bundle of a shared receipt: its projection, its inclusion path and a signed
+/// checkpoint. No other receipt's body is included.
+#[utoipa::path(get, path = "/share/{token}/proof", tag = "share",
+    params(("token" = String, Path, description = "Share token"), ProofQuery),
     responses(
-        (status = 200, description = "The proof bundle as a JSON attachment", body = Object),
+        (status = 200, description = "The proof bundle (JSON), or with `format=tlog-proof` a C2SP tlog-proof file (text/plain)", body = ProofBundleDto),
+        (status = 404, description = "Unknown, revoked or expired link", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`size` outside `seq < size ≤ current`, or an unknown format", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The receipt is not in the tree yet (Retry-After)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_share_proof(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<ProofQuery>,
+) -> Result<HttpResponse, ApiError> {
+    limit(&req, &state, "/share/{token}/proof", &path).await?;
+    let receipt = shared(&req, &state, &path).await?;
+    let client = state.pool.get().await.map_err(IdentityError::from)?;
+    let bundle = ledger::proof_bundle(&client, &state.log, &receipt, query.size).await?;
+    bundle_response(bundle, query.format.as_deref(), None)
+}
+
+/// A consistency proof from an earlier tree size of the shared receipt's log to the current one:
+/// a holder who saved a checkpoint proves that history was not rewritten since.
+#[utoipa::path(get, path = "/share/{token}/consistency", tag = "share",
+    params(("token" = String, Path, description = "Share token"), ShareConsistencyQuery),
+    responses(
+        (status = 200, description = "The consistency proof and the current signed checkpoint", body = ConsistencyDto),
+        (status = 404, description = "Unknown, revoked or expired link", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`from` outside `1 ≤ from ≤ current`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_share_consistency(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<ShareConsistencyQuery>,
+) -> Result<web::Json<ConsistencyDto>, ApiError> {
+    limit(&req, &state, "/share/{token}/consistency", &path).await?;
+    let receipt = shared(&req, &state, &path).await?;
+    let client = state.pool.get().await.map_err(IdentityError::from)?;
+    let proof =
+        ledger::consistency_proof(&client, &state.log, receipt.org, query.from, None).await?;
+    Ok(web::Json(proof.into()))
+}
+
+/// For a dataset grant: a 302 to a fresh short-lived object URL. For any other receipt: its v2
+/// proof bundle as an attachment (the same bundle as `/share/{token}/proof`).
+#[utoipa::path(get, path = "/share/{token}/download", tag = "share",
+    params(("token" = String, Path, description = "Share token"), ProofQuery),
+    responses(
+        (status = 200, description = "The proof bundle as an attachment (JSON, or a tlog-proof file)", body = ProofBundleDto),
         (status = 302, description = "A grant: Location is a signed object URL valid DOWNLOAD_URL_TTL"),
-        (status = 404, description = "Unknown or revoked link", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown, revoked or expired link", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "The grant has expired", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Object storage unreachable", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`size` outside `seq < size ≤ current`, or an unknown format", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Object storage unreachable, or the receipt is not in the tree yet", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get_share_download(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
+    query: web::Query<ProofQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let ip = audit_context(&req, &state).ip.map(|ip| ip.to_string());
-    crate::ratelimit::check(
-        &req,
-        &state,
-        "GET",
-        "/share/{token}/download",
-        |k| match k {
-            LimitKey::Token => Some(path.as_str().to_owned()),
-            LimitKey::Ip => ip.clone(),
-            _ => None,
-        },
-    )
-    .await?;
+    limit(&req, &state, "/share/{token}/download", &path).await?;
     let receipt = shared(&req, &state, &path).await?;
-    let client = state.pool.get().await.map_err(IdentityError::from)?;
-    if let Some(grant) = datasets::grant_for_receipt(&client, receipt.org, receipt.seq).await? {
+    let grant = {
+        let client = state.pool.get().await.map_err(IdentityError::from)?;
+        datasets::grant_for_receipt(&client, receipt.org, receipt.seq).await?
+    };
+    if let Some(grant) = grant {
         return grant_redirect(&req, &state, &receipt, grant).await;
     }
-    let (head_seq, head) = ledger::head(&client, receipt.org).await?;
-    let mut chain = Vec::new();
-    let mut after = receipt.seq;
-    loop {
-        let page = ledger::list(&client, receipt.org, Some(after), 1000, None).await?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        chain.extend(
-            page.iter()
-                .filter(|r| r.seq as i64 <= head_seq)
-                .map(|r| r.projection()),
-        );
-        if after as i64 >= head_seq {
-            break;
-        }
-    }
-    let checkpoint = state.signing_key.sign(Checkpoint::new(
-        receipt.org,
-        head_seq,
-        head,
-        OffsetDateTime::now_utc(),
-    ))?;
-    let bundle = json!({
-        "receipt": receipt.projection(),
-        "chain": chain,
-        "checkpoint": checkpoint,
-    });
-    Ok(HttpResponse::Ok()
-        .insert_header((
-            header::CONTENT_DISPOSITION,
-            format!("attachment; filename=\"{}-proof.json\"", receipt.receipt_id),
-        ))
-        .json(bundle))
+    let client = state.pool.get().await.map_err(IdentityError::from)?;
+    let bundle = ledger::proof_bundle(&client, &state.log, &receipt, query.size).await?;
+    bundle_response(bundle, query.format.as_deref(), Some(&receipt.receipt_id))
 }

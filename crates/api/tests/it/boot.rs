@@ -27,6 +27,7 @@ fn production_with_an_empty_environment_refuses_and_lists_every_rule() {
         "INTERNAL_API_KEY",
         "DATABASE_URL",
         "LEDGER_SIGNING_KEY",
+        "LEDGER_NAME",
         "OBJECT_URL_SIGNING_KEY",
     ] {
         assert!(stderr.contains(var), "{var} missing from:\n{stderr}");
@@ -88,6 +89,7 @@ async fn production_with_a_complete_environment_boots_and_is_ready() {
             ("SMTP_URL", "smtp://127.0.0.1:2525"),
             ("DATASET_DOWNLOAD_DAILY_LIMIT", "100"),
             ("LEDGER_SIGNING_KEY", crate::helpers::signing_key()),
+            ("LEDGER_NAME", "ledger.example.com"),
             (
                 "OBJECT_URL_SIGNING_KEY",
                 "Pq8Wn3Ez5Rt7Yu1Io4As6Df9Gh2Jk0LzXcVbNmQwEr",

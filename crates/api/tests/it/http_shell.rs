@@ -167,6 +167,7 @@ async fn authenticated_requests_are_never_cached() {
 async fn hsts_is_sent_in_production_only() {
     let prod = config(&[
         ("APP_ENV", "production"),
+        ("LEDGER_NAME", "ledger.example.com"),
         ("APP_BASE_URL", "https://app.example.com"),
         ("API_BASE_URL", "https://api.example.com"),
         ("CORS_ORIGINS", "https://app.example.com"),

@@ -221,6 +221,7 @@ async fn fixture(app: &TestApp, n: usize) -> Fixture {
         receipt.seq,
         share.hash().as_bytes(),
         None,
+        None,
     )
     .await
     .expect("share");

@@ -29,6 +29,7 @@ fn valid_production() -> HashMap<&'static str, &'static str> {
             "LEDGER_SIGNING_KEY",
             "MC4CAQAwBQYDK2VwBCIEIK3mWq8y7Jx0cR5b2vN9tLp4sD1fG6hU8eQ0aZ3xC7kM",
         ),
+        ("LEDGER_NAME", "ledger.example.com"),
     ])
 }
 
@@ -132,6 +133,9 @@ fn each_rule_alone() {
     );
     check(&[("DATABASE_URL", None)], &["DATABASE_URL"]);
     check(&[("LEDGER_SIGNING_KEY", None)], &["LEDGER_SIGNING_KEY"]);
+    check(&[("LEDGER_NAME", None)], &["LEDGER_NAME"]);
+    check(&[("LEDGER_NAME", Some("ledger example"))], &["LEDGER_NAME"]);
+    check(&[("LEDGER_NAME", Some("ledger+example"))], &["LEDGER_NAME"]);
     check(
         &[("OBJECT_URL_SIGNING_KEY", None)],
         &["OBJECT_URL_SIGNING_KEY"],
@@ -164,6 +168,7 @@ fn an_empty_production_environment_lists_every_rule_at_once() {
             "DATASET_DOWNLOAD_DAILY_LIMIT",
             "INTERNAL_API_KEY",
             "JWT_SECRET",
+            "LEDGER_NAME",
             "LEDGER_SIGNING_KEY",
             "OBJECT_URL_SIGNING_KEY",
             "SMTP_URL",

@@ -254,8 +254,18 @@ async fn a_moved_head_is_reported() {
     let org = Uuid::new_v4();
     chain_of(&db, org, 3).await;
     let client = db.pool.get().await.expect("client");
-    client
+    let behind_the_tree = client
         .execute("UPDATE ledger_heads SET seq = 1 WHERE org_id = $1", &[&org])
+        .await
+        .expect_err("a head behind its tree is refused by a constraint");
+    assert!(
+        behind_the_tree
+            .to_string()
+            .contains("ledger_heads_tree_within_chain")
+            || format!("{behind_the_tree:?}").contains("ledger_heads_tree_within_chain")
+    );
+    client
+        .execute("UPDATE ledger_heads SET seq = 5 WHERE org_id = $1", &[&org])
         .await
         .expect("move head");
     let failure = store::verify_org(&client, org)
@@ -290,7 +300,7 @@ async fn another_service_migrates_an_empty_database_and_appends_in_its_own_trans
         .await
         .expect("history")
         .get(0);
-    assert_eq!(history, 1);
+    assert_eq!(history, 2, "the chain and the tree migrations");
     assert_eq!(
         store::verify_org(&client, org)
             .await

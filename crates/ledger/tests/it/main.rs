@@ -7,3 +7,4 @@ mod contract;
 mod jcs;
 mod notes;
 mod tree;
+mod tree_store;

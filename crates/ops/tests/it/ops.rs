@@ -173,6 +173,7 @@ async fn backup_and_drill_pass_then_a_tampered_receipt_fails_the_drill_by_org_an
         &data,
         &[
             ("APP_ENV", "production"),
+            ("LEDGER_NAME", "localhost-dev"),
             ("BACKUP_IDENTITY_FILE", identity),
             ("LEDGER_SIGNING_KEYS_PREVIOUS", &public),
         ],

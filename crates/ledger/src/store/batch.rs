@@ -1,0 +1,459 @@
+//! The batching appender: concurrent appends gathered into one statement (compare-and-set fast
+//! path) or one transaction (locking path) per batch, tree nodes included.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use deadpool_postgres::{Pool, Transaction};
+use defendable_store::audit::record;
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use super::append::{
+    head_columns, insert_sealed, lock_and_catch_up, seal_next, AppendOptions, Appended, Columns,
+};
+use super::reads::get_by_seq;
+use super::tree::NodeRows;
+use super::{Head, Result, StoredReceipt};
+use crate::receipt::{Draft, Hash, Sealed};
+use crate::LedgerError;
+
+struct Request {
+    org: Uuid,
+    draft: Draft,
+    options: AppendOptions,
+    reply: oneshot::Sender<Result<Appended>>,
+}
+
+/// Gathers concurrent appends into one transaction per batch. Organizations are spread over
+/// `workers` queues by id, so one organization's appends are batched by one worker per process;
+/// across processes the head lock keeps a single chain.
+#[derive(Debug, Clone)]
+pub struct BatchAppender {
+    queues: Arc<Vec<mpsc::Sender<Request>>>,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("org", &self.org)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BatchAppender {
+    /// Starts `workers` batching tasks on the current runtime, each committing at most
+    /// `max_batch` receipts per transaction.
+    pub fn start(pool: Pool, workers: usize, max_batch: usize) -> BatchAppender {
+        let workers = workers.max(1);
+        let mut queues = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let (tx, rx) = mpsc::channel(max_batch * 4);
+            tokio::spawn(worker(pool.clone(), rx, max_batch.max(1)));
+            queues.push(tx);
+        }
+        BatchAppender {
+            queues: Arc::new(queues),
+        }
+    }
+
+    /// Appends a receipt; returns once it is committed.
+    pub async fn append(
+        &self,
+        org: Uuid,
+        draft: Draft,
+        options: AppendOptions,
+    ) -> Result<Appended> {
+        let (reply, rx) = oneshot::channel();
+        let queue = &self.queues[(org.as_u128() % self.queues.len() as u128) as usize];
+        queue
+            .send(Request {
+                org,
+                draft,
+                options,
+                reply,
+            })
+            .await
+            .map_err(|_| LedgerError::AppenderStopped)?;
+        rx.await.map_err(|_| LedgerError::AppenderStopped)?
+    }
+}
+
+async fn worker(pool: Pool, mut rx: mpsc::Receiver<Request>, max_batch: usize) {
+    // The heads this worker last saw, so a batch usually needs a single statement. Another
+    // process may have moved a head since; the compare-and-set below notices and retries.
+    let mut heads: HashMap<Uuid, Head> = HashMap::new();
+    let mut batch = Vec::with_capacity(max_batch);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        if heads.len() > 100_000 {
+            heads.clear();
+        }
+        let (plain, optioned): (Vec<Request>, Vec<Request>) = std::mem::take(&mut batch)
+            .into_iter()
+            .partition(|r| r.options.idempotency.is_none() && r.options.audit.is_none());
+        let leftovers = if plain.is_empty() {
+            Vec::new()
+        } else {
+            fast_batch(&pool, &mut heads, plain).await
+        };
+        let slow: Vec<Request> = optioned.into_iter().chain(leftovers).collect();
+        if slow.is_empty() {
+            continue;
+        }
+        for r in &slow {
+            heads.remove(&r.org);
+        }
+        if let Err((e, requests)) = commit_batch(&pool, slow).await {
+            tracing::error!(error = %e, receipts = requests.len(), "ledger batch failed; nothing was committed");
+            let message = e.to_string();
+            for r in requests {
+                let _ = r.reply.send(Err(LedgerError::BatchFailed(message.clone())));
+            }
+        }
+    }
+}
+
+/// Reads (creating if needed) the heads of `orgs` into the cache, without locking.
+async fn load_heads(pool: &Pool, orgs: &[Uuid], heads: &mut HashMap<Uuid, Head>) -> Result<()> {
+    let client = pool.get().await?;
+    let create = client
+        .prepare_cached(
+            "INSERT INTO ledger_heads (org_id, seq, hash)
+             SELECT o, -1, $2 FROM unnest($1::uuid[]) AS o ORDER BY o ON CONFLICT DO NOTHING",
+        )
+        .await?;
+    client
+        .execute(&create, &[&orgs, &Hash::GENESIS.to_hex()])
+        .await?;
+    let select = client
+        .prepare_cached(&format!(
+            "SELECT org_id, {} FROM ledger_heads WHERE org_id = ANY($1)",
+            Head::COLUMNS
+        ))
+        .await?;
+    for row in client.query(&select, &[&orgs]).await? {
+        heads.insert(row.get(0), Head::from_row(&row, 1)?);
+    }
+    Ok(())
+}
+
+/// The fast path for appends without options: seal against the cached heads and commit every
+/// organization's receipts in one statement that moves each head only if it is still where the
+/// cache says (compare-and-set) and inserts receipts only for the heads it moved. The statement
+/// is its own transaction. Organizations whose head moved elsewhere are re-read and retried;
+/// what still fails after a few rounds is returned for the locking path.
+async fn fast_batch(
+    pool: &Pool,
+    heads: &mut HashMap<Uuid, Head>,
+    requests: Vec<Request>,
+) -> Vec<Request> {
+    let mut pending = requests;
+    let mut locking = Vec::new();
+    for _round in 0..4 {
+        let mut unknown: Vec<Uuid> = pending
+            .iter()
+            .map(|r| r.org)
+            .filter(|o| !heads.contains_key(o))
+            .collect();
+        unknown.sort();
+        unknown.dedup();
+        if !unknown.is_empty() {
+            if let Err(e) = load_heads(pool, &unknown, heads).await {
+                tracing::warn!(error = %e, "could not read ledger heads; using the locking path");
+                locking.append(&mut pending);
+                return locking;
+            }
+        }
+        // A tree that lags its chain (receipts from an older release) is caught up under the
+        // head lock, so those organizations take the locking path.
+        let (fast, lagging): (Vec<Request>, Vec<Request>) = pending
+            .drain(..)
+            .partition(|r| heads[&r.org].tree_complete());
+        locking.extend(lagging);
+        // Seal against the cache, chaining within the batch and extending the tree.
+        let start: HashMap<Uuid, Head> = fast
+            .iter()
+            .map(|r| (r.org, heads[&r.org].clone()))
+            .collect();
+        let mut tip = start.clone();
+        let mut nodes = NodeRows::default();
+        let now = OffsetDateTime::now_utc();
+        let mut sealed = Vec::with_capacity(fast.len());
+        let mut placed = Vec::with_capacity(fast.len());
+        for r in fast {
+            let head = tip.get_mut(&r.org).expect("in start");
+            match seal_next(r.org, head, now, r.draft.clone(), &mut nodes) {
+                Ok(s) => {
+                    sealed.push(s);
+                    placed.push(r);
+                }
+                Err(e) => {
+                    let _ = r.reply.send(Err(e));
+                }
+            }
+        }
+        if sealed.is_empty() {
+            return locking;
+        }
+        let moved = match compare_and_append(pool, &start, &tip, &sealed, &nodes).await {
+            Ok(m) => m,
+            Err(e) => {
+                // A deadlock with another process or a lost connection: nothing committed or
+                // unknown; the locking path decides.
+                tracing::warn!(error = %e, "compare-and-append failed; using the locking path");
+                for r in &placed {
+                    heads.remove(&r.org);
+                }
+                locking.extend(placed);
+                return locking;
+            }
+        };
+        for (r, s) in placed.into_iter().zip(sealed) {
+            if moved.contains(&r.org) {
+                let _ = r.reply.send(Ok(Appended::New(StoredReceipt::from(&s))));
+            } else {
+                pending.push(r);
+            }
+        }
+        for (org, head) in tip {
+            if moved.contains(&org) {
+                heads.insert(org, head);
+            } else {
+                heads.remove(&org);
+            }
+        }
+        if pending.is_empty() {
+            return locking;
+        }
+    }
+    locking.append(&mut pending);
+    locking
+}
+
+/// One statement: move each head (chain and tree) from `start` to `tip` if it is still at
+/// `start`, and insert the sealed receipts and tree nodes of the organizations whose head moved.
+/// Returns those organizations.
+async fn compare_and_append(
+    pool: &Pool,
+    start: &HashMap<Uuid, Head>,
+    tip: &HashMap<Uuid, Head>,
+    sealed: &[Sealed],
+    nodes: &NodeRows,
+) -> Result<HashSet<Uuid>> {
+    let mut orgs: Vec<Uuid> = start.keys().copied().collect();
+    orgs.sort();
+    let (_, old_seq, old_hash, old_size, _) = head_columns(orgs.iter().map(|o| (o, &start[o])));
+    let (_, new_seq, new_hash, new_size, new_edge) =
+        head_columns(orgs.iter().map(|o| (o, &tip[o])));
+    let cols = Columns::of(sealed);
+    let client = pool.get().await?;
+    // Prepared once per connection: the hot path then costs one round trip.
+    let statement = client
+        .prepare_cached(
+            "WITH n AS (
+                 SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::bigint[], $5::text[],
+                                      $6::bigint[], $7::bigint[], $8::bytea[])
+                     AS n(org_id, old_seq, old_hash, new_seq, new_hash, old_size, new_size, new_edge)
+             ), moved AS (
+                 UPDATE ledger_heads h
+                    SET seq = n.new_seq, hash = n.new_hash, tree_size = n.new_size, tree_edge = n.new_edge
+                 FROM n WHERE h.org_id = n.org_id AND h.seq = n.old_seq AND h.hash = n.old_hash
+                          AND h.tree_size = n.old_size
+                 RETURNING h.org_id
+             ), ins AS (
+                 INSERT INTO receipts (org_id, seq, receipt_id, hash, parent, kind, created_at, canonical, private, salt)
+                 SELECT r.* FROM unnest($9::uuid[], $10::bigint[], $11::text[], $12::text[], $13::text[], $14::text[],
+                                        $15::timestamptz[], $16::bytea[], $17::jsonb[], $18::bytea[])
+                     AS r(org_id, seq, receipt_id, hash, parent, kind, created_at, canonical, private, salt)
+                 WHERE r.org_id IN (SELECT org_id FROM moved)
+                 RETURNING 1
+             ), nodes AS (
+                 INSERT INTO ledger_nodes (org_id, level, idx, hash)
+                 SELECT x.* FROM unnest($19::uuid[], $20::smallint[], $21::bigint[], $22::bytea[])
+                     AS x(org_id, level, idx, hash)
+                 WHERE x.org_id IN (SELECT org_id FROM moved)
+                 RETURNING 1
+             )
+             SELECT org_id FROM moved",
+        )
+        .await?;
+    let rows = client
+        .query(
+            &statement,
+            &[
+                &orgs,
+                &old_seq,
+                &old_hash,
+                &new_seq,
+                &new_hash,
+                &old_size,
+                &new_size,
+                &new_edge,
+                &cols.org,
+                &cols.seq,
+                &cols.id,
+                &cols.hash,
+                &cols.parent,
+                &cols.kind,
+                &cols.created,
+                &cols.canonical,
+                &cols.private,
+                &cols.salt,
+                &nodes.org,
+                &nodes.level,
+                &nodes.idx,
+                &nodes.hash,
+            ],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Outcome of one request inside a batch, known before commit.
+enum Outcome {
+    New(usize),
+    Existing(StoredReceipt),
+    Refused(LedgerError),
+}
+
+/// Commits one batch. On failure nothing is committed and the requests come back for an error
+/// reply; on success every request is answered.
+async fn commit_batch(
+    pool: &Pool,
+    requests: Vec<Request>,
+) -> std::result::Result<(), (LedgerError, Vec<Request>)> {
+    let mut client = match pool.get().await {
+        Ok(c) => c,
+        Err(e) => return Err((e.into(), requests)),
+    };
+    let tx = match client.transaction().await {
+        Ok(t) => t,
+        Err(e) => return Err((e.into(), requests)),
+    };
+    let mut requests = requests;
+    let outcomes = match stage_batch(&tx, &mut requests).await {
+        Ok(o) => o,
+        Err(e) => return Err((e, requests)),
+    };
+    let (outcomes, sealed) = outcomes;
+    if let Err(e) = tx.commit().await {
+        return Err((e.into(), requests));
+    }
+    for (r, outcome) in requests.into_iter().zip(outcomes) {
+        let reply = match outcome {
+            Outcome::New(i) => Ok(Appended::New(StoredReceipt::from(&sealed[i]))),
+            Outcome::Existing(s) => Ok(Appended::Existing(s)),
+            Outcome::Refused(e) => Err(e),
+        };
+        let _ = r.reply.send(reply);
+    }
+    Ok(())
+}
+
+async fn stage_batch(
+    tx: &Transaction<'_>,
+    requests: &mut [Request],
+) -> Result<(Vec<Outcome>, Vec<Sealed>)> {
+    let mut orgs: Vec<Uuid> = requests.iter().map(|r| r.org).collect();
+    orgs.sort();
+    orgs.dedup();
+    let mut nodes = NodeRows::default();
+    let mut heads = lock_and_catch_up(tx, &orgs, &mut nodes).await?;
+    let now = OffsetDateTime::now_utc();
+    let mut outcomes = Vec::with_capacity(requests.len());
+    let mut sealed: Vec<Sealed> = Vec::with_capacity(requests.len());
+    let mut keyed: Vec<(Uuid, String, i64)> = Vec::new();
+    // Keys already used earlier in this batch: their row exists but has no seq until the end.
+    let mut batch_keys: HashMap<(Uuid, String), (String, Option<usize>)> = HashMap::new();
+    for r in requests.iter_mut() {
+        if let Some((key, fingerprint)) = &r.options.idempotency {
+            if let Some((fp, index)) = batch_keys.get(&(r.org, key.clone())) {
+                outcomes.push(match index {
+                    Some(i) if fp == fingerprint => {
+                        Outcome::Existing(StoredReceipt::from(&sealed[*i]))
+                    }
+                    _ => Outcome::Refused(LedgerError::IdempotencyConflict),
+                });
+                continue;
+            }
+            let fresh = tx
+                .query_opt(
+                    "INSERT INTO receipt_idempotency (org_id, key, request_hash) VALUES ($1, $2, $3)
+                     ON CONFLICT DO NOTHING RETURNING 1",
+                    &[&r.org, key, fingerprint],
+                )
+                .await?
+                .is_some();
+            if !fresh {
+                let row = tx
+                    .query_one(
+                        "SELECT request_hash, seq FROM receipt_idempotency WHERE org_id = $1 AND key = $2",
+                        &[&r.org, key],
+                    )
+                    .await?;
+                let (stored_fp, seq): (String, Option<i64>) = (row.get(0), row.get(1));
+                let outcome = match seq {
+                    Some(seq) if &stored_fp == fingerprint => {
+                        let existing = match sealed
+                            .iter()
+                            .find(|s| s.org == r.org && s.seq as i64 == seq)
+                        {
+                            Some(s) => StoredReceipt::from(s),
+                            None => get_by_seq(tx, r.org, seq as u64)
+                                .await?
+                                .ok_or(LedgerError::IdempotencyConflict)?,
+                        };
+                        Outcome::Existing(existing)
+                    }
+                    _ => Outcome::Refused(LedgerError::IdempotencyConflict),
+                };
+                outcomes.push(outcome);
+                continue;
+            }
+        }
+        let head = heads.get_mut(&r.org).expect("locked above");
+        match seal_next(r.org, head, now, r.draft.clone(), &mut nodes) {
+            Ok(s) => {
+                if let Some((key, fingerprint)) = &r.options.idempotency {
+                    keyed.push((r.org, key.clone(), s.seq as i64));
+                    batch_keys.insert(
+                        (r.org, key.clone()),
+                        (fingerprint.clone(), Some(sealed.len())),
+                    );
+                }
+                outcomes.push(Outcome::New(sealed.len()));
+                sealed.push(s);
+            }
+            Err(e) => {
+                if let Some((key, fingerprint)) = &r.options.idempotency {
+                    batch_keys.insert((r.org, key.clone()), (fingerprint.clone(), None));
+                }
+                outcomes.push(Outcome::Refused(e));
+            }
+        }
+    }
+    insert_sealed(tx, &sealed, &nodes, &heads).await?;
+    for (org, key, seq) in keyed {
+        tx.execute(
+            "UPDATE receipt_idempotency SET seq = $3 WHERE org_id = $1 AND key = $2",
+            &[&org, &key, &seq],
+        )
+        .await?;
+    }
+    for (r, outcome) in requests.iter().zip(&outcomes) {
+        if let (Some(event), Outcome::New(i)) = (&r.options.audit, outcome) {
+            let mut event = event.clone();
+            event.target = Some(sealed[*i].id.clone());
+            record(tx, &event).await?;
+        }
+    }
+    Ok((outcomes, sealed))
+}

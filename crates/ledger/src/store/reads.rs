@@ -1,0 +1,271 @@
+//! Reading receipts and heads, and verifying a chain (and its tree) from storage.
+
+use std::collections::HashMap;
+
+use deadpool_postgres::GenericClient;
+use futures_util::{pin_mut, TryStreamExt};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::tree::tree_edge;
+use super::{row_receipt, Result, StoredReceipt, COLUMNS};
+use crate::merkle::{self, NodeId, TreeEdge, TreeHash};
+use crate::receipt::Hash;
+use crate::verify::{ChainVerifier, Link, Reason, VerifyFailure};
+
+pub(super) async fn get_by_seq(
+    client: &impl GenericClient,
+    org: Uuid,
+    seq: u64,
+) -> Result<Option<StoredReceipt>> {
+    let row = client
+        .query_opt(
+            &format!("SELECT {COLUMNS} FROM receipts WHERE org_id = $1 AND seq = $2"),
+            &[&org, &(seq as i64)],
+        )
+        .await?;
+    Ok(row.as_ref().map(row_receipt))
+}
+
+/// A receipt by its `DCR-…` id.
+pub async fn get(
+    client: &impl GenericClient,
+    org: Uuid,
+    receipt_id: &str,
+) -> Result<Option<StoredReceipt>> {
+    let row = client
+        .query_opt(
+            &format!("SELECT {COLUMNS} FROM receipts WHERE org_id = $1 AND receipt_id = $2"),
+            &[&org, &receipt_id],
+        )
+        .await?;
+    Ok(row.as_ref().map(row_receipt))
+}
+
+/// Receipts after `after_seq` (exclusive), oldest first, optionally of one kind.
+pub async fn list(
+    client: &impl GenericClient,
+    org: Uuid,
+    after_seq: Option<u64>,
+    limit: i64,
+    kind: Option<&str>,
+) -> Result<Vec<StoredReceipt>> {
+    let after = after_seq.map(|s| s as i64).unwrap_or(-1);
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM receipts WHERE org_id = $1 AND seq > $2 AND ($3::text IS NULL OR kind = $3)
+                 ORDER BY seq LIMIT $4"
+            ),
+            &[&org, &after, &kind, &limit],
+        )
+        .await?;
+    Ok(rows.iter().map(row_receipt).collect())
+}
+
+/// The head `(seq, hash)` of an organization's chain; `(-1, zeros)` when empty.
+pub async fn head(client: &impl GenericClient, org: Uuid) -> Result<(i64, Hash)> {
+    let row = client
+        .query_opt(
+            "SELECT seq, hash FROM ledger_heads WHERE org_id = $1",
+            &[&org],
+        )
+        .await?;
+    match row {
+        Some(r) => Ok((r.get(0), Hash::parse(r.get(1))?)),
+        None => Ok((-1, Hash::GENESIS)),
+    }
+}
+
+/// The result of verifying one organization's chain from storage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChainReport {
+    /// Organization.
+    pub org: Uuid,
+    /// Receipts checked.
+    pub checked: u64,
+    /// The verified head hash.
+    pub head: Hash,
+    /// Leaves in the stored tree, whose root was recomputed from the verified receipts.
+    pub tree_size: u64,
+    /// The first failure, if any.
+    pub failure: Option<VerifyFailure>,
+}
+
+/// Receipts read per page while verifying (each page is one short statement).
+const VERIFY_PAGE: i64 = 10_000;
+
+/// Verifies one organization's chain link by link, in pages of constant size, and its tree: the
+/// tree is recomputed from the verified receipts, every stored node is compared with the
+/// recomputed one, and the stored right edge (the root of every checkpoint) with the recomputed
+/// edge. Finally the head row must agree with the last receipt.
+pub async fn verify_org(client: &impl GenericClient, org: Uuid) -> Result<ChainReport> {
+    // The tree only grows, so its stored edge read first is a prefix of what the pages read.
+    let stored_tree = tree_edge(client, org).await?;
+    let mut tree = TreeEdge::empty();
+    let mut verifier = ChainVerifier::new(org);
+    let mut failure = None;
+    let page = client
+        .prepare_cached(
+            "SELECT seq, hash, parent, receipt_id, canonical FROM receipts
+             WHERE org_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .await?;
+    let mut after = -1i64;
+    'pages: loop {
+        let rows = client.query(&page, &[&org, &after, &VERIFY_PAGE]).await?;
+        let Some(last) = rows.last() else { break };
+        after = last.get(0);
+        // Nodes recomputed on this page, each with the seq of the leaf that completed it.
+        let mut expected: Vec<(NodeId, TreeHash, u64)> = Vec::new();
+        for row in &rows {
+            // A CHECK constraint keeps seq non-negative, so the cast is exact.
+            let link = Link {
+                seq: row.get::<_, i64>(0) as u64,
+                hash: row.get(1),
+                parent: row.get(2),
+                receipt_id: row.get(3),
+                canonical: row.get(4),
+            };
+            if let Err(f) = verifier.push(link) {
+                failure = Some(f);
+                break 'pages;
+            }
+            if tree.size() < stored_tree.size() {
+                let seq = tree.size();
+                for (id, h) in tree.append(merkle::leaf_hash(&verifier.head())) {
+                    if id.level > 0 {
+                        expected.push((id, h, seq));
+                    }
+                }
+            }
+        }
+        if let Some(f) = compare_nodes(client, org, &expected, stored_tree.size()).await? {
+            failure = Some(f);
+            break;
+        }
+        if (rows.len() as i64) < VERIFY_PAGE {
+            break;
+        }
+    }
+    if failure.is_none() && tree != stored_tree {
+        failure = Some(VerifyFailure {
+            seq: stored_tree.size().saturating_sub(1),
+            reason: Reason::TreeMismatch {
+                size: stored_tree.size(),
+            },
+        });
+    }
+    if failure.is_none() {
+        let (head_seq, head_hash) = head(client, org).await?;
+        if head_seq + 1 != verifier.count() as i64 || head_hash != verifier.head() {
+            failure = Some(VerifyFailure {
+                seq: head_seq.max(0) as u64,
+                reason: Reason::HeadMismatch,
+            });
+        }
+    }
+    Ok(ChainReport {
+        org,
+        checked: verifier.count(),
+        head: verifier.head(),
+        tree_size: stored_tree.size(),
+        failure,
+    })
+}
+
+/// Compares recomputed nodes with the stored ones in one statement; the first that differs (or
+/// is missing) fails at the seq of the leaf that completed it.
+async fn compare_nodes(
+    client: &impl GenericClient,
+    org: Uuid,
+    expected: &[(NodeId, TreeHash, u64)],
+    size: u64,
+) -> Result<Option<VerifyFailure>> {
+    if expected.is_empty() {
+        return Ok(None);
+    }
+    let (levels, idxs): (Vec<i16>, Vec<i64>) = expected
+        .iter()
+        .map(|(id, _, _)| (i16::from(id.level), id.index as i64))
+        .unzip();
+    let statement = client
+        .prepare_cached(
+            "SELECT n.level, n.idx, n.hash FROM ledger_nodes n
+               JOIN unnest($2::smallint[], $3::bigint[]) AS q(level, idx)
+                 ON n.level = q.level AND n.idx = q.idx
+              WHERE n.org_id = $1",
+        )
+        .await?;
+    let stored: HashMap<NodeId, Vec<u8>> = client
+        .query(&statement, &[&org, &levels, &idxs])
+        .await?
+        .iter()
+        .map(|r| {
+            (
+                NodeId {
+                    level: r.get::<_, i16>(0) as u8,
+                    index: r.get::<_, i64>(1) as u64,
+                },
+                r.get(2),
+            )
+        })
+        .collect();
+    Ok(expected
+        .iter()
+        .find(|(id, h, _)| stored.get(id).map(Vec::as_slice) != Some(&h.0[..]))
+        .map(|(_, _, seq)| VerifyFailure {
+            seq: *seq,
+            reason: Reason::TreeMismatch { size },
+        }))
+}
+
+/// Every organization that has a chain.
+pub async fn orgs(client: &impl GenericClient) -> Result<Vec<Uuid>> {
+    Ok(client
+        .query("SELECT org_id FROM ledger_heads ORDER BY org_id", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
+/// Verifies every organization's chain.
+pub async fn verify_all(client: &impl GenericClient) -> Result<Vec<ChainReport>> {
+    let mut out = Vec::new();
+    for org in orgs(client).await? {
+        out.push(verify_org(client, org).await?);
+    }
+    Ok(out)
+}
+
+/// Sends the public projections of `org` from seq 0 through `through` (inclusive), in order,
+/// into `out`, waiting whenever the receiver is behind (constant memory). Stops early when the
+/// receiver goes away. Returns how many were sent.
+pub async fn send_projections(
+    client: &impl GenericClient,
+    org: Uuid,
+    through: i64,
+    out: &mpsc::Sender<Value>,
+) -> Result<u64> {
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&org, &through];
+    let stream = client
+        .query_raw(
+            "SELECT receipt_id, hash, canonical FROM receipts WHERE org_id = $1 AND seq <= $2 ORDER BY seq",
+            params,
+        )
+        .await?;
+    pin_mut!(stream);
+    let mut n = 0;
+    while let Some(row) = stream.try_next().await? {
+        let canonical: &[u8] = row.get(2);
+        let body: Value = serde_json::from_slice(canonical).unwrap_or(Value::Null);
+        let projection = json!({ "receipt_id": row.get::<_, &str>(0), "hash": row.get::<_, &str>(1), "body": body });
+        if out.send(projection).await.is_err() {
+            break;
+        }
+        n += 1;
+    }
+    Ok(n)
+}

@@ -1,0 +1,62 @@
+//! Share links: only a token's hash is stored; a link may expire and can be revoked.
+
+use deadpool_postgres::GenericClient;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{row_receipt, Result, StoredReceipt};
+
+/// Records a share link for receipt `seq` of `org`, valid until `expires_at` when given; only
+/// the token's hash is stored.
+pub async fn create_share(
+    client: &impl GenericClient,
+    org: Uuid,
+    seq: u64,
+    token_hash: &[u8],
+    created_by: Option<Uuid>,
+    expires_at: Option<OffsetDateTime>,
+) -> Result<Uuid> {
+    let id = Uuid::now_v7();
+    client
+        .execute(
+            "INSERT INTO receipt_shares (id, org_id, seq, token_hash, created_by, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &id,
+                &org,
+                &(seq as i64),
+                &token_hash,
+                &created_by,
+                &expires_at,
+            ],
+        )
+        .await?;
+    Ok(id)
+}
+
+/// Revokes every active share link of a receipt; returns how many.
+pub async fn revoke_shares(client: &impl GenericClient, org: Uuid, seq: u64) -> Result<u64> {
+    Ok(client
+        .execute(
+            "UPDATE receipt_shares SET revoked_at = now() WHERE org_id = $1 AND seq = $2 AND revoked_at IS NULL",
+            &[&org, &(seq as i64)],
+        )
+        .await?)
+}
+
+/// The receipt an active (not revoked, not expired) share token points at.
+pub async fn shared_receipt(
+    client: &impl GenericClient,
+    token_hash: &[u8],
+) -> Result<Option<StoredReceipt>> {
+    let statement = client
+        .prepare_cached(
+            "SELECT r.org_id, r.seq, r.receipt_id, r.hash, r.parent, r.kind, r.created_at, r.canonical, r.private, r.salt
+             FROM receipt_shares s JOIN receipts r ON r.org_id = s.org_id AND r.seq = s.seq
+             WHERE s.token_hash = $1 AND s.revoked_at IS NULL
+               AND (s.expires_at IS NULL OR s.expires_at > now())",
+        )
+        .await?;
+    let row = client.query_opt(&statement, &[&token_hash]).await?;
+    Ok(row.as_ref().map(row_receipt))
+}
