@@ -116,6 +116,18 @@ impl TestApp {
         call(&self.http, &self.url(path), method, bearer, body).await
     }
 
+    /// The verifier keys `/ledger/keys` publishes.
+    pub async fn vkeys(&self) -> defendable_ledger::Vkeys {
+        let (_, keys) = self.call("GET", "/ledger/keys", None, None).await;
+        let vkeys: Vec<&str> = keys["keys"]
+            .as_array()
+            .expect("keys")
+            .iter()
+            .map(|k| k["vkey"].as_str().expect("every key has a vkey"))
+            .collect();
+        defendable_ledger::Vkeys::parse(&vkeys).expect("vkeys parse")
+    }
+
     /// Signs in and returns the access token with the slug and id of the personal organization
     /// the first sign-in created.
     pub async fn sign_in_to_org(&self, email: &str) -> (String, String, String) {

@@ -1,7 +1,9 @@
 //! Receipts through HTTP: record, idempotent retry, list, share, export and verify offline.
 
-use defendable_ledger::checkpoint::{parse_signed, verify_checkpoint};
-use defendable_ledger::{ChainVerifier, PublicKey};
+use defendable_ledger::bundle::verify_bundle;
+use defendable_ledger::merkle;
+use defendable_ledger::note::open_checkpoint;
+use defendable_ledger::{ChainVerifier, Hash, ProofBundle};
 use serde_json::{json, Value};
 
 use crate::helpers::{path_of, TestApp};
@@ -189,13 +191,8 @@ async fn a_share_link_shows_the_redacted_projection_until_revoked() {
         .await;
     assert_eq!(s, 200);
     assert_eq!(bundle["receipt"], projection);
-    let (_, keys) = app.call("GET", "/ledger/keys", None, None).await;
-    let keys: Vec<PublicKey> = serde_json::from_value(keys["keys"].clone()).expect("keys");
-    verify_checkpoint(
-        &parse_signed(&bundle["checkpoint"]).expect("checkpoint"),
-        &keys,
-    )
-    .expect("signed by a published key");
+    let bundle: ProofBundle = serde_json::from_value(bundle).expect("a v2 bundle");
+    verify_bundle(&bundle, &app.vkeys().await).expect("verifies against a published key");
 
     let (s, _) = app
         .call(
@@ -256,12 +253,22 @@ async fn an_export_verifies_offline_and_the_verify_route_reports_tampering() {
     for p in &lines[..25] {
         v.push_projection(p).expect("link verifies");
     }
-    let checkpoint = parse_signed(&lines[25]).expect("last line is a checkpoint");
-    assert_eq!(checkpoint.checkpoint.seq, 24);
-    assert_eq!(checkpoint.checkpoint.head, v.head().to_hex());
-    let (_, keys) = app.call("GET", "/ledger/keys", None, None).await;
-    let keys: Vec<PublicKey> = serde_json::from_value(keys["keys"].clone()).expect("keys");
-    verify_checkpoint(&checkpoint, &keys).expect("checkpoint verifies");
+    let note = lines[25]["checkpoint"]
+        .as_str()
+        .expect("the last line is {checkpoint: <signed note>}");
+    let checkpoint = open_checkpoint(note, &app.vkeys().await).expect("signed by a published key");
+    let leaves = lines[..25]
+        .iter()
+        .map(|p| merkle::leaf_hash(&Hash::parse(p["hash"].as_str().expect("hash")).expect("hex")));
+    assert_eq!(
+        (checkpoint.head.size, checkpoint.head.root),
+        merkle::root_of_leaves(leaves),
+        "the note signs the tree of exactly the exported receipts"
+    );
+    assert_eq!(
+        checkpoint.head.origin,
+        format!("localhost-dev/orgs/{org_id}")
+    );
 
     let (_, ok) = app
         .call(

@@ -11,4 +11,6 @@ mod ledger_http;
 mod logs;
 mod matrix;
 mod openapi;
+mod outsider;
+mod proofs_http;
 mod smtp;

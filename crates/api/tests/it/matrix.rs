@@ -56,11 +56,16 @@ const MATRIX: &[(&str, &str, [u16; 10])] = &[
     ("GET",    "/orgs/{org}/receipts/{id}",          [401, 200, 200, 404, 200, 404, 401, 401, 401, 401]),
     ("POST",   "/orgs/{org}/receipts/{id}/share",    [401, 201, 201, 404, 403, 404, 401, 401, 401, 401]),
     ("DELETE", "/orgs/{org}/receipts/{id}/share",    [401, 204, 204, 404, 403, 404, 401, 401, 401, 401]),
+    ("GET",    "/orgs/{org}/receipts/{id}/proof",    [401, 200, 200, 404, 200, 404, 401, 401, 401, 401]),
     ("GET",    "/orgs/{org}/ledger/verify",          [401, 200, 200, 404, 200, 404, 401, 401, 401, 401]),
     ("GET",    "/orgs/{org}/ledger/checkpoint",      [401, 200, 200, 404, 200, 404, 401, 401, 401, 401]),
     ("GET",    "/orgs/{org}/ledger/export",          [401, 200, 200, 404, 200, 404, 401, 401, 401, 401]),
+    ("GET",    "/orgs/{org}/ledger/consistency",     [401, 200, 200, 404, 200, 404, 401, 401, 401, 401]),
+    ("GET",    "/orgs/{org}/ledger/tile/{tile}",     [401, 200, 200, 404, 200, 404, 401, 401, 401, 401]),
     ("GET",    "/ledger/keys",                       [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
     ("GET",    "/share/{token}",                     [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+    ("GET",    "/share/{token}/proof",               [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+    ("GET",    "/share/{token}/consistency",         [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
     ("GET",    "/share/{token}/download",            [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
     // Nobody here holds the internal key.
     ("POST",   "/internal/datasets",                 [401, 401, 401, 401, 401, 401, 401, 401, 401, 401]),
@@ -316,7 +321,14 @@ async fn every_route_answers_every_principal_with_the_exact_status() {
                 .replace("{id}", id)
                 .replace("{token}", &fx.share_token)
                 .replace("{slug}", "matrix-data")
-                .replace("{key}", "matrix/data.txt");
+                .replace("{key}", "matrix/data.txt")
+                .replace("{tile}", "0/000.p/1");
+            // The fixture's log holds one receipt: the smallest consistency proof.
+            let path = if template.ends_with("/consistency") {
+                format!("{path}?from=1")
+            } else {
+                path
+            };
             let (status, body) = app
                 .call(
                     method,

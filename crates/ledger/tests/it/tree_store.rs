@@ -313,12 +313,7 @@ async fn chains_from_before_the_migration_and_an_older_release_are_integrated_ne
         store::tree_edge(&client, small).await.expect("edge").size(),
         8
     );
-    assert!(
-        store::integrate_all(&db.pool, 50)
-            .await
-            .expect("integrate")
-            >= 1 + 1101 - partial
-    );
+    assert!(store::integrate_all(&db.pool, 50).await.expect("integrate") >= 1 + 1101 - partial);
     assert_eq!(
         store::tree_edge(&client, small).await.expect("edge").size(),
         9
