@@ -134,8 +134,11 @@ fn each_rule_alone() {
     check(&[("DATABASE_URL", None)], &["DATABASE_URL"]);
     check(&[("LEDGER_SIGNING_KEY", None)], &["LEDGER_SIGNING_KEY"]);
     check(&[("LEDGER_NAME", None)], &["LEDGER_NAME"]);
-    check(&[("LEDGER_NAME", Some("ledger example"))], &["LEDGER_NAME"]);
-    check(&[("LEDGER_NAME", Some("ledger+example"))], &["LEDGER_NAME"]);
+    // A malformed name is refused in every environment, not only in production.
+    for bad in ["ledger example", "ledger+example"] {
+        let err = Config::load(&Env::from_pairs([("LEDGER_NAME", bad)])).unwrap_err();
+        assert!(err.to_string().contains("LEDGER_NAME"), "{err}");
+    }
     check(
         &[("OBJECT_URL_SIGNING_KEY", None)],
         &["OBJECT_URL_SIGNING_KEY"],
