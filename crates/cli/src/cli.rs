@@ -67,13 +67,24 @@ pub enum Command {
     /// The dataset catalog and verified downloads.
     #[command(subcommand)]
     Datasets(Datasets),
-    /// Verify a share link, a share token, or a file (projection, proof bundle or export) locally:
-    /// hashes, ids, every link, and the checkpoint signature.
+    /// Verify a share link, a share token, or a file (proof bundle, tlog-proof file, export or
+    /// projection) locally: the hash from the body, the inclusion proof, the checkpoint's
+    /// signature, and that the log extends the newest checkpoint this machine verified for it
+    /// (exit 4 names both tree sizes when it does not).
     Verify {
         /// A share URL (https://…/share/TOKEN), a bare share token, or a file path.
         target: String,
-        /// A published Ed25519 public key (base64url); repeat for several. Without it the keys are
-        /// fetched from the API's /ledger/keys.
+        /// A verifier key (`name+keyid+base64`, as published in docs/receipts.md and every
+        /// release) to trust instead of the server's list; repeat for several. Without it the
+        /// `vkeys` file in the configuration directory is used, else the server's keys, pinned on
+        /// first use.
+        #[arg(long = "vkey")]
+        vkeys: Vec<String>,
+        /// Trust the keys the server serves now even though they drop every key pinned for it
+        /// (after a key rotation you checked out of band).
+        #[arg(long)]
+        trust_new_keys: bool,
+        /// A v1 Ed25519 public key (base64url) for v1 bundles and exports; repeat for several.
         #[arg(long = "key")]
         keys: Vec<String>,
     },
@@ -223,8 +234,18 @@ pub enum Receipts {
 /// `ledger`.
 #[derive(Subcommand, Debug)]
 pub enum Ledger {
-    /// Ask the server to verify every link of the chain in storage.
+    /// Ask the server to verify every link of the chain and every node of the tree in storage.
     Verify,
+    /// Fetch the organization's signed checkpoint and prove it consistent with the one saved on
+    /// the last run (for cron: exit 0 when consistent, 4 when history was rewritten).
+    Watch {
+        /// A verifier key to trust instead of the server's list (see `verify --vkey`).
+        #[arg(long = "vkey")]
+        vkeys: Vec<String>,
+        /// Trust served keys that drop every pinned key (see `verify --trust-new-keys`).
+        #[arg(long)]
+        trust_new_keys: bool,
+    },
     /// Save the whole chain as JSON Lines ending in a signed checkpoint (check it with `verify`).
     Export {
         /// Where to write it.

@@ -3,7 +3,6 @@
 use std::io::BufRead;
 use std::path::Path;
 
-use defendable_ledger::PublicKey;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -11,8 +10,9 @@ use crate::cli::{Cli, Command, Datasets, Invites, Keys, Ledger, Members, Orgs, R
 use crate::client::{encode, root_cause, Api, Body};
 use crate::credentials::{self, Credentials, Saved, Token, TokenSource};
 use crate::download::{self, Plan};
+use crate::monitor::{self, TrustOptions};
 use crate::output::{bytes, count, field, table};
-use crate::{parse_evidence, verify, Evidence, Exit, Output};
+use crate::{Exit, Output};
 
 /// What every command knows: the parsed flags, the token from the environment and stdin.
 pub struct Context<'a> {
@@ -88,7 +88,19 @@ pub async fn run(cli: Cli, ctx: &mut Context<'_>) -> Result<Output, Exit> {
         Command::Receipts(c) => receipts(ctx, c).await,
         Command::Ledger(c) => ledger(ctx, c).await,
         Command::Datasets(c) => datasets(ctx, c).await,
-        Command::Verify { target, keys } => run_verify(&ctx.api, &target, &keys).await,
+        Command::Verify {
+            target,
+            vkeys,
+            trust_new_keys,
+            keys,
+        } => {
+            let opts = TrustOptions {
+                keys,
+                vkeys,
+                trust_new_keys,
+            };
+            run_verify(ctx, &target, &opts).await
+        }
     }
 }
 
@@ -573,6 +585,17 @@ async fn ledger(ctx: &mut Context<'_>, c: Ledger) -> Result<Output, Exit> {
     let api = ctx.authed()?;
     let org = ctx.org()?;
     match c {
+        Ledger::Watch {
+            vkeys,
+            trust_new_keys,
+        } => {
+            let opts = TrustOptions {
+                keys: Vec::new(),
+                vkeys,
+                trust_new_keys,
+            };
+            monitor::watch(&api, &org, &opts).await
+        }
         Ledger::Verify => {
             let v = api.get(&ctx.org_path("/ledger/verify")?).await?;
             if v["valid"] != true {
@@ -583,9 +606,10 @@ async fn ledger(ctx: &mut Context<'_>, c: Ledger) -> Result<Output, Exit> {
                 )));
             }
             let human = format!(
-                "the chain of {org} verifies: {}, head {}",
+                "the chain and tree of {org} verify: {}, head {}, tree size {}",
                 count(v["checked"].as_u64().unwrap_or(0), "receipt"),
-                field(&v, &["head"])
+                field(&v, &["head"]),
+                field(&v, &["tree_size"])
             );
             Ok(Output::new(v, human))
         }
@@ -703,81 +727,36 @@ async fn datasets(ctx: &mut Context<'_>, c: Datasets) -> Result<Output, Exit> {
     }
 }
 
-async fn fetch_text(url: &str) -> Result<String, Exit> {
-    let res = reqwest::get(url).await.map_err(|e| {
-        Exit::server(format!(
-            "cannot reach {url}: {}; check --api or your network",
-            root_cause(&e)
-        ))
-    })?;
-    if !res.status().is_success() {
-        return Err(Exit::server(format!(
-            "{url} answered {}; is the link revoked or mistyped?",
-            res.status()
-        )));
+async fn run_verify(ctx: &Context<'_>, target: &str, opts: &TrustOptions) -> Result<Output, Exit> {
+    if let Some(i) = target.find("/share/") {
+        let token = target[i + "/share/".len()..]
+            .split(['/', '?', '#'])
+            .next()
+            .unwrap_or_default();
+        return monitor::verify_share(&target[..i], token, opts).await;
     }
-    res.text()
-        .await
-        .map_err(|e| Exit::server(format!("reading {url}: {}", root_cause(&e))))
-}
-
-async fn run_verify(api: &str, target: &str, keys: &[String]) -> Result<Output, Exit> {
-    let (text, base) = if let Some(i) = target.find("/share/") {
-        let token = target[i + "/share/".len()..].trim_end_matches("/download");
-        let base = target[..i].to_owned();
-        (fetch_text(&format!("{base}/share/{token}")).await?, base)
-    } else if Path::new(target).exists() {
-        let text = std::fs::read_to_string(target).map_err(|e| Exit::io(Path::new(target), e))?;
-        (text, api.to_owned())
-    } else if target.len() == 43
+    if Path::new(target).exists() {
+        // Proving a file's checkpoint consistent with a saved one uses member access, if any.
+        let member = ctx.client()?;
+        let signed_in = member.token().is_some();
+        return monitor::verify_file(
+            Path::new(target),
+            &ctx.api,
+            Some((&member, signed_in)),
+            opts,
+        )
+        .await;
+    }
+    if target.len() == 43
         && target
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
-        (
-            fetch_text(&format!("{api}/share/{target}")).await?,
-            api.to_owned(),
-        )
-    } else {
-        return Err(Exit::usage(format!(
-            "{target:?} is neither a share URL, a share token nor a file"
-        )));
-    };
-    let evidence = parse_evidence(&text).map_err(|e| Exit::verify(e.to_string()))?;
-    let needs_keys = !matches!(evidence, Evidence::Projection(_));
-    let public_keys: Vec<PublicKey> = if !keys.is_empty() {
-        keys.iter()
-            .map(|k| PublicKey::from_base64(k).map_err(|e| Exit::usage(format!("--key {k}: {e}"))))
-            .collect::<Result<_, _>>()?
-    } else if needs_keys {
-        let listed: Value =
-            serde_json::from_str(&fetch_text(&format!("{base}/ledger/keys")).await?)
-                .map_err(|e| Exit::server(format!("the key list is not JSON: {e}")))?;
-        serde_json::from_value(listed["keys"].clone())
-            .map_err(|e| Exit::server(format!("the key list is malformed: {e}")))?
-    } else {
-        Vec::new()
-    };
-    let verified = verify(&evidence, &public_keys)
-        .map_err(|f| Exit::verify(format!("verification failed: {f}")))?;
-    let what = match evidence {
-        Evidence::Projection(_) => "receipt".to_owned(),
-        _ => count(verified.receipts, "receipt"),
-    };
-    let signed = verified
-        .signed_by
-        .as_ref()
-        .map(|k| format!(", checkpoint signed by key {k}"))
-        .unwrap_or_default();
-    Ok(Output::new(
-        json!({
-            "ok": true,
-            "receipts": verified.receipts,
-            "head": verified.head,
-            "signed_by": verified.signed_by,
-        }),
-        format!("verified {what}; head {}{signed}", verified.head),
-    ))
+        return monitor::verify_share(&ctx.api, target, opts).await;
+    }
+    Err(Exit::usage(format!(
+        "{target:?} is neither a share URL, a share token nor a file"
+    )))
 }
 
 #[cfg(test)]

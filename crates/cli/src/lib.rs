@@ -11,10 +11,14 @@ pub mod client;
 pub mod commands;
 pub mod credentials;
 pub mod download;
+pub mod monitor;
 pub mod output;
+pub mod trust;
 pub mod verify;
 
-pub use verify::{check_projection, parse_evidence, verify, Evidence, Failure, Verified};
+pub use verify::{
+    check_projection, parse_evidence, verify_v1, verify_v2, Evidence, Failure, Verified,
+};
 
 /// Exit code for a usage error: bad arguments, or a request the server refused as invalid.
 pub const EXIT_USAGE: i32 = 2;

@@ -1,9 +1,13 @@
-//! The offline verifier: it checks a receipt's public projection, a proof bundle or an exported
-//! chain with the ledger crate's pure core, trusting nothing the server says beyond the bytes it
-//! is given and the published keys.
+//! The offline verifier: it checks a receipt's public projection, a proof bundle (v2 JSON, a
+//! C2SP tlog-proof file, or a v1 bundle) or an exported log with the ledger crate's pure core,
+//! trusting nothing the server says beyond the bytes it is given and the keys it is told to
+//! trust.
 
+use defendable_ledger::bundle::{self, open_org_checkpoint, ProofFailure};
 use defendable_ledger::checkpoint::{parse_signed, verify_checkpoint};
-use defendable_ledger::{canonicalize, receipt_id, ChainVerifier, Hash, PublicKey};
+use defendable_ledger::{
+    merkle, ChainVerifier, Hash, OpenedCheckpoint, ProofBundle, PublicKey, Vkeys,
+};
 use serde_json::Value;
 
 /// What was given to verify.
@@ -11,33 +15,35 @@ use serde_json::Value;
 pub enum Evidence {
     /// One public projection `{receipt_id, hash, body}`.
     Projection(Value),
-    /// A proof bundle `{receipt, chain, checkpoint}`.
-    Bundle(Value),
-    /// An export: projections from seq 0, then a signed checkpoint.
+    /// A v2 proof bundle (from JSON or a tlog-proof file).
+    Bundle(ProofBundle),
+    /// A v1 proof bundle `{receipt, chain, checkpoint}` (every later projection).
+    BundleV1(Value),
+    /// An export: projections from seq 0, then `{checkpoint}` (a note in v2, an object in v1).
     Export(Vec<Value>),
 }
 
-/// Why verification failed (the process exits with [`crate::EXIT_VERIFY`]).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Failure {
-    /// The input is not any of the accepted shapes.
-    #[error("not a projection, proof bundle or export: {0}")]
-    Shape(String),
-    /// A receipt fails.
-    #[error("receipt seq {seq}: {reason}")]
-    Receipt {
-        /// The failing receipt.
-        seq: u64,
-        /// What is wrong.
-        reason: String,
-    },
-    /// The checkpoint does not match the chain or its signature does not verify.
-    #[error("checkpoint: {0}")]
-    Checkpoint(String),
+impl Evidence {
+    /// Whether checking it needs v2 verifier keys (signed notes) rather than v1 keys.
+    pub fn is_v2(&self) -> bool {
+        match self {
+            Evidence::Bundle(_) => true,
+            Evidence::Export(lines) => lines.last().is_some_and(|l| l["checkpoint"].is_string()),
+            Evidence::Projection(_) | Evidence::BundleV1(_) => false,
+        }
+    }
 }
 
-/// Recognizes the shape of `text`: JSON Lines (export) or one JSON object.
+/// Why verification failed (the process exits with [`crate::EXIT_VERIFY`]).
+pub type Failure = ProofFailure;
+
+/// Recognizes the shape of `text`: a tlog-proof file, JSON Lines (export) or one JSON object.
 pub fn parse_evidence(text: &str) -> Result<Evidence, Failure> {
+    if text.starts_with(bundle::TLOG_PROOF_HEADER) {
+        return ProofBundle::from_tlog_proof(text)
+            .map(Evidence::Bundle)
+            .map_err(|e| Failure::Shape(e.to_string()));
+    }
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     if lines.len() > 1 {
         let values = lines
@@ -50,51 +56,42 @@ pub fn parse_evidence(text: &str) -> Result<Evidence, Failure> {
         return Ok(Evidence::Export(values));
     }
     let value: Value = serde_json::from_str(text).map_err(|e| Failure::Shape(e.to_string()))?;
-    if value.get("receipt").is_some() && value.get("checkpoint").is_some() {
-        Ok(Evidence::Bundle(value))
+    if value.get("receipt").is_some() && value.get("inclusion").is_some() {
+        serde_json::from_value(value)
+            .map(Evidence::Bundle)
+            .map_err(|e| Failure::Shape(format!("not a v2 proof bundle: {e}")))
+    } else if value.get("receipt").is_some() && value.get("checkpoint").is_some() {
+        Ok(Evidence::BundleV1(value))
     } else if value.get("receipt_id").is_some() && value.get("body").is_some() {
         Ok(Evidence::Projection(value))
     } else if value.get("checkpoint").is_some() {
         Ok(Evidence::Export(vec![value]))
     } else {
         Err(Failure::Shape(
-            "expected receipt_id/hash/body, receipt/chain/checkpoint, or JSON Lines".into(),
+            "expected a projection, a proof bundle, a tlog-proof file or an export".into(),
         ))
     }
 }
 
 /// What a successful verification established.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Verified {
     /// Receipts checked.
     pub receipts: u64,
     /// The last hash checked.
     pub head: String,
-    /// The checkpoint's key id, when a checkpoint was checked.
+    /// Who signed the checkpoint: a v1 key id, or a v2 `name+keyid`.
     pub signed_by: Option<String>,
+    /// The v2 checkpoint the evidence was checked against.
+    pub checkpoint: Option<OpenedCheckpoint>,
 }
 
 /// Checks one projection on its own: hash of the canonical body and the self-checking id.
 pub fn check_projection(p: &Value) -> Result<(u64, Hash), Failure> {
-    let seq = p["body"]["seq"]
-        .as_u64()
-        .ok_or_else(|| Failure::Shape("body.seq is missing".into()))?;
-    let fail = |reason: &str| Failure::Receipt {
-        seq,
-        reason: reason.to_owned(),
-    };
-    let canonical = canonicalize(&p["body"]).map_err(|e| fail(&e.to_string()))?;
-    let hash = Hash::of(&canonical);
-    if p["hash"].as_str() != Some(hash.to_hex().as_str()) {
-        return Err(fail("hash does not match the canonical body"));
-    }
-    if p["receipt_id"].as_str() != Some(receipt_id(seq, &hash).as_str()) {
-        return Err(fail("receipt id does not match seq and hash"));
-    }
-    Ok((seq, hash))
+    bundle::check_projection(p)
 }
 
-fn check_signed(
+fn check_signed_v1(
     value: &Value,
     seq: i64,
     head: &Hash,
@@ -113,8 +110,12 @@ fn check_signed(
     Ok(signed.kid)
 }
 
-/// Verifies evidence against the published keys.
-pub fn verify(evidence: &Evidence, keys: &[PublicKey]) -> Result<Verified, Failure> {
+fn signer(c: &OpenedCheckpoint) -> String {
+    format!("{}+{:08x}", c.signed_by, c.key_id)
+}
+
+/// Verifies v1 evidence (projections, v1 bundles and exports) against v1 public keys.
+pub fn verify_v1(evidence: &Evidence, keys: &[PublicKey]) -> Result<Verified, Failure> {
     match evidence {
         Evidence::Projection(p) => {
             let (_, hash) = check_projection(p)?;
@@ -122,9 +123,10 @@ pub fn verify(evidence: &Evidence, keys: &[PublicKey]) -> Result<Verified, Failu
                 receipts: 1,
                 head: hash.to_hex(),
                 signed_by: None,
+                checkpoint: None,
             })
         }
-        Evidence::Bundle(b) => {
+        Evidence::BundleV1(b) => {
             let (mut seq, mut prev) = check_projection(&b["receipt"])?;
             let chain = b["chain"].as_array().cloned().unwrap_or_default();
             for link in &chain {
@@ -143,11 +145,12 @@ pub fn verify(evidence: &Evidence, keys: &[PublicKey]) -> Result<Verified, Failu
                 }
                 (seq, prev) = (s, hash);
             }
-            let kid = check_signed(&b["checkpoint"], seq as i64, &prev, keys)?;
+            let kid = check_signed_v1(&b["checkpoint"], seq as i64, &prev, keys)?;
             Ok(Verified {
                 receipts: chain.len() as u64 + 1,
                 head: prev.to_hex(),
                 signed_by: Some(kid),
+                checkpoint: None,
             })
         }
         Evidence::Export(lines) => {
@@ -158,14 +161,8 @@ pub fn verify(evidence: &Evidence, keys: &[PublicKey]) -> Result<Verified, Failu
                 .as_str()
                 .and_then(|o| o.parse().ok())
                 .ok_or_else(|| Failure::Shape("the last line is not a signed checkpoint".into()))?;
-            let mut verifier = ChainVerifier::new(org);
-            for p in projections {
-                verifier.push_projection(p).map_err(|f| Failure::Receipt {
-                    seq: f.seq,
-                    reason: f.reason.to_string(),
-                })?;
-            }
-            let kid = check_signed(
+            let verifier = chain_of(org, projections)?;
+            let kid = check_signed_v1(
                 checkpoint,
                 verifier.count() as i64 - 1,
                 &verifier.head(),
@@ -175,7 +172,83 @@ pub fn verify(evidence: &Evidence, keys: &[PublicKey]) -> Result<Verified, Failu
                 receipts: verifier.count(),
                 head: verifier.head().to_hex(),
                 signed_by: Some(kid),
+                checkpoint: None,
             })
         }
+        Evidence::Bundle(_) => Err(Failure::Shape(
+            "a v2 bundle is checked against verifier keys (vkeys)".into(),
+        )),
+    }
+}
+
+fn chain_of(org: uuid::Uuid, projections: &[Value]) -> Result<ChainVerifier, Failure> {
+    let mut verifier = ChainVerifier::new(org);
+    for p in projections {
+        verifier.push_projection(p).map_err(|f| Failure::Receipt {
+            seq: f.seq,
+            reason: f.reason.to_string(),
+        })?;
+    }
+    Ok(verifier)
+}
+
+/// Verifies v2 evidence (bundles, tlog-proof files and exports ending in a signed note) against
+/// trusted verifier keys.
+pub fn verify_v2(evidence: &Evidence, keys: &Vkeys) -> Result<Verified, Failure> {
+    match evidence {
+        Evidence::Bundle(b) => {
+            let v = bundle::verify_bundle(b, keys)?;
+            Ok(Verified {
+                receipts: 1,
+                head: v.hash.to_hex(),
+                signed_by: Some(signer(&v.checkpoint)),
+                checkpoint: Some(v.checkpoint),
+            })
+        }
+        Evidence::Export(lines) => {
+            let (last, projections) = lines
+                .split_last()
+                .ok_or_else(|| Failure::Shape("empty export".into()))?;
+            let note = last["checkpoint"].as_str().ok_or_else(|| {
+                Failure::Shape("the last line is not {\"checkpoint\": note}".into())
+            })?;
+            // The org is the one the note names; every body must agree (the chain checks it).
+            let org = note
+                .lines()
+                .next()
+                .and_then(|origin| origin.rsplit_once("/orgs/"))
+                .and_then(|(_, org)| org.parse().ok())
+                .ok_or_else(|| {
+                    Failure::Checkpoint("its origin does not name an organization".into())
+                })?;
+            let checkpoint = open_org_checkpoint(note, org, keys)?;
+            let verifier = chain_of(org, projections)?;
+            let leaves = projections.iter().map(|p| {
+                // Each hash was just checked against its body by the chain verifier.
+                Hash::parse(p["hash"].as_str().unwrap_or_default())
+                    .map(|h| merkle::leaf_hash(&h))
+                    .unwrap_or_default()
+            });
+            let (size, root) = merkle::root_of_leaves(leaves);
+            if size != checkpoint.head.size || root != checkpoint.head.root {
+                return Err(Failure::Checkpoint(format!(
+                    "it signs a tree of size {} with root {}; the {size} exported receipts have root {root}",
+                    checkpoint.head.size, checkpoint.head.root
+                )));
+            }
+            Ok(Verified {
+                receipts: verifier.count(),
+                head: verifier.head().to_hex(),
+                signed_by: Some(signer(&checkpoint)),
+                checkpoint: Some(checkpoint),
+            })
+        }
+        other => Err(Failure::Shape(format!(
+            "{} is v1 material, checked with v1 keys",
+            match other {
+                Evidence::Projection(_) => "a projection",
+                _ => "a v1 bundle",
+            }
+        ))),
     }
 }

@@ -27,6 +27,7 @@ pub struct Backup {
 pub async fn backup(dep: &Deployment, out: &Path) -> Result<Backup> {
     let recipient = dep.recipient()?;
     let key = dep.signing_key()?;
+    let log = dep.log_signer()?;
     let started = Instant::now();
     let dir = new_dir(out)?;
 
@@ -54,6 +55,11 @@ pub async fn backup(dep: &Deployment, out: &Path) -> Result<Backup> {
             Hash::parse(&c.head_hash)?,
             now,
         ))?);
+    }
+    let mut tree_checkpoints = Vec::new();
+    for c in &chains {
+        let edge = defendable_ledger::store::tree_edge(&tx, c.org).await?;
+        tree_checkpoints.push(log.sign(c.org, edge.size(), edge.root())?);
     }
     let counted = started.elapsed();
 
@@ -83,6 +89,7 @@ pub async fn backup(dep: &Deployment, out: &Path) -> Result<Backup> {
         counts,
         chains,
         checkpoints,
+        tree_checkpoints,
         dump: DumpFile {
             file: DUMP.into(),
             bytes,

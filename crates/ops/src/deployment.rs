@@ -8,7 +8,8 @@ use std::sync::Arc;
 use deadpool_postgres::Pool;
 use defendable_api::boot;
 use defendable_config::{Config, Env};
-use defendable_ledger::{PublicKey, SigningKey};
+use defendable_ledger::note::LogSigner;
+use defendable_ledger::{LedgerName, PublicKey, SigningKey, Vkeys};
 use defendable_store::cluster::Cluster;
 use object_store::ObjectStore;
 use secrecy::ExposeSecret;
@@ -81,16 +82,33 @@ impl Deployment {
         Ok(SigningKey::from_pkcs8(key.expose_secret())?)
     }
 
-    /// The published verification keys: the current key's public half when LEDGER_SIGNING_KEY
-    /// is set, and LEDGER_SIGNING_KEYS_PREVIOUS. A drill host needs no private key: list the
-    /// public keys of `/ledger/keys` in LEDGER_SIGNING_KEYS_PREVIOUS there.
+    /// `LEDGER_NAME`: the key name of every signed checkpoint.
+    pub fn ledger_name(&self) -> Result<LedgerName> {
+        let name = self
+            .config
+            .ledger_name
+            .as_deref()
+            .ok_or_else(|| setup("LEDGER_NAME is not set: use the deployment's log name"))?;
+        Ok(LedgerName::parse(name)?)
+    }
+
+    /// The log signer: the checkpoint key under `LEDGER_NAME`.
+    pub fn log_signer(&self) -> Result<LogSigner> {
+        Ok(LogSigner::new(self.ledger_name()?, self.signing_key()?))
+    }
+
+    /// The published verification keys, each with its name and vkey: the current key's public
+    /// half when LEDGER_SIGNING_KEY is set, and LEDGER_SIGNING_KEYS_PREVIOUS. A drill host needs
+    /// no private key: list the public keys of `/ledger/keys` in LEDGER_SIGNING_KEYS_PREVIOUS
+    /// there.
     pub fn published_keys(&self) -> Result<Vec<PublicKey>> {
+        let name = self.ledger_name()?;
         let mut keys = Vec::new();
         if self.config.ledger_signing_key.is_some() {
-            keys.push(self.signing_key()?.public_key().clone());
+            keys.push(self.signing_key()?.public_key().clone().named(&name)?);
         }
         for old in &self.config.ledger_signing_keys_previous {
-            keys.push(PublicKey::from_base64(old)?);
+            keys.push(PublicKey::from_base64(old)?.named(&name)?);
         }
         if keys.is_empty() {
             return Err(setup(
@@ -98,6 +116,12 @@ impl Deployment {
             ));
         }
         Ok(keys)
+    }
+
+    /// The published keys as signed-note verifiers.
+    pub fn vkeys(&self) -> Result<Vkeys> {
+        let vkeys: Vec<String> = self.published_keys()?.into_iter().map(|k| k.vkey).collect();
+        Ok(Vkeys::parse(&vkeys)?)
     }
 
     fn development_identity(&self) -> Result<age::x25519::Identity> {

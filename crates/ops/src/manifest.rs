@@ -73,8 +73,13 @@ pub struct Manifest {
     pub counts: Counts,
     /// Every chain's length and head.
     pub chains: Vec<Chain>,
-    /// A signed checkpoint of every non-empty chain head.
+    /// A signed checkpoint of every non-empty chain head (v1 JSON).
     pub checkpoints: Vec<SignedCheckpoint>,
+    /// A signed-note checkpoint (DESIGN §2b) of every organization's Merkle tree in the snapshot;
+    /// a restore drill recomputes each root from the restored receipts. Empty in backups taken
+    /// before ledger v2.
+    #[serde(default)]
+    pub tree_checkpoints: Vec<String>,
     /// The dump.
     pub dump: DumpFile,
     /// How long each step took, in milliseconds.

@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 
 use defendable_config::{inventory, Env};
-use defendable_ledger::Checkpoint;
 use serde_json::{json, Value};
 
 use crate::{now_rfc3339, sha256_file, Deployment, OpsError, Result};
@@ -267,9 +266,9 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) -> Result<(
     Ok(())
 }
 
-/// The latest `restore_drill` receipt as a proof bundle `{receipt, chain, checkpoint}` (the
-/// receipt, every later receipt of the chain, and a signed checkpoint of the head) that
-/// `defendable verify` checks offline, with the server-side verification of the whole chain.
+/// The latest `restore_drill` receipt as a v2 proof bundle (its projection, inclusion path and
+/// a signed checkpoint of the operator organization's tree) that `defendable verify` checks
+/// offline, with the published keys and the server-side verification of the whole log.
 async fn latest_drill(dep: &Deployment) -> Result<Option<Value>> {
     let (org, slug) = match dep.operator_org().await {
         Ok(o) => o,
@@ -286,41 +285,31 @@ async fn latest_drill(dep: &Deployment) -> Result<Option<Value>> {
     else {
         return Ok(None);
     };
-    let from: i64 = drill.get(0);
-    let rows = client
-        .query(
-            "SELECT seq, receipt_id, hash, canonical FROM receipts WHERE org_id = $1 AND seq >= $2 ORDER BY seq",
-            &[&org, &from],
-        )
-        .await?;
-    let mut projections = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let body: Value = serde_json::from_slice(&row.get::<_, Vec<u8>>(3))
-            .map_err(|e| OpsError::Database(format!("a stored receipt is not JSON: {e}")))?;
-        projections.push(json!({"receipt_id": row.get::<_, String>(1), "hash": row.get::<_, String>(2), "body": body}));
-    }
-    let (head_seq, head_hash): (i64, String) = match rows.last() {
-        Some(r) => (r.get(0), r.get(2)),
-        None => return Ok(None),
+    let seq: i64 = drill.get(0);
+    let after = (seq > 0).then(|| seq as u64 - 1);
+    let Some(receipt) = defendable_ledger::store::list(&client, org, after, 1, None)
+        .await?
+        .into_iter()
+        .find(|r| r.seq as i64 == seq)
+    else {
+        return Ok(None);
     };
     let chain = defendable_ledger::store::verify_org(&client, org).await?;
-    let signed = dep.signing_key()?.sign(Checkpoint::new(
-        org,
-        head_seq,
-        defendable_ledger::Hash::parse(&head_hash)?,
-        time::OffsetDateTime::now_utc(),
-    ))?;
-    let receipt = projections.remove(0);
+    let bundle =
+        defendable_ledger::store::proof_bundle(&client, &dep.log_signer()?, &receipt, None).await?;
     Ok(Some(json!({
         "operator_org": slug,
-        "receipt": receipt,
-        "chain": projections,
-        "checkpoint": signed,
+        "v": bundle.v,
+        "receipt": bundle.receipt,
+        "index": bundle.index,
+        "inclusion": bundle.inclusion,
+        "checkpoint": bundle.checkpoint,
         "published_keys": dep.published_keys()?,
         "chain_verification": {
             "valid": chain.failure.is_none(),
             "checked": chain.checked,
             "head": chain.head.to_hex(),
+            "tree_size": chain.tree_size,
             "failure": chain.failure.as_ref().map(|f| json!({"seq": f.seq, "reason": f.reason.to_string()})),
         },
     })))

@@ -3,5 +3,6 @@
 
 mod e2e;
 mod help;
+mod ledger_v2;
 mod server;
 mod verify;

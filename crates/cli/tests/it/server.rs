@@ -122,7 +122,7 @@ pub struct Server {
     pub direct: String,
     pub proxy: Proxy,
     /// Dropped with the server.
-    pub _db: TestDb,
+    pub db: TestDb,
     pub data: TempDir,
     /// The CLI's HOME and XDG_CONFIG_HOME.
     pub home: TempDir,
@@ -194,7 +194,7 @@ impl Server {
             base,
             direct: format!("http://{server_addr}"),
             proxy,
-            _db: db,
+            db,
             data,
             home: TempDir::new(),
             objects,

@@ -141,6 +141,7 @@ async fn backup_and_drill_pass_then_a_tampered_receipt_fails_the_drill_by_org_an
     assert_eq!(m.counts.dataset_versions, 1);
     assert_eq!(m.chains.len(), 3);
     assert_eq!(m.checkpoints.len(), 3);
+    assert_eq!(m.tree_checkpoints.len(), 3);
     let acme = m
         .chains
         .iter()
@@ -198,6 +199,19 @@ async fn backup_and_drill_pass_then_a_tampered_receipt_fails_the_drill_by_org_an
     assert!(report.ok, "{}", report.human());
     assert_eq!(report.counts, m.counts);
     assert_eq!((report.chains, report.objects_sampled), (3, 1));
+    let roots = report
+        .checks
+        .iter()
+        .find(|c| c.name == "tree roots")
+        .expect("tree roots check");
+    assert!(
+        roots.ok
+            && roots
+                .detail
+                .starts_with("3 Merkle roots recomputed from 18 restored receipts"),
+        "{}",
+        roots.detail
+    );
     assert!(
         !cluster.path().join("pg").exists(),
         "the throwaway cluster is removed"
@@ -258,7 +272,19 @@ async fn backup_and_drill_pass_then_a_tampered_receipt_fails_the_drill_by_org_an
         "{}",
         chains.detail
     );
-    assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
+    let roots = report
+        .checks
+        .iter()
+        .find(|c| c.name == "tree roots")
+        .expect("tree roots check");
+    assert!(
+        !roots.ok
+            && roots.detail.contains("org acme")
+            && roots.detail.contains("signed checkpoint says"),
+        "{}",
+        roots.detail
+    );
+    assert_eq!(report.failures.len(), 2, "{:?}", report.failures);
     let recorded = drill_receipts(&dep, orgs[0]).await;
     assert_eq!(recorded.len(), 2, "a failed drill is recorded too");
     assert_eq!(recorded[1]["public"]["result"], "fail");
@@ -454,18 +480,33 @@ async fn the_packet_holds_live_evidence_and_a_manifest_of_digests() {
             .expect("json");
     assert_eq!(drill["receipt"]["body"]["kind"], "restore_drill");
     assert_eq!(drill["chain_verification"]["valid"], true);
-    // An auditor checks it offline with the CLI's verifier and the published keys.
+    // An auditor checks it offline with the CLI's verifier and the published vkeys: a v2
+    // bundle, which carries no other receipt (the rotation recorded after the drill included).
     let keys: Vec<defendable_ledger::PublicKey> =
         serde_json::from_value(drill["published_keys"].clone()).expect("keys");
+    let vkeys: Vec<&str> = keys.iter().map(|k| k.vkey.as_str()).collect();
+    let vkeys = defendable_ledger::Vkeys::parse(&vkeys).expect("vkeys");
     let evidence = defendable_cli::parse_evidence(&drill.to_string()).expect("a proof bundle");
-    let verified = defendable_cli::verify(&evidence, &keys).expect("verifies offline");
+    assert!(
+        matches!(evidence, defendable_cli::Evidence::Bundle(_)),
+        "a v2 bundle"
+    );
+    let verified = defendable_cli::verify_v2(&evidence, &vkeys).expect("verifies offline");
+    assert_eq!(verified.receipts, 1);
     assert_eq!(
         verified.head,
-        drill["chain_verification"]["head"].as_str().expect("head")
+        drill["receipt"]["hash"].as_str().expect("hash")
     );
     assert_eq!(
-        verified.receipts, 2,
-        "the drill receipt and the rotation after it"
+        verified.checkpoint.expect("checkpoint").head.size,
+        drill["chain_verification"]["tree_size"]
+            .as_u64()
+            .expect("size"),
+        "proved against the whole current tree, rotation receipt included"
+    );
+    assert!(
+        !drill.to_string().contains("secret.rotation"),
+        "no other receipt's body"
     );
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).expect("m"))
