@@ -25,7 +25,8 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Run a benchmark in release mode and print its figures (`auth`, `ledger`, `datasets`).
+    /// Run a benchmark in release mode and print its figures (`auth`, `ledger`, `datasets`,
+    /// `drill`, `tree`).
     Bench {
         /// Which benchmark.
         name: String,
@@ -107,7 +108,10 @@ fn main() -> Result<()> {
                 "ledger" => ("defendable-ledger", "bench_ledger"),
                 "datasets" => ("defendable-datasets", "bench_datasets"),
                 "drill" => ("defendable-ops", "bench_drill"),
-                other => bail!("unknown benchmark {other:?}; known: auth, ledger, datasets, drill"),
+                "tree" => ("defendable-api", "bench_tree"),
+                other => {
+                    bail!("unknown benchmark {other:?}; known: auth, ledger, datasets, drill, tree")
+                }
             };
             ensure_system_packages(&[POSTGRES])?;
             cargo(&[

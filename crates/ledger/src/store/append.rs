@@ -97,6 +97,16 @@ pub(super) fn head_columns<'h>(heads: impl Iterator<Item = (&'h Uuid, &'h Head)>
     c
 }
 
+/// Whether an append path maintains the Merkle tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Tree {
+    /// Extend the tree with every receipt (the server, always).
+    Maintain,
+    /// Append as the release before the tree did and leave the tree to the integrator (the
+    /// same-run baseline of `cargo xtask bench tree`).
+    Skip,
+}
+
 /// Seals `draft` as the next receipt of `head` (chain and, when it covers the chain, tree),
 /// collecting the new tree nodes.
 pub(super) fn seal_next(
@@ -105,9 +115,10 @@ pub(super) fn seal_next(
     now: OffsetDateTime,
     draft: Draft,
     nodes: &mut NodeRows,
+    tree: Tree,
 ) -> Result<Sealed> {
     let sealed = seal(org, (head.seq + 1) as u64, head.hash, now, draft)?;
-    if head.tree_complete() {
+    if tree == Tree::Maintain && head.tree_complete() {
         nodes.append(org, &mut head.edge, &sealed.hash);
     }
     head.seq += 1;
@@ -170,8 +181,12 @@ pub(super) async fn lock_and_catch_up(
     tx: &Transaction<'_>,
     orgs: &[Uuid],
     nodes: &mut NodeRows,
+    tree: Tree,
 ) -> Result<HashMap<Uuid, Head>> {
     let mut heads = lock_heads(tx, orgs).await?;
+    if tree == Tree::Skip {
+        return Ok(heads);
+    }
     for org in orgs {
         if let Some(head) = heads.get_mut(org) {
             if !head.tree_complete() {
@@ -187,9 +202,16 @@ pub(super) async fn lock_and_catch_up(
 /// transaction ends.
 pub async fn append_in(tx: &Transaction<'_>, org: Uuid, draft: Draft) -> Result<Sealed> {
     let mut nodes = NodeRows::default();
-    let mut heads = lock_and_catch_up(tx, &[org], &mut nodes).await?;
+    let mut heads = lock_and_catch_up(tx, &[org], &mut nodes, Tree::Maintain).await?;
     let head = heads.get_mut(&org).expect("locked above");
-    let sealed = seal_next(org, head, OffsetDateTime::now_utc(), draft, &mut nodes)?;
+    let sealed = seal_next(
+        org,
+        head,
+        OffsetDateTime::now_utc(),
+        draft,
+        &mut nodes,
+        Tree::Maintain,
+    )?;
     insert_sealed(tx, std::slice::from_ref(&sealed), &nodes, &heads).await?;
     Ok(sealed)
 }

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::append::{
     head_columns, insert_sealed, lock_and_catch_up, seal_next, AppendOptions, Appended, Columns,
+    Tree,
 };
 use super::reads::get_by_seq;
 use super::tree::NodeRows;
@@ -46,11 +47,23 @@ impl BatchAppender {
     /// Starts `workers` batching tasks on the current runtime, each committing at most
     /// `max_batch` receipts per transaction.
     pub fn start(pool: Pool, workers: usize, max_batch: usize) -> BatchAppender {
+        Self::start_with(pool, workers, max_batch, Tree::Maintain)
+    }
+
+    /// Starts an appender that appends as the release before the Merkle tree did: receipts and
+    /// heads only, the tree left to the integrator ([`super::integrate_all`]). The same-run
+    /// baseline of `cargo xtask bench tree`; the server never uses it.
+    #[doc(hidden)]
+    pub fn start_without_tree(pool: Pool, workers: usize, max_batch: usize) -> BatchAppender {
+        Self::start_with(pool, workers, max_batch, Tree::Skip)
+    }
+
+    fn start_with(pool: Pool, workers: usize, max_batch: usize, tree: Tree) -> BatchAppender {
         let workers = workers.max(1);
         let mut queues = Vec::with_capacity(workers);
         for _ in 0..workers {
             let (tx, rx) = mpsc::channel(max_batch * 4);
-            tokio::spawn(worker(pool.clone(), rx, max_batch.max(1)));
+            tokio::spawn(worker(pool.clone(), rx, max_batch.max(1), tree));
             queues.push(tx);
         }
         BatchAppender {
@@ -80,7 +93,7 @@ impl BatchAppender {
     }
 }
 
-async fn worker(pool: Pool, mut rx: mpsc::Receiver<Request>, max_batch: usize) {
+async fn worker(pool: Pool, mut rx: mpsc::Receiver<Request>, max_batch: usize, tree: Tree) {
     // The heads this worker last saw, so a batch usually needs a single statement. Another
     // process may have moved a head since; the compare-and-set below notices and retries.
     let mut heads: HashMap<Uuid, Head> = HashMap::new();
@@ -102,7 +115,7 @@ async fn worker(pool: Pool, mut rx: mpsc::Receiver<Request>, max_batch: usize) {
         let leftovers = if plain.is_empty() {
             Vec::new()
         } else {
-            fast_batch(&pool, &mut heads, plain).await
+            fast_batch(&pool, &mut heads, plain, tree).await
         };
         let slow: Vec<Request> = optioned.into_iter().chain(leftovers).collect();
         if slow.is_empty() {
@@ -111,7 +124,7 @@ async fn worker(pool: Pool, mut rx: mpsc::Receiver<Request>, max_batch: usize) {
         for r in &slow {
             heads.remove(&r.org);
         }
-        if let Err((e, requests)) = commit_batch(&pool, slow).await {
+        if let Err((e, requests)) = commit_batch(&pool, slow, tree).await {
             tracing::error!(error = %e, receipts = requests.len(), "ledger batch failed; nothing was committed");
             let message = e.to_string();
             for r in requests {
@@ -154,6 +167,7 @@ async fn fast_batch(
     pool: &Pool,
     heads: &mut HashMap<Uuid, Head>,
     requests: Vec<Request>,
+    tree: Tree,
 ) -> Vec<Request> {
     let mut pending = requests;
     let mut locking = Vec::new();
@@ -190,7 +204,7 @@ async fn fast_batch(
         let mut placed = Vec::with_capacity(fast.len());
         for r in fast {
             let head = tip.get_mut(&r.org).expect("in start");
-            match seal_next(r.org, head, now, r.draft.clone(), &mut nodes) {
+            match seal_next(r.org, head, now, r.draft.clone(), &mut nodes, tree) {
                 Ok(s) => {
                     sealed.push(s);
                     placed.push(r);
@@ -329,6 +343,7 @@ enum Outcome {
 async fn commit_batch(
     pool: &Pool,
     requests: Vec<Request>,
+    tree: Tree,
 ) -> std::result::Result<(), (LedgerError, Vec<Request>)> {
     let mut client = match pool.get().await {
         Ok(c) => c,
@@ -339,7 +354,7 @@ async fn commit_batch(
         Err(e) => return Err((e.into(), requests)),
     };
     let mut requests = requests;
-    let outcomes = match stage_batch(&tx, &mut requests).await {
+    let outcomes = match stage_batch(&tx, &mut requests, tree).await {
         Ok(o) => o,
         Err(e) => return Err((e, requests)),
     };
@@ -361,12 +376,13 @@ async fn commit_batch(
 async fn stage_batch(
     tx: &Transaction<'_>,
     requests: &mut [Request],
+    tree: Tree,
 ) -> Result<(Vec<Outcome>, Vec<Sealed>)> {
     let mut orgs: Vec<Uuid> = requests.iter().map(|r| r.org).collect();
     orgs.sort();
     orgs.dedup();
     let mut nodes = NodeRows::default();
-    let mut heads = lock_and_catch_up(tx, &orgs, &mut nodes).await?;
+    let mut heads = lock_and_catch_up(tx, &orgs, &mut nodes, tree).await?;
     let now = OffsetDateTime::now_utc();
     let mut outcomes = Vec::with_capacity(requests.len());
     let mut sealed: Vec<Sealed> = Vec::with_capacity(requests.len());
@@ -420,7 +436,7 @@ async fn stage_batch(
             }
         }
         let head = heads.get_mut(&r.org).expect("locked above");
-        match seal_next(r.org, head, now, r.draft.clone(), &mut nodes) {
+        match seal_next(r.org, head, now, r.draft.clone(), &mut nodes, tree) {
             Ok(s) => {
                 if let Some((key, fingerprint)) = &r.options.idempotency {
                     keyed.push((r.org, key.clone(), s.seq as i64));

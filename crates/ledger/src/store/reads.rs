@@ -192,10 +192,11 @@ async fn compare_nodes(
         .unzip();
     let statement = client
         .prepare_cached(
-            "SELECT n.level, n.idx, n.hash FROM ledger_nodes n
-               JOIN unnest($2::smallint[], $3::bigint[]) AS q(level, idx)
-                 ON n.level = q.level AND n.idx = q.idx
-              WHERE n.org_id = $1",
+            // One primary-key probe per node (see `tree::fetch_nodes`).
+            "SELECT q.level, q.idx, n.hash
+               FROM unnest($2::smallint[], $3::bigint[]) AS q(level, idx)
+               CROSS JOIN LATERAL (SELECT hash FROM ledger_nodes
+                                    WHERE org_id = $1 AND level = q.level AND idx = q.idx) n",
         )
         .await?;
     let stored: HashMap<NodeId, Vec<u8>> = client

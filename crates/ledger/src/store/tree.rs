@@ -182,13 +182,17 @@ async fn fetch_nodes(client: &impl GenericClient, org: Uuid, ids: &[NodeId]) -> 
         .unzip();
     let statement = client
         .prepare_cached(
-            "SELECT 0::smallint, seq, decode(hash, 'hex') FROM receipts
-              WHERE org_id = $1 AND seq = ANY($2::bigint[])
+            // LATERAL keeps every lookup a primary-key probe: a join against the unnested ids
+            // can be planned as a hash join that scans the whole organization.
+            "SELECT 0::smallint, q.seq, decode(r.hash, 'hex')
+               FROM unnest($2::bigint[]) AS q(seq)
+               CROSS JOIN LATERAL (SELECT hash FROM receipts
+                                    WHERE org_id = $1 AND seq = q.seq) r
              UNION ALL
-             SELECT n.level, n.idx, n.hash FROM ledger_nodes n
-               JOIN unnest($3::smallint[], $4::bigint[]) AS q(level, idx)
-                 ON n.level = q.level AND n.idx = q.idx
-              WHERE n.org_id = $1",
+             SELECT q.level, q.idx, n.hash
+               FROM unnest($3::smallint[], $4::bigint[]) AS q(level, idx)
+               CROSS JOIN LATERAL (SELECT hash FROM ledger_nodes
+                                    WHERE org_id = $1 AND level = q.level AND idx = q.idx) n",
         )
         .await?;
     let rows = client

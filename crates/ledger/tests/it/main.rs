@@ -8,3 +8,4 @@ mod jcs;
 mod notes;
 mod tree;
 mod tree_store;
+mod worked_example;
