@@ -19,6 +19,7 @@ use defendable_identity::jwt::SessionKeys;
 use defendable_identity::store::{self, PageRequest};
 use defendable_identity::{Email, SecretHash};
 use defendable_store::audit::AuditContext;
+use defendable_testkit::bench::http_load;
 use defendable_testkit::TestDb;
 
 const SECRET: &str = "bench-jwt-K7q2Lm9Xr4Tz8Vw1Ny6Pb3Hc5Jd0Fg";
@@ -49,48 +50,6 @@ where
         out.push(t.elapsed());
     }
     out
-}
-
-async fn load(
-    url: &str,
-    bearer: Option<&str>,
-    concurrency: usize,
-    duration: Duration,
-) -> (f64, Vec<Duration>) {
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(concurrency)
-        .build()
-        .expect("client");
-    let deadline = Instant::now() + duration;
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let http = http.clone();
-        let url = url.to_owned();
-        let bearer = bearer.map(str::to_owned);
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            while Instant::now() < deadline {
-                let t = Instant::now();
-                let mut req = http.get(&url);
-                if let Some(b) = &bearer {
-                    req = req.bearer_auth(b);
-                }
-                let res = req.send().await.expect("response");
-                assert!(res.status().is_success(), "{}", res.status());
-                let _ = res.bytes().await;
-                lat.push(t.elapsed());
-            }
-            lat
-        }));
-    }
-    let started = Instant::now();
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.expect("join"));
-    }
-    let rps = all.len() as f64 / started.elapsed().as_secs_f64();
-    all.sort();
-    (rps, all)
 }
 
 fn main() {
@@ -267,9 +226,9 @@ fn main() {
                 Some(jwt.as_str()),
             ),
         ] {
-            let _ = load(&format!("{base}{path}"), bearer, 8, Duration::from_secs(1)).await;
-            let (rps, lat) =
-                load(&format!("{base}{path}"), bearer, 32, Duration::from_secs(5)).await;
+            let url = [format!("{base}{path}")];
+            let _ = http_load(&url, bearer, 8, Duration::from_secs(1)).await;
+            let (rps, lat) = http_load(&url, bearer, 32, Duration::from_secs(5)).await;
             println!(
                 "{name:<44} {rps:>9.0} req/s   p50 {:>6.2} ms   p99 {:>6.2} ms",
                 percentile(&lat, 0.5).as_secs_f64() * 1e3,

@@ -22,7 +22,7 @@ use defendable_ledger::bundle::verify_bundle;
 use defendable_ledger::note::LogSigner;
 use defendable_ledger::store::{self, AppendOptions, BatchAppender};
 use defendable_ledger::{Draft, LedgerName, ProofBundle, ReceiptKind, SigningKey, Vkeys};
-use defendable_testkit::bench::{drive, durable_database, row};
+use defendable_testkit::bench::{drive, durable_database, http_load, row};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -89,50 +89,6 @@ async fn rounds(appender: &BatchAppender, label: &str) -> f64 {
         lat.push(t.elapsed());
     }
     row(label, n as usize, started.elapsed(), lat)
-}
-
-/// Requests `paths` round-robin from `concurrency` clients for `run`; req/s and sorted latencies.
-async fn load(
-    base: &str,
-    paths: &[String],
-    concurrency: usize,
-    run: Duration,
-) -> (f64, Vec<Duration>) {
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(concurrency)
-        .build()
-        .expect("client");
-    let deadline = Instant::now() + run;
-    let paths = Arc::new(paths.to_vec());
-    let mut tasks = Vec::new();
-    for c in 0..concurrency {
-        let (http, base, paths) = (http.clone(), base.to_owned(), paths.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            let mut i = c;
-            while Instant::now() < deadline {
-                let t = Instant::now();
-                let res = http
-                    .get(format!("{base}{}", paths[i % paths.len()]))
-                    .send()
-                    .await
-                    .expect("response");
-                assert!(res.status().is_success(), "{}", res.status());
-                let _ = res.bytes().await;
-                lat.push(t.elapsed());
-                i += concurrency;
-            }
-            lat
-        }));
-    }
-    let started = Instant::now();
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.expect("join"));
-    }
-    let rps = all.len() as f64 / started.elapsed().as_secs_f64();
-    all.sort();
-    (rps, all)
 }
 
 fn main() {
@@ -288,9 +244,12 @@ async fn run() {
         first_proof.len() - body.len(),
         bundle.inclusion.len()
     );
-    let healthz = vec!["/healthz".to_owned()];
-    let projections: Vec<String> = tokens.iter().map(|t| format!("/share/{t}")).collect();
-    let proofs: Vec<String> = tokens.iter().map(|t| format!("/share/{t}/proof")).collect();
+    let healthz = vec![format!("{base}/healthz")];
+    let projections: Vec<String> = tokens.iter().map(|t| format!("{base}/share/{t}")).collect();
+    let proofs: Vec<String> = tokens
+        .iter()
+        .map(|t| format!("{base}/share/{t}/proof"))
+        .collect();
     for (name, paths) in [
         ("baseline: GET /healthz", &healthz),
         (
@@ -299,9 +258,9 @@ async fn run() {
         ),
         ("GET /share/{token}/proof", &proofs),
     ] {
-        let _ = load(&base, paths, 4, Duration::from_secs(1)).await;
+        let _ = http_load(paths, None, 4, Duration::from_secs(1)).await;
         for clients in [1usize, 32] {
-            let (rps, lat) = load(&base, paths, clients, RUN).await;
+            let (rps, lat) = http_load(paths, None, clients, RUN).await;
             println!(
                 "{:<52} {rps:>8.0} req/s   p50 {:>6.2} ms   p99 {:>6.2} ms   ({clients} client{})",
                 name,

@@ -147,25 +147,19 @@ impl SigningKey {
         let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der).map_err(|_| {
             LedgerError::InvalidKey("LEDGER_SIGNING_KEY is not an Ed25519 PKCS#8 key".into())
         })?;
-        let raw = pair.public_key().as_ref().to_vec();
-        Ok(SigningKey {
-            public: PublicKey {
-                kid: kid_of(&raw),
-                alg: "Ed25519".into(),
-                public_key: URL_SAFE_NO_PAD.encode(&raw),
-                name: String::new(),
-                vkey: String::new(),
-            },
-            pair,
-        })
+        Ok(SigningKey::of(pair))
     }
 
     /// A key from its 32-byte Ed25519 seed (as in Go's `PRIVATE+KEY+…` signer keys).
     pub fn from_seed(seed: &[u8]) -> Result<SigningKey, LedgerError> {
         let pair = Ed25519KeyPair::from_seed_unchecked(seed)
             .map_err(|_| LedgerError::InvalidKey("an Ed25519 seed has 32 bytes".into()))?;
+        Ok(SigningKey::of(pair))
+    }
+
+    fn of(pair: Ed25519KeyPair) -> SigningKey {
         let raw = pair.public_key().as_ref().to_vec();
-        Ok(SigningKey {
+        SigningKey {
             public: PublicKey {
                 kid: kid_of(&raw),
                 alg: "Ed25519".into(),
@@ -174,7 +168,7 @@ impl SigningKey {
                 vkey: String::new(),
             },
             pair,
-        })
+        }
     }
 
     /// The public half.

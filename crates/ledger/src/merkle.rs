@@ -360,11 +360,22 @@ impl TileId {
                 "{path:?} is not a tile path such as 0/x001/234.p/7"
             ))
         };
-        if path.starts_with("data") || path.starts_with("entries") {
+        // `tlog_tiles` asserts (panics) on a level of 64 or more and on a width of 0, so those
+        // are refused here first; so is every level above 7 (tree level 64 and up).
+        let parts: Vec<&str> = path.split('/').collect();
+        let level_ok = parts[0].parse::<u8>().is_ok_and(|l| l < 8);
+        let width_ok = match parts.len().checked_sub(2).map(|i| parts[i]) {
+            Some(p) if p.ends_with(".p") => parts[parts.len() - 1]
+                .parse::<u32>()
+                .is_ok_and(|w| (1..TILE_WIDTH).contains(&w)),
+            _ => true,
+        };
+        if !level_ok || !width_ok {
             return Err(bad());
         }
         let t = tlog_tiles::Tile::from_path(&format!("tile/8/{path}")).map_err(|_| bad())?;
-        if t.is_data() {
+        // Tile level 8 would hold nodes of tree level 64: no tree of 2^64 leaves exists.
+        if t.is_data() || t.level() >= 8 || t.level_index() > u64::MAX / u64::from(TILE_WIDTH) {
             return Err(bad());
         }
         Ok(TileId {
@@ -386,8 +397,7 @@ impl TileId {
 
     /// Whether a tree of `size` leaves has every hash of this tile.
     pub fn within(&self, size: u64) -> bool {
-        let level = u32::from(self.tree_level());
-        let available = if level >= 64 { 0 } else { size >> level };
+        let available = size >> u32::from(self.tree_level());
         self.first()
             .checked_add(u64::from(self.width))
             .is_some_and(|end| end <= available)

@@ -349,6 +349,52 @@ pub mod bench {
         (all.len(), started.elapsed(), all)
     }
 
+    /// Requests `urls` round-robin with `GET` from `concurrency` clients (keep-alive) until `run`
+    /// elapses; every answer must be a success. Returns requests/s and the sorted latencies.
+    pub async fn http_load(
+        urls: &[String],
+        bearer: Option<&str>,
+        concurrency: usize,
+        run: Duration,
+    ) -> (f64, Vec<Duration>) {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(concurrency)
+            .build()
+            .expect("client");
+        let deadline = Instant::now() + run;
+        let urls: Arc<Vec<String>> = Arc::new(urls.to_vec());
+        let mut tasks = Vec::new();
+        for c in 0..concurrency {
+            let (http, urls) = (http.clone(), urls.clone());
+            let bearer = bearer.map(str::to_owned);
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::new();
+                let mut i = c;
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    let mut req = http.get(&urls[i % urls.len()]);
+                    if let Some(b) = &bearer {
+                        req = req.bearer_auth(b);
+                    }
+                    let res = req.send().await.expect("response");
+                    assert!(res.status().is_success(), "{}", res.status());
+                    let _ = res.bytes().await;
+                    lat.push(t.elapsed());
+                    i += concurrency;
+                }
+                lat
+            }));
+        }
+        let started = Instant::now();
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.expect("join"));
+        }
+        let rps = all.len() as f64 / started.elapsed().as_secs_f64();
+        all.sort();
+        (rps, all)
+    }
+
     /// Prints one result row: rate, p50 and p99 in milliseconds.
     #[allow(clippy::print_stdout)]
     pub fn row(name: &str, count: usize, elapsed: Duration, mut lat: Vec<Duration>) -> f64 {

@@ -190,7 +190,7 @@ async fn fast_batch(
         // head lock, so those organizations take the locking path.
         let (fast, lagging): (Vec<Request>, Vec<Request>) = pending
             .drain(..)
-            .partition(|r| heads[&r.org].tree_complete());
+            .partition(|r| tree == Tree::Skip || heads[&r.org].tree_complete());
         locking.extend(lagging);
         // Seal against the cache, chaining within the batch and extending the tree.
         let start: HashMap<Uuid, Head> = fast

@@ -218,6 +218,24 @@ async fn fetch_nodes(client: &impl GenericClient, org: Uuid, ids: &[NodeId]) -> 
     Ok(nodes)
 }
 
+/// Fetches `ids` and the root of the tree of `size` leaves in one statement: the current tree's
+/// root comes from its edge, an earlier tree's from its own compact range.
+async fn fetch_with_root(
+    client: &impl GenericClient,
+    org: Uuid,
+    edge: &TreeEdge,
+    size: u64,
+    mut ids: Vec<NodeId>,
+) -> Result<(NodeMap, TreeHash)> {
+    if size == edge.size() {
+        return Ok((fetch_nodes(client, org, &ids).await?, edge.root()));
+    }
+    ids.extend(merkle::root_nodes(size));
+    let nodes = fetch_nodes(client, org, &ids).await?;
+    let root = merkle::root(size, &nodes)?;
+    Ok((nodes, root))
+}
+
 /// Checks `1 ≤ size ≤ current` for a size a caller asked for.
 fn check_size(size: u64, current: u64, what: &str) -> Result<()> {
     if size == 0 || size > current {
@@ -259,16 +277,14 @@ pub async fn prove_receipt(
             "receipt seq {seq} is not in the tree of size {size}: ask for a size above {seq}"
         )));
     }
-    let mut ids = merkle::inclusion_nodes(seq, size)?;
-    if size != edge.size() {
-        ids.extend(merkle::root_nodes(size));
-    }
-    let nodes = fetch_nodes(client, org, &ids).await?;
-    let root = if size == edge.size() {
-        edge.root()
-    } else {
-        merkle::root(size, &nodes)?
-    };
+    let (nodes, root) = fetch_with_root(
+        client,
+        org,
+        &edge,
+        size,
+        merkle::inclusion_nodes(seq, size)?,
+    )
+    .await?;
     Ok(InclusionProof {
         size,
         root,
@@ -307,16 +323,8 @@ pub async fn consistency_proof(
     let to = to.unwrap_or(edge.size());
     check_size(to, edge.size(), "to")?;
     check_size(from, to, "from")?;
-    let mut ids = merkle::consistency_nodes(from, to)?;
-    if to != edge.size() {
-        ids.extend(merkle::root_nodes(to));
-    }
-    let nodes = fetch_nodes(client, org, &ids).await?;
-    let root = if to == edge.size() {
-        edge.root()
-    } else {
-        merkle::root(to, &nodes)?
-    };
+    let (nodes, root) =
+        fetch_with_root(client, org, &edge, to, merkle::consistency_nodes(from, to)?).await?;
     Ok(ConsistencyProof {
         from,
         to,

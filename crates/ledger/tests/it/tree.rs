@@ -234,3 +234,57 @@ proptest! {
         prop_assert!(verify_consistency(from, size, &r1, &r2, &proof).is_err());
     }
 }
+
+#[test]
+fn tile_paths_follow_the_c2sp_encoding_and_bounds() {
+    use defendable_ledger::merkle::TileId;
+    let t = |level, index, width| TileId {
+        level,
+        index,
+        width,
+    };
+    assert_eq!(TileId::parse("0/000").expect("full"), t(0, 0, 256));
+    assert_eq!(
+        TileId::parse("1/x001/234.p/7").expect("partial"),
+        t(1, 1234, 7)
+    );
+    assert_eq!(
+        TileId::parse("2/x001/x234/067").expect("deep"),
+        t(2, 1_234_067, 256)
+    );
+    for bad in [
+        "0/1",
+        "0/0000",
+        "8/000",
+        "40/000",
+        "entries/000",
+        "data/000",
+        "0/000.p/0",
+        "0/000.p/257",
+        "x/000",
+        "",
+    ] {
+        assert!(TileId::parse(bad).is_err(), "{bad:?}");
+    }
+    // Level 0 of a tree of 260 leaves: one full tile and a partial one of 4.
+    assert!(t(0, 0, 256).within(260));
+    assert!(t(0, 1, 4).within(260) && !t(0, 1, 5).within(260) && !t(0, 1, 256).within(260));
+    // Level 1 holds one hash per 256 leaves.
+    assert!(t(1, 0, 1).within(260) && !t(1, 0, 2).within(260));
+    assert!(
+        !t(7, u64::MAX / 256, 256).within(u64::MAX),
+        "no overflow at the edges"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// A tile path from a request never panics the parser (tlog_tiles asserts on some shapes).
+    #[test]
+    fn any_tile_path_parses_or_is_refused(path in "[0-9x./p]{0,48}", level in 0u8..80, w in 0u32..300) {
+        let _ = defendable_ledger::merkle::TileId::parse(&path);
+        let _ = defendable_ledger::merkle::TileId::parse(&format!("{level}/000.p/{w}"));
+        let _ = defendable_ledger::merkle::TileId::parse(&format!("{level}/x001/{path}"));
+    }
+}

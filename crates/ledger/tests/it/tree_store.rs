@@ -435,3 +435,35 @@ async fn altered_nodes_and_edges_are_reported_and_break_proofs() {
         Some(Reason::TreeMismatch { size: 1 })
     );
 }
+
+/// The benchmark's baseline appends as the release before the tree did: the tree lags, and
+/// integration makes every receipt provable.
+#[tokio::test]
+async fn appending_without_the_tree_leaves_it_to_integration() {
+    let db = TestDb::new().await;
+    let (log, keys) = log();
+    let org = Uuid::new_v4();
+    let without = BatchAppender::start_without_tree(db.pool.clone(), 1, 16);
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let a = without.clone();
+        tasks.push(tokio::spawn(async move {
+            a.append(org, draft(i), AppendOptions::default())
+                .await
+                .expect("append")
+        }));
+    }
+    for t in tasks {
+        t.await.expect("writer");
+    }
+    let client = db.pool.get().await.expect("client");
+    assert_eq!(
+        store::tree_edge(&client, org).await.expect("edge").size(),
+        0
+    );
+    assert_eq!(
+        store::integrate_all(&db.pool, 7).await.expect("integrate"),
+        40
+    );
+    assert_log_holds(&db, &log, &keys, org, &[]).await;
+}
