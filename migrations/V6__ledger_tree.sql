@@ -13,8 +13,9 @@ ALTER TABLE ledger_heads
     ADD CONSTRAINT ledger_heads_tree_within_chain CHECK (tree_size >= 0 AND tree_size <= seq + 1),
     ADD CONSTRAINT ledger_heads_tree_edge_hashes CHECK (length(tree_edge) % 32 = 0);
 
--- Every perfect node above the leaves. Leaf hashes are not stored twice: leaf i is
--- SHA-256(0x00 || receipts.hash of seq i). About one row per receipt, insert-only.
+-- Perfect nodes of the tree, insert-only. Leaf hashes are not stored twice: leaf i is
+-- SHA-256(0x00 || receipts.hash of seq i). The store keeps levels 4 and up (one row per 16
+-- receipts) and folds the few nodes below from leaves when a proof needs them.
 CREATE TABLE ledger_nodes (
     org_id UUID NOT NULL,
     level  SMALLINT NOT NULL CHECK (level BETWEEN 1 AND 63),

@@ -228,6 +228,10 @@ pub enum Receipts {
         /// Revoke the receipt's links instead.
         #[arg(long)]
         revoke: bool,
+        /// Make the link stop working after this long (e.g. `7d`, `12h`; 60 s to 366 days).
+        /// Without it the link works until revoked.
+        #[arg(long, value_parser = humantime::parse_duration, conflicts_with = "revoke")]
+        expires_in: Option<std::time::Duration>,
     },
 }
 

@@ -535,7 +535,11 @@ async fn receipts(ctx: &mut Context<'_>, c: Receipts) -> Result<Output, Exit> {
             let human = serde_json::to_string_pretty(&r).unwrap_or_default();
             Ok(Output::new(r, human))
         }
-        Receipts::Share { id, revoke } => {
+        Receipts::Share {
+            id,
+            revoke,
+            expires_in,
+        } => {
             let share_path = format!("{path}/{}/share", encode(&id));
             if revoke {
                 api.call(Method::DELETE, &share_path, Body::None).await?;
@@ -544,11 +548,19 @@ async fn receipts(ctx: &mut Context<'_>, c: Receipts) -> Result<Output, Exit> {
                     format!("every share link of {id} now answers 404"),
                 ));
             }
-            let share = api.call(Method::POST, &share_path, Body::None).await?;
+            let body = match expires_in {
+                Some(d) => Body::Json(json!({ "expires_in": d.as_secs() })),
+                None => Body::None,
+            };
+            let share = api.call(Method::POST, &share_path, body).await?;
             let url = field(&share, &["url"]);
+            let expiry = match share["expires_at"].as_str() {
+                Some(at) => format!("\nexpires at {at}"),
+                None => String::new(),
+            };
             let human = format!(
-                "share link: {url}\nproof bundle: {}\nanyone can check it: defendable verify {url}",
-                field(&share, &["download_url"])
+                "share link: {url}\nproof bundle: {}{expiry}\nanyone can check it: defendable verify {url}",
+                field(&share, &["proof_url"])
             );
             Ok(Output::new(share, human))
         }

@@ -88,14 +88,14 @@ async fn verify_remembers_checkpoints_and_catches_a_rewritten_tree() {
     );
     assert!(!same.stderr.contains("pinned"), "{same:?}");
 
-    // The log grows; the next run proves 4 → 6 and saves 6.
-    record(&s, 2).await;
+    // The log grows; the next run proves 4 → 20 and saves 20.
+    record(&s, 16).await;
     let grown = s
         .cli(&["verify", &url, "--json"], &[], None)
         .await
         .ok()
         .json();
-    assert_eq!(grown["checkpoint"]["size"], 6);
+    assert_eq!(grown["checkpoint"]["size"], 20);
     assert_eq!(
         grown["continuity"],
         serde_json::json!({"previous": 4, "consistent": true})
@@ -108,26 +108,26 @@ async fn verify_remembers_checkpoints_and_catches_a_rewritten_tree() {
         .json();
     assert_eq!(
         watched["continuity"],
-        serde_json::json!({"previous": 6, "consistent": true})
+        serde_json::json!({"previous": 20, "consistent": true})
     );
     record(&s, 2).await;
 
-    // Someone with the database rewrites node (2, 0), the root of receipts 0–3, and the log
-    // grows on. The proof from the saved size 6 to the new size 9 rests on that node.
+    // Someone with the database rewrites node (4, 0), the root of receipts 0–15, and the log
+    // grows on. The proof from the saved size 20 to the new size 23 rests on that node.
     tamper(
         &s,
-        "UPDATE ledger_nodes SET hash = sha256(hash) WHERE org_id = $1 AND level = 2 AND idx = 0",
+        "UPDATE ledger_nodes SET hash = sha256(hash) WHERE org_id = $1 AND level = 4 AND idx = 0",
         org,
     )
     .await;
     record(&s, 1).await;
     assert_fails(
         &s.cli(&["verify", &url], &[], None).await,
-        &["size 6", "size 9", "rewritten or forked"],
+        &["size 20", "size 23", "rewritten or forked"],
     );
     assert_fails(
         &s.cli(&["ledger", "watch"], &[], None).await,
-        &["size 6", "size 9", "rewritten or forked"],
+        &["size 20", "size 23", "rewritten or forked"],
     );
 }
 
@@ -139,6 +139,21 @@ async fn an_altered_receipt_body_fails_its_bundle_and_keys_are_pinned() {
     let ids = record(&s, 3).await;
     let url = share(&s, &ids[1]).await;
     s.cli(&["verify", &url], &[], None).await.ok();
+    let expiring = s
+        .cli(
+            &["receipts", "share", &ids[2], "--expires-in", "2h", "--json"],
+            &[],
+            None,
+        )
+        .await
+        .ok()
+        .json();
+    assert!(
+        expiring["expires_at"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{expiring}"
+    );
 
     // The vkey published out of band verifies a saved tlog-proof file offline.
     let keys: Value = reqwest::get(format!("{}/ledger/keys", s.base))

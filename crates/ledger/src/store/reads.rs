@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::tree::tree_edge;
+use super::tree::{tree_edge, STORED_FROM_LEVEL};
 use super::{row_receipt, Result, StoredReceipt, COLUMNS};
 use crate::merkle::{self, NodeId, TreeEdge, TreeHash};
 use crate::receipt::Hash;
@@ -135,7 +135,7 @@ pub async fn verify_org(client: &impl GenericClient, org: Uuid) -> Result<ChainR
             if tree.size() < stored_tree.size() {
                 let seq = tree.size();
                 for (id, h) in tree.append(merkle::leaf_hash(&verifier.head())) {
-                    if id.level > 0 {
+                    if id.level >= STORED_FROM_LEVEL {
                         expected.push((id, h, seq));
                     }
                 }

@@ -1,11 +1,12 @@
 //! The Merkle tree in storage: node rows, integration of leaves the tree does not cover yet, and
 //! every read that proves something (inclusion, consistency, checkpoints, tiles).
 //!
-//! Perfect nodes above the leaves live in `ledger_nodes`; leaf `i` is derived from
-//! `receipts.hash` of seq `i`; the right edge (and so the root) of the current tree lives in the
-//! head row. Every proof names its nodes first and fetches them in one statement.
+//! Perfect nodes from level [`STORED_FROM_LEVEL`] up live in `ledger_nodes`; leaf `i` is derived
+//! from `receipts.hash` of seq `i` and the few nodes in between are folded from leaves; the right
+//! edge (and so the root) of the current tree lives in the head row. Every proof names its nodes
+//! first and fetches them in one statement.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use deadpool_postgres::{GenericClient, Pool, Transaction};
 use futures_util::{pin_mut, TryStreamExt};
@@ -18,7 +19,13 @@ use crate::note::LogSigner;
 use crate::receipt::Hash;
 use crate::LedgerError;
 
-/// New perfect nodes above the leaves, as columns for one `unnest` insert.
+/// The lowest level kept in `ledger_nodes`. Nodes below it cover at most 8 leaves and are folded
+/// from the receipts' hashes when a proof needs them, so an append writes one node row per 16
+/// receipts instead of one per receipt (the tree's cost on the append path), and a proof reads
+/// at most 2 × 15 extra leaf hashes.
+pub(super) const STORED_FROM_LEVEL: u8 = 4;
+
+/// New perfect nodes kept in storage, as columns for one `unnest` insert.
 #[derive(Debug, Default)]
 pub(super) struct NodeRows {
     pub(super) org: Vec<Uuid>,
@@ -28,10 +35,10 @@ pub(super) struct NodeRows {
 }
 
 impl NodeRows {
-    /// Appends receipt `hash` as the next leaf of `edge`, keeping the nodes above the leaves.
+    /// Appends receipt `hash` as the next leaf of `edge`, keeping the new nodes that are stored.
     pub(super) fn append(&mut self, org: Uuid, edge: &mut TreeEdge, hash: &Hash) {
         for (id, h) in edge.append(merkle::leaf_hash(hash)) {
-            if id.level > 0 {
+            if id.level >= STORED_FROM_LEVEL {
                 self.org.push(org);
                 self.level.push(i16::from(id.level));
                 self.idx.push(id.index as i64);
@@ -167,17 +174,19 @@ pub async fn tree_edge(client: &impl GenericClient, org: Uuid) -> Result<TreeEdg
     }
 }
 
-/// Fetches nodes in one statement: leaves from the receipts' hashes, the rest from
-/// `ledger_nodes`. A node that is not stored is simply absent from the map.
+/// Fetches nodes in one statement: leaves from the receipts' hashes, nodes below
+/// [`STORED_FROM_LEVEL`] folded from their (at most 8) leaves, the rest from `ledger_nodes`. A
+/// node that cannot be found is simply absent from the map.
 async fn fetch_nodes(client: &impl GenericClient, org: Uuid, ids: &[NodeId]) -> Result<NodeMap> {
-    let leaves: Vec<i64> = ids
-        .iter()
-        .filter(|id| id.level == 0)
-        .map(|id| id.index as i64)
-        .collect();
+    let mut leaves = BTreeSet::new();
+    for id in ids.iter().filter(|id| id.level < STORED_FROM_LEVEL) {
+        let first = id.index << id.level;
+        leaves.extend((first..first + (1u64 << id.level)).map(|s| s as i64));
+    }
+    let leaves: Vec<i64> = leaves.into_iter().collect();
     let (levels, idxs): (Vec<i16>, Vec<i64>) = ids
         .iter()
-        .filter(|id| id.level > 0)
+        .filter(|id| id.level >= STORED_FROM_LEVEL)
         .map(|id| (i16::from(id.level), id.index as i64))
         .unzip();
     let statement = client
@@ -198,7 +207,7 @@ async fn fetch_nodes(client: &impl GenericClient, org: Uuid, ids: &[NodeId]) -> 
     let rows = client
         .query(&statement, &[&org, &leaves, &levels, &idxs])
         .await?;
-    let mut nodes = HashMap::with_capacity(rows.len());
+    let mut nodes = HashMap::with_capacity(rows.len() + ids.len());
     for row in rows {
         let bytes: &[u8] = row.get(2);
         let hash: [u8; 32] = bytes.try_into().map_err(|_| {
@@ -214,6 +223,18 @@ async fn fetch_nodes(client: &impl GenericClient, org: Uuid, ids: &[NodeId]) -> 
             TreeHash(hash)
         };
         nodes.insert(id, hash);
+    }
+    for id in ids
+        .iter()
+        .filter(|id| id.level > 0 && id.level < STORED_FROM_LEVEL)
+    {
+        let first = id.index << id.level;
+        let below: Option<Vec<TreeHash>> = (first..first + (1u64 << id.level))
+            .map(|i| nodes.get(&NodeId { level: 0, index: i }).copied())
+            .collect();
+        if let Some(below) = below {
+            nodes.insert(*id, merkle::root_of_leaves(below).1);
+        }
     }
     Ok(nodes)
 }

@@ -357,14 +357,14 @@ async fn altered_nodes_and_edges_are_reported_and_break_proofs() {
     let (log, keys) = log();
     let org = Uuid::new_v4();
     let appender = BatchAppender::start(db.pool.clone(), 1, 8);
-    for i in 0..6 {
+    for i in 0..20 {
         appender
             .append(org, draft(i), AppendOptions::default())
             .await
             .expect("append");
     }
     let client = db.pool.get().await.expect("client");
-    let six = open_checkpoint(
+    let twenty = open_checkpoint(
         &store::signed_checkpoint(&client, &log, org)
             .await
             .expect("c")
@@ -372,47 +372,49 @@ async fn altered_nodes_and_edges_are_reported_and_break_proofs() {
         &keys,
     )
     .expect("opens");
-    for i in 6..8 {
+    for i in 20..23 {
         appender
             .append(org, draft(i), AppendOptions::default())
             .await
             .expect("append");
     }
-    let proof = store::consistency_proof(&client, &log, org, 6, None)
+    let proof = store::consistency_proof(&client, &log, org, 20, None)
         .await
         .expect("proof");
-    let eight = open_checkpoint(&proof.checkpoint, &keys).expect("opens");
-    check_consistent(&six, &eight, 6, &proof.consistency).expect("consistent before tampering");
+    let later = open_checkpoint(&proof.checkpoint, &keys).expect("opens");
+    check_consistent(&twenty, &later, 20, &proof.consistency).expect("consistent before tampering");
 
-    // The consistency proof 6 → 8 uses node (2, 0), the root of the first four receipts.
+    // The consistency proof 20 → 23 uses node (4, 0), the root of the first sixteen receipts
+    // and the lowest level the store keeps.
     client
         .batch_execute("SET session_replication_role = replica")
         .await
         .expect("bypass");
-    client
+    let altered = client
         .execute(
-            "UPDATE ledger_nodes SET hash = sha256(hash) WHERE org_id = $1 AND level = 2 AND idx = 0",
+            "UPDATE ledger_nodes SET hash = sha256(hash) WHERE org_id = $1 AND level = 4 AND idx = 0",
             &[&org],
         )
         .await
         .expect("tamper");
+    assert_eq!(altered, 1);
     let report = store::verify_org(&client, org).await.expect("verify");
     assert_eq!(
         report.failure.map(|f| (f.seq, f.reason)),
-        Some((3, Reason::TreeMismatch { size: 8 }))
+        Some((15, Reason::TreeMismatch { size: 23 }))
     );
-    let proof = store::consistency_proof(&client, &log, org, 6, None)
+    let proof = store::consistency_proof(&client, &log, org, 20, None)
         .await
         .expect("proof");
     let err = check_consistent(
-        &six,
+        &twenty,
         &open_checkpoint(&proof.checkpoint, &keys).expect("opens"),
-        6,
+        20,
         &proof.consistency,
     )
     .expect_err("detected");
     assert!(
-        err.to_string().contains("size 6") && err.to_string().contains("size 8"),
+        err.to_string().contains("size 20") && err.to_string().contains("size 23"),
         "{err}"
     );
 
