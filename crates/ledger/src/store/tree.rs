@@ -85,7 +85,7 @@ pub(super) async fn catch_up(
     }
     let hashes = tx
         .query(
-            "SELECT seq, hash FROM receipts WHERE org_id = $1 AND seq >= $2 AND seq < $3 ORDER BY seq",
+            "SELECT seq, hash, canonical FROM receipts WHERE org_id = $1 AND seq >= $2 AND seq < $3 ORDER BY seq",
             &[&org, &(from as i64), &(to as i64)],
         )
         .await?;
@@ -95,7 +95,14 @@ pub(super) async fn catch_up(
                 "org {org}: receipt seq {expected} is missing; the tree cannot cover it"
             )));
         }
-        rows.append(org, &mut head.edge, &Hash::parse(row.get(1))?);
+        // A receipt another binary wrote enters the tree only if its stored hash is its body's.
+        let hash = Hash::parse(row.get(1))?;
+        if Hash::of(row.get(2)) != hash {
+            return Err(LedgerError::InvalidProof(format!(
+                "org {org}: receipt seq {expected}: hash does not match the canonical bytes; the tree will not cover it"
+            )));
+        }
+        rows.append(org, &mut head.edge, &hash);
     }
     if hashes.len() as u64 != to - from {
         return Err(LedgerError::InvalidProof(format!(
@@ -142,7 +149,9 @@ pub async fn integrate(pool: &Pool, org: Uuid, chunk: u64) -> Result<u64> {
 }
 
 /// Integrates every organization whose tree lags its chain (after a deploy that overlapped the
-/// previous release, or after the migration that introduced the tree). Returns the leaves added.
+/// previous release, or after the migration that introduced the tree). Returns the leaves added;
+/// an organization that fails is logged and skipped, and the error is returned only when nothing
+/// at all could be added.
 pub async fn integrate_all(pool: &Pool, chunk: u64) -> Result<u64> {
     let lagging: Vec<Uuid> = {
         let client = pool.get().await?;
@@ -156,11 +165,23 @@ pub async fn integrate_all(pool: &Pool, chunk: u64) -> Result<u64> {
             .map(|r| r.get(0))
             .collect()
     };
+    // One organization that cannot be integrated (a receipt missing or altered) must not hold
+    // the others back: it is reported and left lagging, and checkpoints stay where they were.
     let mut added = 0;
+    let mut first_error = None;
     for org in lagging {
-        added += integrate(pool, org, chunk).await?;
+        match integrate(pool, org, chunk).await {
+            Ok(n) => added += n,
+            Err(e) => {
+                tracing::error!(org_id = %org, error = %e, "could not integrate receipts into the tree");
+                first_error.get_or_insert(e);
+            }
+        }
     }
-    Ok(added)
+    match first_error {
+        Some(e) if added == 0 => Err(e),
+        _ => Ok(added),
+    }
 }
 
 /// The right edge of `org`'s tree: its size and root (the empty tree when it has no chain).

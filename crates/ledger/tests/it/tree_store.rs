@@ -469,3 +469,43 @@ async fn appending_without_the_tree_leaves_it_to_integration() {
     );
     assert_log_holds(&db, &log, &keys, org, &[]).await;
 }
+
+/// A receipt written by another binary whose stored hash is not its body's never enters the
+/// tree, and does not hold back other organizations.
+#[tokio::test]
+async fn an_altered_receipt_is_never_integrated_and_blocks_no_other_org() {
+    let db = TestDb::new().await;
+    let (bad, good) = (Uuid::new_v4(), Uuid::new_v4());
+    let client = db.pool.get().await.expect("client");
+    for i in 0..3 {
+        old_release_append(&client, bad, i).await;
+        old_release_append(&client, good, i).await;
+    }
+    client
+        .batch_execute(&format!(
+            "SET session_replication_role = replica;
+             UPDATE receipts SET canonical = set_byte(canonical, 20, get_byte(canonical, 20) # 1)
+              WHERE org_id = '{bad}' AND seq = 1;
+             SET session_replication_role = origin;"
+        ))
+        .await
+        .expect("tamper");
+    assert_eq!(
+        store::integrate_all(&db.pool, 100)
+            .await
+            .expect("integrate"),
+        3
+    );
+    assert_eq!(
+        store::tree_edge(&client, good).await.expect("edge").size(),
+        3
+    );
+    assert_eq!(
+        store::tree_edge(&client, bad).await.expect("edge").size(),
+        0
+    );
+    let err = store::integrate(&db.pool, bad, 100)
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("receipt seq 1"), "{err}");
+}
