@@ -23,7 +23,8 @@ enum Command {
     CheckConfig,
     /// Apply database migrations and exit.
     Migrate,
-    /// Print a new LEDGER_SIGNING_KEY (Ed25519, PKCS#8, base64url) and its public key.
+    /// Print a new LEDGER_SIGNING_KEY (Ed25519, PKCS#8, base64url), its public key and, under
+    /// LEDGER_NAME, the vkey to publish out of band (docs/receipts.md, release notes).
     GenerateSigningKey,
 }
 
@@ -34,12 +35,12 @@ fn main() -> ExitCode {
         Command::CheckConfig => check_config(&env),
         Command::Serve => run(&env, false),
         Command::Migrate => run(&env, true),
-        Command::GenerateSigningKey => generate_signing_key(),
+        Command::GenerateSigningKey => generate_signing_key(&env),
     }
 }
 
 #[allow(clippy::print_stdout)]
-fn generate_signing_key() -> ExitCode {
+fn generate_signing_key(env: &Env) -> ExitCode {
     match defendable_ledger::SigningKey::generate() {
         Ok((key, pkcs8)) => {
             println!("LEDGER_SIGNING_KEY={pkcs8}");
@@ -48,6 +49,17 @@ fn generate_signing_key() -> ExitCode {
                 key.public_key().public_key,
                 key.public_key().kid
             );
+            match env
+                .get("LEDGER_NAME")
+                .map(defendable_ledger::LedgerName::parse)
+            {
+                Some(Ok(name)) => println!(
+                    "# vkey {}; publish it in docs/receipts.md and the release notes",
+                    defendable_ledger::note::vkey(&name, &key.raw_public())
+                ),
+                Some(Err(e)) => println!("# no vkey: {e}"),
+                None => println!("# set LEDGER_NAME to also print the vkey to publish"),
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

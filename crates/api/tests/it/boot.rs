@@ -127,3 +127,31 @@ async fn production_with_a_complete_environment_boots_and_is_ready() {
     let _ = std::fs::remove_dir_all(&data);
     assert_eq!(last, Some(200), "the production server never became ready");
 }
+
+#[test]
+fn generate_signing_key_prints_the_vkey_to_publish() {
+    let out = bin()
+        .arg("generate-signing-key")
+        .env("LEDGER_NAME", "ledger.example.com")
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let vkey = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("# vkey "))
+        .and_then(|l| l.split(';').next())
+        .expect("a vkey line");
+    assert!(vkey.starts_with("ledger.example.com+"), "{stdout}");
+    defendable_ledger::Vkeys::parse(&[vkey]).expect("a C2SP verifier key");
+    let pkcs8 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("LEDGER_SIGNING_KEY="))
+        .expect("the key");
+    let key = defendable_ledger::SigningKey::from_pkcs8(pkcs8).expect("key");
+    let name = defendable_ledger::LedgerName::parse("ledger.example.com").expect("name");
+    assert_eq!(
+        defendable_ledger::note::vkey(&name, &key.raw_public()),
+        vkey
+    );
+}
