@@ -69,6 +69,55 @@ fn shannon_bits_per_byte(bytes: &[u8]) -> f64 {
 
 const GEN_FIX: &str = "generate one with `openssl rand -base64 48`";
 
+/// Why connecting to `url` could fall back to plaintext, or `None`: a database on another host
+/// needs `sslmode` `require`, `verify-ca` or `verify-full` (`prefer`, `allow`, `disable` and an
+/// unset mode all accept a connection without TLS). Loopback and Unix sockets never leave the
+/// machine. A key=value connection string is judged by the same rule.
+pub fn plaintext_database(url: &str) -> Option<String> {
+    let (host, mode) = match url::Url::parse(url) {
+        Ok(u) if u.scheme() == "postgres" || u.scheme() == "postgresql" => {
+            let host = u.host_str().unwrap_or_default().to_owned();
+            let host = u
+                .query_pairs()
+                .find(|(k, _)| k == "host")
+                .map(|(_, v)| v.into_owned())
+                .filter(|_| host.is_empty())
+                .unwrap_or(host);
+            let mode = u
+                .query_pairs()
+                .find(|(k, _)| k == "sslmode")
+                .map(|(_, v)| v.into_owned());
+            (host, mode)
+        }
+        _ => {
+            let field = |name: &str| {
+                url.split_whitespace()
+                    .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+                    .map(|v| v.trim_matches('\'').to_owned())
+            };
+            (field("host").unwrap_or_default(), field("sslmode"))
+        }
+    };
+    let local = host.is_empty()
+        || host.starts_with('/')
+        || host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match mode.as_deref() {
+        _ if local => None,
+        Some("require" | "verify-ca" | "verify-full") => None,
+        Some(m) => Some(format!(
+            "connects to {host} with sslmode={m}, which can fall back to plaintext"
+        )),
+        None => Some(format!(
+            "connects to {host} without sslmode, which tries TLS but can fall back to plaintext"
+        )),
+    }
+}
+
 /// Every production rule that `config` fails. Development shows these as warnings.
 pub fn production_problems(config: &Config) -> Vec<Problem> {
     let mut out = Vec::new();
@@ -103,6 +152,48 @@ pub fn production_problems(config: &Config) -> Vec<Problem> {
                 add("OBJECT_URL_SIGNING_KEY", why, GEN_FIX);
             }
         }
+    }
+    // Optional secrets and every overlap twin: when set, as strong as the secrets they sit
+    // beside (a weak previous value would stay accepted for the whole rotation window).
+    let optional: [(&'static str, &Option<secrecy::SecretString>); 7] = [
+        ("JWT_SECRET_PREVIOUS", &config.jwt_secret.previous),
+        (
+            "INTERNAL_API_KEY_PREVIOUS",
+            &config.internal_api_key.previous,
+        ),
+        ("RUNNER_TOKEN", &config.runner_token.current),
+        ("RUNNER_TOKEN_PREVIOUS", &config.runner_token.previous),
+        (
+            "STRIPE_WEBHOOK_SECRET",
+            &config.stripe_webhook_secret.current,
+        ),
+        (
+            "STRIPE_WEBHOOK_SECRET_PREVIOUS",
+            &config.stripe_webhook_secret.previous,
+        ),
+        (
+            "OBJECT_URL_SIGNING_KEY_PREVIOUS",
+            &config.object_url_signing_key.previous,
+        ),
+    ];
+    for (var, value) in optional {
+        if let Some(why) = value
+            .as_ref()
+            .and_then(|s| strong_secret_problem(s.expose_secret()))
+        {
+            add(var, why, GEN_FIX);
+        }
+    }
+    if let Some(why) = config
+        .database_url
+        .as_ref()
+        .and_then(|u| plaintext_database(u.expose_secret()))
+    {
+        add(
+            "DATABASE_URL",
+            why,
+            "add ?sslmode=verify-full (or require) for a database on another host",
+        );
     }
     match &config.cors_origins {
         None => add(

@@ -9,13 +9,25 @@ use crate::{OpsError, Result};
 
 pub use conninfo::describe;
 
-/// A command for `program` connected to `url`, the password passed in the environment.
+/// Where Debian keeps the system's trusted CAs, for libpq's `verify-full` (PostgreSQL 15's libpq
+/// has no `sslrootcert=system`).
+const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// A command for `program` connected to `url`, the password passed in the environment. A server
+/// on another machine is reached with `sslmode=verify-full` against the system's CAs, unless
+/// `PGSSLROOTCERT` names the operator's own CA.
 pub fn command(program: &str, url: &str) -> Result<Command> {
-    let (bare, password) = conninfo::without_password(url)?;
+    let (conn, password, verify) = conninfo::for_programs(url)?;
     let mut cmd = Command::new(defendable_store::cluster::program(program)?);
-    cmd.arg(format!("--dbname={bare}"));
+    cmd.arg(format!("--dbname={conn}"));
     if let Some(p) = password {
         cmd.env("PGPASSWORD", p);
+    }
+    if verify
+        && std::env::var_os("PGSSLROOTCERT").is_none()
+        && std::path::Path::new(SYSTEM_ROOTS).exists()
+    {
+        cmd.env("PGSSLROOTCERT", SYSTEM_ROOTS);
     }
     Ok(cmd)
 }

@@ -12,7 +12,7 @@ fn valid_production() -> HashMap<&'static str, &'static str> {
         ("APP_ENV", "production"),
         (
             "DATABASE_URL",
-            "postgres://app:pw@db.internal:5432/defendable",
+            "postgres://app:pw@db.internal:5432/defendable?sslmode=verify-full",
         ),
         ("APP_BASE_URL", "https://app.example.com"),
         ("API_BASE_URL", "https://api.example.com"),
@@ -132,6 +132,43 @@ fn each_rule_alone() {
         &["INTERNAL_API_KEY"],
     );
     check(&[("DATABASE_URL", None)], &["DATABASE_URL"]);
+    // A database on another host must not accept a plaintext fallback.
+    for url in [
+        "postgres://app:pw@db.internal:5432/defendable",
+        "postgres://app:pw@db.internal:5432/defendable?sslmode=prefer",
+        "postgres://app:pw@10.0.0.5/defendable?sslmode=disable",
+        "postgresql://app:pw@db.internal/defendable?sslmode=allow",
+        "host=db.internal user=app dbname=defendable",
+    ] {
+        assert_eq!(
+            failing(&[("DATABASE_URL", Some(url))]),
+            ["DATABASE_URL"],
+            "{url}"
+        );
+    }
+    for url in [
+        "postgres://app:pw@db.internal/defendable?sslmode=require",
+        "postgres://app:pw@127.0.0.1:5432/defendable",
+        "postgres://app:pw@localhost/defendable?sslmode=disable",
+        "postgres://app:pw@[::1]:5432/defendable",
+        "postgres://app@/defendable?host=/var/run/postgresql",
+        "host=db.internal sslmode=verify-full user=app",
+    ] {
+        assert!(failing(&[("DATABASE_URL", Some(url))]).is_empty(), "{url}");
+    }
+    // Optional secrets and every overlap twin are as strong as the rest when set.
+    for var in [
+        "RUNNER_TOKEN",
+        "RUNNER_TOKEN_PREVIOUS",
+        "STRIPE_WEBHOOK_SECRET",
+        "STRIPE_WEBHOOK_SECRET_PREVIOUS",
+        "JWT_SECRET_PREVIOUS",
+        "INTERNAL_API_KEY_PREVIOUS",
+        "OBJECT_URL_SIGNING_KEY_PREVIOUS",
+    ] {
+        assert_eq!(failing(&[(var, Some("short-runner"))]), [var], "{var}");
+    }
+    assert!(failing(&[("RUNNER_TOKEN", Some("Rn7Tq2Wz9Lx4Kp1Vb8Hc3Md6Fg0Js5YeAu"))]).is_empty());
     check(&[("LEDGER_SIGNING_KEY", None)], &["LEDGER_SIGNING_KEY"]);
     check(&[("LEDGER_NAME", None)], &["LEDGER_NAME"]);
     // A malformed name is refused in every environment, not only in production.

@@ -84,3 +84,38 @@ fn the_cloudflare_rules_cover_every_declared_limit() {
         r#"(http.request.method eq "POST" and http.request.uri.path matches "^/datasets/catalog/[^/]+/download$")"#
     );
 }
+
+/// An `EnvironmentFile=` overrides `Environment=` in systemd, so a unit that set `APP_ENV` with
+/// `Environment=` could be flipped to development (no boot checks, dev secrets) by its
+/// environment file. Every command our units run sets it on its own command line instead.
+#[test]
+fn systemd_units_pin_production_on_the_command_line() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/systemd");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("deploy/systemd") {
+        let path = entry.expect("entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("service") {
+            continue;
+        }
+        let unit = std::fs::read_to_string(&path).expect("unit");
+        for line in unit.lines().map(str::trim).filter(|l| !l.starts_with('#')) {
+            assert!(
+                !line.starts_with("Environment=APP_ENV"),
+                "{}: {line}: set APP_ENV on the command line",
+                path.display()
+            );
+            if line.starts_with("Exec") && line.contains("/usr/local/bin/defendable") {
+                assert!(
+                    line.contains("/usr/bin/env APP_ENV=production /usr/local/bin/defendable"),
+                    "{}: {line}",
+                    path.display()
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(
+        checked, 4,
+        "the API's check-config and serve, the backup, the drill"
+    );
+}
