@@ -102,7 +102,7 @@ impl Caller {
 pub fn audit_context(req: &HttpRequest, state: &AppState) -> AuditContext {
     AuditContext {
         request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()),
-        ip: client_ip(req, &state.config.trusted_proxies),
+        ip: client_ip(req, &state.config),
         user_agent: req
             .headers()
             .get(header::USER_AGENT)

@@ -4,12 +4,18 @@
 use std::net::IpAddr;
 
 use actix_web::HttpRequest;
+use defendable_config::{ClientIpHeader, Config};
 use ipnet::IpNet;
 
-/// The client address for `req` given the trusted proxy networks.
-pub fn client_ip(req: &HttpRequest, trusted: &[IpNet]) -> Option<IpAddr> {
+/// The client address for `req` under the configured trusted proxies and header.
+pub fn client_ip(req: &HttpRequest, config: &Config) -> Option<IpAddr> {
     let peer = req.peer_addr()?.ip();
-    resolve(peer, req.headers(), trusted)
+    resolve(
+        peer,
+        req.headers(),
+        &config.trusted_proxies,
+        config.client_ip_header,
+    )
 }
 
 fn is_trusted(ip: &IpAddr, trusted: &[IpNet]) -> bool {
@@ -21,13 +27,18 @@ pub fn resolve(
     peer: IpAddr,
     headers: &actix_web::http::header::HeaderMap,
     trusted: &[IpNet],
+    believed: ClientIpHeader,
 ) -> Option<IpAddr> {
     if !is_trusted(&peer, trusted) {
         return Some(peer);
     }
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if let Some(ip) = header("cf-connecting-ip").and_then(|v| v.trim().parse().ok()) {
-        return Some(ip);
+    // Only the configured proxy writes CF-Connecting-IP; behind any other proxy a client could
+    // send it and pass straight through.
+    if believed == ClientIpHeader::CfConnectingIp {
+        if let Some(ip) = header("cf-connecting-ip").and_then(|v| v.trim().parse().ok()) {
+            return Some(ip);
+        }
     }
     if let Some(xff) = header("x-forwarded-for") {
         // Walk from the nearest hop outwards; the first address that is not one of our proxies

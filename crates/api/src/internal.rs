@@ -78,7 +78,7 @@ fn check(req: &HttpRequest, state: &AppState, credential: Credential) -> Result<
             format!("this internal route is disabled until {var} is set"),
         ));
     };
-    let ip = client_ip(req, &state.config.trusted_proxies);
+    let ip = client_ip(req, &state.config);
     if !ip.is_some_and(|ip| {
         state
             .config

@@ -51,6 +51,15 @@ pub enum LogFormat {
     Pretty,
 }
 
+/// Which forwarding header of a trusted proxy names the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientIpHeader {
+    /// `X-Forwarded-For`, walked from the nearest hop outwards.
+    XForwardedFor,
+    /// `CF-Connecting-IP` (Cloudflare in front), with `X-Forwarded-For` as the fallback.
+    CfConnectingIp,
+}
+
 /// A secret that is currently in force, with its optional predecessor during a rotation.
 #[derive(Debug, Clone, Default)]
 pub struct Rotating {
@@ -114,6 +123,8 @@ pub struct Config {
     pub stripe_webhook_secret: Rotating,
     /// Proxies whose forwarding headers are believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// The forwarding header believed from those proxies.
+    pub client_ip_header: ClientIpHeader,
     /// Default daily dataset grants per org; `None` when unset in production.
     pub dataset_download_daily_limit: Option<u64>,
     /// Signed object URL lifetime.
@@ -439,6 +450,18 @@ impl Config {
             stripe_webhook_secret: p
                 .rotating("STRIPE_WEBHOOK_SECRET", "STRIPE_WEBHOOK_SECRET_PREVIOUS"),
             trusted_proxies: p.cidrs("TRUSTED_PROXIES"),
+            client_ip_header: match p.or_default("CLIENT_IP_HEADER") {
+                Some("cf-connecting-ip") => ClientIpHeader::CfConnectingIp,
+                Some("x-forwarded-for") | None => ClientIpHeader::XForwardedFor,
+                Some(other) => {
+                    p.fail(
+                        "CLIENT_IP_HEADER",
+                        format!("unknown header {other:?}"),
+                        "set x-forwarded-for or cf-connecting-ip",
+                    );
+                    ClientIpHeader::XForwardedFor
+                }
+            },
             dataset_download_daily_limit: if app_env.is_production() {
                 // Production takes no invented default: the rule demands an explicit value.
                 p.raw("DATASET_DOWNLOAD_DAILY_LIMIT")

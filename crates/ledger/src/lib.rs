@@ -49,6 +49,9 @@ pub enum LedgerError {
     /// The kind is not a dotted lowercase name.
     #[error("invalid receipt kind {0:?}: use dotted lowercase names such as dataset.download")]
     InvalidKind(String),
+    /// The kind is one the server and the operations tools record themselves.
+    #[error("the kind {0:?} is recorded only by the server and its operations tools")]
+    ReservedKind(String),
     /// `public` or `private` is not a JSON object.
     #[error("`{0}` must be a JSON object")]
     NotAnObject(&'static str),

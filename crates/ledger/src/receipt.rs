@@ -67,6 +67,18 @@ impl fmt::Debug for Hash {
     }
 }
 
+/// Kinds only the server and the operations tools record (grants, drills, rotations, releases,
+/// identity-provider and role changes); refused from every API route.
+pub const RESERVED_KINDS: &[&str] = &[
+    "dataset.download",
+    "restore_drill",
+    "secret.rotation",
+    "release",
+    "release_drill",
+    "idp.config_change",
+    "member.role_change",
+];
+
 /// A receipt kind: dotted lowercase segments of `[a-z][a-z0-9_]*`, at most 64 bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ReceiptKind(String);
@@ -84,6 +96,16 @@ impl ReceiptKind {
         } else {
             Err(LedgerError::InvalidKind(s.chars().take(80).collect()))
         }
+    }
+
+    /// Parses a kind a client asks to record: a kind the server and the operations tools write
+    /// themselves ([`RESERVED_KINDS`]) is refused, so no API caller can forge one.
+    pub fn parse_client(s: &str) -> Result<ReceiptKind, LedgerError> {
+        let kind = ReceiptKind::parse(s)?;
+        if RESERVED_KINDS.contains(&kind.as_str()) {
+            return Err(LedgerError::ReservedKind(kind.0));
+        }
+        Ok(kind)
     }
 
     /// The kind.

@@ -45,8 +45,36 @@ fn parse_range(value: &str) -> Option<GetRange> {
         (a, "") => a.parse().ok().map(GetRange::Offset),
         (a, b) => {
             let (a, b): (u64, u64) = (a.parse().ok()?, b.parse().ok()?);
-            (a <= b).then_some(GetRange::Bounded(a..b + 1))
+            // `bytes=0-18446744073709551615` would overflow: not satisfiable, never a wrap.
+            (a <= b).then_some(GetRange::Bounded(a..b.checked_add(1)?))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_parse_or_are_refused_without_overflow() {
+        assert_eq!(parse_range("bytes=0-9"), Some(GetRange::Bounded(0..10)));
+        assert_eq!(parse_range("bytes=5-"), Some(GetRange::Offset(5)));
+        assert_eq!(parse_range("bytes=-5"), Some(GetRange::Suffix(5)));
+        for bad in [
+            "bytes=0-18446744073709551615",
+            "bytes=0-18446744073709551616",
+            "bytes=9-0",
+            "bytes=0-1,2-3",
+            "items=0-9",
+            "bytes=a-b",
+            "bytes=",
+        ] {
+            assert_eq!(parse_range(bad), None, "{bad}");
+        }
+        assert_eq!(
+            parse_range("bytes=18446744073709551614-18446744073709551614"),
+            Some(GetRange::Bounded(u64::MAX - 1..u64::MAX))
+        );
     }
 }
 

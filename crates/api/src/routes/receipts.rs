@@ -203,7 +203,7 @@ pub async fn record_receipt(
     ),
     via: &str,
 ) -> Result<HttpResponse, ApiError> {
-    let kind = ReceiptKind::parse(&kind)?;
+    let kind = ReceiptKind::parse_client(&kind)?;
     let idempotency = match req.headers().get("idempotency-key") {
         None => None,
         Some(v) => {
@@ -447,6 +447,9 @@ impl From<LedgerError> for ApiError {
         match e {
             LedgerError::InvalidKind(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_kind", detail)
+            }
+            LedgerError::ReservedKind(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "reserved_kind", detail)
             }
             LedgerError::NotAnObject(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_an_object", detail)

@@ -94,6 +94,43 @@ async fn two_server_processes_share_the_count() {
     }
 }
 
+/// Sends 21 failing `/auth/verify` calls (the limit is 20 per address) from behind a trusted
+/// proxy: a fixed `X-Forwarded-For` and a `CF-Connecting-IP` that changes on every call.
+async fn last_status_with_a_rotating_cf_header(app: &TestApp) -> u16 {
+    let mut last = 0;
+    for i in 0..21 {
+        let res = app
+            .http
+            .post(app.url("/auth/verify"))
+            .header("x-forwarded-for", "198.51.100.7, 127.0.0.1")
+            .header("cf-connecting-ip", format!("203.0.113.{i}"))
+            .json(&json!({"token": "A".repeat(43)}))
+            .send()
+            .await
+            .expect("r");
+        last = res.status().as_u16();
+    }
+    last
+}
+
+#[actix_web::test]
+async fn cf_connecting_ip_is_believed_only_when_configured() {
+    // Default: behind a generic proxy a client-sent CF-Connecting-IP is ignored, so rotating it
+    // does not escape the per-address limit.
+    let generic = TestApp::spawn_with(config(&[("TRUSTED_PROXIES", "127.0.0.1/32")])).await;
+    assert_eq!(last_status_with_a_rotating_cf_header(&generic).await, 429);
+    // With Cloudflare in front (configured), its header names the client.
+    let cloudflare = TestApp::spawn_with(config(&[
+        ("TRUSTED_PROXIES", "127.0.0.1/32"),
+        ("CLIENT_IP_HEADER", "cf-connecting-ip"),
+    ]))
+    .await;
+    assert_eq!(
+        last_status_with_a_rotating_cf_header(&cloudflare).await,
+        401
+    );
+}
+
 #[actix_web::test]
 async fn forwarding_headers_count_only_from_trusted_proxies() {
     let untrusted = TestApp::spawn().await;
@@ -428,4 +465,59 @@ async fn owners_page_through_their_audit_log() {
         )
         .await;
     assert!(all["items"].as_array().expect("items").len() >= 4, "{all}");
+}
+
+/// Kinds the server and the operations tools write are refused from every API route, so no
+/// member, API key or runner can forge a grant, a drill, a rotation or a release.
+#[actix_web::test]
+async fn reserved_kinds_are_refused_from_every_route() {
+    let app = TestApp::spawn().await;
+    let (token, slug, _) = app.sign_in_to_org("reserved@example.com").await;
+    let (_, key) = app
+        .call(
+            "POST",
+            &format!("/orgs/{slug}/api-keys"),
+            Some(&token),
+            Some(json!({"name": "ci"})),
+        )
+        .await;
+    let api_key = key["secret"].as_str().expect("secret").to_owned();
+    for kind in defendable_ledger::receipt::RESERVED_KINDS {
+        for bearer in [token.as_str(), api_key.as_str()] {
+            let (s, problem) = app
+                .call(
+                    "POST",
+                    &format!("/orgs/{slug}/receipts"),
+                    Some(bearer),
+                    Some(json!({"kind": kind, "public": {}})),
+                )
+                .await;
+            assert_eq!(
+                (s.as_u16(), problem["code"].as_str()),
+                (422, Some("reserved_kind")),
+                "{kind}"
+            );
+        }
+        let (s, problem) = app
+            .call(
+                "POST",
+                "/internal/receipts",
+                Some(RUNNER_TOKEN),
+                Some(json!({"org": slug, "kind": kind, "public": {}})),
+            )
+            .await;
+        assert_eq!(
+            (s.as_u16(), problem["code"].as_str()),
+            (422, Some("reserved_kind")),
+            "runner {kind}"
+        );
+    }
+    let (_, page) = app
+        .call("GET", &format!("/orgs/{slug}/receipts"), Some(&token), None)
+        .await;
+    assert_eq!(
+        page["items"].as_array().map(Vec::len),
+        Some(0),
+        "nothing was recorded"
+    );
 }
