@@ -473,15 +473,7 @@ async fn owners_page_through_their_audit_log() {
 async fn reserved_kinds_are_refused_from_every_route() {
     let app = TestApp::spawn().await;
     let (token, slug, _) = app.sign_in_to_org("reserved@example.com").await;
-    let (_, key) = app
-        .call(
-            "POST",
-            &format!("/orgs/{slug}/api-keys"),
-            Some(&token),
-            Some(json!({"name": "ci"})),
-        )
-        .await;
-    let api_key = key["secret"].as_str().expect("secret").to_owned();
+    let api_key = app.api_key(&token, &slug).await;
     for kind in defendable_ledger::receipt::RESERVED_KINDS {
         for bearer in [token.as_str(), api_key.as_str()] {
             let (s, problem) = app

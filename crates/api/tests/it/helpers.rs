@@ -116,6 +116,35 @@ impl TestApp {
         call(&self.http, &self.url(path), method, bearer, body).await
     }
 
+    /// A new API key of `slug`, created by its owner's session `token`; returns the secret.
+    pub async fn api_key(&self, token: &str, slug: &str) -> String {
+        let (s, key) = self
+            .call(
+                "POST",
+                &format!("/orgs/{slug}/api-keys"),
+                Some(token),
+                Some(serde_json::json!({"name": "ci"})),
+            )
+            .await;
+        assert_eq!(s, 201, "{key}");
+        key["secret"].as_str().expect("secret").to_owned()
+    }
+
+    /// Shares receipt `id` of `slug` as `token`, with `body` (`None`: a link that never
+    /// expires); returns the created link.
+    pub async fn share(&self, token: &str, slug: &str, id: &str, body: Option<Value>) -> Value {
+        let (s, share) = self
+            .call(
+                "POST",
+                &format!("/orgs/{slug}/receipts/{id}/share"),
+                Some(token),
+                body,
+            )
+            .await;
+        assert_eq!(s, 201, "{share}");
+        share
+    }
+
     /// The verifier keys `/ledger/keys` publishes.
     pub async fn vkeys(&self) -> defendable_ledger::Vkeys {
         let (_, keys) = self.call("GET", "/ledger/keys", None, None).await;

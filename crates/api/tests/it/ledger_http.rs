@@ -28,15 +28,7 @@ async fn record_list_read_and_retry_receipts() {
         .starts_with("DCR-000000-"));
 
     // An API key records too.
-    let (_, key) = app
-        .call(
-            "POST",
-            &format!("/orgs/{slug}/api-keys"),
-            Some(&token),
-            Some(json!({"name": "ci"})),
-        )
-        .await;
-    let secret = key["secret"].as_str().expect("secret").to_owned();
+    let secret = app.api_key(&token, &slug).await;
     let (s, second) = app
         .call(
             "POST",
@@ -156,15 +148,7 @@ async fn a_share_link_shows_the_redacted_projection_until_revoked() {
         .call("POST", &format!("/orgs/{slug}/receipts"), Some(&token), Some(json!({"kind": "run", "public": {"ok": true}, "private": {"email": "s@example.com", "key": "raw/x"}})))
         .await;
     let id = receipt["receipt_id"].as_str().expect("id");
-    let (s, share) = app
-        .call(
-            "POST",
-            &format!("/orgs/{slug}/receipts/{id}/share"),
-            Some(&token),
-            None,
-        )
-        .await;
-    assert_eq!(s, 201, "{share}");
+    let share = app.share(&token, &slug, id, None).await;
     let url = share["url"].as_str().expect("url");
     let share_path = &path_of(url);
 

@@ -227,14 +227,7 @@ async fn an_outsider_verifies_a_bundle_and_a_consistency_proof_from_the_design_a
     let (_, keys) = app.call("GET", "/ledger/keys", None, None).await;
     let vkey = parse_vkey(keys["keys"][0]["vkey"].as_str().expect("vkey"));
 
-    let (_, share) = app
-        .call(
-            "POST",
-            &format!("/orgs/{slug}/receipts/{}/share", ids[4]),
-            Some(&token),
-            None,
-        )
-        .await;
+    let share = app.share(&token, &slug, &ids[4], None).await;
     let share = path_of(share["url"].as_str().expect("url"));
     let (_, old) = app
         .call("GET", &format!("{share}/proof?size=6"), None, None)

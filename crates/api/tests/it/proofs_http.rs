@@ -50,15 +50,7 @@ async fn a_shared_receipt_proves_itself_without_disclosing_any_other_receipt() {
     let first = record(&app, &token, &slug, 0..5).await;
     let k = &first[2];
     let id = k["receipt_id"].as_str().expect("id");
-    let (s, share) = app
-        .call(
-            "POST",
-            &format!("/orgs/{slug}/receipts/{id}/share"),
-            Some(&token),
-            None,
-        )
-        .await;
-    assert_eq!(s, 201, "{share}");
+    let share = app.share(&token, &slug, id, None).await;
     assert_eq!(share["expires_at"], Value::Null);
     let share_path = path_of(share["url"].as_str().expect("url"));
     assert_eq!(
@@ -236,21 +228,13 @@ async fn members_read_proofs_checkpoints_consistency_tiles_and_keys() {
     );
 
     // The member proof route, with an API key too.
-    let (_, key) = app
-        .call(
-            "POST",
-            &format!("/orgs/{slug}/api-keys"),
-            Some(&token),
-            Some(json!({"name": "ci"})),
-        )
-        .await;
-    let api_key = key["secret"].as_str().expect("secret");
+    let api_key = app.api_key(&token, &slug).await;
     let id = receipts[7]["receipt_id"].as_str().expect("id");
     let (s, bundle) = app
         .call(
             "GET",
             &format!("/orgs/{slug}/receipts/{id}/proof"),
-            Some(api_key),
+            Some(&api_key),
             None,
         )
         .await;
