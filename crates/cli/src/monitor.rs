@@ -278,12 +278,7 @@ pub async fn verify_file(
                 } else {
                     (&checkpoint, &saved)
                 };
-                let org = older
-                    .head
-                    .origin
-                    .rsplit_once("/orgs/")
-                    .map(|(_, o)| o.to_owned())
-                    .unwrap_or_default();
+                let org = older.org().map(|o| o.to_string()).unwrap_or_default();
                 let proof = member_consistency(api, &org, older.head.size, newer.head.size).await?;
                 let signed = verify_consistency_proof(&proof, older, &keys).map_err(failed)?;
                 check_consistent(newer, &signed, newer.head.size, &[]).map_err(failed)?;
@@ -385,16 +380,14 @@ pub async fn watch(api: &Api, org: &str, opts: &TrustOptions) -> Result<Output, 
     let current = open_checkpoint(&note, &keys)
         .map_err(|e| failed(ProofFailure::Checkpoint(e.to_string())))?;
     let org_id = current
-        .head
-        .origin
-        .strip_prefix(&format!("{}/orgs/", current.signed_by))
+        .org()
         .ok_or_else(|| {
             failed(ProofFailure::Checkpoint(format!(
                 "origin {:?} is not an organization's log",
                 current.head.origin
             )))
         })?
-        .to_owned();
+        .to_string();
     let continuity = match store.checkpoint(&current.head.origin, &keys)? {
         None => Continuity::First,
         Some(saved) => {

@@ -3,8 +3,9 @@
 //! trusting nothing the server says beyond the bytes it is given and the keys it is told to
 //! trust.
 
-use defendable_ledger::bundle::{self, open_org_checkpoint, ProofFailure};
+use defendable_ledger::bundle::{self, ProofFailure};
 use defendable_ledger::checkpoint::{parse_signed, verify_checkpoint};
+use defendable_ledger::note::open_checkpoint;
 use defendable_ledger::{
     merkle, ChainVerifier, Hash, OpenedCheckpoint, ProofBundle, PublicKey, Vkeys,
 };
@@ -213,15 +214,11 @@ pub fn verify_v2(evidence: &Evidence, keys: &Vkeys) -> Result<Verified, Failure>
                 Failure::Shape("the last line is not {\"checkpoint\": note}".into())
             })?;
             // The org is the one the note names; every body must agree (the chain checks it).
-            let org = note
-                .lines()
-                .next()
-                .and_then(|origin| origin.rsplit_once("/orgs/"))
-                .and_then(|(_, org)| org.parse().ok())
-                .ok_or_else(|| {
-                    Failure::Checkpoint("its origin does not name an organization".into())
-                })?;
-            let checkpoint = open_org_checkpoint(note, org, keys)?;
+            let checkpoint =
+                open_checkpoint(note, keys).map_err(|e| Failure::Checkpoint(e.to_string()))?;
+            let org = checkpoint.org().ok_or_else(|| {
+                Failure::Checkpoint("its origin does not name an organization".into())
+            })?;
             let verifier = chain_of(org, projections)?;
             let leaves = projections.iter().map(|p| {
                 // Each hash was just checked against its body by the chain verifier.

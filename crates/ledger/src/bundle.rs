@@ -191,11 +191,11 @@ pub fn open_org_checkpoint(
 ) -> Result<OpenedCheckpoint, ProofFailure> {
     let opened =
         open_checkpoint(text, keys).map_err(|e| ProofFailure::Checkpoint(e.to_string()))?;
-    let expected = format!("{}/orgs/{org}", opened.signed_by);
-    if opened.head.origin != expected {
+    if opened.org() != Some(org) {
         return Err(ProofFailure::Checkpoint(format!(
-            "its origin is {:?}, expected {expected:?}",
-            opened.head.origin
+            "its origin is {:?}, expected {:?}",
+            opened.head.origin,
+            format!("{}/orgs/{org}", opened.signed_by)
         )));
     }
     Ok(opened)

@@ -214,6 +214,21 @@ pub struct OpenedNote {
     pub key_id: u32,
 }
 
+impl OpenedCheckpoint {
+    /// The organization whose log this is: the origin must be exactly
+    /// `<name of the key that signed it>/orgs/<org uuid>` (as [`LedgerName::origin`] writes it).
+    pub fn org(&self) -> Option<Uuid> {
+        let org: Uuid = self
+            .head
+            .origin
+            .strip_prefix(self.signed_by.as_str())?
+            .strip_prefix("/orgs/")?
+            .parse()
+            .ok()?;
+        (self.head.origin == format!("{}/orgs/{org}", self.signed_by)).then_some(org)
+    }
+}
+
 /// Opens a signed note: signatures with unknown names or key ids are ignored; a known one that
 /// fails rejects the note; at least one trusted signature is required.
 pub fn open_note(text: &str, keys: &Vkeys) -> Result<OpenedNote, LedgerError> {

@@ -299,11 +299,7 @@ async fn tree_roots(
             }
         };
         let head = &opened.head;
-        let org = head
-            .origin
-            .strip_prefix(&format!("{}/orgs/", opened.signed_by))
-            .and_then(|o| o.parse::<Uuid>().ok());
-        let Some(org) = org else {
+        let Some(org) = opened.org() else {
             bad.push(format!("{:?} is not an organization's log", head.origin));
             continue;
         };

@@ -215,6 +215,22 @@ fn the_ledgers_checkpoint_is_the_c2sp_format_under_ledger_name() {
     let keys = Vkeys::parse(&[expected_vkey]).expect("vkey");
     let opened = open_checkpoint(&note, &keys).expect("opens");
     assert_eq!(opened.head, head);
+    assert_eq!(opened.org(), Some(org));
+    for origin in [
+        format!("other.example/orgs/{org}"),
+        format!("ledger.example.com/orgs/{}", org.to_string().to_uppercase()),
+        format!("ledger.example.com/orgs/{org}/2"),
+        "ledger.example.com/log".to_owned(),
+    ] {
+        let elsewhere = TreeHead {
+            origin: origin.clone(),
+            size: 3,
+            root,
+        };
+        let opened =
+            open_checkpoint(&elsewhere.sign(&name, &key).expect("sign"), &keys).expect("opens");
+        assert_eq!(opened.org(), None, "{origin}");
+    }
     assert!(
         open_checkpoint(&note.replacen("\n3\n", "\n4\n", 1), &keys).is_err(),
         "size altered"
