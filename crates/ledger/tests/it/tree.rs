@@ -30,20 +30,15 @@ fn size(v: &Value) -> Option<u64> {
     v.as_u64()
 }
 
-#[test]
-fn every_published_inclusion_vector_gives_the_published_answer() {
+/// Runs every vector of `kind` through `check` (`None` when an input does not even parse, which
+/// counts as a refusal) and compares with the vector's `wantErr`.
+fn check_vectors(kind: &str, check: impl Fn(&Value) -> Option<()>) {
     let all = vectors();
-    let cases = all["inclusion"].as_array().expect("inclusion");
+    let cases = all[kind].as_array().expect("vectors");
     assert_eq!(cases.len(), 98);
     for case in cases {
-        let ok = (|| {
-            let (index, size) = (size(&case["leafIdx"])?, size(&case["treeSize"])?);
-            let (root, leaf) = (hash(&case["root"])?, hash(&case["leafHash"])?);
-            verify_inclusion(index, size, &root, &leaf, &hashes(&case["proof"])?).ok()
-        })()
-        .is_some();
         assert_eq!(
-            ok,
+            check(case).is_some(),
             !case["wantErr"].as_bool().expect("wantErr"),
             "{}: {}",
             case["file"],
@@ -53,33 +48,28 @@ fn every_published_inclusion_vector_gives_the_published_answer() {
 }
 
 #[test]
+fn every_published_inclusion_vector_gives_the_published_answer() {
+    check_vectors("inclusion", |case| {
+        let (index, size) = (size(&case["leafIdx"])?, size(&case["treeSize"])?);
+        let (root, leaf) = (hash(&case["root"])?, hash(&case["leafHash"])?);
+        verify_inclusion(index, size, &root, &leaf, &hashes(&case["proof"])?).ok()
+    });
+}
+
+#[test]
 fn every_published_consistency_vector_gives_the_published_answer() {
-    let all = vectors();
-    let cases = all["consistency"].as_array().expect("consistency");
-    assert_eq!(cases.len(), 98);
-    for case in cases {
+    check_vectors("consistency", |case| {
         if case["file"] == "consistency/additional/sizes-are-equal-one-and-proof-is-empty.json" {
             // Its roots are the 12-byte strings "don't care 2": the vector checks that equal
             // sizes compare roots only. Our types take 32-byte hashes, so the same rule is shown
             // with real ones.
             let r = merkle::parse_tree_hash(ROOTS_B64_ONE).expect("hash");
-            verify_consistency(1, 1, &r, &r, &[]).expect("equal sizes, equal roots");
-            continue;
+            return verify_consistency(1, 1, &r, &r, &[]).ok();
         }
-        let ok = (|| {
-            let (from, to) = (size(&case["size1"])?, size(&case["size2"])?);
-            let (r1, r2) = (hash(&case["root1"])?, hash(&case["root2"])?);
-            verify_consistency(from, to, &r1, &r2, &hashes(&case["proof"])?).ok()
-        })()
-        .is_some();
-        assert_eq!(
-            ok,
-            !case["wantErr"].as_bool().expect("wantErr"),
-            "{}: {}",
-            case["file"],
-            case["desc"]
-        );
-    }
+        let (from, to) = (size(&case["size1"])?, size(&case["size2"])?);
+        let (r1, r2) = (hash(&case["root1"])?, hash(&case["root2"])?);
+        verify_consistency(from, to, &r1, &r2, &hashes(&case["proof"])?).ok()
+    });
 }
 
 /// The root of size 1 below, in base64.

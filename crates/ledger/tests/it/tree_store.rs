@@ -38,6 +38,19 @@ fn log() -> (Arc<LogSigner>, Vkeys) {
     (log, keys)
 }
 
+/// The current signed checkpoint of `org`, opened.
+async fn current(
+    client: &deadpool_postgres::Client,
+    log: &LogSigner,
+    keys: &Vkeys,
+    org: Uuid,
+) -> OpenedCheckpoint {
+    let (_, note) = store::signed_checkpoint(client, log, org)
+        .await
+        .expect("checkpoint");
+    open_checkpoint(&note, keys).expect("opens")
+}
+
 /// Every receipt's bundle verifies against the current checkpoint, and every pair of the given
 /// checkpoints is proved consistent by the store.
 async fn assert_log_holds(
@@ -310,14 +323,7 @@ async fn chains_from_before_the_migration_and_an_older_release_are_integrated_ne
             .failure,
         None
     );
-    let before = open_checkpoint(
-        &store::signed_checkpoint(&client, &log, large)
-            .await
-            .expect("c")
-            .1,
-        &keys,
-    )
-    .expect("opens");
+    let before = current(&client, &log, &keys, large).await;
 
     // The previous release keeps writing during the deploy.
     old_release_append(&client, small, 8).await;
@@ -339,14 +345,7 @@ async fn chains_from_before_the_migration_and_an_older_release_are_integrated_ne
         0
     );
 
-    let after = open_checkpoint(
-        &store::signed_checkpoint(&client, &log, large)
-            .await
-            .expect("c")
-            .1,
-        &keys,
-    )
-    .expect("opens");
+    let after = current(&client, &log, &keys, large).await;
     assert_log_holds(&db, &log, &keys, small, &[]).await;
     assert_log_holds(&db, &log, &keys, large, &[before, after]).await;
 }
@@ -364,14 +363,7 @@ async fn altered_nodes_and_edges_are_reported_and_break_proofs() {
             .expect("append");
     }
     let client = db.pool.get().await.expect("client");
-    let twenty = open_checkpoint(
-        &store::signed_checkpoint(&client, &log, org)
-            .await
-            .expect("c")
-            .1,
-        &keys,
-    )
-    .expect("opens");
+    let twenty = current(&client, &log, &keys, org).await;
     for i in 20..23 {
         appender
             .append(org, draft(i), AppendOptions::default())
