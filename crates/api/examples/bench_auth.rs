@@ -62,13 +62,22 @@ fn main() {
         let db = TestDb::new().await;
         let ctx = AuditContext::default();
         let email = Email::parse("bench@example.com").expect("email");
-        let link = store::request_magic_link(&db.pool, &email, Duration::from_secs(60), &ctx)
-            .await
-            .expect("link");
-        let session =
-            store::verify_magic_link(&db.pool, &link.token, Duration::from_secs(3600), &ctx)
-                .await
-                .expect("session");
+        let link = store::request_magic_link(
+            &mut db.pool.get().await.expect("client"),
+            &email,
+            Duration::from_secs(60),
+            &ctx,
+        )
+        .await
+        .expect("link");
+        let session = store::verify_magic_link(
+            &mut db.pool.get().await.expect("client"),
+            &link.token,
+            Duration::from_secs(3600),
+            &ctx,
+        )
+        .await
+        .expect("session");
         let client = db.pool.get().await.expect("client");
         let org = store::list_orgs(&client, session.user.id, PageRequest::new(None, None))
             .await
@@ -76,9 +85,16 @@ fn main() {
             .items[0]
             .org
             .id;
-        let (_, key) = store::create_api_key(&db.pool, session.user.id, org, "bench", None, &ctx)
-            .await
-            .expect("key");
+        let (_, key) = store::create_api_key(
+            &mut db.pool.get().await.expect("client"),
+            session.user.id,
+            org,
+            "bench",
+            None,
+            &ctx,
+        )
+        .await
+        .expect("key");
         let keys = SessionKeys::new(SECRET.as_bytes(), None, Duration::from_secs(3600));
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let jwt = keys.issue(

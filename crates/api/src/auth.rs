@@ -44,6 +44,15 @@ impl Caller {
         }
     }
 
+    /// A stable name for the principal, for per-principal counters: `user:<id>` or
+    /// `api_key:<id>`.
+    pub fn principal_key(&self) -> String {
+        match self.principal {
+            Principal::User { user, .. } => format!("user:{user}"),
+            Principal::ApiKey { key, .. } => format!("api_key:{key}"),
+        }
+    }
+
     /// Requires a user session (API keys are refused with 403).
     pub fn session(&self) -> Result<(UserId, SessionId), ApiError> {
         match self.principal {
@@ -60,13 +69,13 @@ impl Caller {
     /// Anyone else gets 404, whether or not the organization exists.
     pub async fn member(&self, state: &AppState, org: &str) -> Result<OrgAccess, ApiError> {
         let org_ref = OrgRef::parse(org)?;
-        let client = state.pool.get().await.map_err(IdentityError::from)?;
-        let org = identity::find_org(&client, &org_ref)
+        let client = state.db.get().await?;
+        let org = identity::find_org(&*client, &org_ref)
             .await?
             .ok_or(IdentityError::NotFound)?;
         match self.principal {
             Principal::User { user, .. } => {
-                let role = identity::role_of(&client, org.id, user)
+                let role = identity::role_of(&*client, org.id, user)
                     .await?
                     .ok_or(IdentityError::NotFound)?;
                 Ok(OrgAccess {
@@ -131,7 +140,7 @@ impl FromRequest for Caller {
                 .ok_or_else(|| ApiError::internal("application state missing"))?
                 .clone();
             let token = bearer(&req).ok_or(IdentityError::InvalidCredentials)?;
-            let (principal, used) = state.auth.authenticate(&state.pool, &token).await?;
+            let (principal, used) = state.auth.authenticate(state.db.pool(), &token).await?;
             if used == Some(KeyUsed::Previous) {
                 state.metrics.jwt_previous_secret_used();
             }

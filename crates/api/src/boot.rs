@@ -36,14 +36,30 @@ pub async fn database(config: &Config) -> Result<(String, Option<Cluster>)> {
     }
 }
 
+/// The server's pool: every wait bounded by `config::limits`.
+pub fn server_pool_settings(max_size: usize) -> defendable_store::PoolSettings {
+    use defendable_config::limits;
+    defendable_store::PoolSettings {
+        max_size,
+        wait: limits::DB_POOL_WAIT,
+        connect: limits::DB_CONNECT,
+        statement_timeout: Some(limits::DB_STATEMENT),
+        lock_timeout: Some(limits::DB_LOCK),
+    }
+}
+
 /// Prepares everything the server needs. Returns the development cluster when one was
 /// started, so the caller can stop it on shutdown.
 pub async fn prepare(config: &Config) -> Result<(Dependencies, Option<Cluster>)> {
     let (url, cluster) = database(config).await?;
-    let pool = defendable_store::pool(&url, config.database_pool_size)?;
-    defendable_store::migrate(&pool)
+    // Migrations run on a patient pool of their own: a long index build must not meet the
+    // server's statement timeout.
+    let migrator = defendable_store::pool(&url, 1)?;
+    defendable_store::migrate(&migrator)
         .await
         .context("applying migrations")?;
+    migrator.close();
+    let pool = defendable_store::pool_with(&url, server_pool_settings(config.database_pool_size))?;
     let (objects, presigner) = object_store(config)?;
     Ok((
         Dependencies {

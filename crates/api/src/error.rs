@@ -93,6 +93,29 @@ impl ApiError {
         )
     }
 
+    /// A storage failure: 503 `database_unavailable` with `Retry-After` when the database is
+    /// away, saturated or too slow (a retry may succeed), otherwise a logged 500.
+    pub fn store(e: impl Into<defendable_store::StoreError>) -> Self {
+        let e = e.into();
+        if e.is_unavailable() {
+            Self::database_unavailable(e)
+        } else {
+            Self::internal(e)
+        }
+    }
+
+    /// 503 `database_unavailable` with `Retry-After`: the database is away, saturated or too
+    /// slow; `cause` is logged.
+    pub fn database_unavailable(cause: impl std::fmt::Display) -> Self {
+        tracing::warn!(error = %cause, "database unavailable");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            "the database is unavailable or busy; try again shortly",
+        )
+        .with_retry_after(defendable_config::limits::DB_RETRY_AFTER_SECS)
+    }
+
     /// The status.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -239,7 +262,7 @@ impl From<defendable_identity::IdentityError> for ApiError {
             E::LastOwner => Self::new(StatusCode::CONFLICT, "last_owner", detail),
             E::AlreadyMember => Self::new(StatusCode::CONFLICT, "already_member", detail),
             E::SlugTaken => Self::new(StatusCode::CONFLICT, "slug_taken", detail),
-            E::Store(inner) => Self::internal(inner),
+            E::Store(inner) => Self::store(inner),
         }
     }
 }

@@ -53,8 +53,8 @@ pub async fn guard_with(
     e.target = Some(route.to_owned());
     e.details =
         json!({ "outcome": outcome.as_ref().map(|_| "allowed").unwrap_or_else(|e| e.code()) });
-    let client = state.pool.get().await.map_err(ApiError::internal)?;
-    record(&client, &e).await.map_err(ApiError::internal)?;
+    let client = state.db.get().await?;
+    record(&*client, &e).await.map_err(ApiError::store)?;
     outcome
 }
 

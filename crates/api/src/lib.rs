@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod boot;
 pub mod client_ip;
+pub mod db;
 pub mod error;
 pub mod internal;
 pub mod mail;
@@ -40,8 +41,8 @@ use object_store::ObjectStore;
 pub struct AppState {
     /// The configuration the server booted with.
     pub config: Config,
-    /// The PostgreSQL pool.
-    pub pool: Pool,
+    /// The PostgreSQL pool, one connection per request at a time (see [`db`]).
+    pub db: db::Db,
     /// The object store (datasets, exports).
     pub objects: Arc<dyn ObjectStore>,
     /// Bearer credential authentication.
@@ -190,7 +191,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let state = web::Data::new(AppState {
             config,
-            pool: deps.pool,
+            db: db::Db::new(deps.pool),
             objects: deps.objects,
             auth: Authenticator::new(keys),
             mailer,
@@ -201,8 +202,8 @@ impl Application {
             presigner: deps.presigner,
             url_signer,
         });
-        ratelimit::spawn_pruner(state.pool.clone());
-        spawn_tree_integrator(state.pool.clone());
+        ratelimit::spawn_pruner(state.db.pool().clone());
+        spawn_tree_integrator(state.db.pool().clone());
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())

@@ -61,7 +61,10 @@ pub async fn edge(
 
     // Handlers, extractors and CORS all answer errors as responses, so an `Err` here would be a
     // framework fault; it propagates and actix renders it.
-    let mut res = next.call(req).await?.map_into_boxed_body();
+    // The request runs in its own connection scope: at most one pooled connection at a time.
+    let mut res = crate::db::scope(next.call(req))
+        .await?
+        .map_into_boxed_body();
 
     let status = res.status();
     let is_problem = res

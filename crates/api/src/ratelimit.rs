@@ -53,10 +53,10 @@ pub async fn check(
         })
         .collect();
     let counts = {
-        let client = state.pool.get().await.map_err(ApiError::internal)?;
-        ratelimit::hit(&client, &buckets)
+        let client = state.db.get().await?;
+        ratelimit::hit(&*client, &buckets)
             .await
-            .map_err(ApiError::internal)?
+            .map_err(ApiError::store)?
     };
     let policy = rules
         .iter()

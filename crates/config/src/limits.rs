@@ -1,5 +1,7 @@
-//! The rate limits, declared once as data: the application enforces them (state in PostgreSQL,
-//! shared by every process) and `cargo xtask cloudflare` exports the same table to the edge.
+//! Every limit the service enforces, declared once. The rate limits are data: the application
+//! enforces them (state in PostgreSQL, shared by every process) and `cargo xtask cloudflare`
+//! exports the same table to the edge. The waits and caps below bound what one client or one
+//! database outage can hold; each says why it is the number it is.
 
 use std::time::Duration;
 
@@ -165,3 +167,35 @@ pub fn effective(overrides: &str) -> Result<Vec<RateLimit>, String> {
     }
     Ok(out)
 }
+
+/// How long a request waits for a pooled database connection before it is answered
+/// `503 database_unavailable` with `Retry-After`. A request needs a connection for a few
+/// milliseconds; two seconds of queueing means the pool is saturated or PostgreSQL is away, and a
+/// prompt 503 lets clients back off instead of piling up.
+pub const DB_POOL_WAIT: Duration = Duration::from_secs(2);
+/// How long opening a new database connection (TCP, TLS, startup) may take. On loopback or a
+/// LAN it takes milliseconds; three seconds covers a TLS handshake across regions.
+pub const DB_CONNECT: Duration = Duration::from_secs(3);
+/// `statement_timeout` of the server's connections: the longest statement a request runs is a
+/// page of the export or a tree integration chunk (well under a second at our sizes); fifteen
+/// seconds stops a runaway query without cutting legitimate work.
+pub const DB_STATEMENT: Duration = Duration::from_secs(15);
+/// `lock_timeout` of the server's connections: appends wait on an organization's head row,
+/// held per batch for milliseconds; five seconds of waiting means something is wrong, and the
+/// request is refused with 503 rather than queueing forever.
+pub const DB_LOCK: Duration = Duration::from_secs(5);
+/// The `Retry-After` (seconds) of a 503 caused by the database: a restart or failover takes a
+/// few seconds.
+pub const DB_RETRY_AFTER_SECS: u64 = 2;
+/// Receipts per page of the ledger export: each page is one short transaction on a connection
+/// that is returned before the page is written to the client.
+pub const EXPORT_PAGE: i64 = 1_000;
+/// How long the export waits for a slow reader to take the next line before it gives up (the
+/// response then ends without its checkpoint line, which makes it fail verification).
+pub const EXPORT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Exports one principal (a user or an API key) may run at once, across all processes: an
+/// auditor needs one; a script that opens hundreds is refused with 429.
+pub const EXPORTS_PER_PRINCIPAL: u32 = 2;
+/// How long an export lease lives without a heartbeat: a process killed mid-export frees its
+/// slots after this long.
+pub const EXPORT_LEASE: Duration = Duration::from_secs(120);

@@ -54,9 +54,13 @@ async fn run() {
         object_key: ObjectKey::parse("raw/census.csv").expect("key"),
         blake3: None,
     };
-    store::publish(&db.pool, &objects, &publication)
-        .await
-        .expect("publish");
+    store::publish(
+        &mut db.pool.get().await.expect("client"),
+        &objects,
+        &publication,
+    )
+    .await
+    .expect("publish");
 
     // Baseline: the bare receipt append inside a transaction, same org shape.
     let base_org = Uuid::new_v4();
@@ -99,7 +103,9 @@ async fn run() {
                 share_token_hash: Uuid::new_v4().as_bytes().repeat(2),
                 context: AuditContext::default(),
             };
-            store::grant(&pool, &req).await.expect("grant");
+            store::grant(&mut pool.get().await.expect("client"), &req)
+                .await
+                .expect("grant");
         }
     })
     .await;

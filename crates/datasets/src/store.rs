@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use deadpool_postgres::{GenericClient, Pool};
+use deadpool_postgres::{Client, GenericClient};
 use defendable_ledger::store::{self as ledger, StoredReceipt};
 use defendable_ledger::{Draft, ReceiptKind};
 use defendable_store::audit::{record, Actor, AuditAction, AuditContext, AuditEvent};
@@ -79,7 +79,7 @@ fn text(what: &'static str, value: &str, min: usize, max: usize) -> Result<()> {
 /// Hashes the object once (bounded memory), refuses a disagreeing stager digest, and registers
 /// or updates the version as the dataset's current one.
 pub async fn publish(
-    pool: &Pool,
+    client: &mut Client,
     objects_store: &dyn ObjectStore,
     p: &Publication,
 ) -> Result<CatalogEntry> {
@@ -96,7 +96,6 @@ pub async fn publish(
             });
         }
     }
-    let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     tx.execute(
         "INSERT INTO datasets (slug, title, description, license, media_type, current_version)
@@ -113,8 +112,7 @@ pub async fn publish(
     )
     .await?;
     tx.commit().await?;
-    let client = pool.get().await?;
-    entry(&client, &p.slug)
+    entry(&*client, &p.slug)
         .await?
         .ok_or(DatasetsError::NotFound)
 }
@@ -179,13 +177,12 @@ pub async fn catalog(
 /// Records that `principal` viewed the catalog, at most once per minute across all processes.
 /// Returns whether this call recorded the event.
 pub async fn record_catalog_view(
-    pool: &Pool,
+    client: &mut Client,
     principal: &str,
     actor: Actor,
     org: Option<Uuid>,
     ctx: &AuditContext,
 ) -> Result<bool> {
-    let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let fresh = tx
         .execute(
@@ -334,9 +331,8 @@ pub struct Grant {
 /// Makes a grant: in one transaction, take one unit of today's quota (refusing when none is
 /// left, with nothing written), record the grant, append its `dataset.download` receipt, create
 /// its share link and record the audit event.
-pub async fn grant(pool: &Pool, req: &GrantRequest) -> Result<Grant> {
+pub async fn grant(client: &mut Client, req: &GrantRequest) -> Result<Grant> {
     let now = OffsetDateTime::now_utc();
-    let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let version = tx
         .query_opt(

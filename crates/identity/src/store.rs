@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use deadpool_postgres::{GenericClient, Pool, Transaction};
+use deadpool_postgres::{Client, GenericClient, Transaction};
 use defendable_store::audit::{record, Actor, AuditAction, AuditContext, AuditEvent};
 use serde::Serialize;
 use serde_json::json;
@@ -216,13 +216,12 @@ fn row_role(row: &tokio_postgres::Row, idx: usize) -> Role {
 /// Issues a magic link for `email`, superseding any older unused link. The same work happens
 /// whether or not a user with that email exists.
 pub async fn request_magic_link(
-    pool: &Pool,
+    client: &mut Client,
     email: &Email,
     ttl: Duration,
     ctx: &AuditContext,
 ) -> Result<IssuedLink> {
     let token = OneTimeToken::generate();
-    let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     tx.execute(
         "UPDATE magic_links SET superseded_at = now()
@@ -257,12 +256,11 @@ pub async fn request_magic_link(
 /// Consumes a magic link (one atomic statement, so concurrent verifies yield one session) and
 /// starts a session. The first sign-in of an email creates the user and a personal organization.
 pub async fn verify_magic_link(
-    pool: &Pool,
+    client: &mut Client,
     token: &OneTimeToken,
     session_ttl: Duration,
     ctx: &AuditContext,
 ) -> Result<NewSession> {
-    let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let consumed = tx
         .query_opt(
@@ -275,7 +273,7 @@ pub async fn verify_magic_link(
         .await?;
     let Some(row) = consumed else {
         drop(tx);
-        record_invalid_token(&client, "auth.verify", ctx).await?;
+        record_invalid_token(&*client, "auth.verify", ctx).await?;
         return Err(IdentityError::InvalidToken);
     };
     let email = Email::parse(row.get::<_, &str>(0))?;
@@ -433,12 +431,11 @@ pub async fn session(client: &impl GenericClient, id: SessionId) -> Result<Optio
 
 /// Revokes a session (logout).
 pub async fn revoke_session(
-    pool: &Pool,
+    client: &mut Client,
     user: UserId,
     id: SessionId,
     ctx: &AuditContext,
 ) -> Result<()> {
-    let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     tx.execute(
         "UPDATE sessions SET revoked_at = now() WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
@@ -473,13 +470,12 @@ pub async fn user(client: &impl GenericClient, id: UserId) -> Result<User> {
 
 /// Creates an organization with `owner` as its first owner.
 pub async fn create_org(
-    pool: &Pool,
+    client: &mut Client,
     owner: UserId,
     slug: &OrgSlug,
     name: &OrgName,
     ctx: &AuditContext,
 ) -> Result<Org> {
-    let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let org = insert_org(&tx, slug, name, false)
         .await?
@@ -609,14 +605,13 @@ async fn owner_count(tx: &Transaction<'_>, org: OrgId) -> Result<i64> {
 
 /// Changes a member's role. `actor` must still be an owner when the change runs.
 pub async fn set_role(
-    pool: &Pool,
+    client: &mut Client,
     actor: UserId,
     org: OrgId,
     target: UserId,
     role: Role,
     ctx: &AuditContext,
 ) -> Result<Member> {
-    let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     lock_org(&tx, org).await?;
     if role_of(&tx, org, actor).await? != Some(Role::Owner) {
@@ -656,13 +651,12 @@ pub async fn set_role(
 
 /// Removes a member. Owners may remove anyone; a member may remove itself.
 pub async fn remove_member(
-    pool: &Pool,
+    client: &mut Client,
     actor: UserId,
     org: OrgId,
     target: UserId,
     ctx: &AuditContext,
 ) -> Result<()> {
-    let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     lock_org(&tx, org).await?;
     let actor_role = role_of(&tx, org, actor)
@@ -702,7 +696,7 @@ pub async fn remove_member(
 
 /// Creates an invite and returns it with the token to mail.
 pub async fn create_invite(
-    pool: &Pool,
+    client: &mut Client,
     actor: UserId,
     org: OrgId,
     email: &Email,
@@ -711,7 +705,6 @@ pub async fn create_invite(
     ctx: &AuditContext,
 ) -> Result<(Invite, OneTimeToken)> {
     let token = OneTimeToken::generate();
-    let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let already = tx
         .query_opt(
@@ -794,14 +787,14 @@ pub async fn list_invites(
 
 /// Revokes a pending invite.
 pub async fn revoke_invite(
-    pool: &Pool,
+    client: &mut Client,
     actor: UserId,
     org: OrgId,
     invite: InviteId,
     ctx: &AuditContext,
 ) -> Result<()> {
     revoke(
-        pool,
+        client,
         "UPDATE invites SET revoked_at = now()
          WHERE id = $1 AND org_id = $2 AND accepted_at IS NULL AND revoked_at IS NULL",
         invite.as_uuid(),
@@ -816,7 +809,7 @@ pub async fn revoke_invite(
 /// Runs one revoking `UPDATE … WHERE id = $1 AND org_id = $2` with its audit event, in one
 /// transaction; [`IdentityError::NotFound`] when nothing was left to revoke.
 async fn revoke(
-    pool: &Pool,
+    client: &mut Client,
     sql: &str,
     id: Uuid,
     org: OrgId,
@@ -824,7 +817,6 @@ async fn revoke(
     actor: UserId,
     ctx: &AuditContext,
 ) -> Result<()> {
-    let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     if tx.execute(sql, &[&id, &org.as_uuid()]).await? == 0 {
         return Err(IdentityError::NotFound);
@@ -840,12 +832,11 @@ async fn revoke(
 /// membership and starts a session. An existing member gets [`IdentityError::AlreadyMember`]
 /// and the invite stays unused.
 pub async fn accept_invite(
-    pool: &Pool,
+    client: &mut Client,
     token: &OneTimeToken,
     session_ttl: Duration,
     ctx: &AuditContext,
 ) -> Result<(NewSession, OrgId)> {
-    let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let row = tx
         .query_opt(
@@ -857,7 +848,7 @@ pub async fn accept_invite(
         .await?;
     let Some(row) = row else {
         drop(tx);
-        record_invalid_token(&client, "invite.accept", ctx).await?;
+        record_invalid_token(&*client, "invite.accept", ctx).await?;
         return Err(IdentityError::InvalidToken);
     };
     let invite = InviteId::from_uuid(row.get(0));
@@ -894,7 +885,7 @@ pub async fn accept_invite(
 
 /// Creates an API key and returns it with its secret, shown exactly once.
 pub async fn create_api_key(
-    pool: &Pool,
+    client: &mut Client,
     actor: UserId,
     org: OrgId,
     name: &str,
@@ -914,7 +905,6 @@ pub async fn create_api_key(
     }
     let secret = ApiKeySecret::generate();
     let id = ApiKeyId::generate();
-    let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let created_at: OffsetDateTime = tx
         .query_one(
@@ -991,14 +981,14 @@ pub async fn list_api_keys(
 
 /// Revokes an API key of `org`.
 pub async fn revoke_api_key(
-    pool: &Pool,
+    client: &mut Client,
     actor: UserId,
     org: OrgId,
     key: ApiKeyId,
     ctx: &AuditContext,
 ) -> Result<()> {
     revoke(
-        pool,
+        client,
         "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND org_id = $2 AND revoked_at IS NULL",
         key.as_uuid(),
         org,

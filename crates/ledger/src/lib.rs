@@ -89,6 +89,10 @@ pub enum LedgerError {
     /// A batch transaction failed; nothing in it was committed.
     #[error("the receipt batch could not be committed: {0}")]
     BatchFailed(String),
+    /// A batch failed because the database was away, saturated or too slow (a pool or lock
+    /// wait timed out, the connection broke); nothing was committed and a retry may succeed.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     /// The appender is shutting down.
     #[error("the ledger appender is not running")]
     AppenderStopped,

@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod conninfo;
 mod migrate;
 pub mod ratelimit;
+pub mod slots;
 
 use std::str::FromStr;
 
@@ -57,6 +58,40 @@ pub fn pg_message(e: &tokio_postgres::Error) -> String {
     }
 }
 
+impl StoreError {
+    /// Whether the failure is the database being away, overloaded or too slow rather than a bug:
+    /// a pool wait or connect that timed out, a connection that broke or was refused, a server
+    /// shutting down or starting up, too many connections, or a statement or lock timeout. The
+    /// server answers these with 503 and `Retry-After`; a retry may well succeed.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Pool(deadpool_postgres::PoolError::Backend(e))
+            | StoreError::Postgres(e) => pg_unavailable(e),
+            StoreError::Pool(deadpool_postgres::PoolError::Timeout(_)) => true,
+            StoreError::Pool(_) => false,
+            _ => false,
+        }
+    }
+}
+
+fn pg_unavailable(e: &tokio_postgres::Error) -> bool {
+    match e.as_db_error() {
+        Some(db) => {
+            let code = db.code().code();
+            // Class 08: connection exception; 57P01-03: admin/crash shutdown, cannot connect
+            // now; 53300: too many connections; 57014: statement timeout (query canceled);
+            // 55P03: lock timeout; 40001/40P01: serialization failure and deadlock (retryable).
+            code.starts_with("08")
+                || matches!(
+                    code,
+                    "57P01" | "57P02" | "57P03" | "53300" | "57014" | "55P03" | "40001" | "40P01"
+                )
+        }
+        // No server error: the socket closed, was refused or timed out.
+        None => true,
+    }
+}
+
 /// A TLS connector trusting the system's root certificates.
 fn tls_connector() -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
     let mut roots = rustls::RootCertStore::empty();
@@ -74,12 +109,64 @@ fn tls_connector() -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreErro
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
-/// Builds a connection pool for `url` with at most `max_size` connections. No connection is made
-/// until one is needed.
+/// How a pool waits and what its connections allow. Tools use [`PoolSettings::tools`]; the
+/// server passes the bounds declared in `config::limits`.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    /// At most this many connections.
+    pub max_size: usize,
+    /// How long `get()` waits for a free connection before failing with a timeout.
+    pub wait: std::time::Duration,
+    /// How long opening a connection may take.
+    pub connect: std::time::Duration,
+    /// `statement_timeout` of every connection; `None` leaves the server default.
+    pub statement_timeout: Option<std::time::Duration>,
+    /// `lock_timeout` of every connection; `None` leaves the server default.
+    pub lock_timeout: Option<std::time::Duration>,
+}
+
+impl PoolSettings {
+    /// Patient settings for operator tools and tests: waits of ten seconds, no statement or
+    /// lock timeout (a backup or a migration may legitimately run long).
+    pub fn tools(max_size: usize) -> PoolSettings {
+        PoolSettings {
+            max_size,
+            wait: std::time::Duration::from_secs(10),
+            connect: std::time::Duration::from_secs(5),
+            statement_timeout: None,
+            lock_timeout: None,
+        }
+    }
+}
+
+/// Builds a connection pool for `url` with at most `max_size` connections and the patient
+/// [`PoolSettings::tools`] waits. No connection is made until one is needed.
 pub fn pool(url: &str, max_size: usize) -> Result<Pool, StoreError> {
+    pool_with(url, PoolSettings::tools(max_size))
+}
+
+/// Builds a connection pool for `url` with `settings`. No connection is made until one is needed.
+pub fn pool_with(url: &str, settings: PoolSettings) -> Result<Pool, StoreError> {
     // Never echo the URL: it may carry a password.
-    let pg =
+    let mut pg =
         tokio_postgres::Config::from_str(url).map_err(|e| StoreError::InvalidUrl(e.to_string()))?;
+    pg.connect_timeout(settings.connect);
+    // A server that vanishes without closing the socket (a cut network, a killed VM) is
+    // noticed by keepalives instead of a request hanging on it.
+    pg.keepalives(true)
+        .keepalives_idle(std::time::Duration::from_secs(30));
+    let mut options = pg.get_options().unwrap_or("").to_owned();
+    for (name, value) in [
+        ("statement_timeout", settings.statement_timeout),
+        ("lock_timeout", settings.lock_timeout),
+    ] {
+        if let Some(v) = value {
+            options.push_str(&format!(" -c {name}={}", v.as_millis()));
+        }
+    }
+    if !options.trim().is_empty() {
+        pg.options(options.trim());
+    }
     let manager_config = deadpool_postgres::ManagerConfig {
         recycling_method: deadpool_postgres::RecyclingMethod::Fast,
     };
@@ -92,10 +179,11 @@ pub fn pool(url: &str, max_size: usize) -> Result<Pool, StoreError> {
         deadpool_postgres::Manager::from_config(pg, tls_connector()?, manager_config)
     };
     Pool::builder(manager)
-        .max_size(max_size)
+        .max_size(settings.max_size)
         .runtime(deadpool_postgres::Runtime::Tokio1)
-        .wait_timeout(Some(std::time::Duration::from_secs(10)))
-        .create_timeout(Some(std::time::Duration::from_secs(5)))
+        .wait_timeout(Some(settings.wait))
+        .create_timeout(Some(settings.connect))
+        .recycle_timeout(Some(settings.connect))
         .build()
         .map_err(|e| StoreError::InvalidUrl(e.to_string()))
 }

@@ -2,7 +2,7 @@
 
 use actix_web::{web, HttpResponse};
 use defendable_identity::store as identity;
-use defendable_identity::{ApiKeyId, IdentityError};
+use defendable_identity::ApiKeyId;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -51,7 +51,7 @@ pub async fn post_org_api_keys(
 ) -> Result<HttpResponse, ApiError> {
     let (access, user) = caller.owner(&state, &path).await?;
     let (key, secret) = identity::create_api_key(
-        &state.pool,
+        &mut *state.db.get().await?,
         user,
         access.org.id,
         &body.name,
@@ -81,9 +81,9 @@ pub async fn get_org_api_keys(
     query: web::Query<PageQuery>,
 ) -> Result<web::Json<ApiKeyPage>, ApiError> {
     let (access, _) = caller.owner(&state, &path).await?;
-    let client = state.pool.get().await.map_err(IdentityError::from)?;
+    let client = state.db.get().await?;
     Ok(web::Json(
-        identity::list_api_keys(&client, access.org.id, query.page())
+        identity::list_api_keys(&*client, access.org.id, query.page())
             .await?
             .into(),
     ))
@@ -106,7 +106,7 @@ pub async fn delete_org_api_key(
     let (org, id) = path.into_inner();
     let (access, user) = caller.owner(&state, &org).await?;
     identity::revoke_api_key(
-        &state.pool,
+        &mut *state.db.get().await?,
         user,
         access.org.id,
         ApiKeyId::from_uuid(id),

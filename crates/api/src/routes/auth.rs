@@ -4,7 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use defendable_config::limits::LimitKey;
 use defendable_identity::store::{self as identity, NewSession};
-use defendable_identity::{Email, IdentityError, OneTimeToken};
+use defendable_identity::{Email, OneTimeToken};
 use defendable_store::audit::{record, Actor, AuditAction, AuditContext, AuditEvent};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -60,8 +60,13 @@ pub async fn post_auth_request(
         _ => None,
     })
     .await?;
-    let link = identity::request_magic_link(&state.pool, &email, state.config.magic_link_ttl, &ctx)
-        .await?;
+    let link = identity::request_magic_link(
+        &mut *state.db.get().await?,
+        &email,
+        state.config.magic_link_ttl,
+        &ctx,
+    )
+    .await?;
     let url = app_link(&state, "/auth/callback", link.token.expose());
     let intro = format!(
         "Use this link to sign in to Defendable. It works once and expires in {} minutes.",
@@ -104,9 +109,9 @@ pub async fn mail_failed(
     event.context = ctx.clone();
     event.target = Some(to.to_string());
     event.details = serde_json::json!({ "purpose": purpose });
-    match state.pool.get().await {
+    match state.db.get().await {
         Ok(client) => {
-            if let Err(e) = record(&client, &event).await {
+            if let Err(e) = record(&*client, &event).await {
                 tracing::error!(error = %e, "could not record the mail failure");
             }
         }
@@ -147,8 +152,8 @@ async fn parse_token(
     match OneTimeToken::parse(raw) {
         Ok(t) => Ok(t),
         Err(e) => {
-            let client = state.pool.get().await.map_err(IdentityError::from)?;
-            identity::record_invalid_token(&client, action, ctx).await?;
+            let client = state.db.get().await?;
+            identity::record_invalid_token(&*client, action, ctx).await?;
             Err(e.into())
         }
     }
@@ -185,8 +190,13 @@ pub async fn post_auth_verify(
     let ctx = audit_context(&req, &state);
     limit_by_ip(&req, &state, "/auth/verify", &ctx).await?;
     let token = parse_token(&state, &body.token, "auth.verify", &ctx).await?;
-    let session =
-        identity::verify_magic_link(&state.pool, &token, state.config.jwt_ttl, &ctx).await?;
+    let session = identity::verify_magic_link(
+        &mut *state.db.get().await?,
+        &token,
+        state.config.jwt_ttl,
+        &ctx,
+    )
+    .await?;
     Ok(web::Json(session_body(&state, session)))
 }
 
@@ -206,8 +216,13 @@ pub async fn post_auth_accept_invite(
     let ctx = audit_context(&req, &state);
     limit_by_ip(&req, &state, "/auth/accept-invite", &ctx).await?;
     let token = parse_token(&state, &body.token, "invite.accept", &ctx).await?;
-    let (session, _org) =
-        identity::accept_invite(&state.pool, &token, state.config.jwt_ttl, &ctx).await?;
+    let (session, _org) = identity::accept_invite(
+        &mut *state.db.get().await?,
+        &token,
+        state.config.jwt_ttl,
+        &ctx,
+    )
+    .await?;
     Ok(web::Json(session_body(&state, session)))
 }
 
@@ -223,7 +238,7 @@ pub async fn post_auth_logout(
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let (user, session) = caller.session()?;
-    identity::revoke_session(&state.pool, user, session, &caller.ctx).await?;
+    identity::revoke_session(&mut *state.db.get().await?, user, session, &caller.ctx).await?;
     state.auth.forget_session(session);
     Ok(HttpResponse::NoContent().finish())
 }

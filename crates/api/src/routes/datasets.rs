@@ -12,7 +12,7 @@ use defendable_datasets::store::{
 use defendable_datasets::{Blake3Digest, DatasetSlug, DatasetVersion, DatasetsError, ObjectKey};
 use defendable_identity::authn::Principal;
 use defendable_identity::store::{self as identity, PageRequest};
-use defendable_identity::{IdentityError, OneTimeToken};
+use defendable_identity::OneTimeToken;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -166,12 +166,13 @@ fn default_limit(state: &AppState) -> i64 {
 /// Requires a member of some organization, or an API key.
 async fn require_catalog_reader(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
     if let Principal::User { user, .. } = caller.principal {
-        let client = state.pool.get().await.map_err(IdentityError::from)?;
-        let orgs = identity::list_orgs(&client, user, PageRequest::new(None, Some(1))).await?;
+        let client = state.db.get().await?;
+        let orgs = identity::list_orgs(&*client, user, PageRequest::new(None, Some(1))).await?;
         if orgs.items.is_empty() {
-            return Err(
-                IdentityError::Forbidden("the catalog is for members of an organization").into(),
-            );
+            return Err(defendable_identity::IdentityError::Forbidden(
+                "the catalog is for members of an organization",
+            )
+            .into());
         }
     }
     Ok(())
@@ -207,7 +208,7 @@ pub async fn post_internal_datasets(
             .map(Blake3Digest::parse)
             .transpose()?,
     };
-    let entry = datasets::publish(&state.pool, state.objects.as_ref(), &p).await?;
+    let entry = datasets::publish(&mut *state.db.get().await?, state.objects.as_ref(), &p).await?;
     Ok(HttpResponse::Created().json(DatasetDto::from(entry)))
 }
 
@@ -225,21 +226,27 @@ pub async fn get_catalog(
 ) -> Result<web::Json<DatasetPage>, ApiError> {
     require_catalog_reader(&state, &caller).await?;
     let limit = query.limit.unwrap_or(50).clamp(1, 100);
-    let client = state.pool.get().await.map_err(IdentityError::from)?;
     let mut rows = datasets::catalog(
-        &client,
+        &*state.db.get().await?,
         query.cursor.as_deref(),
         query.q.as_deref(),
         limit + 1,
     )
     .await?;
     let next_cursor = split_page(&mut rows, limit, |r| r.slug.clone());
-    let (principal, org) = match caller.principal {
-        Principal::User { user, .. } => (format!("user:{user}"), None),
-        Principal::ApiKey { key, org } => (format!("api_key:{key}"), Some(org.as_uuid())),
+    let principal = caller.principal_key();
+    let org = match caller.principal {
+        Principal::User { .. } => None,
+        Principal::ApiKey { org, .. } => Some(org.as_uuid()),
     };
-    datasets::record_catalog_view(&state.pool, &principal, caller.actor(), org, &caller.ctx)
-        .await?;
+    datasets::record_catalog_view(
+        &mut *state.db.get().await?,
+        &principal,
+        caller.actor(),
+        org,
+        &caller.ctx,
+    )
+    .await?;
     Ok(web::Json(DatasetPage {
         items: rows.into_iter().map(Into::into).collect(),
         next_cursor,
@@ -262,8 +269,8 @@ pub async fn get_catalog_entry(
 ) -> Result<web::Json<DatasetDto>, ApiError> {
     require_catalog_reader(&state, &caller).await?;
     let slug = DatasetSlug::parse(&path).map_err(|_| ApiError::not_found())?;
-    let client = state.pool.get().await.map_err(IdentityError::from)?;
-    let entry = datasets::entry(&client, &slug)
+    let client = state.db.get().await?;
+    let entry = datasets::entry(&*client, &slug)
         .await?
         .ok_or_else(ApiError::not_found)?;
     Ok(web::Json(entry.into()))
@@ -308,16 +315,19 @@ pub async fn post_catalog_download(
             (org.as_uuid(), Grantee::ApiKey { id: key.as_uuid() })
         }
         Principal::User { user, .. } => {
-            let client = state.pool.get().await.map_err(IdentityError::from)?;
             let org = match &body.org {
                 Some(named) => caller.member(&state, named).await?.org.id,
                 None => {
-                    let orgs =
-                        identity::list_orgs(&client, user, PageRequest::new(None, Some(2))).await?;
+                    let orgs = identity::list_orgs(
+                        &*state.db.get().await?,
+                        user,
+                        PageRequest::new(None, Some(2)),
+                    )
+                    .await?;
                     match orgs.items.as_slice() {
                         [only] => only.org.id,
                         [] => {
-                            return Err(IdentityError::Forbidden(
+                            return Err(defendable_identity::IdentityError::Forbidden(
                                 "downloads are for members of an organization",
                             )
                             .into())
@@ -332,7 +342,7 @@ pub async fn post_catalog_download(
                     }
                 }
             };
-            let me = identity::user(&client, user).await?;
+            let me = identity::user(&*state.db.get().await?, user).await?;
             (
                 org.as_uuid(),
                 Grantee::User {
@@ -366,7 +376,7 @@ pub async fn post_catalog_download(
         share_token_hash: token.hash().as_bytes().to_vec(),
         context: caller.ctx.clone(),
     };
-    let grant = match datasets::grant(&state.pool, &request).await {
+    let grant = match datasets::grant(&mut *state.db.get().await?, &request).await {
         Ok(g) => g,
         Err(e @ DatasetsError::QuotaExhausted { .. }) => {
             state.metrics.dataset_grant(org, false);
@@ -402,9 +412,9 @@ pub async fn get_org_quota(
     path: web::Path<String>,
 ) -> Result<web::Json<QuotaDto>, ApiError> {
     let access = caller.member(&state, &path).await?;
-    let client = state.pool.get().await.map_err(IdentityError::from)?;
+    let client = state.db.get().await?;
     let q = datasets::quota(
-        &client,
+        &*client,
         access.org.id.as_uuid(),
         default_limit(&state),
         time::OffsetDateTime::now_utc(),
@@ -441,7 +451,7 @@ impl From<DatasetsError> for ApiError {
             }
             DatasetsError::GrantExpired => ApiError::new(StatusCode::GONE, "grant_expired", detail),
             DatasetsError::Ledger(inner) => inner.into(),
-            DatasetsError::Store(inner) => ApiError::internal(inner),
+            DatasetsError::Store(inner) => ApiError::store(inner),
         }
     }
 }

@@ -81,14 +81,14 @@ pub async fn get_readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiE
 }
 
 async fn check_database(state: &AppState) -> (String, String) {
-    let client = match state.pool.get().await {
+    let client = match state.db.get().await {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(error = %e, "readiness: database unreachable");
             return ("unreachable".into(), "unknown".into());
         }
     };
-    match defendable_store::schema_version(&client).await {
+    match defendable_store::schema_version(&*client).await {
         Ok(Some(v)) if v == defendable_store::latest_version() => ("ok".into(), "ok".into()),
         Ok(v) => (
             "ok".into(),

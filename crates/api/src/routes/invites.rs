@@ -3,7 +3,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use defendable_identity::store as identity;
-use defendable_identity::{Email, IdentityError, InviteId};
+use defendable_identity::{Email, InviteId};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -45,7 +45,7 @@ pub async fn post_org_invites(
     let (access, user) = caller.owner(&state, &path).await?;
     let email = Email::parse(&body.email)?;
     let (invite, token) = identity::create_invite(
-        &state.pool,
+        &mut *state.db.get().await?,
         user,
         access.org.id,
         &email,
@@ -97,9 +97,9 @@ pub async fn get_org_invites(
     query: web::Query<PageQuery>,
 ) -> Result<web::Json<InvitePage>, ApiError> {
     let (access, _) = caller.owner(&state, &path).await?;
-    let client = state.pool.get().await.map_err(IdentityError::from)?;
+    let client = state.db.get().await?;
     Ok(web::Json(
-        identity::list_invites(&client, access.org.id, query.page())
+        identity::list_invites(&*client, access.org.id, query.page())
             .await?
             .into(),
     ))
@@ -122,7 +122,7 @@ pub async fn delete_org_invite(
     let (org, id) = path.into_inner();
     let (access, user) = caller.owner(&state, &org).await?;
     identity::revoke_invite(
-        &state.pool,
+        &mut *state.db.get().await?,
         user,
         access.org.id,
         InviteId::from_uuid(id),

@@ -1,12 +1,14 @@
 //! Log-level routes: verification, signed-note checkpoints, consistency proofs, tiles, export,
 //! published keys (DESIGN §2b).
 
-use actix_web::http::header;
+use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpResponse};
-use defendable_identity::IdentityError;
+
+use defendable_config::limits;
 use defendable_ledger::merkle::TileId;
 use defendable_ledger::store as ledger;
 use defendable_ledger::PublicKey;
+use defendable_store::slots;
 use futures_util::stream;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -76,8 +78,8 @@ pub async fn get_ledger_verify(
     path: web::Path<String>,
 ) -> Result<web::Json<VerifyDto>, ApiError> {
     let access = caller.member(&state, &path).await?;
-    let client = state.pool.get().await.map_err(IdentityError::from)?;
-    let report = ledger::verify_org(&client, access.org.id.as_uuid()).await?;
+    let client = state.db.get().await?;
+    let report = ledger::verify_org(&*client, access.org.id.as_uuid()).await?;
     if let Some(f) = &report.failure {
         state
             .metrics
@@ -111,8 +113,9 @@ pub async fn get_ledger_checkpoint(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let access = caller.member(&state, &path).await?;
-    let client = state.pool.get().await.map_err(IdentityError::from)?;
-    let (_, note) = ledger::signed_checkpoint(&client, &state.log, access.org.id.as_uuid()).await?;
+    let client = state.db.get().await?;
+    let (_, note) =
+        ledger::signed_checkpoint(&*client, &state.log, access.org.id.as_uuid()).await?;
     Ok(note_response(note))
 }
 
@@ -133,9 +136,9 @@ pub async fn get_ledger_consistency(
     query: web::Query<ConsistencyQuery>,
 ) -> Result<web::Json<ConsistencyDto>, ApiError> {
     let access = caller.member(&state, &path).await?;
-    let client = state.pool.get().await.map_err(IdentityError::from)?;
+    let client = state.db.get().await?;
     let proof = ledger::consistency_proof(
-        &client,
+        &*client,
         &state.log,
         access.org.id.as_uuid(),
         query.from,
@@ -164,8 +167,8 @@ pub async fn get_ledger_tile(
     let (org, tile) = path.into_inner();
     let access = caller.member(&state, &org).await?;
     let tile = TileId::parse(&tile)?;
-    let client = state.pool.get().await.map_err(IdentityError::from)?;
-    let bytes = ledger::tile(&client, access.org.id.as_uuid(), tile)
+    let client = state.db.get().await?;
+    let bytes = ledger::tile(&*client, access.org.id.as_uuid(), tile)
         .await?
         .ok_or_else(ApiError::not_found)?;
     Ok(HttpResponse::Ok()
@@ -175,13 +178,18 @@ pub async fn get_ledger_tile(
 
 /// The whole log as JSON Lines: one public projection per line in seq order, then
 /// `{"checkpoint": "<signed note>"}` of exactly the exported receipts (the tree's current size).
-/// Streamed; memory does not grow with the chain.
+/// Streamed in pages of `EXPORT_PAGE` receipts, each read on a connection returned before the
+/// page is written, so a slow reader holds no database connection. A reader that takes no line
+/// for `EXPORT_WRITE_TIMEOUT` is cut off (the export then lacks its checkpoint line and fails
+/// verification); each principal runs at most `EXPORTS_PER_PRINCIPAL` exports at once.
 #[utoipa::path(get, path = "/orgs/{org}/ledger/export", tag = "ledger", security(("bearer" = [])),
     params(("org" = String, Path, description = "Organization slug or id")),
     responses(
         (status = 200, description = "JSON Lines", content_type = "application/x-ndjson"),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such organization, or not a member", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "This principal already runs as many exports as allowed (Retry-After)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable (Retry-After)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get_ledger_export(
     state: web::Data<AppState>,
@@ -190,22 +198,40 @@ pub async fn get_ledger_export(
 ) -> Result<HttpResponse, ApiError> {
     let access = caller.member(&state, &path).await?;
     let org = access.org.id.as_uuid();
-    let client = state.pool.get().await.map_err(IdentityError::from)?;
+    let slot = slots::acquire(
+        &mut *state.db.get().await?,
+        &format!("ledger.export:{}", caller.principal_key()),
+        limits::EXPORTS_PER_PRINCIPAL,
+        limits::EXPORT_LEASE,
+    )
+    .await
+    .map_err(ApiError::store)?
+    .ok_or_else(|| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_exports",
+            format!(
+                "at most {} exports may run at once for one user or API key; wait for one to finish",
+                limits::EXPORTS_PER_PRINCIPAL
+            ),
+        )
+        .with_retry_after(10)
+    })?;
     // Fix the tree first: the export ends exactly at its size, whatever is appended meanwhile.
-    let (size, note) = ledger::signed_checkpoint(&client, &state.log, org).await?;
-    let seq = size as i64 - 1;
-    let checkpoint = json!({ "checkpoint": note });
-    let (tx, rx) = tokio::sync::mpsc::channel::<Value>(256);
-    actix_web::rt::spawn(async move {
-        match ledger::send_projections(&client, org, seq, &tx).await {
-            Ok(_) => {
-                let _ = tx.send(checkpoint).await;
-            }
-            // The status is already sent; ending without the checkpoint line makes the export
-            // fail verification rather than pass silently.
-            Err(e) => tracing::error!(error = %e, org_id = %org, "ledger export failed mid-stream"),
+    let signed = async {
+        let client = state.db.get().await?;
+        Ok::<_, ApiError>(ledger::signed_checkpoint(&*client, &state.log, org).await?)
+    }
+    .await;
+    let (size, note) = match signed {
+        Ok(signed) => signed,
+        Err(e) => {
+            release_slot(&state, slot).await;
+            return Err(e);
         }
-    });
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Value>(64);
+    actix_web::rt::spawn(export_pages(state.clone(), org, size, note, slot, tx));
     let body = stream::unfold(rx, |mut rx| async move {
         let line = rx.recv().await?;
         let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
@@ -219,4 +245,80 @@ pub async fn get_ledger_export(
             format!("attachment; filename=\"{}-ledger.jsonl\"", access.org.slug),
         ))
         .streaming(body))
+}
+
+/// Feeds the export: a page at a time on a short-lived connection, then the checkpoint line.
+/// Ends early, without the checkpoint line, when the reader goes away or stalls.
+async fn export_pages(
+    state: web::Data<AppState>,
+    org: Uuid,
+    size: u64,
+    note: String,
+    slot: slots::Slot,
+    out: tokio::sync::mpsc::Sender<Value>,
+) {
+    let through = size as i64 - 1;
+    let mut next = 0i64;
+    let complete = loop {
+        if next > through {
+            break true;
+        }
+        let page = async {
+            let client = state.db.get().await?;
+            slots::renew(&*client, slot)
+                .await
+                .map_err(ApiError::store)?;
+            Ok::<_, ApiError>(
+                ledger::projections_page(&*client, org, next, through, limits::EXPORT_PAGE).await?,
+            )
+        }
+        .await;
+        let page = match page {
+            Ok(page) if !page.is_empty() => page,
+            Ok(_) => break false,
+            Err(e) => {
+                tracing::error!(error = %e, org_id = %org, "ledger export failed mid-stream");
+                break false;
+            }
+        };
+        next += page.len() as i64;
+        let mut delivered = true;
+        for line in page {
+            match tokio::time::timeout(limits::EXPORT_WRITE_TIMEOUT, out.send(line)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => {
+                    delivered = false;
+                    break;
+                }
+                Err(_) => {
+                    tracing::warn!(org_id = %org, "ledger export reader stalled; cut off");
+                    delivered = false;
+                    break;
+                }
+            }
+        }
+        if !delivered {
+            break false;
+        }
+    };
+    if complete {
+        let line = json!({ "checkpoint": note });
+        let _ = tokio::time::timeout(limits::EXPORT_WRITE_TIMEOUT, out.send(line)).await;
+    }
+    drop(out);
+    release_slot(&state, slot).await;
+}
+
+/// Frees an export slot; if the database is away the slot goes stale after its lease.
+async fn release_slot(state: &AppState, slot: slots::Slot) {
+    let released = async {
+        let client = state.db.get().await?;
+        slots::release(&*client, slot)
+            .await
+            .map_err(ApiError::store)
+    }
+    .await;
+    if let Err(e) = released {
+        tracing::warn!(error = %e, "could not free an export slot; it expires with its lease");
+    }
 }

@@ -2,7 +2,7 @@
 
 use actix_web::web;
 use defendable_identity::store::{self as identity, PageRequest};
-use defendable_identity::IdentityError;
+
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -32,9 +32,9 @@ pub async fn get_me(
     caller: Caller,
 ) -> Result<web::Json<MeDto>, ApiError> {
     let (user, _) = caller.session()?;
-    let client = state.pool.get().await.map_err(IdentityError::from)?;
-    let me = identity::user(&client, user).await?;
-    let orgs = identity::list_orgs(&client, user, PageRequest::new(None, Some(100))).await?;
+    let client = state.db.get().await?;
+    let me = identity::user(&*client, user).await?;
+    let orgs = identity::list_orgs(&*client, user, PageRequest::new(None, Some(100))).await?;
     Ok(web::Json(MeDto {
         user: me.into(),
         memberships: orgs.items.into_iter().map(Into::into).collect(),

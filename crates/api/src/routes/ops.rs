@@ -2,7 +2,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use defendable_identity::{IdentityError, OrgRef};
+use defendable_identity::OrgRef;
 use defendable_store::audit::{record, Actor, AuditAction, AuditEvent};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
@@ -80,10 +80,10 @@ pub async fn post_internal_receipts(
     .await?;
     let run: RunnerReceipt = parse_body(&body)?;
     let org = {
-        let client = state.pool.get().await.map_err(IdentityError::from)?;
-        defendable_identity::store::find_org(&client, &OrgRef::parse(&run.org)?)
+        let client = state.db.get().await?;
+        defendable_identity::store::find_org(&*client, &OrgRef::parse(&run.org)?)
             .await?
-            .ok_or(IdentityError::NotFound)?
+            .ok_or_else(ApiError::not_found)?
     };
     record_receipt(
         &state,
@@ -216,8 +216,8 @@ pub async fn post_stripe_webhook(
             );
             e.context = ctx;
             e.details = json!({ "provider": "stripe", "reason": why });
-            let client = state.pool.get().await.map_err(ApiError::internal)?;
-            record(&client, &e).await.map_err(ApiError::internal)?;
+            let client = state.db.get().await?;
+            record(&*client, &e).await.map_err(ApiError::store)?;
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_signature",
@@ -231,15 +231,15 @@ pub async fn post_stripe_webhook(
         .as_str()
         .ok_or_else(|| ApiError::bad_request("the event has no id"))?;
     let kind = event["type"].as_str().unwrap_or("unknown");
-    let mut client = state.pool.get().await.map_err(ApiError::internal)?;
-    let tx = client.transaction().await.map_err(ApiError::internal)?;
+    let mut client = state.db.get().await?;
+    let tx = client.transaction().await.map_err(ApiError::store)?;
     let fresh = tx
         .execute(
             "INSERT INTO stripe_events (id, type) VALUES ($1, $2) ON CONFLICT DO NOTHING",
             &[&id, &kind],
         )
         .await
-        .map_err(ApiError::internal)?
+        .map_err(ApiError::store)?
         == 1;
     if fresh {
         let object = &event["data"]["object"];
@@ -276,7 +276,7 @@ pub async fn post_stripe_webhook(
                             &[&org],
                         )
                         .await
-                        .map_err(ApiError::internal)?;
+                        .map_err(ApiError::store)?;
                     }
                 }
                 let mut e = AuditEvent::new(
@@ -286,7 +286,7 @@ pub async fn post_stripe_webhook(
                 e.org_id = Some(org);
                 e.target = Some(id.to_owned());
                 e.details = json!({ "plan": plan, "dataset_daily_limit": limit, "event": kind });
-                record(&tx, &e).await.map_err(ApiError::internal)?;
+                record(&tx, &e).await.map_err(ApiError::store)?;
             }
             (true, _, _) => tracing::warn!(
                 event = id,
@@ -296,7 +296,7 @@ pub async fn post_stripe_webhook(
             (false, _, _) => tracing::info!(event = id, kind, "stripe event type ignored"),
         }
     }
-    tx.commit().await.map_err(ApiError::internal)?;
+    tx.commit().await.map_err(ApiError::store)?;
     Ok(HttpResponse::Ok().json(WebhookAck {
         received: true,
         duplicate: !fresh,
@@ -374,7 +374,7 @@ pub async fn get_org_audit(
 ) -> Result<web::Json<AuditPage>, ApiError> {
     let (access, _) = caller.owner(&state, &path).await?;
     let limit = query.limit.unwrap_or(50).clamp(1, 200);
-    let client = state.pool.get().await.map_err(IdentityError::from)?;
+    let client = state.db.get().await?;
     let rows = client
         .query(
             "SELECT id, occurred_at, action, actor_kind, actor_id, target, request_id, host(ip), user_agent, details
@@ -392,7 +392,7 @@ pub async fn get_org_audit(
             ],
         )
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::store)?;
     let mut items: Vec<AuditEventDto> = rows
         .iter()
         .map(|r| AuditEventDto {

@@ -2,7 +2,7 @@
 
 use actix_web::{web, HttpResponse};
 use defendable_identity::store as identity;
-use defendable_identity::{IdentityError, OrgName, OrgSlug, UserId};
+use defendable_identity::{OrgName, OrgSlug, UserId};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -45,7 +45,8 @@ pub async fn post_orgs(
     let (user, _) = caller.session()?;
     let slug = OrgSlug::parse(&body.slug)?;
     let name = OrgName::parse(&body.name)?;
-    let org = identity::create_org(&state.pool, user, &slug, &name, &caller.ctx).await?;
+    let org =
+        identity::create_org(&mut *state.db.get().await?, user, &slug, &name, &caller.ctx).await?;
     Ok(HttpResponse::Created().json(OrgDto::from(org)))
 }
 
@@ -62,8 +63,8 @@ pub async fn get_orgs(
     query: web::Query<PageQuery>,
 ) -> Result<web::Json<MembershipPage>, ApiError> {
     let (user, _) = caller.session()?;
-    let client = state.pool.get().await.map_err(IdentityError::from)?;
-    let page = identity::list_orgs(&client, user, query.page()).await?;
+    let client = state.db.get().await?;
+    let page = identity::list_orgs(&*client, user, query.page()).await?;
     Ok(web::Json(page.into()))
 }
 
@@ -99,8 +100,8 @@ pub async fn get_org_members(
     query: web::Query<PageQuery>,
 ) -> Result<web::Json<MemberPage>, ApiError> {
     let access = caller.member(&state, &path).await?;
-    let client = state.pool.get().await.map_err(IdentityError::from)?;
-    let page = identity::list_members(&client, access.org.id, query.page()).await?;
+    let client = state.db.get().await?;
+    let page = identity::list_members(&*client, access.org.id, query.page()).await?;
     Ok(web::Json(page.into()))
 }
 
@@ -123,7 +124,7 @@ pub async fn patch_org_member(
     let (org, target) = path.into_inner();
     let (access, user) = caller.owner(&state, &org).await?;
     let member = identity::set_role(
-        &state.pool,
+        &mut *state.db.get().await?,
         user,
         access.org.id,
         UserId::from_uuid(target),
@@ -153,7 +154,7 @@ pub async fn delete_org_member(
     let access = caller.member(&state, &org).await?;
     let (user, _) = caller.session()?;
     identity::remove_member(
-        &state.pool,
+        &mut *state.db.get().await?,
         user,
         access.org.id,
         UserId::from_uuid(target),

@@ -2,7 +2,7 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use defendable_identity::{IdentityError, OneTimeToken};
+use defendable_identity::OneTimeToken;
 use defendable_ledger::store::{self as ledger, AppendOptions, Appended};
 use defendable_ledger::{parse_strict, Draft, LedgerError, ReceiptKind};
 use defendable_store::audit::{AuditAction, AuditEvent};
@@ -260,9 +260,9 @@ pub async fn get_org_receipts(
     let access = caller.member(&state, &path).await?;
     let kind = query.kind.as_deref().map(ReceiptKind::parse).transpose()?;
     let limit = query.limit.unwrap_or(100).clamp(1, 500);
-    let client = state.pool.get().await.map_err(IdentityError::from)?;
+    let client = state.db.get().await?;
     let mut rows = ledger::list(
-        &client,
+        &*client,
         access.org.id.as_uuid(),
         query.after,
         limit + 1,
@@ -281,8 +281,8 @@ async fn find_receipt(
     org: uuid::Uuid,
     id: &str,
 ) -> Result<ledger::StoredReceipt, ApiError> {
-    let client = state.pool.get().await.map_err(IdentityError::from)?;
-    ledger::get(&client, org, id)
+    let client = state.db.get().await?;
+    ledger::get(&*client, org, id)
         .await?
         .ok_or_else(ApiError::not_found)
 }
@@ -334,8 +334,8 @@ pub async fn post_receipt_share(
         .map(|s| time::OffsetDateTime::now_utc() + std::time::Duration::from_secs(s));
     let receipt = find_receipt(&state, access.org.id.as_uuid(), &id).await?;
     let token = OneTimeToken::generate();
-    let mut client = state.pool.get().await.map_err(IdentityError::from)?;
-    let tx = client.transaction().await.map_err(IdentityError::from)?;
+    let mut client = state.db.get().await?;
+    let tx = client.transaction().await.map_err(ApiError::store)?;
     ledger::create_share(
         &tx,
         receipt.org,
@@ -353,7 +353,7 @@ pub async fn post_receipt_share(
         &receipt.receipt_id,
     )
     .await?;
-    tx.commit().await.map_err(IdentityError::from)?;
+    tx.commit().await.map_err(ApiError::store)?;
     let base = state.config.api_base_url();
     let base = base.as_str().trim_end_matches('/');
     Ok(HttpResponse::Created().json(ShareDto {
@@ -385,8 +385,8 @@ pub async fn get_receipt_proof(
     let (org, id) = path.into_inner();
     let access = caller.member(&state, &org).await?;
     let receipt = find_receipt(&state, access.org.id.as_uuid(), &id).await?;
-    let client = state.pool.get().await.map_err(IdentityError::from)?;
-    let bundle = ledger::proof_bundle(&client, &state.log, &receipt, query.size).await?;
+    let client = state.db.get().await?;
+    let bundle = ledger::proof_bundle(&*client, &state.log, &receipt, query.size).await?;
     bundle_response(bundle, query.format.as_deref(), None)
 }
 
@@ -408,8 +408,8 @@ pub async fn delete_receipt_share(
     let access = caller.member(&state, &org).await?;
     caller.session()?;
     let receipt = find_receipt(&state, access.org.id.as_uuid(), &id).await?;
-    let mut client = state.pool.get().await.map_err(IdentityError::from)?;
-    let tx = client.transaction().await.map_err(IdentityError::from)?;
+    let mut client = state.db.get().await?;
+    let tx = client.transaction().await.map_err(ApiError::store)?;
     ledger::revoke_shares(&tx, receipt.org, receipt.seq).await?;
     record_event(
         &tx,
@@ -419,7 +419,7 @@ pub async fn delete_receipt_share(
         &receipt.receipt_id,
     )
     .await?;
-    tx.commit().await.map_err(IdentityError::from)?;
+    tx.commit().await.map_err(ApiError::store)?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -436,7 +436,7 @@ async fn record_event(
     e.target = Some(target.to_owned());
     defendable_store::audit::record(tx, &e)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::store)?;
     Ok(())
 }
 
@@ -477,6 +477,8 @@ impl From<LedgerError> for ApiError {
                 detail,
             )
             .with_retry_after(2),
+            LedgerError::Store(inner) => ApiError::store(inner),
+            LedgerError::Unavailable(cause) => ApiError::database_unavailable(cause),
             other => ApiError::internal(other),
         }
     }

@@ -6,7 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use defendable_config::limits::LimitKey;
 use defendable_datasets::store as datasets;
 use defendable_datasets::{objects, DatasetsError, ObjectKey};
-use defendable_identity::{IdentityError, OneTimeToken};
+use defendable_identity::OneTimeToken;
 use defendable_ledger::store as ledger;
 use defendable_store::audit::{record, Actor, AuditAction, AuditEvent};
 use serde_json::{json, Value};
@@ -45,8 +45,8 @@ async fn shared(
 ) -> Result<ledger::StoredReceipt, ApiError> {
     let found = match OneTimeToken::parse(token) {
         Ok(t) => {
-            let client = state.pool.get().await.map_err(IdentityError::from)?;
-            ledger::shared_receipt(&client, t.hash().as_bytes()).await?
+            let client = state.db.get().await?;
+            ledger::shared_receipt(&*client, t.hash().as_bytes()).await?
         }
         Err(_) => None,
     };
@@ -59,8 +59,8 @@ async fn shared(
             );
             e.context = audit_context(req, state);
             e.details = json!({ "reason": "unknown_or_revoked" });
-            let client = state.pool.get().await.map_err(IdentityError::from)?;
-            record(&client, &e).await.map_err(ApiError::internal)?;
+            let client = state.db.get().await?;
+            record(&*client, &e).await.map_err(ApiError::store)?;
             Err(ApiError::not_found())
         }
     }
@@ -96,8 +96,8 @@ async fn record_outcome(
     e.context = audit_context(req, state);
     e.target = Some(target.to_owned());
     e.details = details;
-    let client = state.pool.get().await.map_err(IdentityError::from)?;
-    record(&client, &e).await.map_err(ApiError::internal)?;
+    let client = state.db.get().await?;
+    record(&*client, &e).await.map_err(ApiError::store)?;
     Ok(())
 }
 
@@ -191,8 +191,8 @@ pub async fn get_share_proof(
 ) -> Result<HttpResponse, ApiError> {
     limit(&req, &state, "/share/{token}/proof", &path).await?;
     let receipt = shared(&req, &state, &path).await?;
-    let client = state.pool.get().await.map_err(IdentityError::from)?;
-    let bundle = ledger::proof_bundle(&client, &state.log, &receipt, query.size).await?;
+    let client = state.db.get().await?;
+    let bundle = ledger::proof_bundle(&*client, &state.log, &receipt, query.size).await?;
     bundle_response(bundle, query.format.as_deref(), None)
 }
 
@@ -214,9 +214,9 @@ pub async fn get_share_consistency(
 ) -> Result<web::Json<ConsistencyDto>, ApiError> {
     limit(&req, &state, "/share/{token}/consistency", &path).await?;
     let receipt = shared(&req, &state, &path).await?;
-    let client = state.pool.get().await.map_err(IdentityError::from)?;
+    let client = state.db.get().await?;
     let proof =
-        ledger::consistency_proof(&client, &state.log, receipt.org, query.from, None).await?;
+        ledger::consistency_proof(&*client, &state.log, receipt.org, query.from, None).await?;
     Ok(web::Json(proof.into()))
 }
 
@@ -242,13 +242,13 @@ pub async fn get_share_download(
     limit(&req, &state, "/share/{token}/download", &path).await?;
     let receipt = shared(&req, &state, &path).await?;
     let grant = {
-        let client = state.pool.get().await.map_err(IdentityError::from)?;
-        datasets::grant_for_receipt(&client, receipt.org, receipt.seq).await?
+        let client = state.db.get().await?;
+        datasets::grant_for_receipt(&*client, receipt.org, receipt.seq).await?
     };
     if let Some(grant) = grant {
         return grant_redirect(&req, &state, &receipt, grant).await;
     }
-    let client = state.pool.get().await.map_err(IdentityError::from)?;
-    let bundle = ledger::proof_bundle(&client, &state.log, &receipt, query.size).await?;
+    let client = state.db.get().await?;
+    let bundle = ledger::proof_bundle(&*client, &state.log, &receipt, query.size).await?;
     bundle_response(bundle, query.format.as_deref(), Some(&receipt.receipt_id))
 }

@@ -14,7 +14,7 @@ use crate::helpers::{config, path_of, TempDir, TestApp, OBJECT_URL_KEY};
 
 const BYTES: &[u8] = b"year,region,count\n2026,north,41\n2026,south,58\n";
 
-async fn publish(app: &TestApp, slug: &str, key: &str, bytes: &[u8]) -> Value {
+pub(crate) async fn publish(app: &TestApp, slug: &str, key: &str, bytes: &[u8]) -> Value {
     app.objects
         .put(&object_store::path::Path::from(key), bytes.to_vec().into())
         .await

@@ -94,6 +94,31 @@ impl TestApp {
         }
     }
 
+    /// A server on a fresh database whose pool has `settings` (local objects).
+    pub async fn spawn_with_pool(
+        config: Config,
+        settings: defendable_store::PoolSettings,
+    ) -> TestApp {
+        capture_logs();
+        let db = TestDb::new().await;
+        let data = TempDir::new();
+        let dir = data.path().join("objects");
+        std::fs::create_dir_all(&dir).expect("objects dir");
+        let objects: Arc<dyn object_store::ObjectStore> = Arc::new(
+            object_store::local::LocalFileSystem::new_with_prefix(&dir).expect("local store"),
+        );
+        let mut config = config;
+        config.data_dir = data.path().to_path_buf();
+        let base = start_with_pool(&db, settings, config, objects.clone(), None);
+        TestApp {
+            base,
+            http: client(),
+            db,
+            data,
+            objects,
+        }
+    }
+
     /// A second server process on this app's database and objects, with its own caches.
     pub fn second_instance(&self, config: Config) -> String {
         let mut config = config;
@@ -246,8 +271,25 @@ fn start(
     objects: Arc<dyn object_store::ObjectStore>,
     presigner: Option<Arc<dyn object_store::signer::Signer>>,
 ) -> String {
+    start_with_pool(
+        db,
+        defendable_api::boot::server_pool_settings(config.database_pool_size),
+        config,
+        objects,
+        presigner,
+    )
+}
+
+/// A server whose pool has `settings` (the starvation and timeout tests).
+pub fn start_with_pool(
+    db: &TestDb,
+    settings: defendable_store::PoolSettings,
+    config: Config,
+    objects: Arc<dyn object_store::ObjectStore>,
+    presigner: Option<Arc<dyn object_store::signer::Signer>>,
+) -> String {
     let deps = Dependencies {
-        pool: db.another_pool(16),
+        pool: defendable_store::pool_with(db.url(), settings).expect("pool for the test database"),
         objects,
         presigner,
     };

@@ -12,5 +12,6 @@ mod logs;
 mod matrix;
 mod openapi;
 mod outsider;
+mod pool_http;
 mod proofs_http;
 mod smtp;

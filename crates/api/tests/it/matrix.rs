@@ -101,12 +101,16 @@ async fn fixture(app: &TestApp, n: usize) -> Fixture {
     let keys = &keys;
     let session = |email: String| async move {
         let e = Email::parse(&email).expect("email");
-        let link =
-            store::request_magic_link(pool, &e, Duration::from_secs(60), &AuditContext::default())
-                .await
-                .expect("link");
+        let link = store::request_magic_link(
+            &mut pool.get().await.expect("client"),
+            &e,
+            Duration::from_secs(60),
+            &AuditContext::default(),
+        )
+        .await
+        .expect("link");
         let s = store::verify_magic_link(
-            pool,
+            &mut pool.get().await.expect("client"),
             &link.token,
             Duration::from_secs(3600),
             &AuditContext::default(),
@@ -136,7 +140,7 @@ async fn fixture(app: &TestApp, n: usize) -> Fixture {
         &uuid::Uuid::new_v4().simple().to_string()[..6]
     );
     let org = store::create_org(
-        pool,
+        &mut pool.get().await.expect("client"),
         owner,
         &OrgSlug::parse(&slug).expect("slug"),
         &OrgName::parse("Org").expect("name"),
@@ -154,9 +158,14 @@ async fn fixture(app: &TestApp, n: usize) -> Fixture {
             .await
             .expect("membership");
     }
-    store::revoke_session(pool, revoked_user, revoked_sid, &ctx)
-        .await
-        .expect("revoke session");
+    store::revoke_session(
+        &mut pool.get().await.expect("client"),
+        revoked_user,
+        revoked_sid,
+        &ctx,
+    )
+    .await
+    .expect("revoke session");
     client
         .execute(
             "UPDATE sessions SET expires_at = now() - interval '1 second' WHERE id = $1",
@@ -171,21 +180,55 @@ async fn fixture(app: &TestApp, n: usize) -> Fixture {
         .items[0]
         .org
         .id;
-    let (_, key) = store::create_api_key(pool, owner, org.id, "key", None, &ctx)
-        .await
-        .expect("key");
-    let (_, other_key) = store::create_api_key(pool, other, other_org, "other", None, &ctx)
-        .await
-        .expect("key");
-    let (revoked, revoked_key) = store::create_api_key(pool, owner, org.id, "revoked", None, &ctx)
-        .await
-        .expect("key");
-    store::revoke_api_key(pool, owner, org.id, revoked.id, &ctx)
-        .await
-        .expect("revoke key");
-    let (expired, expired_key) = store::create_api_key(pool, owner, org.id, "expired", None, &ctx)
-        .await
-        .expect("key");
+    let (_, key) = store::create_api_key(
+        &mut pool.get().await.expect("client"),
+        owner,
+        org.id,
+        "key",
+        None,
+        &ctx,
+    )
+    .await
+    .expect("key");
+    let (_, other_key) = store::create_api_key(
+        &mut pool.get().await.expect("client"),
+        other,
+        other_org,
+        "other",
+        None,
+        &ctx,
+    )
+    .await
+    .expect("key");
+    let (revoked, revoked_key) = store::create_api_key(
+        &mut pool.get().await.expect("client"),
+        owner,
+        org.id,
+        "revoked",
+        None,
+        &ctx,
+    )
+    .await
+    .expect("key");
+    store::revoke_api_key(
+        &mut pool.get().await.expect("client"),
+        owner,
+        org.id,
+        revoked.id,
+        &ctx,
+    )
+    .await
+    .expect("revoke key");
+    let (expired, expired_key) = store::create_api_key(
+        &mut pool.get().await.expect("client"),
+        owner,
+        org.id,
+        "expired",
+        None,
+        &ctx,
+    )
+    .await
+    .expect("key");
     client
         .execute(
             "UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE id = $1",
@@ -193,11 +236,18 @@ async fn fixture(app: &TestApp, n: usize) -> Fixture {
         )
         .await
         .expect("expire key");
-    let (spare, _) = store::create_api_key(pool, owner, org.id, "spare", None, &ctx)
-        .await
-        .expect("key");
+    let (spare, _) = store::create_api_key(
+        &mut pool.get().await.expect("client"),
+        owner,
+        org.id,
+        "spare",
+        None,
+        &ctx,
+    )
+    .await
+    .expect("key");
     let (invite, _) = store::create_invite(
-        pool,
+        &mut pool.get().await.expect("client"),
         owner,
         org.id,
         &Email::parse(&format!("invitee{n}@example.com")).expect("email"),

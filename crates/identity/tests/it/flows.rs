@@ -23,12 +23,22 @@ fn email(s: &str) -> Email {
 }
 
 async fn sign_in(db: &TestDb, address: &str) -> store::NewSession {
-    let link = store::request_magic_link(&db.pool, &email(address), TTL, &ctx())
-        .await
-        .expect("link");
-    store::verify_magic_link(&db.pool, &link.token, SESSION, &ctx())
-        .await
-        .expect("verify")
+    let link = store::request_magic_link(
+        &mut db.pool.get().await.expect("client"),
+        &email(address),
+        TTL,
+        &ctx(),
+    )
+    .await
+    .expect("link");
+    store::verify_magic_link(
+        &mut db.pool.get().await.expect("client"),
+        &link.token,
+        SESSION,
+        &ctx(),
+    )
+    .await
+    .expect("verify")
 }
 
 /// Signs in a new user and returns them with the personal organization they own.
@@ -81,9 +91,14 @@ async fn first_sign_in_creates_the_user_and_a_personal_org_they_own() {
 #[tokio::test]
 async fn tokens_are_stored_only_as_hashes() {
     let db = TestDb::new().await;
-    let link = store::request_magic_link(&db.pool, &email("a@example.com"), TTL, &ctx())
-        .await
-        .expect("link");
+    let link = store::request_magic_link(
+        &mut db.pool.get().await.expect("client"),
+        &email("a@example.com"),
+        TTL,
+        &ctx(),
+    )
+    .await
+    .expect("link");
     let client = db.pool.get().await.expect("client");
     let stored: Vec<u8> = client
         .query_one("SELECT token_hash FROM magic_links", &[])
@@ -102,54 +117,107 @@ async fn tokens_are_stored_only_as_hashes() {
 #[tokio::test]
 async fn a_link_works_once_and_bad_links_all_fail_the_same_way() {
     let db = TestDb::new().await;
-    let link = store::request_magic_link(&db.pool, &email("a@example.com"), TTL, &ctx())
-        .await
-        .expect("link");
-    store::verify_magic_link(&db.pool, &link.token, SESSION, &ctx())
-        .await
-        .expect("first use");
-    let used = store::verify_magic_link(&db.pool, &link.token, SESSION, &ctx()).await;
+    let link = store::request_magic_link(
+        &mut db.pool.get().await.expect("client"),
+        &email("a@example.com"),
+        TTL,
+        &ctx(),
+    )
+    .await
+    .expect("link");
+    store::verify_magic_link(
+        &mut db.pool.get().await.expect("client"),
+        &link.token,
+        SESSION,
+        &ctx(),
+    )
+    .await
+    .expect("first use");
+    let used = store::verify_magic_link(
+        &mut db.pool.get().await.expect("client"),
+        &link.token,
+        SESSION,
+        &ctx(),
+    )
+    .await;
     assert!(matches!(used, Err(IdentityError::InvalidToken)));
-    let unknown =
-        store::verify_magic_link(&db.pool, &OneTimeToken::generate(), SESSION, &ctx()).await;
+    let unknown = store::verify_magic_link(
+        &mut db.pool.get().await.expect("client"),
+        &OneTimeToken::generate(),
+        SESSION,
+        &ctx(),
+    )
+    .await;
     assert!(matches!(unknown, Err(IdentityError::InvalidToken)));
     // Expired.
     let link = store::request_magic_link(
-        &db.pool,
+        &mut db.pool.get().await.expect("client"),
         &email("b@example.com"),
         Duration::from_secs(0),
         &ctx(),
     )
     .await
     .expect("link");
-    let expired = store::verify_magic_link(&db.pool, &link.token, SESSION, &ctx()).await;
+    let expired = store::verify_magic_link(
+        &mut db.pool.get().await.expect("client"),
+        &link.token,
+        SESSION,
+        &ctx(),
+    )
+    .await;
     assert!(matches!(expired, Err(IdentityError::InvalidToken)));
 }
 
 #[tokio::test]
 async fn a_newer_link_invalidates_older_unused_ones() {
     let db = TestDb::new().await;
-    let old = store::request_magic_link(&db.pool, &email("a@example.com"), TTL, &ctx())
-        .await
-        .expect("old");
-    let new = store::request_magic_link(&db.pool, &email("a@example.com"), TTL, &ctx())
-        .await
-        .expect("new");
+    let old = store::request_magic_link(
+        &mut db.pool.get().await.expect("client"),
+        &email("a@example.com"),
+        TTL,
+        &ctx(),
+    )
+    .await
+    .expect("old");
+    let new = store::request_magic_link(
+        &mut db.pool.get().await.expect("client"),
+        &email("a@example.com"),
+        TTL,
+        &ctx(),
+    )
+    .await
+    .expect("new");
     assert!(matches!(
-        store::verify_magic_link(&db.pool, &old.token, SESSION, &ctx()).await,
+        store::verify_magic_link(
+            &mut db.pool.get().await.expect("client"),
+            &old.token,
+            SESSION,
+            &ctx()
+        )
+        .await,
         Err(IdentityError::InvalidToken)
     ));
-    store::verify_magic_link(&db.pool, &new.token, SESSION, &ctx())
-        .await
-        .expect("new works");
+    store::verify_magic_link(
+        &mut db.pool.get().await.expect("client"),
+        &new.token,
+        SESSION,
+        &ctx(),
+    )
+    .await
+    .expect("new works");
 }
 
 #[tokio::test]
 async fn concurrent_verifies_of_one_token_give_exactly_one_session() {
     let db = TestDb::new().await;
-    let link = store::request_magic_link(&db.pool, &email("race@example.com"), TTL, &ctx())
-        .await
-        .expect("link");
+    let link = store::request_magic_link(
+        &mut db.pool.get().await.expect("client"),
+        &email("race@example.com"),
+        TTL,
+        &ctx(),
+    )
+    .await
+    .expect("link");
     let text = link.token.expose().to_owned();
     let mut tasks = Vec::new();
     for _ in 0..16 {
@@ -157,7 +225,13 @@ async fn concurrent_verifies_of_one_token_give_exactly_one_session() {
         let text = text.clone();
         tasks.push(tokio::spawn(async move {
             let token = OneTimeToken::parse(&text).expect("token");
-            store::verify_magic_link(&pool, &token, SESSION, &AuditContext::default()).await
+            store::verify_magic_link(
+                &mut pool.get().await.expect("client"),
+                &token,
+                SESSION,
+                &AuditContext::default(),
+            )
+            .await
         }));
     }
     let mut ok = 0;
@@ -185,7 +259,7 @@ async fn concurrent_mutual_demotion_of_the_last_two_owners_leaves_an_owner() {
         let a = sign_in(&db, "a@example.com").await.user.id;
         let b = sign_in(&db, "b@example.com").await.user.id;
         let org = store::create_org(
-            &db.pool,
+            &mut db.pool.get().await.expect("client"),
             a,
             &OrgSlug::parse("duo").expect("slug"),
             &OrgName::parse("Duo").expect("name"),
@@ -202,9 +276,13 @@ async fn concurrent_mutual_demotion_of_the_last_two_owners_leaves_an_owner() {
             .await
             .expect("second owner");
         let c = ctx();
+        let (mut ca, mut cb) = (
+            db.pool.get().await.expect("client"),
+            db.pool.get().await.expect("client"),
+        );
         let (ra, rb) = tokio::join!(
-            store::set_role(&db.pool, a, org.id, b, Role::Member, &c),
-            store::set_role(&db.pool, b, org.id, a, Role::Member, &c),
+            store::set_role(&mut ca, a, org.id, b, Role::Member, &c),
+            store::set_role(&mut cb, b, org.id, a, Role::Member, &c),
         );
         assert!(
             ra.is_ok() != rb.is_ok(),
@@ -227,11 +305,19 @@ async fn the_last_owner_cannot_leave_or_be_demoted() {
     let db = TestDb::new().await;
     let (a, org) = owner_of_personal_org(&db, "a@example.com").await;
     assert!(matches!(
-        store::set_role(&db.pool, a, org, a, Role::Member, &ctx()).await,
+        store::set_role(
+            &mut db.pool.get().await.expect("client"),
+            a,
+            org,
+            a,
+            Role::Member,
+            &ctx()
+        )
+        .await,
         Err(IdentityError::LastOwner)
     ));
     assert!(matches!(
-        store::remove_member(&db.pool, a, org, a, &ctx()).await,
+        store::remove_member(&mut db.pool.get().await.expect("client"), a, org, a, &ctx()).await,
         Err(IdentityError::LastOwner)
     ));
 }
@@ -242,7 +328,7 @@ async fn invites_are_single_use_bound_and_revocable() {
     let (owner, org) = owner_of_personal_org(&db, "owner@example.com").await;
     let client = db.pool.get().await.expect("client");
     let (invite, token) = store::create_invite(
-        &db.pool,
+        &mut db.pool.get().await.expect("client"),
         owner,
         org,
         &email("new@example.com"),
@@ -256,9 +342,14 @@ async fn invites_are_single_use_bound_and_revocable() {
         .await
         .expect("list");
     assert_eq!(pending.items.len(), 1);
-    let (session, joined) = store::accept_invite(&db.pool, &token, SESSION, &ctx())
-        .await
-        .expect("accept");
+    let (session, joined) = store::accept_invite(
+        &mut db.pool.get().await.expect("client"),
+        &token,
+        SESSION,
+        &ctx(),
+    )
+    .await
+    .expect("accept");
     assert_eq!(joined, org);
     assert_eq!(session.user.email, "new@example.com");
     assert_eq!(
@@ -268,7 +359,13 @@ async fn invites_are_single_use_bound_and_revocable() {
         Some(Role::Member)
     );
     assert!(matches!(
-        store::accept_invite(&db.pool, &token, SESSION, &ctx()).await,
+        store::accept_invite(
+            &mut db.pool.get().await.expect("client"),
+            &token,
+            SESSION,
+            &ctx()
+        )
+        .await,
         Err(IdentityError::InvalidToken)
     ));
     assert!(
@@ -279,13 +376,20 @@ async fn invites_are_single_use_bound_and_revocable() {
             .is_empty()
     );
     assert!(matches!(
-        store::revoke_invite(&db.pool, owner, org, invite.id, &ctx()).await,
+        store::revoke_invite(
+            &mut db.pool.get().await.expect("client"),
+            owner,
+            org,
+            invite.id,
+            &ctx()
+        )
+        .await,
         Err(IdentityError::NotFound)
     ));
 
     // A revoked invite cannot be accepted; inviting a member is a conflict.
     let (second, token2) = store::create_invite(
-        &db.pool,
+        &mut db.pool.get().await.expect("client"),
         owner,
         org,
         &email("other@example.com"),
@@ -295,16 +399,28 @@ async fn invites_are_single_use_bound_and_revocable() {
     )
     .await
     .expect("invite");
-    store::revoke_invite(&db.pool, owner, org, second.id, &ctx())
-        .await
-        .expect("revoke");
+    store::revoke_invite(
+        &mut db.pool.get().await.expect("client"),
+        owner,
+        org,
+        second.id,
+        &ctx(),
+    )
+    .await
+    .expect("revoke");
     assert!(matches!(
-        store::accept_invite(&db.pool, &token2, SESSION, &ctx()).await,
+        store::accept_invite(
+            &mut db.pool.get().await.expect("client"),
+            &token2,
+            SESSION,
+            &ctx()
+        )
+        .await,
         Err(IdentityError::InvalidToken)
     ));
     assert!(matches!(
         store::create_invite(
-            &db.pool,
+            &mut db.pool.get().await.expect("client"),
             owner,
             org,
             &email("new@example.com"),
@@ -323,7 +439,7 @@ async fn accepting_an_invite_when_already_a_member_leaves_it_unused() {
     let (owner, org) = owner_of_personal_org(&db, "owner@example.com").await;
     let client = db.pool.get().await.expect("client");
     let (_, token) = store::create_invite(
-        &db.pool,
+        &mut db.pool.get().await.expect("client"),
         owner,
         org,
         &email("late@example.com"),
@@ -334,7 +450,7 @@ async fn accepting_an_invite_when_already_a_member_leaves_it_unused() {
     .await
     .expect("invite");
     let (_, token2) = store::create_invite(
-        &db.pool,
+        &mut db.pool.get().await.expect("client"),
         owner,
         org,
         &email("late@example.com"),
@@ -344,11 +460,22 @@ async fn accepting_an_invite_when_already_a_member_leaves_it_unused() {
     )
     .await
     .expect("second invite");
-    store::accept_invite(&db.pool, &token, SESSION, &ctx())
-        .await
-        .expect("accept");
+    store::accept_invite(
+        &mut db.pool.get().await.expect("client"),
+        &token,
+        SESSION,
+        &ctx(),
+    )
+    .await
+    .expect("accept");
     assert!(matches!(
-        store::accept_invite(&db.pool, &token2, SESSION, &ctx()).await,
+        store::accept_invite(
+            &mut db.pool.get().await.expect("client"),
+            &token2,
+            SESSION,
+            &ctx()
+        )
+        .await,
         Err(IdentityError::AlreadyMember)
     ));
     let accepted: i64 = client
@@ -367,9 +494,16 @@ async fn api_keys_authenticate_until_revoked_or_expired() {
     let db = TestDb::new().await;
     let (owner, org) = owner_of_personal_org(&db, "owner@example.com").await;
     let client = db.pool.get().await.expect("client");
-    let (key, secret) = store::create_api_key(&db.pool, owner, org, "ci", None, &ctx())
-        .await
-        .expect("key");
+    let (key, secret) = store::create_api_key(
+        &mut db.pool.get().await.expect("client"),
+        owner,
+        org,
+        "ci",
+        None,
+        &ctx(),
+    )
+    .await
+    .expect("key");
     let stored: Vec<u8> = client
         .query_one("SELECT secret_hash FROM api_keys", &[])
         .await
@@ -388,9 +522,15 @@ async fn api_keys_authenticate_until_revoked_or_expired() {
         .expect("valid key");
     assert_eq!(p, Principal::ApiKey { key: key.id, org });
 
-    store::revoke_api_key(&db.pool, owner, org, key.id, &ctx())
-        .await
-        .expect("revoke");
+    store::revoke_api_key(
+        &mut db.pool.get().await.expect("client"),
+        owner,
+        org,
+        key.id,
+        &ctx(),
+    )
+    .await
+    .expect("revoke");
     // Another process (a fresh authenticator) refuses at once; this one within the cache period.
     let other = Authenticator::new(SessionKeys::new(
         b"0123456789abcdef0123456789abcdef",
@@ -401,9 +541,16 @@ async fn api_keys_authenticate_until_revoked_or_expired() {
     tokio::time::sleep(defendable_identity::authn::CACHE_TTL + Duration::from_millis(100)).await;
     assert!(auth.authenticate(&db.pool, secret.expose()).await.is_err());
 
-    let (expiring, secret2) = store::create_api_key(&db.pool, owner, org, "short", None, &ctx())
-        .await
-        .expect("key");
+    let (expiring, secret2) = store::create_api_key(
+        &mut db.pool.get().await.expect("client"),
+        owner,
+        org,
+        "short",
+        None,
+        &ctx(),
+    )
+    .await
+    .expect("key");
     client
         .execute(
             "UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE id = $1",
@@ -452,9 +599,14 @@ async fn sessions_verify_with_the_previous_secret_during_rotation_and_end_on_log
     ));
     assert!(unrotated.authenticate(&db.pool, &token).await.is_err());
 
-    store::revoke_session(&db.pool, s.user.id, s.session, &ctx())
-        .await
-        .expect("logout");
+    store::revoke_session(
+        &mut db.pool.get().await.expect("client"),
+        s.user.id,
+        s.session,
+        &ctx(),
+    )
+    .await
+    .expect("logout");
     rotated.forget_session(s.session);
     assert!(rotated.authenticate(&db.pool, &token).await.is_err());
 }

@@ -127,8 +127,13 @@ async fn worker(pool: Pool, mut rx: mpsc::Receiver<Request>, max_batch: usize, t
         if let Err((e, requests)) = commit_batch(&pool, slow, tree).await {
             tracing::error!(error = %e, receipts = requests.len(), "ledger batch failed; nothing was committed");
             let message = e.to_string();
+            let unavailable = matches!(&e, LedgerError::Store(s) if s.is_unavailable());
             for r in requests {
-                let _ = r.reply.send(Err(LedgerError::BatchFailed(message.clone())));
+                let _ = r.reply.send(Err(if unavailable {
+                    LedgerError::Unavailable(message.clone())
+                } else {
+                    LedgerError::BatchFailed(message.clone())
+                }));
             }
         }
     }

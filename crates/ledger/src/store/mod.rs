@@ -41,7 +41,7 @@ use crate::LedgerError;
 
 pub use append::{append_in, request_fingerprint, AppendOptions, Appended};
 pub use batch::BatchAppender;
-pub use reads::{get, head, list, orgs, send_projections, verify_all, verify_org, ChainReport};
+pub use reads::{get, head, list, orgs, projections_page, verify_all, verify_org, ChainReport};
 pub use shares::{create_share, revoke_shares, shared_receipt};
 pub use tree::{
     consistency_proof, integrate, integrate_all, proof_bundle, prove_receipt, signed_checkpoint,

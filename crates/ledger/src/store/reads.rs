@@ -3,9 +3,7 @@
 use std::collections::HashMap;
 
 use deadpool_postgres::GenericClient;
-use futures_util::{pin_mut, TryStreamExt};
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::tree::{tree_edge, STORED_FROM_LEVEL};
@@ -241,32 +239,31 @@ pub async fn verify_all(client: &impl GenericClient) -> Result<Vec<ChainReport>>
     Ok(out)
 }
 
-/// Sends the public projections of `org` from seq 0 through `through` (inclusive), in order,
-/// into `out`, waiting whenever the receiver is behind (constant memory). Stops early when the
-/// receiver goes away. Returns how many were sent.
-pub async fn send_projections(
+/// The public projections `{receipt_id, hash, body}` of `org`'s receipts `from ≤ seq ≤ through`,
+/// at most `limit` of them, in seq order: one page of an export, read in one short statement so
+/// that no connection is held while the page is written to a slow reader.
+pub async fn projections_page(
     client: &impl GenericClient,
     org: Uuid,
+    from: i64,
     through: i64,
-    out: &mpsc::Sender<Value>,
-) -> Result<u64> {
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&org, &through];
-    let stream = client
-        .query_raw(
-            "SELECT receipt_id, hash, canonical FROM receipts WHERE org_id = $1 AND seq <= $2 ORDER BY seq",
-            params,
+    limit: i64,
+) -> Result<Vec<Value>> {
+    let statement = client
+        .prepare_cached(
+            "SELECT receipt_id, hash, canonical FROM receipts
+             WHERE org_id = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq LIMIT $4",
         )
         .await?;
-    pin_mut!(stream);
-    let mut n = 0;
-    while let Some(row) = stream.try_next().await? {
-        let canonical: &[u8] = row.get(2);
-        let body: Value = serde_json::from_slice(canonical).unwrap_or(Value::Null);
-        let projection = json!({ "receipt_id": row.get::<_, &str>(0), "hash": row.get::<_, &str>(1), "body": body });
-        if out.send(projection).await.is_err() {
-            break;
-        }
-        n += 1;
-    }
-    Ok(n)
+    let rows = client
+        .query(&statement, &[&org, &from, &through, &limit])
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let canonical: &[u8] = row.get(2);
+            let body: Value = serde_json::from_slice(canonical).unwrap_or(Value::Null);
+            json!({ "receipt_id": row.get::<_, &str>(0), "hash": row.get::<_, &str>(1), "body": body })
+        })
+        .collect())
 }
