@@ -119,6 +119,8 @@ pub struct Config {
     pub internal_allowed_cidrs: Vec<IpNet>,
     /// Runner bearer token.
     pub runner_token: Rotating,
+    /// Organizations (slugs or ids, lowercase) the runner token may record into; empty: none.
+    pub runner_orgs: Vec<String>,
     /// Stripe webhook secret.
     pub stripe_webhook_secret: Rotating,
     /// Proxies whose forwarding headers are believed.
@@ -332,6 +334,28 @@ impl<'a> Parser<'a> {
         .unwrap_or_default()
     }
 
+    fn org_list(&mut self, name: &'static str) -> Vec<String> {
+        self.parsed(
+            name,
+            |s| {
+                s.split(',')
+                    .map(|p| p.trim().to_ascii_lowercase())
+                    .filter(|p| !p.is_empty())
+                    .map(|p| {
+                        if p.len() <= 64 && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                        {
+                            Ok(p)
+                        } else {
+                            Err(format!("{p:?} is not an organization slug or id"))
+                        }
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            },
+            "give comma-separated organization slugs or ids such as acme,3f0c…",
+        )
+        .unwrap_or_default()
+    }
+
     fn secret(&mut self, name: &'static str) -> Option<SecretString> {
         // Secrets are never echoed, so they cannot fail to parse: any non-empty string is a value.
         self.raw(name).map(|s| SecretString::from(s.to_owned()))
@@ -447,6 +471,7 @@ impl Config {
             internal_api_key: p.rotating("INTERNAL_API_KEY", "INTERNAL_API_KEY_PREVIOUS"),
             internal_allowed_cidrs: p.cidrs("INTERNAL_ALLOWED_CIDRS"),
             runner_token: p.rotating("RUNNER_TOKEN", "RUNNER_TOKEN_PREVIOUS"),
+            runner_orgs: p.org_list("RUNNER_ORGS"),
             stripe_webhook_secret: p
                 .rotating("STRIPE_WEBHOOK_SECRET", "STRIPE_WEBHOOK_SECRET_PREVIOUS"),
             trusted_proxies: p.cidrs("TRUSTED_PROXIES"),

@@ -649,7 +649,9 @@ pub async fn set_role(
     })
 }
 
-/// Removes a member. Owners may remove anyone; a member may remove itself.
+/// Removes a member. Owners may remove anyone; a member may remove itself. The API keys the
+/// member created in the organization are revoked in the same transaction, each with an
+/// `api_key.revoke` event (`reason: creator_left`).
 pub async fn remove_member(
     client: &mut Client,
     actor: UserId,
@@ -687,6 +689,26 @@ pub async fn remove_member(
     e.target = Some(format!("user:{target}"));
     e.details = json!({"role": target_role.as_str(), "self": actor == target});
     record(&tx, &e).await?;
+    // The keys they created leave with them, as personal tokens do on a code host.
+    let revoked = tx
+        .query(
+            "UPDATE api_keys SET revoked_at = now()
+             WHERE org_id = $1 AND created_by = $2 AND revoked_at IS NULL RETURNING id",
+            &[&org.as_uuid(), &target.as_uuid()],
+        )
+        .await?;
+    for row in &revoked {
+        let key: Uuid = row.get(0);
+        let mut e = event(
+            "api_key.revoke",
+            Actor::User(actor.as_uuid()),
+            Some(org),
+            ctx,
+        );
+        e.target = Some(format!("api_key:{key}"));
+        e.details = json!({"reason": "creator_left", "creator": format!("user:{target}")});
+        record(&tx, &e).await?;
+    }
     tx.commit().await?;
     Ok(())
 }

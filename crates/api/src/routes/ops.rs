@@ -3,6 +3,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use defendable_identity::OrgRef;
+use defendable_ledger::ReceiptKind;
 use defendable_store::audit::{record, Actor, AuditAction, AuditEvent};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
@@ -61,10 +62,9 @@ pub struct RunnerReceipt {
         (status = 201, description = "Recorded", body = ReceiptDto),
         (status = 200, description = "A retry", body = ReceiptDto),
         (status = 401, description = "Wrong or missing runner token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not from an allowed network", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such organization", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid receipt", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "RUNNER_TOKEN not configured", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not from an allowed network, or an organization not in RUNNER_ORGS", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid or reserved receipt kind, or an invalid body", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "RUNNER_TOKEN not configured, or the database unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn post_internal_receipts(
     req: HttpRequest,
@@ -79,12 +79,29 @@ pub async fn post_internal_receipts(
     )
     .await?;
     let run: RunnerReceipt = parse_body(&body)?;
+    ReceiptKind::parse_client(&run.kind)?;
+    // Only the organizations listed in RUNNER_ORGS; an unknown one is refused the same way, so
+    // the token cannot probe which organizations exist.
     let org = {
         let client = state.db.get().await?;
-        defendable_identity::store::find_org(&*client, &OrgRef::parse(&run.org)?)
-            .await?
-            .ok_or_else(ApiError::not_found)?
+        defendable_identity::store::find_org(&*client, &OrgRef::parse(&run.org)?).await?
     };
+    let org = org
+        .filter(|org| {
+            let (id, slug) = (org.id.to_string(), org.slug.to_string());
+            state
+                .config
+                .runner_orgs
+                .iter()
+                .any(|listed| *listed == id || *listed == slug)
+        })
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "runner_org_not_allowed",
+                "the runner token may not record into this organization (RUNNER_ORGS)",
+            )
+        })?;
     record_receipt(
         &state,
         &req,

@@ -136,6 +136,7 @@ pub async fn patch_org_member(
 }
 
 /// Removes a member (owners; a member may remove itself). An organization always keeps one owner.
+/// The API keys the member created in the organization are revoked with the membership.
 #[utoipa::path(delete, path = "/orgs/{org}/members/{user}", tag = "orgs", security(("bearer" = [])),
     params(("org" = String, Path, description = "Organization slug or id"), ("user" = Uuid, Path, description = "Member's user id")),
     responses(
@@ -161,5 +162,8 @@ pub async fn delete_org_member(
         &caller.ctx,
     )
     .await?;
+    // The member's API keys were revoked with the removal; this process forgets them at once,
+    // others within their cache period.
+    state.auth.forget_api_keys();
     Ok(HttpResponse::NoContent().finish())
 }

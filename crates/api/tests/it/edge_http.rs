@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::{config, TestApp, INTERNAL_KEY, RUNNER_TOKEN, STRIPE_SECRET};
+use crate::helpers::{call, config, TestApp, INTERNAL_KEY, RUNNER_TOKEN, STRIPE_SECRET};
 
 #[actix_web::test]
 async fn the_sixth_sign_in_request_for_one_email_is_refused_with_retry_after() {
@@ -190,8 +190,10 @@ async fn forwarding_headers_count_only_from_trusted_proxies() {
 async fn runners_record_receipts_with_their_token_and_metrics_need_the_internal_key() {
     let app = TestApp::spawn().await;
     let (_, slug, _) = app.sign_in_to_org("runs@example.com").await;
+    let (_, other_slug, other_id) = app.sign_in_to_org("bystander@example.com").await;
     let body = json!({"org": slug, "kind": "run", "public": {"suite": "nightly", "passed": 120}});
-    let (s, receipt) = app
+    // No RUNNER_ORGS: the token records nowhere.
+    let (s, problem) = app
         .call(
             "POST",
             "/internal/receipts",
@@ -199,8 +201,38 @@ async fn runners_record_receipts_with_their_token_and_metrics_need_the_internal_
             Some(body.clone()),
         )
         .await;
+    assert_eq!(
+        (s.as_u16(), problem["code"].as_str()),
+        (403, Some("runner_org_not_allowed"))
+    );
+    // Listed by slug: recorded; another organization (by slug or id) and an unknown one are
+    // refused alike.
+    let listed = app.second_instance(config(&[("RUNNER_ORGS", &slug)]));
+    let (s, receipt) = call(
+        &app.http,
+        &format!("{listed}/internal/receipts"),
+        "POST",
+        Some(RUNNER_TOKEN),
+        Some(body.clone()),
+    )
+    .await;
     assert_eq!(s, 201, "{receipt}");
     assert_eq!(receipt["body"]["kind"], "run");
+    for org in [other_slug.as_str(), other_id.as_str(), "no-such-org"] {
+        let (s, problem) = call(
+            &app.http,
+            &format!("{listed}/internal/receipts"),
+            "POST",
+            Some(RUNNER_TOKEN),
+            Some(json!({"org": org, "kind": "run", "public": {}})),
+        )
+        .await;
+        assert_eq!(
+            (s.as_u16(), problem["code"].as_str()),
+            (403, Some("runner_org_not_allowed")),
+            "{org}"
+        );
+    }
     let (s, _) = app
         .call(
             "POST",
@@ -210,15 +242,6 @@ async fn runners_record_receipts_with_their_token_and_metrics_need_the_internal_
         )
         .await;
     assert_eq!(s, 401);
-    let (s, _) = app
-        .call(
-            "POST",
-            "/internal/receipts",
-            Some(RUNNER_TOKEN),
-            Some(json!({"org": "no-such-org", "kind": "run", "public": {}})),
-        )
-        .await;
-    assert_eq!(s, 404);
 
     let res = app
         .http

@@ -418,3 +418,108 @@ async fn tokens_signed_with_the_previous_jwt_secret_are_accepted_and_counted() {
     assert_eq!(s, 401);
     assert!(crate::helpers::captured_logs().contains("JWT_SECRET_PREVIOUS"));
 }
+
+/// Invites `email` to `org` as `role` and accepts through the mailed link; returns the new
+/// member's access token and user id.
+async fn join(app: &TestApp, owner: &str, org: &str, email: &str, role: &str) -> (String, String) {
+    let (s, invite) = app
+        .call(
+            "POST",
+            &format!("/orgs/{org}/invites"),
+            Some(owner),
+            Some(json!({"email": email, "role": role})),
+        )
+        .await;
+    assert_eq!(s, 201, "{invite}");
+    let (s, joined) = app
+        .call(
+            "POST",
+            "/auth/accept-invite",
+            None,
+            Some(json!({"token": app.outbox_token(email)})),
+        )
+        .await;
+    assert_eq!(s, 200, "{joined}");
+    (
+        joined["access_token"].as_str().expect("token").to_owned(),
+        joined["user"]["id"].as_str().expect("id").to_owned(),
+    )
+}
+
+#[actix_web::test]
+async fn the_api_keys_of_a_member_who_leaves_or_is_removed_are_revoked() {
+    let app = TestApp::spawn().await;
+    let (owner, _) = app.sign_in("founder@example.com").await;
+    let (s, _) = app
+        .call(
+            "POST",
+            "/orgs",
+            Some(&owner),
+            Some(json!({"slug": "keys-co", "name": "Keys"})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let (removed, removed_id) = join(&app, &owner, "keys-co", "removed@example.com", "owner").await;
+    let (leaver, leaver_id) = join(&app, &owner, "keys-co", "leaver@example.com", "owner").await;
+    let founders_key = app.api_key(&owner, "keys-co").await;
+    let removed_key = app.api_key(&removed, "keys-co").await;
+    let leavers_key = app.api_key(&leaver, "keys-co").await;
+    for key in [&founders_key, &removed_key, &leavers_key] {
+        let (s, _) = app.call("GET", "/orgs/keys-co", Some(key), None).await;
+        assert_eq!(s, 200);
+    }
+
+    let (s, _) = app
+        .call(
+            "DELETE",
+            &format!("/orgs/keys-co/members/{removed_id}"),
+            Some(&owner),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    let (s, _) = app
+        .call("GET", "/orgs/keys-co", Some(&removed_key), None)
+        .await;
+    assert_eq!(
+        s, 401,
+        "a removed member's key is revoked with the membership"
+    );
+    let (s, _) = app
+        .call("GET", "/orgs/keys-co", Some(&leavers_key), None)
+        .await;
+    assert_eq!(s, 200, "other members' keys are untouched");
+
+    let (s, _) = app
+        .call(
+            "DELETE",
+            &format!("/orgs/keys-co/members/{leaver_id}"),
+            Some(&leaver),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    let (s, _) = app
+        .call("GET", "/orgs/keys-co", Some(&leavers_key), None)
+        .await;
+    assert_eq!(s, 401, "a member who leaves takes its keys along");
+    let (s, _) = app
+        .call("GET", "/orgs/keys-co", Some(&founders_key), None)
+        .await;
+    assert_eq!(s, 200);
+
+    let client = app.db.pool.get().await.expect("client");
+    let rows = client
+        .query(
+            "SELECT details->>'creator' FROM audit_events
+             WHERE action = 'api_key.revoke' AND details->>'reason' = 'creator_left' ORDER BY id",
+            &[],
+        )
+        .await
+        .expect("audit");
+    let creators: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(
+        creators,
+        [format!("user:{removed_id}"), format!("user:{leaver_id}")]
+    );
+}
