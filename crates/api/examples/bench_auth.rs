@@ -204,7 +204,7 @@ fn main() {
         // Limits raised so the load measures the check, not refusals.
         pairs.push((
             "RATE_LIMITS",
-            "share-download-token=1000000000/1h,share-download-ip=1000000000/1h",
+            "share-download-token=1000000000/1h,share-download-ip=1000000000/1h,share-view-ip=1000000000/1h,share-view-token=1000000000/1h",
         ));
         let ledger_key = defendable_ledger::SigningKey::generate().expect("key").1;
         pairs.push(("LEDGER_SIGNING_KEY", &ledger_key));

@@ -211,7 +211,10 @@ async fn run() {
         ("JWT_SECRET", "bench-jwt-K7q2Lm9Xr4Tz8Vw1Ny6Pb3Hc5Jd0Fg"),
         ("RUST_LOG", "warn"),
         ("DEV_LOG_MAIL_LINKS", "false"),
-        ("RATE_LIMITS", "share-proof-ip=1000000000/1h"),
+        (
+            "RATE_LIMITS",
+            "share-proof-ip=1000000000/1h,share-proof-token=1000000000/1h",
+        ),
         ("LEDGER_SIGNING_KEY", key.as_str()),
         (
             "OBJECT_URL_SIGNING_KEY",

@@ -53,8 +53,13 @@ pub async fn guard_with(
     e.target = Some(route.to_owned());
     e.details =
         json!({ "outcome": outcome.as_ref().map(|_| "allowed").unwrap_or_else(|e| e.code()) });
-    let client = state.db.get().await?;
-    record(&*client, &e).await.map_err(ApiError::store)?;
+    if outcome.is_ok() {
+        let client = state.db.get().await?;
+        record(&*client, &e).await.map_err(ApiError::store)?;
+    } else {
+        // Refusals come from anyone who can reach the port: aggregated, not one row each.
+        crate::ratelimit::record_refusal(state, &e).await?;
+    }
     outcome
 }
 

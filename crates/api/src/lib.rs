@@ -202,7 +202,16 @@ impl Application {
             presigner: deps.presigner,
             url_signer,
         });
-        ratelimit::spawn_pruner(state.db.pool().clone());
+        ratelimit::spawn_pruner(
+            state.db.pool().clone(),
+            state
+                .config
+                .rate_limits
+                .iter()
+                .map(|r| r.window)
+                .max()
+                .unwrap_or_default(),
+        );
         spawn_tree_integrator(state.db.pool().clone());
         let server = HttpServer::new(move || {
             App::new()

@@ -24,6 +24,8 @@ pub struct Metrics {
     pub webhook_signature_failures: AtomicU64,
     /// Share links that could not be served (unknown, revoked, expired).
     pub public_projection_errors: AtomicU64,
+    /// Refused anonymous and machine requests (aggregated in the audit log), by audit action.
+    pub refusals: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 impl Metrics {
@@ -95,6 +97,12 @@ impl Metrics {
     pub fn response(&self, route: &str, status: u16) {
         let mut map = self.responses.lock().unwrap_or_else(|p| p.into_inner());
         *map.entry((route.to_owned(), status)).or_insert(0) += 1;
+    }
+
+    /// Counts a refused anonymous or machine request, by its audit action.
+    pub fn refused(&self, action: &str) {
+        let mut map = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        *map.entry(action.to_owned()).or_insert(0) += 1;
     }
 
     /// Counts a rate-limit refusal.
@@ -177,6 +185,14 @@ impl Metrics {
                 .collect(),
         );
         drop(grants);
+        counter(
+            "defendable_refusals_total",
+            "Refused anonymous and machine requests (unknown share links, bad webhook signatures, refused internal calls), by audit action; the audit log keeps one per source and minute.",
+            lock(&self.refusals)
+                .iter()
+                .map(|(action, n)| (format!("{{action=\"{}\"}}", esc(action)), *n))
+                .collect(),
+        );
         counter(
             "defendable_rate_limit_refusals_total",
             "Requests refused by a rate limit, by rule.",

@@ -6,6 +6,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpMessage, HttpRequest};
 use defendable_config::limits::LimitKey;
+use defendable_store::audit::{self, AuditEvent};
 use defendable_store::ratelimit::{self, Bucket};
 
 use crate::error::ApiError;
@@ -26,6 +27,32 @@ fn digest(value: &str) -> String {
     hex::encode(&d.as_ref()[..16])
 }
 
+/// The value a limit counts by, in one spelling per client: an IPv6 client by its /64 (one
+/// subscriber's allocation, which it can rotate addresses within), an email lowercased, a share
+/// token by its digest once it parses (so padding or case tricks do not open new buckets; every
+/// malformed token shares one bucket).
+pub fn normalize(key: LimitKey, value: &str) -> String {
+    match key {
+        LimitKey::Ip => match value.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+                Some(v4) => v4.to_string(),
+                None => {
+                    let net = u128::from(v6) & (u128::MAX << 64);
+                    format!("{}/64", std::net::Ipv6Addr::from(net))
+                }
+            },
+            Ok(v4) => v4.to_string(),
+            Err(_) => value.to_owned(),
+        },
+        LimitKey::Email => value.trim().to_ascii_lowercase(),
+        LimitKey::Token => match defendable_identity::OneTimeToken::parse(value) {
+            Ok(token) => hex::encode(token.hash().as_bytes()),
+            Err(_) => "malformed".to_owned(),
+        },
+        LimitKey::Org | LimitKey::User => value.to_owned(),
+    }
+}
+
 /// Counts this request against every limit of `method route` for which `key` yields a value,
 /// refusing it when any is exceeded.
 pub async fn check(
@@ -40,7 +67,7 @@ pub async fn check(
         .rate_limits
         .iter()
         .filter(|r| r.method == method && r.route == route)
-        .filter_map(|r| key(r.key).map(|v| (r, v)))
+        .filter_map(|r| key(r.key).map(|v| (r, normalize(r.key, &v))))
         .collect();
     if rules.is_empty() {
         return Ok(());
@@ -102,16 +129,38 @@ pub async fn check(
     Ok(())
 }
 
-/// Prunes old counters every few minutes, on every process (cheap and idempotent).
-pub fn spawn_pruner(pool: deadpool_postgres::Pool) {
+/// Records a refusal of anonymous or machine traffic (an unknown share link, a bad webhook
+/// signature, a refused internal call) aggregated per source and minute: counted in
+/// `refusal_counts` and in `defendable_refusals_total`, audited once per source per minute.
+pub async fn record_refusal(state: &AppState, event: &AuditEvent) -> Result<(), ApiError> {
+    let client_key = event
+        .context
+        .ip
+        .map(|ip| normalize(LimitKey::Ip, &ip.to_string()))
+        .unwrap_or_else(|| "unknown".to_owned());
+    let source = format!("{}:{client_key}", event.action.as_str());
+    state.metrics.refused(event.action.as_str());
+    let client = state.db.get().await?;
+    audit::record_refusal(&*client, event, &source)
+        .await
+        .map_err(ApiError::store)?;
+    Ok(())
+}
+
+/// Prunes old counters every few minutes, on every process (cheap and idempotent). Counters are
+/// kept for twice the longest window in force; refusal counts for a day.
+pub fn spawn_pruner(pool: deadpool_postgres::Pool, longest_window: std::time::Duration) {
+    let keep = (longest_window.as_secs() as i64).max(3600) * 2;
     actix_web::rt::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
         loop {
             tick.tick().await;
             if let Ok(client) = pool.get().await {
-                // The longest declared window is an hour; keep two.
-                if let Err(e) = ratelimit::prune(&client, 7200).await {
+                if let Err(e) = ratelimit::prune(&client, keep).await {
                     tracing::warn!(error = %e, "could not prune rate-limit counters");
+                }
+                if let Err(e) = audit::prune_refusals(&client, 86_400).await {
+                    tracing::warn!(error = %e, "could not prune refusal counts");
                 }
             }
         }

@@ -34,8 +34,9 @@ fn path_expression(method: &str, route: &str) -> String {
     format!("(http.request.method eq \"{method}\" and {path})")
 }
 
-/// What Cloudflare counts by for each of our keys. The organization is not visible at the edge;
-/// the bearer credential stands in for it there (the application still counts by organization).
+/// What Cloudflare counts by for each of our keys. The organization and the user are not visible
+/// at the edge; the bearer credential stands in for them there (the application still counts by
+/// organization and by user).
 fn characteristics(key: LimitKey) -> Vec<&'static str> {
     match key {
         LimitKey::Email => vec![
@@ -45,6 +46,7 @@ fn characteristics(key: LimitKey) -> Vec<&'static str> {
         LimitKey::Ip => vec!["cf.colo.id", "ip.src"],
         LimitKey::Org => vec!["cf.colo.id", "http.request.headers[\"authorization\"]"],
         LimitKey::Token => vec!["cf.colo.id", "http.request.uri.path"],
+        LimitKey::User => vec!["cf.colo.id", "http.request.headers[\"authorization\"]"],
     }
 }
 

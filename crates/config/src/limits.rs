@@ -14,8 +14,11 @@ pub enum LimitKey {
     Ip,
     /// The organization the request acts for.
     Org,
-    /// The share token in the path.
+    /// The share token in the path (its digest once parsed, so spellings of one token count
+    /// together).
     Token,
+    /// The signed-in user making the request.
+    User,
 }
 
 impl LimitKey {
@@ -26,6 +29,7 @@ impl LimitKey {
             LimitKey::Ip => "ip",
             LimitKey::Org => "org",
             LimitKey::Token => "token",
+            LimitKey::User => "user",
         }
     }
 }
@@ -49,6 +53,7 @@ pub struct RateLimit {
 
 const TEN_MINUTES: Duration = Duration::from_secs(600);
 const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(86_400);
 
 /// The seed's limits (DESIGN §4).
 pub static RATE_LIMITS: &[RateLimit] = &[
@@ -83,6 +88,32 @@ pub static RATE_LIMITS: &[RateLimit] = &[
         key: LimitKey::Ip,
         limit: 20,
         window: TEN_MINUTES,
+    },
+    // One free account must not be able to mint organizations (each with its own quota and
+    // limits) or mail-bomb addresses through invites.
+    RateLimit {
+        id: "org-create-user",
+        method: "POST",
+        route: "/orgs",
+        key: LimitKey::User,
+        limit: 10,
+        window: DAY,
+    },
+    RateLimit {
+        id: "invite-create-org",
+        method: "POST",
+        route: "/orgs/{org}/invites",
+        key: LimitKey::Org,
+        limit: 100,
+        window: DAY,
+    },
+    RateLimit {
+        id: "invite-create-email",
+        method: "POST",
+        route: "/orgs/{org}/invites",
+        key: LimitKey::Email,
+        limit: 5,
+        window: DAY,
     },
     RateLimit {
         id: "dataset-grant-org",
@@ -119,6 +150,22 @@ pub static RATE_LIMITS: &[RateLimit] = &[
     // Proofs are small and cheap but public and signed on every request: an address that
     // walks many tokens or hammers one is slowed down; a verifier checks a few a day.
     RateLimit {
+        id: "share-view-ip",
+        method: "GET",
+        route: "/share/{token}",
+        key: LimitKey::Ip,
+        limit: 600,
+        window: HOUR,
+    },
+    RateLimit {
+        id: "share-view-token",
+        method: "GET",
+        route: "/share/{token}",
+        key: LimitKey::Token,
+        limit: 600,
+        window: HOUR,
+    },
+    RateLimit {
         id: "share-proof-ip",
         method: "GET",
         route: "/share/{token}/proof",
@@ -127,10 +174,26 @@ pub static RATE_LIMITS: &[RateLimit] = &[
         window: HOUR,
     },
     RateLimit {
+        id: "share-proof-token",
+        method: "GET",
+        route: "/share/{token}/proof",
+        key: LimitKey::Token,
+        limit: 600,
+        window: HOUR,
+    },
+    RateLimit {
         id: "share-consistency-ip",
         method: "GET",
         route: "/share/{token}/consistency",
         key: LimitKey::Ip,
+        limit: 600,
+        window: HOUR,
+    },
+    RateLimit {
+        id: "share-consistency-token",
+        method: "GET",
+        route: "/share/{token}/consistency",
+        key: LimitKey::Token,
         limit: 600,
         window: HOUR,
     },

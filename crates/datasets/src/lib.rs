@@ -38,11 +38,12 @@ pub enum DatasetsError {
     /// No such dataset (or not verified).
     #[error("no such dataset")]
     NotFound,
-    /// The daily quota is used up.
-    #[error(
-        "the organization's daily dataset download quota ({limit}) is used up until {resets_at}"
-    )]
+    /// The daily quota is used up: the organization's, or the grantee's own across all of
+    /// their organizations.
+    #[error("{whose} daily dataset download quota ({limit}) is used up until {resets_at}")]
     QuotaExhausted {
+        /// Whose quota: "the organization's" or "your".
+        whose: &'static str,
         /// The limit.
         limit: i64,
         /// When it resets (RFC 3339).

@@ -349,13 +349,14 @@ pub async fn grant(client: &mut Client, req: &GrantRequest) -> Result<Grant> {
         version.get(3),
     );
     let limit = daily_limit(&tx, req.org, req.default_limit).await?;
-    let exhausted = || DatasetsError::QuotaExhausted {
+    let exhausted = |whose| DatasetsError::QuotaExhausted {
+        whose,
         limit,
         resets_at: defendable_ledger::receipt::format_created_at(resets_at(now)),
         retry_after: retry_after(now),
     };
     if limit < 1 {
-        return Err(exhausted());
+        return Err(exhausted("the organization's"));
     }
     // One statement takes a unit only while units remain; concurrent grants queue on the row,
     // so exactly `limit` succeed however many race.
@@ -370,8 +371,32 @@ pub async fn grant(client: &mut Client, req: &GrantRequest) -> Result<Grant> {
         .await?
     {
         Some(row) => i64::from(row.get::<_, i32>(0)),
-        None => return Err(exhausted()),
+        None => return Err(exhausted("the organization's")),
     };
+    // The same limit also caps the person behind the grant across all of their organizations
+    // (an API key counts for the user who created it), so free organizations do not multiply a
+    // quota. A refusal here rolls back the organization's unit too.
+    let person: Option<Uuid> = match &req.grantee {
+        Grantee::User { id, .. } => Some(*id),
+        Grantee::ApiKey { id } => tx
+            .query_opt("SELECT created_by FROM api_keys WHERE id = $1", &[id])
+            .await?
+            .map(|r| r.get(0)),
+    };
+    if let Some(person) = person {
+        let taken = tx
+            .query_opt(
+                "INSERT INTO dataset_user_usage (user_id, day, used) VALUES ($1, $2, 1)
+                 ON CONFLICT (user_id, day) DO UPDATE SET used = dataset_user_usage.used + 1
+                     WHERE dataset_user_usage.used < $3
+                 RETURNING used",
+                &[&person, &utc_day(now), &(limit as i32)],
+            )
+            .await?;
+        if taken.is_none() {
+            return Err(exhausted("your"));
+        }
+    }
     let expires_at = now + time::Duration::try_from(req.expires_in).unwrap_or(time::Duration::DAY);
     let expires_text = defendable_ledger::receipt::format_created_at(expires_at);
     let (user_id, email, api_key_id) = match &req.grantee {

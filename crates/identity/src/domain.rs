@@ -66,7 +66,7 @@ id_type!(
 pub struct Email(String);
 
 impl Email {
-    /// Parses and normalizes an address.
+    /// Parses and normalizes an address: trimmed, ASCII-lowercased.
     pub fn parse(raw: &str) -> Result<Email, IdentityError> {
         let bad = |why: &str| IdentityError::InvalidEmail(why.to_owned());
         let s = raw.trim();
@@ -92,6 +92,9 @@ impl Email {
         if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
             return Err(bad("has misplaced dots in the local part"));
         }
+        // Addresses compare case-insensitively everywhere (ASCII case, as the database folds
+        // it): one person, one account, one rate-limit bucket, whatever they type.
+        let local = local.to_ascii_lowercase();
         let domain = domain.to_ascii_lowercase();
         let labels: Vec<&str> = domain.split('.').collect();
         let label_ok = |l: &&str| {

@@ -716,7 +716,8 @@ pub async fn remove_member(
 // ---------------------------------------------------------------------------------------------
 // Invites
 
-/// Creates an invite and returns it with the token to mail.
+/// Creates an invite and returns it with the token to mail. A pending invite to the same
+/// address in the organization is reused (same id, new link, role and expiry), never multiplied.
 pub async fn create_invite(
     client: &mut Client,
     actor: UserId,
@@ -738,14 +739,18 @@ pub async fn create_invite(
     if already.is_some() {
         return Err(IdentityError::AlreadyMember);
     }
-    let id = InviteId::generate();
+    // A pending invite to the same address is reused: same id, a fresh link (the old one stops
+    // working), the new role and expiry. The partial unique index makes this race-free.
     let row = tx
         .query_one(
             "INSERT INTO invites (id, org_id, email, role, token_hash, invited_by, expires_at)
              VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7))
-             RETURNING created_at, expires_at",
+             ON CONFLICT (org_id, email) WHERE accepted_at IS NULL AND revoked_at IS NULL
+             DO UPDATE SET role = EXCLUDED.role, token_hash = EXCLUDED.token_hash,
+                 invited_by = EXCLUDED.invited_by, expires_at = EXCLUDED.expires_at
+             RETURNING created_at, expires_at, id, (xmax <> 0) AS reused",
             &[
-                &id.as_uuid(),
+                &InviteId::generate().as_uuid(),
                 &org.as_uuid(),
                 &email.as_str(),
                 &role.as_str(),
@@ -755,6 +760,8 @@ pub async fn create_invite(
             ],
         )
         .await?;
+    let id = InviteId::from_uuid(row.get(2));
+    let reused: bool = row.get(3);
     let mut e = event(
         "invite.create",
         Actor::User(actor.as_uuid()),
@@ -762,7 +769,7 @@ pub async fn create_invite(
         ctx,
     );
     e.target = Some(format!("invite:{id}"));
-    e.details = json!({"email": email.as_str(), "role": role.as_str()});
+    e.details = json!({"email": email.as_str(), "role": role.as_str(), "reused": reused});
     record(&tx, &e).await?;
     tx.commit().await?;
     Ok((

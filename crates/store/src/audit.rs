@@ -189,3 +189,48 @@ pub async fn record(client: &impl GenericClient, event: &AuditEvent) -> Result<i
     );
     Ok(id)
 }
+
+/// Records a refusal of anonymous or machine traffic, aggregated: counts it for `source` (an
+/// action and a client, e.g. `share.access_error:203.0.113.7`) in the current minute, and writes
+/// `event` only for the source's first refusal of that minute (its details gain
+/// `"aggregated": "per source and minute"`). Returns the count so far this minute. Hostile
+/// traffic therefore adds at most one audit row per source per minute; the counts stay in
+/// `refusal_counts` (pruned with the rate-limit counters).
+pub async fn record_refusal(
+    client: &impl GenericClient,
+    event: &AuditEvent,
+    source: &str,
+) -> Result<i64, StoreError> {
+    let statement = client
+        .prepare_cached(
+            "INSERT INTO refusal_counts (source, minute, hits) VALUES ($1, date_trunc('minute', now()), 1)
+             ON CONFLICT (source, minute) DO UPDATE SET hits = refusal_counts.hits + 1
+             RETURNING hits",
+        )
+        .await?;
+    let hits: i64 = client.query_one(&statement, &[&source]).await?.get(0);
+    if hits == 1 {
+        let mut event = event.clone();
+        if let Some(details) = event.details.as_object_mut() {
+            details.insert(
+                "aggregated".to_owned(),
+                serde_json::Value::from("per source and minute"),
+            );
+        }
+        record(client, &event).await?;
+    }
+    Ok(hits)
+}
+
+/// Forgets refusal counts older than `older_than_secs`.
+pub async fn prune_refusals(
+    client: &impl GenericClient,
+    older_than_secs: i64,
+) -> Result<u64, StoreError> {
+    Ok(client
+        .execute(
+            "DELETE FROM refusal_counts WHERE minute < now() - make_interval(secs => $1)",
+            &[&(older_than_secs as f64)],
+        )
+        .await?)
+}

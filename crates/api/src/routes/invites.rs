@@ -1,7 +1,8 @@
 //! Organization invites (owners only).
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
+use defendable_config::limits::LimitKey;
 use defendable_identity::store as identity;
 use defendable_identity::{Email, InviteId};
 use serde::Deserialize;
@@ -34,9 +35,11 @@ pub struct CreateInvite {
         (status = 404, description = "No such organization, or not a member", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already a member", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid email", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many invites from this organization or to this address today", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Mail could not be sent", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn post_org_invites(
+    req: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
     path: web::Path<String>,
@@ -44,6 +47,12 @@ pub async fn post_org_invites(
 ) -> Result<HttpResponse, ApiError> {
     let (access, user) = caller.owner(&state, &path).await?;
     let email = Email::parse(&body.email)?;
+    crate::ratelimit::check(&req, &state, "POST", "/orgs/{org}/invites", |k| match k {
+        LimitKey::Org => Some(access.org.id.to_string()),
+        LimitKey::Email => Some(email.as_str().to_owned()),
+        _ => None,
+    })
+    .await?;
     let (invite, token) = identity::create_invite(
         &mut *state.db.get().await?,
         user,

@@ -233,8 +233,7 @@ pub async fn post_stripe_webhook(
             );
             e.context = ctx;
             e.details = json!({ "provider": "stripe", "reason": why });
-            let client = state.db.get().await?;
-            record(&*client, &e).await.map_err(ApiError::store)?;
+            crate::ratelimit::record_refusal(&state, &e).await?;
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_signature",

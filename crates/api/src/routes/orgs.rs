@@ -1,6 +1,7 @@
 //! Organizations and their members.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
+use defendable_config::limits::LimitKey;
 use defendable_identity::store as identity;
 use defendable_identity::{OrgName, OrgSlug, UserId};
 use serde::Deserialize;
@@ -36,8 +37,10 @@ pub struct SetRole {
         (status = 403, description = "API keys cannot create organizations", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Slug taken", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid slug or name", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many organizations created by this user today", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn post_orgs(
+    req: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
     body: web::Json<CreateOrg>,
@@ -45,6 +48,10 @@ pub async fn post_orgs(
     let (user, _) = caller.session()?;
     let slug = OrgSlug::parse(&body.slug)?;
     let name = OrgName::parse(&body.name)?;
+    crate::ratelimit::check(&req, &state, "POST", "/orgs", |k| {
+        (k == LimitKey::User).then(|| user.to_string())
+    })
+    .await?;
     let org =
         identity::create_org(&mut *state.db.get().await?, user, &slug, &name, &caller.ctx).await?;
     Ok(HttpResponse::Created().json(OrgDto::from(org)))

@@ -59,8 +59,7 @@ async fn shared(
             );
             e.context = audit_context(req, state);
             e.details = json!({ "reason": "unknown_or_revoked" });
-            let client = state.db.get().await?;
-            record(&*client, &e).await.map_err(ApiError::store)?;
+            crate::ratelimit::record_refusal(state, &e).await?;
             Err(ApiError::not_found())
         }
     }
@@ -72,12 +71,14 @@ async fn shared(
     responses(
         (status = 200, description = "The projection; recompute its hash from the body alone", body = Object),
         (status = 404, description = "Unknown or revoked link", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited (per address and per token)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get_share(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<web::Json<Value>, ApiError> {
+    limit(&req, &state, "/share/{token}", &path).await?;
     let receipt = shared(&req, &state, &path).await?;
     Ok(web::Json(receipt.projection()))
 }

@@ -1,5 +1,6 @@
 //! Integration tests for the API shell: real server on a free port, real PostgreSQL.
 
+mod abuse_http;
 mod architecture;
 mod boot;
 mod datasets_http;

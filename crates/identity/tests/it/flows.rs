@@ -67,7 +67,7 @@ async fn audit_count(db: &TestDb, action: &str) -> i64 {
 async fn first_sign_in_creates_the_user_and_a_personal_org_they_own() {
     let db = TestDb::new().await;
     let s = sign_in(&db, "Alice@Example.com").await;
-    assert_eq!(s.user.email, "Alice@example.com");
+    assert_eq!(s.user.email, "alice@example.com", "stored lowercase");
     let client = db.pool.get().await.expect("client");
     let orgs = store::list_orgs(&client, s.user.id, PageRequest::new(None, None))
         .await
@@ -77,8 +77,11 @@ async fn first_sign_in_creates_the_user_and_a_personal_org_they_own() {
     assert_eq!(orgs.items[0].role, Role::Owner);
     // A second sign-in reuses the user and creates no second org.
     let again = sign_in(&db, "alice@EXAMPLE.com").await;
-    assert_ne!(again.user.id, s.user.id, "local parts are case-sensitive");
-    let same = sign_in(&db, "Alice@example.com").await;
+    assert_eq!(
+        again.user.id, s.user.id,
+        "addresses compare case-insensitively"
+    );
+    let same = sign_in(&db, "ALICE@example.com").await;
     assert_eq!(same.user.id, s.user.id);
     let orgs = store::list_orgs(&client, s.user.id, PageRequest::new(None, None))
         .await
@@ -434,11 +437,11 @@ async fn invites_are_single_use_bound_and_revocable() {
 }
 
 #[tokio::test]
-async fn accepting_an_invite_when_already_a_member_leaves_it_unused() {
+async fn a_pending_invite_to_the_same_address_is_reused_with_a_fresh_link() {
     let db = TestDb::new().await;
     let (owner, org) = owner_of_personal_org(&db, "owner@example.com").await;
     let client = db.pool.get().await.expect("client");
-    let (_, token) = store::create_invite(
+    let (first, token) = store::create_invite(
         &mut db.pool.get().await.expect("client"),
         owner,
         org,
@@ -449,44 +452,61 @@ async fn accepting_an_invite_when_already_a_member_leaves_it_unused() {
     )
     .await
     .expect("invite");
-    let (_, token2) = store::create_invite(
+    let (second, token2) = store::create_invite(
         &mut db.pool.get().await.expect("client"),
         owner,
         org,
-        &email("late@example.com"),
-        Role::Member,
+        &email("LATE@Example.com"),
+        Role::Owner,
         TTL,
         &ctx(),
     )
     .await
     .expect("second invite");
-    store::accept_invite(
+    assert_eq!(second.id, first.id, "one pending invite per address");
+    assert_eq!(second.role, Role::Owner);
+    let pending = store::list_invites(&client, org, PageRequest::new(None, None))
+        .await
+        .expect("list");
+    assert_eq!(pending.items.len(), 1);
+    assert!(
+        matches!(
+            store::accept_invite(
+                &mut db.pool.get().await.expect("client"),
+                &token,
+                SESSION,
+                &ctx()
+            )
+            .await,
+            Err(IdentityError::InvalidToken)
+        ),
+        "the earlier link stopped working"
+    );
+    let (session, _) = store::accept_invite(
         &mut db.pool.get().await.expect("client"),
-        &token,
+        &token2,
         SESSION,
         &ctx(),
     )
     .await
     .expect("accept");
-    assert!(matches!(
-        store::accept_invite(
-            &mut db.pool.get().await.expect("client"),
-            &token2,
-            SESSION,
-            &ctx()
-        )
-        .await,
-        Err(IdentityError::AlreadyMember)
-    ));
-    let accepted: i64 = client
-        .query_one(
-            "SELECT count(*) FROM invites WHERE accepted_at IS NOT NULL",
+    assert_eq!(
+        store::role_of(&client, org, session.user.id)
+            .await
+            .expect("role"),
+        Some(Role::Owner)
+    );
+    let reused: Vec<bool> = client
+        .query(
+            "SELECT (details->>'reused')::boolean FROM audit_events WHERE action = 'invite.create' ORDER BY id",
             &[],
         )
         .await
-        .expect("n")
-        .get(0);
-    assert_eq!(accepted, 1);
+        .expect("audit")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(reused, [false, true]);
 }
 
 #[tokio::test]

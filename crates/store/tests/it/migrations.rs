@@ -42,3 +42,126 @@ async fn sslmode_require_refuses_a_server_without_tls() {
         "{err:?}"
     );
 }
+
+/// V8: addresses that differed only in case were separate users; they become one (the oldest),
+/// which takes every membership (owner where any was owner); the others lose their sessions
+/// and memberships, keep their rows under an undeliverable address, and are listed and audited.
+/// Pending invites to one address in one organization collapse to the newest.
+#[tokio::test]
+async fn v8_merges_users_whose_emails_differ_only_in_case_and_lowercases_every_address() {
+    let db = TestDb::empty().await;
+    defendable_store::migrate_to(&db.pool, 7).await.expect("V7");
+    let client = db.pool.get().await.expect("client");
+    let (old, new, other) = (
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+    );
+    let (org_a, org_b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    client
+        .batch_execute(&format!(
+            "INSERT INTO users (id, email, created_at) VALUES
+                 ('{old}', 'Alice@example.com', now() - interval '2 days'),
+                 ('{new}', 'alice@example.com', now() - interval '1 day'),
+                 ('{other}', 'Bob@Example.com', now());
+             INSERT INTO orgs (id, slug, name) VALUES ('{org_a}', 'org-a', 'A'), ('{org_b}', 'org-b', 'B');
+             INSERT INTO memberships (org_id, user_id, role) VALUES
+                 ('{org_a}', '{old}', 'member'), ('{org_a}', '{new}', 'owner'),
+                 ('{org_b}', '{new}', 'member');
+             INSERT INTO sessions (id, user_id, expires_at) VALUES
+                 (gen_random_uuid(), '{new}', now() + interval '1 day');
+             INSERT INTO invites (id, org_id, email, role, token_hash, invited_by, created_at, expires_at) VALUES
+                 (gen_random_uuid(), '{org_a}', 'Carol@x.org', 'member', sha256('1'), '{old}', now() - interval '1 hour', now() + interval '1 day'),
+                 (gen_random_uuid(), '{org_a}', 'carol@x.org', 'owner', sha256('2'), '{old}', now(), now() + interval '1 day');"
+        ))
+        .await
+        .expect("V7 data");
+    migrate(&db.pool).await.expect("V8");
+
+    let emails: Vec<(uuid::Uuid, String)> = client
+        .query("SELECT id, email FROM users ORDER BY created_at", &[])
+        .await
+        .expect("users")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        emails,
+        [
+            (old, "alice@example.com".to_owned()),
+            (new, format!("merged+{new}@invalid")),
+            (other, "bob@example.com".to_owned()),
+        ]
+    );
+    let memberships: Vec<(String, uuid::Uuid, String)> = client
+        .query(
+            "SELECT o.slug, m.user_id, m.role FROM memberships m JOIN orgs o ON o.id = m.org_id ORDER BY o.slug",
+            &[],
+        )
+        .await
+        .expect("memberships")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        memberships,
+        [
+            ("org-a".to_owned(), old, "owner".to_owned()),
+            ("org-b".to_owned(), old, "member".to_owned()),
+        ]
+    );
+    let live_sessions: i64 = client
+        .query_one(
+            "SELECT count(*) FROM sessions WHERE user_id = $1 AND revoked_at IS NULL",
+            &[&new],
+        )
+        .await
+        .expect("sessions")
+        .get(0);
+    assert_eq!(live_sessions, 0);
+    let merged: Vec<(uuid::Uuid, uuid::Uuid, String)> = client
+        .query(
+            "SELECT user_id, kept_user_id, original_email FROM email_case_merges",
+            &[],
+        )
+        .await
+        .expect("merges")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(merged, [(new, old, "alice@example.com".to_owned())]);
+    let audited: i64 = client
+        .query_one(
+            "SELECT count(*) FROM audit_events WHERE action = 'user.email_case_merge' AND target = $1",
+            &[&format!("user:{new}")],
+        )
+        .await
+        .expect("audit")
+        .get(0);
+    assert_eq!(audited, 1);
+    let pending: Vec<(String, String)> = client
+        .query(
+            "SELECT email, role FROM invites WHERE revoked_at IS NULL AND accepted_at IS NULL",
+            &[],
+        )
+        .await
+        .expect("invites")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        pending,
+        [("carol@x.org".to_owned(), "owner".to_owned())],
+        "the newest pending invite is kept"
+    );
+    let mixed = client
+        .execute(
+            "INSERT INTO users (id, email) VALUES (gen_random_uuid(), 'Dave@example.com')",
+            &[],
+        )
+        .await;
+    assert!(
+        mixed.is_err(),
+        "a mixed-case address is refused from now on"
+    );
+}
