@@ -76,6 +76,36 @@ mod tests {
             Some(GetRange::Bounded(u64::MAX - 1..u64::MAX))
         );
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1024))]
+
+            /// Any header value parses or is refused without panicking.
+            #[test]
+            fn outside_range_values_never_panic(v in any::<String>()) {
+                let _ = parse_range(&v);
+                let _ = parse_range(&format!("bytes={v}"));
+            }
+
+            /// A bounded range is exactly the bytes it names, and never wraps.
+            #[test]
+            fn bounded_ranges_are_exact(a in any::<u64>(), b in any::<u64>()) {
+                let got = parse_range(&format!("bytes={a}-{b}"));
+                match got {
+                    Some(GetRange::Bounded(r)) => {
+                        prop_assert!(a <= b && b < u64::MAX);
+                        prop_assert_eq!((r.start, r.end), (a, b + 1));
+                    }
+                    None => prop_assert!(a > b || b == u64::MAX),
+                    Some(other) => prop_assert!(false, "{other:?}"),
+                }
+            }
+        }
+    }
 }
 
 /// Streams an object behind a signed link.

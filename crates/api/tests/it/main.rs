@@ -5,6 +5,7 @@ mod architecture;
 mod boot;
 mod datasets_http;
 mod edge_http;
+mod faults;
 mod helpers;
 mod http_shell;
 mod identity_http;

@@ -79,3 +79,49 @@ fn org_refs_and_roles() {
     assert_eq!(Role::parse("member").expect("member"), Role::Member);
     assert!(Role::parse("admin").is_err());
 }
+
+mod properties {
+    use defendable_identity::{ApiKeySecret, Email, OneTimeToken};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Outside strings never panic the parsers; what parses is already normalized.
+        #[test]
+        fn outside_strings_never_panic_the_parsers(s in any::<String>()) {
+            let _ = OneTimeToken::parse(&s);
+            let _ = ApiKeySecret::parse(&s);
+            if let Ok(e) = Email::parse(&s) {
+                let again = Email::parse(e.as_str()).expect("reparses");
+                prop_assert_eq!(again.as_str(), e.as_str());
+                prop_assert!(!e.as_str().bytes().any(|b| b.is_ascii_uppercase()));
+            }
+        }
+
+        /// A share token parses in any blank-padded spelling to the same token, and a token of
+        /// another length never parses.
+        #[test]
+        fn share_tokens_parse_only_in_their_shape(pad in "[ \t]{0,3}", cut in 1usize..43) {
+            let token = OneTimeToken::generate();
+            let padded = format!("{pad}{}{pad}", token.expose());
+            let parsed = OneTimeToken::parse(&padded).expect("parses");
+            let (a, b) = (parsed.hash(), token.hash());
+            prop_assert_eq!(a.as_bytes(), b.as_bytes());
+            prop_assert!(OneTimeToken::parse(&token.expose()[..cut]).is_err());
+        }
+
+        /// A mistyped API key (any one character replaced) is refused by its checksum before
+        /// any database access.
+        #[test]
+        fn api_keys_refuse_any_single_character_change(pos in 4usize..50, c in "[0-9A-Za-z]") {
+            let key = ApiKeySecret::generate();
+            prop_assert!(ApiKeySecret::parse(key.expose()).is_ok());
+            let mut changed = key.expose().to_owned();
+            let c = c.chars().next().expect("one char");
+            prop_assume!(changed.as_bytes()[pos] != c as u8);
+            changed.replace_range(pos..pos + 1, &c.to_string());
+            prop_assert!(ApiKeySecret::parse(&changed).is_err());
+        }
+    }
+}

@@ -246,3 +246,31 @@ proptest! {
         prop_assert_eq!(check_canonical(&mutated).is_some(), slow_check(&mutated), "{}", String::from_utf8_lossy(&mutated));
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Outside bytes (a request body, a stored row, an export line) never panic the strict
+    /// reader or the canonical check, and whatever the fast check accepts the strict reader
+    /// reads back to the same bytes.
+    #[test]
+    fn outside_bytes_never_panic_the_readers(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+        let strict = parse_strict(&bytes);
+        if let Ok(v) = &strict {
+            let _ = canonicalize(v);
+        }
+        if check_canonical(&bytes).is_some() {
+            let v = strict.expect("canonical bytes are strict JSON");
+            prop_assert_eq!(canonicalize(&v).expect("canonical"), bytes);
+        }
+    }
+
+    /// Deep nesting is refused, not a stack overflow.
+    #[test]
+    fn deep_nesting_is_refused(depth in 100usize..5000) {
+        let text = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        let _ = parse_strict(text.as_bytes());
+        let object = format!("{}{}", "{\"a\":".repeat(depth), "}".repeat(depth));
+        let _ = check_canonical(object.as_bytes());
+    }
+}

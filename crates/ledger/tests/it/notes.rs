@@ -256,3 +256,51 @@ fn ledger_names_follow_the_key_name_rules() {
         assert!(LedgerName::parse(bad).is_err(), "{bad:?}");
     }
 }
+
+mod properties {
+    use defendable_ledger::note::{open_checkpoint, open_note, sign_note, LedgerName, Vkeys};
+    use defendable_ledger::SigningKey;
+    use proptest::prelude::*;
+
+    fn signed(text: &str) -> (String, Vkeys) {
+        let (key, _) = SigningKey::generate().expect("key");
+        let name = LedgerName::parse("example.com/log").expect("name");
+        let note = sign_note(text.as_bytes(), &name, &key).expect("signs");
+        let vkey = defendable_ledger::note::vkey(&name, &key.raw_public());
+        (note, Vkeys::parse(&[vkey]).expect("vkeys"))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any outside text is refused or opened without panicking, as a note and as a
+        /// checkpoint.
+        #[test]
+        fn outside_text_never_panics_the_note_readers(text in any::<String>()) {
+            let (_, keys) = signed("x\n");
+            let _ = open_note(&text, &keys);
+            let _ = open_checkpoint(&text, &keys);
+        }
+
+        /// A signed note opens to its text, and no one-byte change makes it open to another.
+        #[test]
+        fn no_one_byte_change_opens_to_another_text(
+            lines in prop::collection::vec("[ -~]{1,40}", 1..5),
+            pos in any::<prop::sample::Index>(),
+            byte in 0x20u8..0x7f,
+        ) {
+            let text = lines.join("\n") + "\n";
+            let (note, keys) = signed(&text);
+            prop_assert_eq!(open_note(&note, &keys).expect("opens").text, text.clone());
+            let mut bytes = note.into_bytes();
+            let i = pos.index(bytes.len());
+            prop_assume!(bytes[i] != byte && bytes[i].is_ascii());
+            bytes[i] = byte;
+            if let Ok(mutated) = String::from_utf8(bytes) {
+                if let Ok(opened) = open_note(&mutated, &keys) {
+                    prop_assert_eq!(opened.text, text);
+                }
+            }
+        }
+    }
+}
