@@ -168,8 +168,9 @@ fn ops(command: &str, args: &[String]) -> Result<()> {
 }
 
 fn test() -> Result<()> {
-    ensure_system_packages(&[POSTGRES, SMTP_CAPTURE, PROMTOOL])?;
+    ensure_system_packages(&[POSTGRES, SMTP_CAPTURE, PROMTOOL, PYTHON_VENV])?;
     ensure_s3_server()?;
+    ensure_schemathesis()?;
     alert_rules()?;
     let started = std::time::SystemTime::now();
     let outcome = cargo_test_with_summary();
@@ -313,6 +314,36 @@ fn ensure_s3_server() -> Result<()> {
     ])
 }
 
+/// The pinned schemathesis for the contract-fuzzing test, in a virtual environment under
+/// `target/tools/` (never in the work tree). The test finds it at the same path.
+const SCHEMATHESIS: &str = "4.32.5";
+
+fn ensure_schemathesis() -> Result<()> {
+    let venv = root()
+        .join("target/tools")
+        .join(format!("schemathesis-{SCHEMATHESIS}"));
+    let bin = venv.join("bin/schemathesis");
+    if bin.is_file() {
+        return Ok(());
+    }
+    eprintln!(
+        "installing schemathesis {SCHEMATHESIS} under {}",
+        venv.display()
+    );
+    let venv_str = venv.to_str().context("target path is not UTF-8")?;
+    run("/usr/bin/python3", &["-m", "venv", venv_str])?;
+    let pip = venv.join("bin/pip");
+    run(
+        pip.to_str().context("target path is not UTF-8")?,
+        &[
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            &format!("schemathesis=={SCHEMATHESIS}"),
+        ],
+    )
+}
+
 /// A system requirement: how to tell it is there, and the Debian package that provides it.
 struct Requirement {
     what: &'static str,
@@ -345,6 +376,20 @@ const SMTP_CAPTURE: Requirement = Requirement {
     what: "the aiosmtpd SMTP capture server for /usr/bin/python3",
     present: aiosmtpd_present,
     debian_package: "python3-aiosmtpd",
+};
+
+/// Python's venv (with ensurepip) for /usr/bin/python3: schemathesis is installed into a
+/// virtual environment under target/.
+const PYTHON_VENV: Requirement = Requirement {
+    what: "the venv module of /usr/bin/python3",
+    present: || {
+        Command::new("/usr/bin/python3")
+            .args(["-c", "import venv, ensurepip"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    },
+    debian_package: "python3-venv",
 };
 
 fn aiosmtpd_present() -> bool {

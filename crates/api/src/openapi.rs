@@ -37,7 +37,7 @@ use crate::routes::{
         ops::get_metrics, ops::post_internal_receipts, ops::post_stripe_webhook, ops::get_org_audit,
     ),
     components(schemas(Problem, health::Health, health::Readiness, dto::RoleDto)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &CommonResponses),
     tags(
         (name = "health", description = "Liveness and readiness"),
         (name = "meta", description = "This document"),
@@ -72,6 +72,90 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+    }
+}
+
+/// Routes that never touch the database, so never answer `503 database_unavailable`.
+const WITHOUT_DATABASE: &[&str] = &[
+    "/healthz",
+    "/openapi.json",
+    "/.well-known/security.txt",
+    "/ledger/keys",
+    "/objects/{key}",
+];
+
+/// Documents the answers every route of a kind can give, so that no status a client may see
+/// is missing from the document: `400` (a malformed query or body) where there are parameters
+/// or a body, `413`, `415` and `422` where there is a body, `429` where `config::limits` declares
+/// a rate limit, and `503` (the database is unavailable, with `Retry-After`) wherever the
+/// database is read. A handler's own description of a status is kept.
+#[derive(Debug)]
+struct CommonResponses;
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let problem = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    crate::error::PROBLEM_JSON,
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let operations = [
+                ("GET", &mut item.get),
+                ("PUT", &mut item.put),
+                ("POST", &mut item.post),
+                ("DELETE", &mut item.delete),
+                ("PATCH", &mut item.patch),
+            ];
+            for (method, operation) in operations {
+                let Some(operation) = operation else {
+                    continue;
+                };
+                let has_body = operation.request_body.is_some();
+                let has_query = operation.parameters.as_ref().is_some_and(|ps| {
+                    ps.iter().any(|p| {
+                        !matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Path)
+                    })
+                });
+                let mut add = |status: &str, description: &str| {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| problem(description).into());
+                };
+                if has_body || has_query {
+                    add("400", "A malformed query, header or body");
+                }
+                if has_body {
+                    add("413", "The body is larger than allowed");
+                    add("415", "The body is not of the documented media type");
+                    add("422", "The body is well-formed but not the expected shape");
+                }
+                let limited = defendable_config::limits::RATE_LIMITS
+                    .iter()
+                    .any(|r| r.method == method && r.route == path.as_str());
+                if limited {
+                    add(
+                        "429",
+                        "Rate limited (`rate_limited`, with Retry-After and RateLimit fields)",
+                    );
+                }
+                if !WITHOUT_DATABASE.contains(&path.as_str()) {
+                    add(
+                        "503",
+                        "The database is unavailable or busy (`database_unavailable`, with Retry-After)",
+                    );
+                }
+            }
+        }
     }
 }
 

@@ -278,7 +278,9 @@ pub async fn get_catalog_entry(
 
 /// Grants a download: takes one unit of the organization's daily quota and mints a
 /// `dataset.download` receipt, in one transaction.
-#[utoipa::path(post, path = "/datasets/catalog/{slug}/download", tag = "datasets", request_body = GrantBody, security(("bearer" = [])),
+#[utoipa::path(post, path = "/datasets/catalog/{slug}/download", tag = "datasets",
+    request_body(content = Option<GrantBody>, description = "Optional; no body or `{}`: the only organization, a 24-hour grant"),
+    security(("bearer" = [])),
     params(("slug" = String, Path, description = "Dataset slug")),
     responses(
         (status = 201, description = "Granted", body = GrantDto),
@@ -292,9 +294,9 @@ pub async fn post_catalog_download(
     state: web::Data<AppState>,
     caller: Caller,
     path: web::Path<String>,
-    body: Option<web::Json<GrantBody>>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.map(|b| b.into_inner()).unwrap_or_default();
+    let body: GrantBody = crate::routes::dto::optional_body(&body, "grant request")?;
     let slug = DatasetSlug::parse(&path).map_err(|_| ApiError::not_found())?;
     let expires_in = match body.expires_in {
         None => DEFAULT_GRANT,

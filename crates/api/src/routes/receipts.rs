@@ -74,6 +74,7 @@ pub struct ReceiptPage {
 #[into_params(parameter_in = Query)]
 pub struct ReceiptQuery {
     /// Only receipts with a greater seq (the previous page's `next_cursor`).
+    #[param(maximum = 9_223_372_036_854_775_807_u64)]
     pub after: Option<u64>,
     /// Page size, 1–500 (default 100).
     pub limit: Option<i64>,
@@ -110,11 +111,7 @@ const SHARE_TTL_RANGE: std::ops::RangeInclusive<u64> = 60..=31_622_400;
 impl ShareRequest {
     /// Parses an optional JSON body.
     fn parse(body: &[u8]) -> Result<ShareRequest, ApiError> {
-        if body.iter().all(u8::is_ascii_whitespace) {
-            return Ok(ShareRequest::default());
-        }
-        let req: ShareRequest = serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("invalid share request: {e}")))?;
+        let req: ShareRequest = crate::routes::dto::optional_body(body, "share request")?;
         if let Some(ttl) = req.expires_in {
             if !SHARE_TTL_RANGE.contains(&ttl) {
                 return Err(ApiError::new(
@@ -259,6 +256,13 @@ pub async fn get_org_receipts(
 ) -> Result<web::Json<ReceiptPage>, ApiError> {
     let access = caller.member(&state, &path).await?;
     let kind = query.kind.as_deref().map(ReceiptKind::parse).transpose()?;
+    if query.after.is_some_and(|a| i64::try_from(a).is_err()) {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_cursor",
+            "`after` is beyond any receipt sequence number",
+        ));
+    }
     let limit = query.limit.unwrap_or(100).clamp(1, 500);
     let client = state.db.get().await?;
     let mut rows = ledger::list(

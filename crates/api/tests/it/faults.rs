@@ -433,6 +433,7 @@ async fn assert_nothing_lost(
 }
 
 #[actix_web::test]
+#[allow(clippy::print_stdout)] // the figures are this test's report (`--nocapture`)
 async fn faults_lose_nothing_and_three_processes_behave_as_one() {
     let mut h = Harness::start().await;
     let mut report = Vec::new();

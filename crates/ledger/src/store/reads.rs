@@ -49,7 +49,8 @@ pub async fn list(
     limit: i64,
     kind: Option<&str>,
 ) -> Result<Vec<StoredReceipt>> {
-    let after = after_seq.map(|s| s as i64).unwrap_or(-1);
+    // A cursor beyond any seq lists nothing (never wraps to a negative seq).
+    let after = after_seq.map_or(-1, |s| i64::try_from(s).unwrap_or(i64::MAX));
     let rows = client
         .query(
             &format!(
