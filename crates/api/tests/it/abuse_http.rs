@@ -7,7 +7,7 @@ use defendable_config::limits::LimitKey;
 use serde_json::{json, Value};
 
 use crate::datasets_http::publish;
-use crate::helpers::{config, TestApp, INTERNAL_KEY};
+use crate::helpers::{config, TestApp};
 
 async fn invite(app: &TestApp, owner: &str, org: &str, email: &str) -> (u16, Value) {
     let (s, body) = app
@@ -272,14 +272,7 @@ async fn refusals_of_anonymous_traffic_are_counted_and_audited_once_per_source_p
         .expect("counts")
         .get(0);
     assert_eq!(counted, 45, "every refusal is counted");
-    let res = app
-        .http
-        .get(app.url("/metrics"))
-        .header("x-internal-key", INTERNAL_KEY)
-        .send()
-        .await
-        .expect("metrics");
-    let text = res.text().await.expect("text");
+    let text = app.metrics().await;
     assert!(
         text.contains("defendable_refusals_total{action=\"share.access_error\"} 15"),
         "{text}"

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::{call, config, TestApp, INTERNAL_KEY, RUNNER_TOKEN, STRIPE_SECRET};
+use crate::helpers::{call, config, TestApp, RUNNER_TOKEN, STRIPE_SECRET};
 
 #[actix_web::test]
 async fn the_sixth_sign_in_request_for_one_email_is_refused_with_retry_after() {
@@ -243,15 +243,7 @@ async fn runners_record_receipts_with_their_token_and_metrics_need_the_internal_
         .await;
     assert_eq!(s, 401);
 
-    let res = app
-        .http
-        .get(app.url("/metrics"))
-        .header("x-internal-key", INTERNAL_KEY)
-        .send()
-        .await
-        .expect("r");
-    assert_eq!(res.status(), 200);
-    let text = res.text().await.expect("text");
+    let text = app.metrics().await;
     assert!(
         text.contains(
             "defendable_http_responses_total{route=\"/internal/receipts\",status=\"401\"} 1"
@@ -436,14 +428,7 @@ async fn a_rotated_stripe_secret_still_verifies_through_its_previous_twin() {
     )
     .await;
     assert_eq!(s, 200);
-    let res = app
-        .http
-        .get(app.url("/metrics"))
-        .header("x-internal-key", INTERNAL_KEY)
-        .send()
-        .await
-        .expect("r");
-    let text = res.text().await.expect("text");
+    let text = app.metrics().await;
     assert!(
         text.contains(
             "defendable_previous_secret_uses_total{secret=\"STRIPE_WEBHOOK_SECRET_PREVIOUS\"} 1"

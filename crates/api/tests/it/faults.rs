@@ -182,6 +182,19 @@ impl Harness {
         )
     }
 
+    /// A user signed in on `server`, its personal organization and an API key of it.
+    async fn tenant(&self, server: &Server, email: &str) -> Tenant {
+        let (token, slug, org) = self.sign_in(server, email).await;
+        let (key, key_id) = self.api_key(server, &token, &slug).await;
+        Tenant {
+            token,
+            slug,
+            org,
+            key,
+            key_id,
+        }
+    }
+
     async fn db(&self) -> tokio_postgres::Client {
         let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
             .await
@@ -204,6 +217,15 @@ async fn start_cluster(root: PathBuf) -> Cluster {
         .await
         .expect("join")
         .expect("the harness's own cluster")
+}
+
+/// A signed-in owner, its organization and an API key of it.
+struct Tenant {
+    token: String,
+    slug: String,
+    org: uuid::Uuid,
+    key: String,
+    key_id: String,
 }
 
 /// One server process; killed (SIGKILL) when dropped.
@@ -270,11 +292,11 @@ impl Writers {
 fn start_writers(
     http: &reqwest::Client,
     bases: Vec<String>,
-    bearer: &str,
-    slug: &str,
+    tenant: &Tenant,
     label: &str,
     writers: usize,
 ) -> Writers {
+    let (bearer, slug) = (tenant.key.as_str(), tenant.slug.as_str());
     let stop = Arc::new(AtomicBool::new(false));
     let log = Arc::new(Mutex::new(Vec::new()));
     let mut handles = Vec::new();
@@ -343,10 +365,10 @@ fn by_status(outcomes: &[Outcome]) -> BTreeMap<String, usize> {
 async fn retry_unacknowledged(
     http: &reqwest::Client,
     base: &str,
-    bearer: &str,
-    slug: &str,
+    tenant: &Tenant,
     outcomes: &[Outcome],
 ) -> (usize, usize) {
+    let (bearer, slug) = (tenant.key.as_str(), tenant.slug.as_str());
     let acked: HashSet<&str> = outcomes
         .iter()
         .filter(|o| o.status == Some(201))
@@ -391,11 +413,10 @@ async fn retry_unacknowledged(
 async fn assert_nothing_lost(
     h: &Harness,
     server: &Server,
-    token: &str,
-    slug: &str,
-    org: uuid::Uuid,
+    tenant: &Tenant,
     outcomes: &[Outcome],
 ) -> i64 {
+    let (token, slug, org) = (tenant.token.as_str(), tenant.slug.as_str(), tenant.org);
     let db = h.db().await;
     let keys: HashSet<&str> = outcomes.iter().map(|o| o.key.as_str()).collect();
     let receipts: i64 = db
@@ -440,16 +461,8 @@ async fn faults_lose_nothing_and_three_processes_behave_as_one() {
 
     // 1. PostgreSQL restarts under 32 writers.
     let first = h.server().await;
-    let (token, slug, org) = h.sign_in(&first, "restart@example.com").await;
-    let (key, _) = h.api_key(&first, &token, &slug).await;
-    let writers = start_writers(
-        &h.http,
-        vec![first.base.clone()],
-        &key,
-        &slug,
-        "restart",
-        WRITERS,
-    );
+    let t = h.tenant(&first, "restart@example.com").await;
+    let writers = start_writers(&h.http, vec![first.base.clone()], &t, "restart", WRITERS);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     h.stop_database().await;
     let down_at = Instant::now();
@@ -502,8 +515,8 @@ async fn faults_lose_nothing_and_three_processes_behave_as_one() {
         during.iter().any(|o| o.status == Some(503)),
         "the outage was seen"
     );
-    let (new, replayed) = retry_unacknowledged(&h.http, &first.base, &key, &slug, &outcomes).await;
-    let receipts = assert_nothing_lost(&h, &first, &token, &slug, org, &outcomes).await;
+    let (new, replayed) = retry_unacknowledged(&h.http, &first.base, &t, &outcomes).await;
+    let receipts = assert_nothing_lost(&h, &first, &t, &outcomes).await;
     let recovery = recovered_at.duration_since(up_at);
     report.push(format!(
         "PostgreSQL restart, {WRITERS} writers: {} requests {:?}; outage {:.1} s; {} receipts, 0 lost; \
@@ -520,24 +533,15 @@ async fn faults_lose_nothing_and_three_processes_behave_as_one() {
 
     // 2. A server process killed with SIGKILL mid-write; a second process takes over.
     let mut doomed = h.server().await;
-    let (token, slug, org) = h.sign_in(&doomed, "killed@example.com").await;
-    let (key, _) = h.api_key(&doomed, &token, &slug).await;
-    let writers = start_writers(
-        &h.http,
-        vec![doomed.base.clone()],
-        &key,
-        &slug,
-        "kill",
-        WRITERS,
-    );
+    let t = h.tenant(&doomed, "killed@example.com").await;
+    let writers = start_writers(&h.http, vec![doomed.base.clone()], &t, "kill", WRITERS);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     doomed.kill();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let outcomes = writers.stop().await;
     let survivor = h.server().await;
-    let (new, replayed) =
-        retry_unacknowledged(&h.http, &survivor.base, &key, &slug, &outcomes).await;
-    let receipts = assert_nothing_lost(&h, &survivor, &token, &slug, org, &outcomes).await;
+    let (new, replayed) = retry_unacknowledged(&h.http, &survivor.base, &t, &outcomes).await;
+    let receipts = assert_nothing_lost(&h, &survivor, &t, &outcomes).await;
     report.push(format!(
         "SIGKILL mid-write, {WRITERS} writers: {} requests {:?}; {} receipts, 0 lost; \
          {} unacknowledged retried with their keys on another process ({new} new, \
@@ -552,9 +556,15 @@ async fn faults_lose_nothing_and_three_processes_behave_as_one() {
     // 3. Three processes on one database.
     let servers = [h.server().await, h.server().await, h.server().await];
     let bases: Vec<String> = servers.iter().map(|s| s.base.clone()).collect();
-    let (token, slug, org) = h.sign_in(&servers[0], "three@example.com").await;
-    let (key, key_id) = h.api_key(&servers[1], &token, &slug).await;
-    let writers = start_writers(&h.http, bases.clone(), &key, &slug, "three", 48);
+    let t = h.tenant(&servers[0], "three@example.com").await;
+    let Tenant {
+        token,
+        slug,
+        key,
+        key_id,
+        ..
+    } = &t;
+    let writers = start_writers(&h.http, bases.clone(), &t, "three", 48);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let outcomes = writers.stop().await;
     assert!(
@@ -562,7 +572,7 @@ async fn faults_lose_nothing_and_three_processes_behave_as_one() {
         "{:?}",
         by_status(&outcomes)
     );
-    let receipts = assert_nothing_lost(&h, &servers[2], &token, &slug, org, &outcomes).await;
+    let receipts = assert_nothing_lost(&h, &servers[2], &t, &outcomes).await;
 
     // Grants: the quota (25 a day) holds across processes.
     let bytes = b"year,count\n2026,41\n";
@@ -610,7 +620,7 @@ async fn faults_lose_nothing_and_three_processes_behave_as_one() {
     let share: Value = h
         .http
         .post(servers[0].url(&format!("/orgs/{slug}/receipts/{receipt_id}/share")))
-        .bearer_auth(&token)
+        .bearer_auth(token)
         .json(&json!({}))
         .send()
         .await
@@ -638,7 +648,7 @@ async fn faults_lose_nothing_and_three_processes_behave_as_one() {
         let status = h
             .http
             .get(format!("{base}/orgs/{slug}"))
-            .bearer_auth(&key)
+            .bearer_auth(key)
             .send()
             .await
             .expect("get")
@@ -648,7 +658,7 @@ async fn faults_lose_nothing_and_three_processes_behave_as_one() {
     let res = h
         .http
         .delete(servers[0].url(&format!("/orgs/{slug}/api-keys/{key_id}")))
-        .bearer_auth(&token)
+        .bearer_auth(token)
         .send()
         .await
         .expect("revoke");
@@ -660,7 +670,7 @@ async fn faults_lose_nothing_and_three_processes_behave_as_one() {
             let status = h
                 .http
                 .get(format!("{base}/orgs/{slug}"))
-                .bearer_auth(&key)
+                .bearer_auth(key)
                 .send()
                 .await
                 .expect("get")
@@ -684,7 +694,6 @@ async fn faults_lose_nothing_and_three_processes_behave_as_one() {
         receipts,
         slowest.as_secs_f64(),
     ));
-    let _ = org;
     println!("\nFault harness figures:");
     for line in &report {
         println!("- {line}");

@@ -66,11 +66,7 @@ impl TestApp {
     /// A server on an existing database (another "process" on the same data).
     pub async fn spawn_on(db: TestDb, config: Config) -> TestApp {
         let data = TempDir::new();
-        let dir = data.path().join("objects");
-        std::fs::create_dir_all(&dir).expect("objects dir");
-        let objects: Arc<dyn object_store::ObjectStore> = Arc::new(
-            object_store::local::LocalFileSystem::new_with_prefix(&dir).expect("local store"),
-        );
+        let objects = local_objects(&data);
         Self::spawn_full(db, config, data, objects, None).await
     }
 
@@ -102,11 +98,7 @@ impl TestApp {
         capture_logs();
         let db = TestDb::new().await;
         let data = TempDir::new();
-        let dir = data.path().join("objects");
-        std::fs::create_dir_all(&dir).expect("objects dir");
-        let objects: Arc<dyn object_store::ObjectStore> = Arc::new(
-            object_store::local::LocalFileSystem::new_with_prefix(&dir).expect("local store"),
-        );
+        let objects = local_objects(&data);
         let mut config = config;
         config.data_dir = data.path().to_path_buf();
         let base = start_with_pool(&db, settings, config, objects.clone(), None);
@@ -168,6 +160,33 @@ impl TestApp {
             .await;
         assert_eq!(s, 201, "{share}");
         share
+    }
+
+    /// `GET /orgs/{slug}/ledger/verify` as `token`: the report.
+    pub async fn verify(&self, token: &str, slug: &str) -> Value {
+        let (s, report) = self
+            .call(
+                "GET",
+                &format!("/orgs/{slug}/ledger/verify"),
+                Some(token),
+                None,
+            )
+            .await;
+        assert_eq!(s, 200, "{report}");
+        report
+    }
+
+    /// `/metrics` with the internal key: the Prometheus text.
+    pub async fn metrics(&self) -> String {
+        let res = self
+            .http
+            .get(self.url("/metrics"))
+            .header("x-internal-key", INTERNAL_KEY)
+            .send()
+            .await
+            .expect("metrics");
+        assert_eq!(res.status(), 200);
+        res.text().await.expect("text")
     }
 
     /// The verifier keys `/ledger/keys` publishes.
@@ -297,6 +316,13 @@ pub fn start_with_pool(
     let base = format!("http://127.0.0.1:{}", app.port());
     actix_web::rt::spawn(app.run_until_stopped());
     base
+}
+
+/// A local-filesystem object store under `data/objects`.
+fn local_objects(data: &TempDir) -> Arc<dyn object_store::ObjectStore> {
+    let dir = data.path().join("objects");
+    std::fs::create_dir_all(&dir).expect("objects dir");
+    Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&dir).expect("local store"))
 }
 
 fn client() -> reqwest::Client {

@@ -264,14 +264,7 @@ async fn an_export_verifies_offline_and_the_verify_route_reports_tampering() {
         format!("localhost-dev/orgs/{org_id}")
     );
 
-    let (_, ok) = app
-        .call(
-            "GET",
-            &format!("/orgs/{slug}/ledger/verify"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let ok = app.verify(&token, &slug).await;
     assert_eq!(
         (ok["valid"].as_bool(), ok["checked"].as_u64()),
         (Some(true), Some(25))
@@ -289,14 +282,7 @@ async fn an_export_verifies_offline_and_the_verify_route_reports_tampering() {
         )
         .await
         .expect("tamper");
-    let (_, bad) = app
-        .call(
-            "GET",
-            &format!("/orgs/{slug}/ledger/verify"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let bad = app.verify(&token, &slug).await;
     assert_eq!(bad["valid"], false);
     assert_eq!(bad["failure"]["seq"], 11);
     assert!(

@@ -109,6 +109,16 @@ async fn fill(app: &TestApp, org: uuid::Uuid, n: usize) {
     }
 }
 
+/// Starts an export as `bearer` (the body not read yet).
+async fn start_export(app: &TestApp, url: &str, bearer: &str) -> reqwest::Response {
+    app.http
+        .get(url)
+        .bearer_auth(bearer)
+        .send()
+        .await
+        .expect("export")
+}
+
 #[actix_web::test]
 async fn slow_export_readers_hold_no_connection_and_exports_are_capped_per_principal() {
     let app = TestApp::spawn_with_pool(config(&[]), patient_pool(2)).await;
@@ -122,13 +132,7 @@ async fn slow_export_readers_hold_no_connection_and_exports_are_capped_per_princ
     // Two exports whose readers take one chunk and then stop reading.
     let mut stalled = Vec::new();
     for _ in 0..2 {
-        let res = app
-            .http
-            .get(&export)
-            .bearer_auth(&token)
-            .send()
-            .await
-            .expect("export");
+        let res = start_export(&app, &export, &token).await;
         assert_eq!(res.status(), 200);
         let mut body = res.bytes_stream();
         body.next().await.expect("a first chunk").expect("bytes");
@@ -150,25 +154,13 @@ async fn slow_export_readers_hold_no_connection_and_exports_are_capped_per_princ
     }
 
     // A third export by the same principal is refused; another principal still exports.
-    let res = app
-        .http
-        .get(&export)
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("export");
+    let res = start_export(&app, &export, &token).await;
     assert_eq!(res.status(), 429);
     assert!(res.headers().contains_key("retry-after"));
     let problem: Value = res.json().await.expect("problem");
     assert_eq!(problem["code"], "too_many_exports");
     let key = app.api_key(&token, &slug).await;
-    let res = app
-        .http
-        .get(&export)
-        .bearer_auth(&key)
-        .send()
-        .await
-        .expect("export");
+    let res = start_export(&app, &export, &key).await;
     assert_eq!(res.status(), 200);
     let text = res.text().await.expect("body");
     assert_eq!(
@@ -186,13 +178,7 @@ async fn slow_export_readers_hold_no_connection_and_exports_are_capped_per_princ
     drop(stalled);
     let mut freed = false;
     for _ in 0..100 {
-        let res = app
-            .http
-            .get(&export)
-            .bearer_auth(&token)
-            .send()
-            .await
-            .expect("export");
+        let res = start_export(&app, &export, &token).await;
         if res.status() == 200 {
             let text = res.text().await.expect("body");
             assert_eq!(text.lines().count(), receipts + 1);
@@ -274,14 +260,7 @@ async fn a_lock_wait_and_a_pool_wait_end_in_503_with_retry_after() {
     assert_eq!(problem["code"], "database_unavailable");
     tx.rollback().await.expect("rollback");
 
-    let (_, verify) = app
-        .call(
-            "GET",
-            &format!("/orgs/{slug}/ledger/verify"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let verify = app.verify(&token, &slug).await;
     assert_eq!(
         (verify["valid"].as_bool(), verify["checked"].as_u64()),
         (Some(true), Some(1)),
