@@ -26,7 +26,7 @@ enum Cmd {
         args: Vec<String>,
     },
     /// Run a benchmark in release mode and print its figures (`auth`, `ledger`, `datasets`,
-    /// `drill`, `tree`).
+    /// `drill`, `tree`, `http`).
     Bench {
         /// Which benchmark.
         name: String,
@@ -102,6 +102,7 @@ fn main() -> Result<()> {
         Cmd::RestoreDrill { args } => ops("restore-drill", &args),
         Cmd::RotationReceipt { args } => ops("rotation-receipt", &args),
         Cmd::Packet { args } => ops("packet", &args),
+        Cmd::Bench { name } if name == "http" => bench_http(),
         Cmd::Bench { name } => {
             let (package, example) = match name.as_str() {
                 "auth" => ("defendable-api", "bench_auth"),
@@ -110,7 +111,7 @@ fn main() -> Result<()> {
                 "drill" => ("defendable-ops", "bench_drill"),
                 "tree" => ("defendable-api", "bench_tree"),
                 other => {
-                    bail!("unknown benchmark {other:?}; known: auth, ledger, datasets, drill, tree")
+                    bail!("unknown benchmark {other:?}; known: auth, ledger, datasets, drill, tree, http")
                 }
             };
             ensure_system_packages(&[POSTGRES])?;
@@ -165,6 +166,35 @@ fn ops(command: &str, args: &[String]) -> Result<()> {
     ];
     all.extend(args.iter().map(String::as_str));
     cargo(&all)
+}
+
+/// `bench http`: the release server binary under wrk, beside pgbench on the same database.
+fn bench_http() -> Result<()> {
+    ensure_system_packages(&[POSTGRES, WRK])?;
+    cargo(&[
+        "build",
+        "--release",
+        "--package",
+        "defendable-api",
+        "--bin",
+        "defendable-api",
+    ])?;
+    let server = root().join("target/release/defendable-api");
+    let status = cargo_command(&[
+        "run",
+        "--release",
+        "--package",
+        "defendable-api",
+        "--example",
+        "bench_http",
+    ])
+    .env("BENCH_SERVER_BIN", &server)
+    .status()
+    .context("running the HTTP benchmark")?;
+    if !status.success() {
+        bail!("the HTTP benchmark failed with {status}");
+    }
+    Ok(())
 }
 
 fn test() -> Result<()> {
@@ -369,6 +399,19 @@ const PROMTOOL: Requirement = Requirement {
             .unwrap_or(false)
     },
     debian_package: "prometheus",
+};
+
+/// wrk, the HTTP load generator of `bench http`.
+const WRK: Requirement = Requirement {
+    what: "wrk (HTTP load generator)",
+    present: || {
+        Command::new("wrk")
+            .arg("--version")
+            .output()
+            .map(|_| true)
+            .unwrap_or(false)
+    },
+    debian_package: "wrk",
 };
 
 /// A real SMTP server for the mail delivery test.

@@ -98,16 +98,16 @@ pub async fn publish(
     }
     let tx = client.transaction().await?;
     tx.execute(
-        "INSERT INTO datasets (slug, title, description, license, media_type, current_version)
+        &tx.prepare_cached("INSERT INTO datasets (slug, title, description, license, media_type, current_version)
          VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (slug) DO UPDATE SET title = $2, description = $3, license = $4, media_type = $5,
-             current_version = $6, updated_at = now()",
+             current_version = $6, updated_at = now()").await?,
         &[&p.slug.as_str(), &p.title, &p.description, &p.license, &p.media_type, &p.version.as_str()],
     )
     .await?;
     tx.execute(
-        "INSERT INTO dataset_versions (slug, version, object_key, size, blake3) VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (slug, version) DO UPDATE SET object_key = $3, size = $4, blake3 = $5, verified_at = now()",
+        &tx.prepare_cached("INSERT INTO dataset_versions (slug, version, object_key, size, blake3) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (slug, version) DO UPDATE SET object_key = $3, size = $4, blake3 = $5, verified_at = now()").await?,
         &[&p.slug.as_str(), &p.version.as_str(), &p.object_key.as_str(), &(size as i64), &digest.to_hex()],
     )
     .await?;
@@ -186,8 +186,8 @@ pub async fn record_catalog_view(
     let tx = client.transaction().await?;
     let fresh = tx
         .execute(
-            "INSERT INTO dataset_catalog_views (principal, minute) VALUES ($1, date_trunc('minute', now()))
-             ON CONFLICT DO NOTHING",
+            &tx.prepare_cached("INSERT INTO dataset_catalog_views (principal, minute) VALUES ($1, date_trunc('minute', now()))
+             ON CONFLICT DO NOTHING").await?,
             &[&principal],
         )
         .await?
@@ -199,7 +199,10 @@ pub async fn record_catalog_view(
         record(&tx, &e).await?;
         // Keep the throttle table small: rows older than an hour have done their job.
         tx.execute(
-            "DELETE FROM dataset_catalog_views WHERE minute < now() - interval '1 hour'",
+            &tx.prepare_cached(
+                "DELETE FROM dataset_catalog_views WHERE minute < now() - interval '1 hour'",
+            )
+            .await?,
             &[],
         )
         .await?;
@@ -228,7 +231,9 @@ pub async fn daily_limit(
 ) -> Result<i64> {
     let row = client
         .query_opt(
-            "SELECT daily_limit FROM dataset_quota_limits WHERE org_id = $1",
+            &client
+                .prepare_cached("SELECT daily_limit FROM dataset_quota_limits WHERE org_id = $1")
+                .await?,
             &[&org],
         )
         .await?;
@@ -246,8 +251,8 @@ pub async fn set_daily_limit(
 ) -> Result<()> {
     client
         .execute(
-            "INSERT INTO dataset_quota_limits (org_id, daily_limit, plan) VALUES ($1, $2, $3)
-             ON CONFLICT (org_id) DO UPDATE SET daily_limit = $2, plan = $3, updated_at = now()",
+            &client.prepare_cached("INSERT INTO dataset_quota_limits (org_id, daily_limit, plan) VALUES ($1, $2, $3)
+             ON CONFLICT (org_id) DO UPDATE SET daily_limit = $2, plan = $3, updated_at = now()").await?,
             &[&org, &limit, &plan],
         )
         .await?;
@@ -264,7 +269,11 @@ pub async fn quota(
     let limit = daily_limit(client, org, default_limit).await?;
     let used: i64 = client
         .query_opt(
-            "SELECT used FROM dataset_quota_usage WHERE org_id = $1 AND day = $2",
+            &client
+                .prepare_cached(
+                    "SELECT used FROM dataset_quota_usage WHERE org_id = $1 AND day = $2",
+                )
+                .await?,
             &[&org, &utc_day(now)],
         )
         .await?
@@ -336,8 +345,8 @@ pub async fn grant(client: &mut Client, req: &GrantRequest) -> Result<Grant> {
     let tx = client.transaction().await?;
     let version = tx
         .query_opt(
-            "SELECT v.version, v.object_key, v.size, v.blake3 FROM datasets d
-             JOIN dataset_versions v ON v.slug = d.slug AND v.version = d.current_version WHERE d.slug = $1",
+            &tx.prepare_cached("SELECT v.version, v.object_key, v.size, v.blake3 FROM datasets d
+             JOIN dataset_versions v ON v.slug = d.slug AND v.version = d.current_version WHERE d.slug = $1").await?,
             &[&req.slug.as_str()],
         )
         .await?
@@ -362,10 +371,13 @@ pub async fn grant(client: &mut Client, req: &GrantRequest) -> Result<Grant> {
     // so exactly `limit` succeed however many race.
     let used: i64 = match tx
         .query_opt(
-            "INSERT INTO dataset_quota_usage (org_id, day, used) VALUES ($1, $2, 1)
+            &tx.prepare_cached(
+                "INSERT INTO dataset_quota_usage (org_id, day, used) VALUES ($1, $2, 1)
              ON CONFLICT (org_id, day) DO UPDATE SET used = dataset_quota_usage.used + 1
                  WHERE dataset_quota_usage.used < $3
              RETURNING used",
+            )
+            .await?,
             &[&req.org, &utc_day(now), &(limit as i32)],
         )
         .await?
@@ -379,17 +391,24 @@ pub async fn grant(client: &mut Client, req: &GrantRequest) -> Result<Grant> {
     let person: Option<Uuid> = match &req.grantee {
         Grantee::User { id, .. } => Some(*id),
         Grantee::ApiKey { id } => tx
-            .query_opt("SELECT created_by FROM api_keys WHERE id = $1", &[id])
+            .query_opt(
+                &tx.prepare_cached("SELECT created_by FROM api_keys WHERE id = $1")
+                    .await?,
+                &[id],
+            )
             .await?
             .map(|r| r.get(0)),
     };
     if let Some(person) = person {
         let taken = tx
             .query_opt(
-                "INSERT INTO dataset_user_usage (user_id, day, used) VALUES ($1, $2, 1)
+                &tx.prepare_cached(
+                    "INSERT INTO dataset_user_usage (user_id, day, used) VALUES ($1, $2, 1)
                  ON CONFLICT (user_id, day) DO UPDATE SET used = dataset_user_usage.used + 1
                      WHERE dataset_user_usage.used < $3
                  RETURNING used",
+                )
+                .await?,
                 &[&person, &utc_day(now), &(limit as i32)],
             )
             .await?;
@@ -423,8 +442,8 @@ pub async fn grant(client: &mut Client, req: &GrantRequest) -> Result<Grant> {
     let sealed = ledger::append_in(&tx, req.org, draft).await?;
     let id = Uuid::now_v7();
     tx.execute(
-        "INSERT INTO dataset_grants (id, org_id, seq, slug, version, object_key, user_id, api_key_id, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        &tx.prepare_cached("INSERT INTO dataset_grants (id, org_id, seq, slug, version, object_key, user_id, api_key_id, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)").await?,
         &[&id, &req.org, &(sealed.seq as i64), &req.slug.as_str(), &version, &object_key, &user_id, &api_key_id, &expires_at],
     )
     .await?;
@@ -488,7 +507,7 @@ pub async fn grant_for_receipt(
 ) -> Result<Option<GrantRow>> {
     let row = client
         .query_opt(
-            "SELECT id, org_id, slug, version, object_key, expires_at FROM dataset_grants WHERE org_id = $1 AND seq = $2",
+            &client.prepare_cached("SELECT id, org_id, slug, version, object_key, expires_at FROM dataset_grants WHERE org_id = $1 AND seq = $2").await?,
             &[&org, &(seq as i64)],
         )
         .await?;

@@ -224,15 +224,21 @@ pub async fn request_magic_link(
     let token = OneTimeToken::generate();
     let tx = client.transaction().await?;
     tx.execute(
-        "UPDATE magic_links SET superseded_at = now()
+        &tx.prepare_cached(
+            "UPDATE magic_links SET superseded_at = now()
          WHERE email = $1 AND consumed_at IS NULL AND superseded_at IS NULL",
+        )
+        .await?,
         &[&email.as_str()],
     )
     .await?;
     let expires_at: OffsetDateTime = tx
         .query_one(
-            "INSERT INTO magic_links (id, email, token_hash, expires_at)
+            &tx.prepare_cached(
+                "INSERT INTO magic_links (id, email, token_hash, expires_at)
              VALUES ($1, $2, $3, now() + make_interval(secs => $4)) RETURNING expires_at",
+            )
+            .await?,
             &[
                 &Uuid::now_v7(),
                 &email.as_str(),
@@ -264,10 +270,13 @@ pub async fn verify_magic_link(
     let tx = client.transaction().await?;
     let consumed = tx
         .query_opt(
-            "UPDATE magic_links SET consumed_at = now()
+            &tx.prepare_cached(
+                "UPDATE magic_links SET consumed_at = now()
              WHERE token_hash = $1 AND consumed_at IS NULL AND superseded_at IS NULL
                AND expires_at > now()
              RETURNING email",
+            )
+            .await?,
             &[&token.hash().as_bytes()],
         )
         .await?;
@@ -310,9 +319,12 @@ pub async fn record_invalid_token(
 async fn upsert_user(tx: &Transaction<'_>, email: &Email) -> Result<(User, bool)> {
     let row = tx
         .query_one(
-            "INSERT INTO users (id, email, last_login_at) VALUES ($1, $2, now())
+            &tx.prepare_cached(
+                "INSERT INTO users (id, email, last_login_at) VALUES ($1, $2, now())
              ON CONFLICT (email) DO UPDATE SET last_login_at = now()
              RETURNING id, email, created_at, (xmax = 0) AS created",
+            )
+            .await?,
             &[&Uuid::now_v7(), &email.as_str()],
         )
         .await?;
@@ -363,9 +375,13 @@ async fn insert_org(
 ) -> Result<Option<Org>> {
     let row = client
         .query_opt(
-            "INSERT INTO orgs (id, slug, name, personal) VALUES ($1, $2, $3, $4)
+            &client
+                .prepare_cached(
+                    "INSERT INTO orgs (id, slug, name, personal) VALUES ($1, $2, $3, $4)
              ON CONFLICT (slug) DO NOTHING
              RETURNING id, slug, name, personal, created_at",
+                )
+                .await?,
             &[&Uuid::now_v7(), &slug.as_str(), &name.as_str(), &personal],
         )
         .await?;
@@ -380,8 +396,12 @@ async fn add_member(
 ) -> Result<bool> {
     let n = client
         .execute(
-            "INSERT INTO memberships (org_id, user_id, role) VALUES ($1, $2, $3)
+            &client
+                .prepare_cached(
+                    "INSERT INTO memberships (org_id, user_id, role) VALUES ($1, $2, $3)
              ON CONFLICT DO NOTHING",
+                )
+                .await?,
             &[&org.as_uuid(), &user.as_uuid(), &role.as_str()],
         )
         .await?;
@@ -396,7 +416,8 @@ async fn create_session(
     let id = SessionId::generate();
     let expires_at = OffsetDateTime::now_utc() + pg_duration(ttl);
     tx.execute(
-        "INSERT INTO sessions (id, user_id, expires_at) VALUES ($1, $2, $3)",
+        &tx.prepare_cached("INSERT INTO sessions (id, user_id, expires_at) VALUES ($1, $2, $3)")
+            .await?,
         &[&id.as_uuid(), &user.as_uuid(), &expires_at],
     )
     .await?;
@@ -418,7 +439,7 @@ pub struct SessionRow {
 pub async fn session(client: &impl GenericClient, id: SessionId) -> Result<Option<SessionRow>> {
     let row = client
         .query_opt(
-            "SELECT user_id, expires_at, revoked_at IS NOT NULL FROM sessions WHERE id = $1",
+            &client.prepare_cached("SELECT user_id, expires_at, revoked_at IS NOT NULL FROM sessions WHERE id = $1").await?,
             &[&id.as_uuid()],
         )
         .await?;
@@ -438,7 +459,7 @@ pub async fn revoke_session(
 ) -> Result<()> {
     let tx = client.transaction().await?;
     tx.execute(
-        "UPDATE sessions SET revoked_at = now() WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
+        &tx.prepare_cached("UPDATE sessions SET revoked_at = now() WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL").await?,
         &[&id.as_uuid(), &user.as_uuid()],
     )
     .await?;
@@ -453,7 +474,9 @@ pub async fn revoke_session(
 pub async fn user(client: &impl GenericClient, id: UserId) -> Result<User> {
     let row = client
         .query_opt(
-            "SELECT id, email, created_at FROM users WHERE id = $1",
+            &client
+                .prepare_cached("SELECT id, email, created_at FROM users WHERE id = $1")
+                .await?,
             &[&id.as_uuid()],
         )
         .await?
@@ -501,9 +524,13 @@ pub async fn list_orgs(
 ) -> Result<Page<Membership>> {
     let rows = client
         .query(
-            "SELECT o.id, o.slug, o.name, o.personal, o.created_at, m.role
+            &client
+                .prepare_cached(
+                    "SELECT o.id, o.slug, o.name, o.personal, o.created_at, m.role
              FROM memberships m JOIN orgs o ON o.id = m.org_id
              WHERE m.user_id = $1 AND o.id > $2 ORDER BY o.id LIMIT $3",
+                )
+                .await?,
             &[&user.as_uuid(), &page.after(), &page.fetch()],
         )
         .await?;
@@ -519,24 +546,29 @@ pub async fn list_orgs(
 
 /// Finds an organization by id or slug.
 pub async fn find_org(client: &impl GenericClient, org: &OrgRef) -> Result<Option<Org>> {
-    let row = match org {
-        OrgRef::Id(id) => {
-            client
+    let row =
+        match org {
+            OrgRef::Id(id) => client
                 .query_opt(
-                    "SELECT id, slug, name, personal, created_at FROM orgs WHERE id = $1",
+                    &client
+                        .prepare_cached(
+                            "SELECT id, slug, name, personal, created_at FROM orgs WHERE id = $1",
+                        )
+                        .await?,
                     &[&id.as_uuid()],
                 )
-                .await?
-        }
-        OrgRef::Slug(slug) => {
-            client
+                .await?,
+            OrgRef::Slug(slug) => client
                 .query_opt(
-                    "SELECT id, slug, name, personal, created_at FROM orgs WHERE slug = $1",
+                    &client
+                        .prepare_cached(
+                            "SELECT id, slug, name, personal, created_at FROM orgs WHERE slug = $1",
+                        )
+                        .await?,
                     &[&slug.as_str()],
                 )
-                .await?
-        }
-    };
+                .await?,
+        };
     Ok(row.map(|r| row_org(&r, 0)))
 }
 
@@ -548,7 +580,9 @@ pub async fn role_of(
 ) -> Result<Option<Role>> {
     let row = client
         .query_opt(
-            "SELECT role FROM memberships WHERE org_id = $1 AND user_id = $2",
+            &client
+                .prepare_cached("SELECT role FROM memberships WHERE org_id = $1 AND user_id = $2")
+                .await?,
             &[&org.as_uuid(), &user.as_uuid()],
         )
         .await?;
@@ -563,9 +597,13 @@ pub async fn list_members(
 ) -> Result<Page<Member>> {
     let rows = client
         .query(
-            "SELECT u.id, u.email, m.role, m.created_at
+            &client
+                .prepare_cached(
+                    "SELECT u.id, u.email, m.role, m.created_at
              FROM memberships m JOIN users u ON u.id = m.user_id
              WHERE m.org_id = $1 AND u.id > $2 ORDER BY u.id LIMIT $3",
+                )
+                .await?,
             &[&org.as_uuid(), &page.after(), &page.fetch()],
         )
         .await?;
@@ -585,7 +623,8 @@ pub async fn list_members(
 /// at-least-one-owner rule cannot be broken by two concurrent changes.
 async fn lock_org(tx: &Transaction<'_>, org: OrgId) -> Result<()> {
     tx.query_opt(
-        "SELECT 1 FROM orgs WHERE id = $1 FOR UPDATE",
+        &tx.prepare_cached("SELECT 1 FROM orgs WHERE id = $1 FOR UPDATE")
+            .await?,
         &[&org.as_uuid()],
     )
     .await?
@@ -596,7 +635,10 @@ async fn lock_org(tx: &Transaction<'_>, org: OrgId) -> Result<()> {
 async fn owner_count(tx: &Transaction<'_>, org: OrgId) -> Result<i64> {
     Ok(tx
         .query_one(
-            "SELECT count(*) FROM memberships WHERE org_id = $1 AND role = 'owner'",
+            &tx.prepare_cached(
+                "SELECT count(*) FROM memberships WHERE org_id = $1 AND role = 'owner'",
+            )
+            .await?,
             &[&org.as_uuid()],
         )
         .await?
@@ -625,9 +667,12 @@ pub async fn set_role(
     }
     let row = tx
         .query_one(
-            "UPDATE memberships m SET role = $3 FROM users u
+            &tx.prepare_cached(
+                "UPDATE memberships m SET role = $3 FROM users u
              WHERE m.org_id = $1 AND m.user_id = $2 AND u.id = m.user_id
              RETURNING u.id, u.email, m.role, m.created_at",
+            )
+            .await?,
             &[&org.as_uuid(), &target.as_uuid(), &role.as_str()],
         )
         .await?;
@@ -676,7 +721,8 @@ pub async fn remove_member(
         return Err(IdentityError::LastOwner);
     }
     tx.execute(
-        "DELETE FROM memberships WHERE org_id = $1 AND user_id = $2",
+        &tx.prepare_cached("DELETE FROM memberships WHERE org_id = $1 AND user_id = $2")
+            .await?,
         &[&org.as_uuid(), &target.as_uuid()],
     )
     .await?;
@@ -692,8 +738,11 @@ pub async fn remove_member(
     // The keys they created leave with them, as personal tokens do on a code host.
     let revoked = tx
         .query(
-            "UPDATE api_keys SET revoked_at = now()
+            &tx.prepare_cached(
+                "UPDATE api_keys SET revoked_at = now()
              WHERE org_id = $1 AND created_by = $2 AND revoked_at IS NULL RETURNING id",
+            )
+            .await?,
             &[&org.as_uuid(), &target.as_uuid()],
         )
         .await?;
@@ -731,8 +780,11 @@ pub async fn create_invite(
     let tx = client.transaction().await?;
     let already = tx
         .query_opt(
-            "SELECT 1 FROM memberships m JOIN users u ON u.id = m.user_id
+            &tx.prepare_cached(
+                "SELECT 1 FROM memberships m JOIN users u ON u.id = m.user_id
              WHERE m.org_id = $1 AND u.email = $2",
+            )
+            .await?,
             &[&org.as_uuid(), &email.as_str()],
         )
         .await?;
@@ -743,12 +795,15 @@ pub async fn create_invite(
     // working), the new role and expiry. The partial unique index makes this race-free.
     let row = tx
         .query_one(
-            "INSERT INTO invites (id, org_id, email, role, token_hash, invited_by, expires_at)
+            &tx.prepare_cached(
+                "INSERT INTO invites (id, org_id, email, role, token_hash, invited_by, expires_at)
              VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7))
              ON CONFLICT (org_id, email) WHERE accepted_at IS NULL AND revoked_at IS NULL
              DO UPDATE SET role = EXCLUDED.role, token_hash = EXCLUDED.token_hash,
                  invited_by = EXCLUDED.invited_by, expires_at = EXCLUDED.expires_at
              RETURNING created_at, expires_at, id, (xmax <> 0) AS reused",
+            )
+            .await?,
             &[
                 &InviteId::generate().as_uuid(),
                 &org.as_uuid(),
@@ -793,10 +848,14 @@ pub async fn list_invites(
 ) -> Result<Page<Invite>> {
     let rows = client
         .query(
-            "SELECT id, email, role, invited_by, created_at, expires_at FROM invites
+            &client
+                .prepare_cached(
+                    "SELECT id, email, role, invited_by, created_at, expires_at FROM invites
              WHERE org_id = $1 AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > now()
                AND id > $2
              ORDER BY id LIMIT $3",
+                )
+                .await?,
             &[&org.as_uuid(), &page.after(), &page.fetch()],
         )
         .await?;
@@ -869,9 +928,9 @@ pub async fn accept_invite(
     let tx = client.transaction().await?;
     let row = tx
         .query_opt(
-            "UPDATE invites SET accepted_at = now()
+            &tx.prepare_cached("UPDATE invites SET accepted_at = now()
              WHERE token_hash = $1 AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > now()
-             RETURNING id, org_id, email, role",
+             RETURNING id, org_id, email, role").await?,
             &[&token.hash().as_bytes()],
         )
         .await?;
@@ -937,8 +996,8 @@ pub async fn create_api_key(
     let tx = client.transaction().await?;
     let created_at: OffsetDateTime = tx
         .query_one(
-            "INSERT INTO api_keys (id, org_id, name, prefix, last4, secret_hash, created_by, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING created_at",
+            &tx.prepare_cached("INSERT INTO api_keys (id, org_id, name, prefix, last4, secret_hash, created_by, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING created_at").await?,
             &[
                 &id.as_uuid(),
                 &org.as_uuid(),
@@ -986,8 +1045,8 @@ pub async fn list_api_keys(
 ) -> Result<Page<ApiKey>> {
     let rows = client
         .query(
-            "SELECT id, name, prefix, last4, created_by, created_at, last_used_at, expires_at, revoked_at
-             FROM api_keys WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+            &client.prepare_cached("SELECT id, name, prefix, last4, created_by, created_at, last_used_at, expires_at, revoked_at
+             FROM api_keys WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3").await?,
             &[&org.as_uuid(), &page.after(), &page.fetch()],
         )
         .await?;
@@ -1048,7 +1107,7 @@ pub async fn api_key_by_hash(
 ) -> Result<Option<ApiKeyRow>> {
     let row = client
         .query_opt(
-            "SELECT id, org_id, expires_at, revoked_at IS NOT NULL FROM api_keys WHERE secret_hash = $1",
+            &client.prepare_cached("SELECT id, org_id, expires_at, revoked_at IS NOT NULL FROM api_keys WHERE secret_hash = $1").await?,
             &[&hash.as_bytes()],
         )
         .await?;
@@ -1064,8 +1123,8 @@ pub async fn api_key_by_hash(
 pub async fn touch_api_key(client: &impl GenericClient, key: ApiKeyId) -> Result<()> {
     client
         .execute(
-            "UPDATE api_keys SET last_used_at = now()
-             WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
+            &client.prepare_cached("UPDATE api_keys SET last_used_at = now()
+             WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')").await?,
             &[&key.as_uuid()],
         )
         .await?;

@@ -136,15 +136,37 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// Refuses details that are not a JSON object (the table's CHECK, said before the round trip).
+fn check_details(event: &AuditEvent) -> Result<(), StoreError> {
+    if event.details.is_object() {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid {
+            what: "audit details",
+            why: "must be a JSON object".into(),
+        })
+    }
+}
+
+/// The log line of a recorded event (`audit_id` when it is known).
+fn log_recorded(event: &AuditEvent, id: Option<i64>) {
+    tracing::info!(
+        target: "audit",
+        audit_id = id,
+        action = event.action.as_str(),
+        actor_kind = event.actor.kind(),
+        actor_id = event.actor.id().map(|u| u.to_string()),
+        org_id = event.org_id.map(|u| u.to_string()),
+        target = event.target.as_deref().map(|t| truncate(t, 256)),
+        request_id = event.context.request_id.as_deref().map(|r| truncate(r, 128)),
+        "audit event recorded"
+    );
+}
+
 /// Records `event` through `client`, which should be the transaction of the change it
 /// describes, and logs it. Returns the event's id.
 pub async fn record(client: &impl GenericClient, event: &AuditEvent) -> Result<i64, StoreError> {
-    if !event.details.is_object() {
-        return Err(StoreError::Invalid {
-            what: "audit details",
-            why: "must be a JSON object".into(),
-        });
-    }
+    check_details(event)?;
     let target = event.target.as_deref().map(|t| truncate(t, 256));
     let request_id = event
         .context
@@ -158,10 +180,14 @@ pub async fn record(client: &impl GenericClient, event: &AuditEvent) -> Result<i
         .map(|u| truncate(u, 512));
     let row = client
         .query_one(
-            "INSERT INTO audit_events
+            &client
+                .prepare_cached(
+                    "INSERT INTO audit_events
                  (action, actor_kind, actor_id, org_id, target, request_id, ip, user_agent, details)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              RETURNING id",
+                )
+                .await?,
             &[
                 &event.action.as_str(),
                 &event.actor.kind(),
@@ -176,18 +202,60 @@ pub async fn record(client: &impl GenericClient, event: &AuditEvent) -> Result<i
         )
         .await?;
     let id: i64 = row.get(0);
-    tracing::info!(
-        target: "audit",
-        audit_id = id,
-        action = event.action.as_str(),
-        actor_kind = event.actor.kind(),
-        actor_id = event.actor.id().map(|u| u.to_string()),
-        org_id = event.org_id.map(|u| u.to_string()),
-        target = target,
-        request_id = request_id,
-        "audit event recorded"
-    );
+    log_recorded(event, Some(id));
     Ok(id)
+}
+
+/// Audit events as column arrays, for a statement that inserts many at once with `unnest`
+/// (in this order: action, actor_kind, actor_id, org_id, target, request_id, ip, user_agent,
+/// details), truncated as [`record`] truncates.
+#[derive(Debug, Default)]
+pub struct AuditColumns {
+    /// `action`.
+    pub action: Vec<String>,
+    /// `actor_kind`.
+    pub actor_kind: Vec<&'static str>,
+    /// `actor_id`.
+    pub actor_id: Vec<Option<Uuid>>,
+    /// `org_id`.
+    pub org_id: Vec<Option<Uuid>>,
+    /// `target`.
+    pub target: Vec<Option<String>>,
+    /// `request_id`.
+    pub request_id: Vec<Option<String>>,
+    /// `ip`.
+    pub ip: Vec<Option<std::net::IpAddr>>,
+    /// `user_agent`.
+    pub user_agent: Vec<Option<String>>,
+    /// `details`.
+    pub details: Vec<serde_json::Value>,
+}
+
+impl AuditColumns {
+    /// Adds an event; refuses details that are not an object.
+    pub fn push(&mut self, event: &AuditEvent) -> Result<(), StoreError> {
+        check_details(event)?;
+        let owned = |s: Option<&str>, max| s.map(|s| truncate(s, max).to_owned());
+        self.action.push(event.action.as_str().to_owned());
+        self.actor_kind.push(event.actor.kind());
+        self.actor_id.push(event.actor.id());
+        self.org_id.push(event.org_id);
+        self.target.push(owned(event.target.as_deref(), 256));
+        self.request_id
+            .push(owned(event.context.request_id.as_deref(), 128));
+        self.ip.push(event.context.ip);
+        self.user_agent
+            .push(owned(event.context.user_agent.as_deref(), 512));
+        self.details.push(event.details.clone());
+        Ok(())
+    }
+}
+
+/// Logs events that a batched statement recorded (after its commit).
+pub fn log_batch_recorded<'a>(events: impl IntoIterator<Item = &'a AuditEvent>) {
+    for event in events {
+        log_recorded(event, None);
+    }
 }
 
 /// Records a refusal of anonymous or machine traffic, aggregated: counts it for `source` (an
@@ -229,7 +297,11 @@ pub async fn prune_refusals(
 ) -> Result<u64, StoreError> {
     Ok(client
         .execute(
-            "DELETE FROM refusal_counts WHERE minute < now() - make_interval(secs => $1)",
+            &client
+                .prepare_cached(
+                    "DELETE FROM refusal_counts WHERE minute < now() - make_interval(secs => $1)",
+                )
+                .await?,
             &[&(older_than_secs as f64)],
         )
         .await?)

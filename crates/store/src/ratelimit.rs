@@ -73,7 +73,7 @@ pub async fn hit(
 pub async fn prune(client: &impl GenericClient, older_than_secs: i64) -> Result<u64, StoreError> {
     Ok(client
         .execute(
-            "DELETE FROM rate_limit_counters WHERE window_start < now() - make_interval(secs => $1)",
+            &client.prepare_cached("DELETE FROM rate_limit_counters WHERE window_start < now() - make_interval(secs => $1)").await?,
             &[&(older_than_secs as f64)],
         )
         .await?)

@@ -25,19 +25,26 @@ pub async fn acquire(
     let lease_secs = lease.as_secs_f64();
     let tx = client.transaction().await?;
     tx.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended('concurrency_slots:' || $1, 0))",
+        &tx.prepare_cached(
+            "SELECT pg_advisory_xact_lock(hashtextextended('concurrency_slots:' || $1, 0))",
+        )
+        .await?,
         &[&scope],
     )
     .await?;
     tx.execute(
-        "DELETE FROM concurrency_slots
+        &tx.prepare_cached(
+            "DELETE FROM concurrency_slots
          WHERE scope = $1 AND renewed_at < now() - make_interval(secs => $2)",
+        )
+        .await?,
         &[&scope, &lease_secs],
     )
     .await?;
     let held: i64 = tx
         .query_one(
-            "SELECT count(*) FROM concurrency_slots WHERE scope = $1",
+            &tx.prepare_cached("SELECT count(*) FROM concurrency_slots WHERE scope = $1")
+                .await?,
             &[&scope],
         )
         .await?
@@ -47,7 +54,8 @@ pub async fn acquire(
     }
     let id = Uuid::new_v4();
     tx.execute(
-        "INSERT INTO concurrency_slots (id, scope) VALUES ($1, $2)",
+        &tx.prepare_cached("INSERT INTO concurrency_slots (id, scope) VALUES ($1, $2)")
+            .await?,
         &[&id, &scope],
     )
     .await?;
@@ -59,7 +67,9 @@ pub async fn acquire(
 pub async fn renew(client: &impl GenericClient, slot: Slot) -> Result<(), StoreError> {
     client
         .execute(
-            "UPDATE concurrency_slots SET renewed_at = now() WHERE id = $1",
+            &client
+                .prepare_cached("UPDATE concurrency_slots SET renewed_at = now() WHERE id = $1")
+                .await?,
             &[&slot.0],
         )
         .await?;
@@ -69,7 +79,12 @@ pub async fn renew(client: &impl GenericClient, slot: Slot) -> Result<(), StoreE
 /// Frees the slot.
 pub async fn release(client: &impl GenericClient, slot: Slot) -> Result<(), StoreError> {
     client
-        .execute("DELETE FROM concurrency_slots WHERE id = $1", &[&slot.0])
+        .execute(
+            &client
+                .prepare_cached("DELETE FROM concurrency_slots WHERE id = $1")
+                .await?,
+            &[&slot.0],
+        )
         .await?;
     Ok(())
 }

@@ -251,7 +251,11 @@ pub async fn post_stripe_webhook(
     let tx = client.transaction().await.map_err(ApiError::store)?;
     let fresh = tx
         .execute(
-            "INSERT INTO stripe_events (id, type) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            &tx.prepare_cached(
+                "INSERT INTO stripe_events (id, type) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .await
+            .map_err(ApiError::store)?,
             &[&id, &kind],
         )
         .await
@@ -288,7 +292,11 @@ pub async fn post_stripe_webhook(
                     }
                     None => {
                         tx.execute(
-                            "DELETE FROM dataset_quota_limits WHERE org_id = $1",
+                            &tx.prepare_cached(
+                                "DELETE FROM dataset_quota_limits WHERE org_id = $1",
+                            )
+                            .await
+                            .map_err(ApiError::store)?,
                             &[&org],
                         )
                         .await
@@ -393,11 +401,11 @@ pub async fn get_org_audit(
     let client = state.db.get().await?;
     let rows = client
         .query(
-            "SELECT id, occurred_at, action, actor_kind, actor_id, target, request_id, host(ip), user_agent, details
+            &client.prepare_cached("SELECT id, occurred_at, action, actor_kind, actor_id, target, request_id, host(ip), user_agent, details
              FROM audit_events
              WHERE org_id = $1 AND id < $2 AND ($3::text IS NULL OR action = $3)
                AND ($4::timestamptz IS NULL OR occurred_at >= $4) AND ($5::timestamptz IS NULL OR occurred_at < $5)
-             ORDER BY id DESC LIMIT $6",
+             ORDER BY id DESC LIMIT $6").await.map_err(ApiError::store)?,
             &[
                 &access.org.id.as_uuid(),
                 &query.cursor.unwrap_or(i64::MAX),

@@ -293,3 +293,55 @@ async fn an_export_verifies_offline_and_the_verify_route_reports_tampering() {
         "{bad}"
     );
 }
+
+/// The same Idempotency-Key from two clients at once, among other writers: one receipt, and
+/// both clients get it.
+#[actix_web::test]
+async fn one_key_from_two_clients_at_once_yields_one_receipt() {
+    let app = TestApp::spawn().await;
+    let (token, slug, _) = app.sign_in_to_org("twice@example.com").await;
+    let key = app.api_key(&token, &slug).await;
+    let url = app.url(&format!("/orgs/{slug}/receipts"));
+    let mut calls = Vec::new();
+    for i in 0..34 {
+        let (http, url, key) = (app.http.clone(), url.clone(), key.clone());
+        calls.push(tokio::spawn(async move {
+            // Clients 0 and 1 send the same key and body; the others their own.
+            let idem = if i < 2 {
+                "same".to_owned()
+            } else {
+                format!("own-{i}")
+            };
+            let n = if i < 2 { 0 } else { i };
+            let res = http
+                .post(url)
+                .bearer_auth(key)
+                .header("idempotency-key", idem)
+                .json(&json!({"kind": "note", "public": {"n": n}}))
+                .send()
+                .await
+                .expect("post");
+            let status = res.status().as_u16();
+            let body: Value = res.json().await.expect("json");
+            (status, body["receipt_id"].as_str().map(str::to_owned))
+        }));
+    }
+    let mut results = Vec::new();
+    for c in calls {
+        results.push(c.await.expect("join"));
+    }
+    let mut twins: Vec<(u16, Option<String>)> = results[..2].to_vec();
+    twins.sort();
+    assert_eq!(twins[0].1, twins[1].1, "both clients get the one receipt");
+    assert_eq!(
+        (twins[0].0, twins[1].0),
+        (200, 201),
+        "one created it, the other got it replayed"
+    );
+    assert!(results[2..].iter().all(|(s, _)| *s == 201));
+    let report = app.verify(&token, &slug).await;
+    assert_eq!(
+        (report["valid"].as_bool(), report["checked"].as_u64()),
+        (Some(true), Some(33))
+    );
+}

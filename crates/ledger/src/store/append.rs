@@ -36,8 +36,11 @@ pub(super) async fn lock_heads(tx: &Transaction<'_>, orgs: &[Uuid]) -> Result<Ha
             .filter(|o| !heads.contains_key(o))
             .collect();
         tx.execute(
-            "INSERT INTO ledger_heads (org_id, seq, hash)
+            &tx.prepare_cached(
+                "INSERT INTO ledger_heads (org_id, seq, hash)
              SELECT o, -1, $2 FROM unnest($1::uuid[]) AS o ORDER BY o ON CONFLICT DO NOTHING",
+            )
+            .await?,
             &[&missing, &Hash::GENESIS.to_hex()],
         )
         .await?;

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use deadpool_postgres::{Pool, Transaction};
-use defendable_store::audit::record;
+use defendable_store::audit::{log_batch_recorded, record, AuditColumns};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -109,15 +109,7 @@ async fn worker(pool: Pool, mut rx: mpsc::Receiver<Request>, max_batch: usize, t
         if heads.len() > 100_000 {
             heads.clear();
         }
-        let (plain, optioned): (Vec<Request>, Vec<Request>) = std::mem::take(&mut batch)
-            .into_iter()
-            .partition(|r| r.options.idempotency.is_none() && r.options.audit.is_none());
-        let leftovers = if plain.is_empty() {
-            Vec::new()
-        } else {
-            fast_batch(&pool, &mut heads, plain, tree).await
-        };
-        let slow: Vec<Request> = optioned.into_iter().chain(leftovers).collect();
+        let slow = fast_batch(&pool, &mut heads, std::mem::take(&mut batch), tree).await;
         if slow.is_empty() {
             continue;
         }
@@ -163,11 +155,15 @@ async fn load_heads(pool: &Pool, orgs: &[Uuid], heads: &mut HashMap<Uuid, Head>)
     Ok(())
 }
 
-/// The fast path for appends without options: seal against the cached heads and commit every
-/// organization's receipts in one statement that moves each head only if it is still where the
-/// cache says (compare-and-set) and inserts receipts only for the heads it moved. The statement
-/// is its own transaction. Organizations whose head moved elsewhere are re-read and retried;
-/// what still fails after a few rounds is returned for the locking path.
+/// The fast path: seal against the cached heads and commit every organization's receipts in one
+/// statement that moves each head only if it is still where the cache says (compare-and-set)
+/// and inserts, for the heads it moved, the receipts, their tree nodes, their audit events and
+/// their idempotency keys. The statement is its own transaction, so a receipt, its audit event
+/// and its key commit together or not at all. Organizations whose head moved elsewhere are
+/// re-read and retried; what still fails after a few rounds is returned for the locking path,
+/// and so are the requests whose key repeats within the batch, and the whole attempt when a key
+/// turns out to exist already (a retry across batches or processes: the insert's unique
+/// violation undoes the statement, and the locking path answers with the first receipt).
 async fn fast_batch(
     pool: &Pool,
     heads: &mut HashMap<Uuid, Head>,
@@ -192,11 +188,27 @@ async fn fast_batch(
             }
         }
         // A tree that lags its chain (receipts from an older release) is caught up under the
-        // head lock, so those organizations take the locking path.
-        let (fast, lagging): (Vec<Request>, Vec<Request>) = pending
-            .drain(..)
-            .partition(|r| tree == Tree::Skip || heads[&r.org].tree_complete());
-        locking.extend(lagging);
+        // head lock, and a key repeated within the batch must answer its second request with
+        // the first one's receipt: both take the locking path.
+        let mut key_uses: HashMap<(Uuid, &str), usize> = HashMap::new();
+        for r in &pending {
+            if let Some((key, _)) = &r.options.idempotency {
+                *key_uses.entry((r.org, key.as_str())).or_insert(0) += 1;
+            }
+        }
+        let repeated: HashSet<(Uuid, String)> = key_uses
+            .into_iter()
+            .filter(|(_, n)| *n > 1)
+            .map(|((org, key), _)| (org, key.to_owned()))
+            .collect();
+        let (fast, slow): (Vec<Request>, Vec<Request>) = pending.drain(..).partition(|r| {
+            (tree == Tree::Skip || heads[&r.org].tree_complete())
+                && r.options
+                    .idempotency
+                    .as_ref()
+                    .is_none_or(|(key, _)| !repeated.contains(&(r.org, key.clone())))
+        });
+        locking.extend(slow);
         // Seal against the cache, chaining within the batch and extending the tree.
         let start: HashMap<Uuid, Head> = fast
             .iter()
@@ -207,10 +219,24 @@ async fn fast_batch(
         let now = OffsetDateTime::now_utc();
         let mut sealed = Vec::with_capacity(fast.len());
         let mut placed = Vec::with_capacity(fast.len());
+        let mut extras = Extras::default();
         for r in fast {
+            // A bad request fails alone, before it takes a place in the chain.
+            if let Some(event) = &r.options.audit {
+                if !event.details.is_object() {
+                    let _ = r.reply.send(Err(LedgerError::Store(
+                        defendable_store::StoreError::Invalid {
+                            what: "audit details",
+                            why: "must be a JSON object".into(),
+                        },
+                    )));
+                    continue;
+                }
+            }
             let head = tip.get_mut(&r.org).expect("in start");
             match seal_next(r.org, head, now, r.draft.clone(), &mut nodes, tree) {
                 Ok(s) => {
+                    extras.add(&r, &s);
                     sealed.push(s);
                     placed.push(r);
                 }
@@ -222,12 +248,16 @@ async fn fast_batch(
         if sealed.is_empty() {
             return locking;
         }
-        let moved = match compare_and_append(pool, &start, &tip, &sealed, &nodes).await {
+        let moved = match compare_and_append(pool, &start, &tip, &sealed, &nodes, &extras).await {
             Ok(m) => m,
             Err(e) => {
-                // A deadlock with another process or a lost connection: nothing committed or
-                // unknown; the locking path decides.
-                tracing::warn!(error = %e, "compare-and-append failed; using the locking path");
+                // A key that exists already, a deadlock with another process or a lost
+                // connection: nothing committed (or unknown); the locking path decides.
+                if is_unique_violation(&e) {
+                    tracing::debug!(error = %e, "an idempotency key exists; using the locking path");
+                } else {
+                    tracing::warn!(error = %e, "compare-and-append failed; using the locking path");
+                }
                 for r in &placed {
                     heads.remove(&r.org);
                 }
@@ -237,6 +267,11 @@ async fn fast_batch(
         };
         for (r, s) in placed.into_iter().zip(sealed) {
             if moved.contains(&r.org) {
+                if let Some(event) = &r.options.audit {
+                    let mut event = event.clone();
+                    event.target = Some(s.id.clone());
+                    log_batch_recorded([&event]);
+                }
                 let _ = r.reply.send(Ok(Appended::New(StoredReceipt::from(&s))));
             } else {
                 pending.push(r);
@@ -257,15 +292,56 @@ async fn fast_batch(
     locking
 }
 
+/// What a fast batch writes beside its receipts: the audit events and idempotency keys of its
+/// requests, as column arrays, each row tagged with the organization whose head must move for
+/// it to be written.
+#[derive(Default)]
+struct Extras {
+    audit_org: Vec<Uuid>,
+    audit: AuditColumns,
+    key_org: Vec<Uuid>,
+    key: Vec<String>,
+    fingerprint: Vec<String>,
+    key_seq: Vec<i64>,
+}
+
+impl Extras {
+    fn add(&mut self, r: &Request, sealed: &Sealed) {
+        if let Some(event) = &r.options.audit {
+            let mut event = event.clone();
+            event.target = Some(sealed.id.clone());
+            if self.audit.push(&event).is_ok() {
+                self.audit_org.push(r.org);
+            }
+        }
+        if let Some((key, fingerprint)) = &r.options.idempotency {
+            self.key_org.push(r.org);
+            self.key.push(key.clone());
+            self.fingerprint.push(fingerprint.clone());
+            self.key_seq.push(sealed.seq as i64);
+        }
+    }
+}
+
+fn is_unique_violation(e: &LedgerError) -> bool {
+    match e {
+        LedgerError::Store(defendable_store::StoreError::Postgres(pg)) => {
+            pg.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+        }
+        _ => false,
+    }
+}
+
 /// One statement: move each head (chain and tree) from `start` to `tip` if it is still at
-/// `start`, and insert the sealed receipts and tree nodes of the organizations whose head moved.
-/// Returns those organizations.
+/// `start`, and insert the sealed receipts, tree nodes, audit events and idempotency keys of the
+/// organizations whose head moved. Returns those organizations.
 async fn compare_and_append(
     pool: &Pool,
     start: &HashMap<Uuid, Head>,
     tip: &HashMap<Uuid, Head>,
     sealed: &[Sealed],
     nodes: &NodeRows,
+    extras: &Extras,
 ) -> Result<HashSet<Uuid>> {
     let mut orgs: Vec<Uuid> = start.keys().copied().collect();
     orgs.sort();
@@ -300,6 +376,22 @@ async fn compare_and_append(
                      AS x(org_id, level, idx, hash)
                  WHERE x.org_id IN (SELECT org_id FROM moved)
                  RETURNING 1
+             ), audits AS (
+                 INSERT INTO audit_events
+                     (action, actor_kind, actor_id, org_id, target, request_id, ip, user_agent, details)
+                 SELECT a.action, a.actor_kind, a.actor_id, a.org_id, a.target, a.request_id, a.ip,
+                        a.user_agent, a.details
+                 FROM unnest($23::uuid[], $24::text[], $25::text[], $26::uuid[], $27::uuid[], $28::text[],
+                             $29::text[], $30::inet[], $31::text[], $32::jsonb[])
+                     AS a(for_org, action, actor_kind, actor_id, org_id, target, request_id, ip, user_agent, details)
+                 WHERE a.for_org IN (SELECT org_id FROM moved)
+                 RETURNING 1
+             ), keys AS (
+                 INSERT INTO receipt_idempotency (org_id, key, request_hash, seq)
+                 SELECT k.* FROM unnest($33::uuid[], $34::text[], $35::text[], $36::bigint[])
+                     AS k(org_id, key, request_hash, seq)
+                 WHERE k.org_id IN (SELECT org_id FROM moved)
+                 RETURNING 1
              )
              SELECT org_id FROM moved",
         )
@@ -330,6 +422,20 @@ async fn compare_and_append(
                 &nodes.level,
                 &nodes.idx,
                 &nodes.hash,
+                &extras.audit_org,
+                &extras.audit.action,
+                &extras.audit.actor_kind,
+                &extras.audit.actor_id,
+                &extras.audit.org_id,
+                &extras.audit.target,
+                &extras.audit.request_id,
+                &extras.audit.ip,
+                &extras.audit.user_agent,
+                &extras.audit.details,
+                &extras.key_org,
+                &extras.key,
+                &extras.fingerprint,
+                &extras.key_seq,
             ],
         )
         .await?;
@@ -407,8 +513,8 @@ async fn stage_batch(
             }
             let fresh = tx
                 .query_opt(
-                    "INSERT INTO receipt_idempotency (org_id, key, request_hash) VALUES ($1, $2, $3)
-                     ON CONFLICT DO NOTHING RETURNING 1",
+                    &tx.prepare_cached("INSERT INTO receipt_idempotency (org_id, key, request_hash) VALUES ($1, $2, $3)
+                     ON CONFLICT DO NOTHING RETURNING 1").await?,
                     &[&r.org, key, fingerprint],
                 )
                 .await?
@@ -416,7 +522,7 @@ async fn stage_batch(
             if !fresh {
                 let row = tx
                     .query_one(
-                        "SELECT request_hash, seq FROM receipt_idempotency WHERE org_id = $1 AND key = $2",
+                        &tx.prepare_cached("SELECT request_hash, seq FROM receipt_idempotency WHERE org_id = $1 AND key = $2").await?,
                         &[&r.org, key],
                     )
                     .await?;
@@ -464,7 +570,10 @@ async fn stage_batch(
     insert_sealed(tx, &sealed, &nodes, &heads).await?;
     for (org, key, seq) in keyed {
         tx.execute(
-            "UPDATE receipt_idempotency SET seq = $3 WHERE org_id = $1 AND key = $2",
+            &tx.prepare_cached(
+                "UPDATE receipt_idempotency SET seq = $3 WHERE org_id = $1 AND key = $2",
+            )
+            .await?,
             &[&org, &key, &seq],
         )
         .await?;

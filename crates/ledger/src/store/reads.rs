@@ -67,7 +67,9 @@ pub async fn list(
 pub async fn head(client: &impl GenericClient, org: Uuid) -> Result<(i64, Hash)> {
     let row = client
         .query_opt(
-            "SELECT seq, hash FROM ledger_heads WHERE org_id = $1",
+            &client
+                .prepare_cached("SELECT seq, hash FROM ledger_heads WHERE org_id = $1")
+                .await?,
             &[&org],
         )
         .await?;
@@ -224,7 +226,12 @@ async fn compare_nodes(
 /// Every organization that has a chain.
 pub async fn orgs(client: &impl GenericClient) -> Result<Vec<Uuid>> {
     Ok(client
-        .query("SELECT org_id FROM ledger_heads ORDER BY org_id", &[])
+        .query(
+            &client
+                .prepare_cached("SELECT org_id FROM ledger_heads ORDER BY org_id")
+                .await?,
+            &[],
+        )
         .await?
         .iter()
         .map(|r| r.get(0))

@@ -19,8 +19,8 @@ pub async fn create_share(
     let id = Uuid::now_v7();
     client
         .execute(
-            "INSERT INTO receipt_shares (id, org_id, seq, token_hash, created_by, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            &client.prepare_cached("INSERT INTO receipt_shares (id, org_id, seq, token_hash, created_by, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6)").await?,
             &[
                 &id,
                 &org,
@@ -38,7 +38,7 @@ pub async fn create_share(
 pub async fn revoke_shares(client: &impl GenericClient, org: Uuid, seq: u64) -> Result<u64> {
     Ok(client
         .execute(
-            "UPDATE receipt_shares SET revoked_at = now() WHERE org_id = $1 AND seq = $2 AND revoked_at IS NULL",
+            &client.prepare_cached("UPDATE receipt_shares SET revoked_at = now() WHERE org_id = $1 AND seq = $2 AND revoked_at IS NULL").await?,
             &[&org, &(seq as i64)],
         )
         .await?)

@@ -85,7 +85,7 @@ pub(super) async fn catch_up(
     }
     let hashes = tx
         .query(
-            "SELECT seq, hash, canonical FROM receipts WHERE org_id = $1 AND seq >= $2 AND seq < $3 ORDER BY seq",
+            &tx.prepare_cached("SELECT seq, hash, canonical FROM receipts WHERE org_id = $1 AND seq >= $2 AND seq < $3 ORDER BY seq").await?,
             &[&org, &(from as i64), &(to as i64)],
         )
         .await?;
@@ -138,7 +138,10 @@ pub async fn integrate(pool: &Pool, org: Uuid, chunk: u64) -> Result<u64> {
         catch_up(&tx, org, &mut head, chunk.max(1), &mut rows).await?;
         insert_nodes(&tx, &rows).await?;
         tx.execute(
-            "UPDATE ledger_heads SET tree_size = $2, tree_edge = $3 WHERE org_id = $1",
+            &tx.prepare_cached(
+                "UPDATE ledger_heads SET tree_size = $2, tree_edge = $3 WHERE org_id = $1",
+            )
+            .await?,
             &[&org, &(head.edge.size() as i64), &head.edge.to_bytes()],
         )
         .await?;
@@ -157,7 +160,11 @@ pub async fn integrate_all(pool: &Pool, chunk: u64) -> Result<u64> {
         let client = pool.get().await?;
         client
             .query(
-                "SELECT org_id FROM ledger_heads WHERE tree_size < seq + 1 ORDER BY org_id",
+                &client
+                    .prepare_cached(
+                        "SELECT org_id FROM ledger_heads WHERE tree_size < seq + 1 ORDER BY org_id",
+                    )
+                    .await?,
                 &[],
             )
             .await?
@@ -415,7 +422,7 @@ pub async fn tile(client: &impl GenericClient, org: Uuid, tile: TileId) -> Resul
         let level = i16::from(tile.tree_level());
         for row in client
             .query(
-                "SELECT hash FROM ledger_nodes WHERE org_id = $1 AND level = $2 AND idx >= $3 AND idx < $4 ORDER BY idx",
+                &client.prepare_cached("SELECT hash FROM ledger_nodes WHERE org_id = $1 AND level = $2 AND idx >= $3 AND idx < $4 ORDER BY idx").await?,
                 &[&org, &level, &first, &end],
             )
             .await?

@@ -309,3 +309,135 @@ async fn another_service_migrates_an_empty_database_and_appends_in_its_own_trans
         1
     );
 }
+
+/// One batch of audited, keyed appends, as the API sends them.
+fn audited(org: Uuid, key: Option<&str>, n: u64) -> (Draft, AppendOptions) {
+    let draft = draft(n);
+    let fingerprint =
+        store::request_fingerprint("test.receipt", &json!({ "n": n }), None).expect("fingerprint");
+    let mut audit = defendable_store::audit::AuditEvent::new(
+        defendable_store::audit::AuditAction::parse("receipt.create").expect("action"),
+        defendable_store::audit::Actor::System,
+    );
+    audit.org_id = Some(org);
+    audit.details = json!({ "n": n });
+    (
+        draft,
+        AppendOptions {
+            idempotency: key.map(|k| (k.to_owned(), fingerprint)),
+            audit: Some(audit),
+        },
+    )
+}
+
+/// The audited, keyed path batches like the plain one: every receipt commits with its audit
+/// event and its key; a key sent twice at once (in one batch or in two) yields one receipt; a
+/// key reused with another request, and a body too large once sealed, fail alone while their
+/// batch-mates commit; the chain and tree verify.
+#[tokio::test]
+async fn audited_keyed_appends_batch_and_bad_requests_fail_alone() {
+    let db = TestDb::new().await;
+    let org = Uuid::new_v4();
+    let appender = BatchAppender::start(db.pool.clone(), 1, 256);
+    let mut calls = Vec::new();
+    for n in 0..200u64 {
+        let (draft, opts) = audited(org, Some(&format!("key-{n}")), n);
+        calls.push(appender.append(org, draft, opts));
+    }
+    // The same key and request twice at once, and the same key with another request.
+    let (d, o) = audited(org, Some("twice"), 1_000);
+    calls.push(appender.append(org, d, o));
+    let (d, o) = audited(org, Some("twice"), 1_000);
+    calls.push(appender.append(org, d, o));
+    let (d, o) = audited(org, Some("key-7"), 7_777);
+    calls.push(appender.append(org, d, o));
+    // The largest body a draft accepts: the sealed receipt's own fields push it over the limit.
+    let oversized = (0..400)
+        .find_map(|cut| {
+            let big = "x".repeat(defendable_ledger::receipt::MAX_BODY_BYTES - cut);
+            Draft::new(
+                ReceiptKind::parse("test.receipt").expect("kind"),
+                json!({ "pad": big }),
+                None,
+            )
+            .ok()
+        })
+        .expect("a draft just under the limit");
+    let results = futures_util::future::join_all(calls).await;
+    let mut new = 0;
+    let mut twice = HashSet::new();
+    for (i, r) in results.iter().enumerate() {
+        match (i, r) {
+            (0..=199, Ok(Appended::New(_))) => new += 1,
+            (0..=199, Ok(Appended::Existing(_))) => {
+                // key-7 may have been committed before its conflicting twin arrived, or after.
+            }
+            (200 | 201, Ok(a)) => {
+                let receipt = match a {
+                    Appended::New(r) | Appended::Existing(r) => r,
+                };
+                twice.insert(receipt.receipt_id.clone());
+            }
+            (202, Err(defendable_ledger::LedgerError::IdempotencyConflict)) => {}
+            (i, Ok(_)) => panic!("request {i} unexpectedly succeeded"),
+            (i, Err(e)) => panic!("request {i} failed: {e}"),
+        }
+    }
+    assert_eq!(new, 200);
+    assert_eq!(twice.len(), 1, "one receipt for a key sent twice at once");
+    {
+        let mut batch = Vec::new();
+        for n in 300..310u64 {
+            let (d, o) = audited(org, Some(&format!("key-{n}")), n);
+            batch.push(appender.append(org, d, o));
+        }
+        let (_, o) = audited(org, Some("too-big"), 999);
+        batch.push(appender.append(org, oversized, o));
+        let results = futures_util::future::join_all(batch).await;
+        assert!(results[..10]
+            .iter()
+            .all(|r| matches!(r, Ok(Appended::New(_)))));
+        assert!(
+            matches!(
+                results[10],
+                Err(defendable_ledger::LedgerError::BodyTooLarge(_))
+            ),
+            "the oversized receipt fails alone: {:?}",
+            results[10].as_ref().err()
+        );
+    }
+    let client = db.pool.get().await.expect("client");
+    let count = |sql: &'static str| {
+        let client = &client;
+        async move {
+            client
+                .query_one(sql, &[&org])
+                .await
+                .expect("count")
+                .get::<_, i64>(0)
+        }
+    };
+    let receipts = count("SELECT count(*) FROM receipts WHERE org_id = $1").await;
+    assert_eq!(receipts, 211, "200 + the key sent twice + 10");
+    assert_eq!(
+        count("SELECT count(*) FROM audit_events WHERE org_id = $1 AND action = 'receipt.create'")
+            .await,
+        receipts,
+        "one audit event per receipt"
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM receipt_idempotency WHERE org_id = $1 AND seq IS NOT NULL")
+            .await,
+        receipts,
+        "one key per receipt"
+    );
+    let unlinked = count(
+        "SELECT count(*) FROM audit_events a WHERE a.org_id = $1 AND a.action = 'receipt.create'
+           AND NOT EXISTS (SELECT 1 FROM receipts r WHERE r.org_id = a.org_id AND r.receipt_id = a.target)",
+    )
+    .await;
+    assert_eq!(unlinked, 0, "each audit event names its receipt");
+    let report = store::verify_org(&client, org).await.expect("verify");
+    assert!(report.failure.is_none(), "{report:?}");
+    assert_eq!(report.tree_size, receipts as u64);
+}
