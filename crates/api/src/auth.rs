@@ -69,20 +69,19 @@ impl Caller {
     /// Anyone else gets 404, whether or not the organization exists.
     pub async fn member(&self, state: &AppState, org: &str) -> Result<OrgAccess, ApiError> {
         let org_ref = OrgRef::parse(org)?;
-        let client = state.db.get().await?;
-        let org = identity::find_org(&*client, &org_ref)
+        let user = match self.principal {
+            Principal::User { user, .. } => Some(user),
+            Principal::ApiKey { .. } => None,
+        };
+        // One round trip: the organization and the caller's role in it.
+        let (org, role) = identity::org_with_role(&*state.db.get().await?, &org_ref, user)
             .await?
             .ok_or(IdentityError::NotFound)?;
         match self.principal {
-            Principal::User { user, .. } => {
-                let role = identity::role_of(&*client, org.id, user)
-                    .await?
-                    .ok_or(IdentityError::NotFound)?;
-                Ok(OrgAccess {
-                    org,
-                    role: Some(role),
-                })
-            }
+            Principal::User { .. } => Ok(OrgAccess {
+                org,
+                role: Some(role.ok_or(IdentityError::NotFound)?),
+            }),
             Principal::ApiKey { org: key_org, .. } if key_org == org.id => {
                 Ok(OrgAccess { org, role: None })
             }

@@ -61,6 +61,8 @@ pub struct AppState {
     pub presigner: Option<Arc<dyn Signer>>,
     /// Signs the API's own object URLs (local backend).
     pub url_signer: UrlSigner,
+    /// `/readyz`'s object-store probe, reused for a second.
+    pub object_probe: routes::health::ObjectProbe,
 }
 
 impl std::fmt::Debug for AppState {
@@ -201,6 +203,7 @@ impl Application {
             published_keys,
             presigner: deps.presigner,
             url_signer,
+            object_probe: Default::default(),
         });
         ratelimit::spawn_pruner(
             state.db.pool().clone(),

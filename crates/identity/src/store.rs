@@ -572,6 +572,42 @@ pub async fn find_org(client: &impl GenericClient, org: &OrgRef) -> Result<Optio
     Ok(row.map(|r| row_org(&r, 0)))
 }
 
+/// An organization by slug or id, with `user`'s role in it (`None` when not a member, or when
+/// no user is given), in one statement: the authorization lookup of every org-scoped request.
+pub async fn org_with_role(
+    client: &impl GenericClient,
+    org: &OrgRef,
+    user: Option<UserId>,
+) -> Result<Option<(Org, Option<Role>)>> {
+    const SELECT: &str = "SELECT o.id, o.slug, o.name, o.personal, o.created_at, m.role
+                          FROM orgs o LEFT JOIN memberships m ON m.org_id = o.id AND m.user_id = $2";
+    let user = user.map(|u| u.as_uuid());
+    let row = match org {
+        OrgRef::Id(id) => {
+            let statement = client
+                .prepare_cached(&format!("{SELECT} WHERE o.id = $1"))
+                .await?;
+            client
+                .query_opt(&statement, &[&id.as_uuid(), &user])
+                .await?
+        }
+        OrgRef::Slug(slug) => {
+            let statement = client
+                .prepare_cached(&format!("{SELECT} WHERE o.slug = $1"))
+                .await?;
+            client
+                .query_opt(&statement, &[&slug.as_str(), &user])
+                .await?
+        }
+    };
+    Ok(row.map(|r| {
+        let role = r
+            .get::<_, Option<&str>>(5)
+            .map(|role| Role::parse(role).expect("the role column is constrained"));
+        (row_org(&r, 0), role)
+    }))
+}
+
 /// A user's role in an organization, if they are a member.
 pub async fn role_of(
     client: &impl GenericClient,

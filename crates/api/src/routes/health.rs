@@ -37,6 +37,39 @@ pub async fn get_healthz() -> web::Json<Health> {
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long a readiness probe of the object store is reused: a listing costs a request to S3,
+/// and load balancers poll `/readyz` often.
+const OBJECT_PROBE_TTL: Duration = Duration::from_secs(1);
+
+/// The last object-store probe, reused for [`OBJECT_PROBE_TTL`].
+#[derive(Debug, Default)]
+pub struct ObjectProbe {
+    last: std::sync::Mutex<Option<(std::time::Instant, String)>>,
+}
+
+impl ObjectProbe {
+    /// "ok", "unreachable" or "timed out", probing at most once per [`OBJECT_PROBE_TTL`].
+    pub async fn get(&self, objects: &std::sync::Arc<dyn object_store::ObjectStore>) -> String {
+        if let Some((at, outcome)) = self.last.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            if at.elapsed() < OBJECT_PROBE_TTL {
+                return outcome.clone();
+            }
+        }
+        let outcome =
+            match tokio::time::timeout(CHECK_TIMEOUT, objects.list_with_delimiter(None)).await {
+                Ok(Ok(_)) => "ok".to_owned(),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "readiness: object store unreachable");
+                    "unreachable".to_owned()
+                }
+                Err(_) => "timed out".to_owned(),
+            };
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((std::time::Instant::now(), outcome.clone()));
+        outcome
+    }
+}
+
 /// Whether the service can do its work: database reachable, migrations current, object store
 /// reachable.
 #[utoipa::path(get, path = "/readyz", tag = "health",
@@ -51,15 +84,7 @@ pub async fn get_readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiE
             Ok(result) => result,
             Err(_) => ("timed out".to_owned(), "unknown".to_owned()),
         };
-    let object_store =
-        match tokio::time::timeout(CHECK_TIMEOUT, state.objects.list_with_delimiter(None)).await {
-            Ok(Ok(_)) => "ok".to_owned(),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "readiness: object store unreachable");
-                "unreachable".to_owned()
-            }
-            Err(_) => "timed out".to_owned(),
-        };
+    let object_store = state.object_probe.get(&state.objects).await;
     let ready = [&database, &migrations, &object_store]
         .iter()
         .all(|s| *s == "ok");

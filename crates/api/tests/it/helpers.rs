@@ -95,13 +95,24 @@ impl TestApp {
         config: Config,
         settings: defendable_store::PoolSettings,
     ) -> TestApp {
+        Self::spawn_through(config, settings, |url| url.to_owned()).await
+    }
+
+    /// A server on a fresh database whose pool has `settings` and reaches the database at
+    /// `route(database url)` (a proxy in front of it, say).
+    pub async fn spawn_through(
+        config: Config,
+        settings: defendable_store::PoolSettings,
+        route: impl FnOnce(&str) -> String,
+    ) -> TestApp {
         capture_logs();
         let db = TestDb::new().await;
         let data = TempDir::new();
         let objects = local_objects(&data);
         let mut config = config;
         config.data_dir = data.path().to_path_buf();
-        let base = start_with_pool(&db, settings, config, objects.clone(), None);
+        let url = route(db.url());
+        let base = start_with_pool(&url, settings, config, objects.clone(), None);
         TestApp {
             base,
             http: client(),
@@ -291,7 +302,7 @@ fn start(
     presigner: Option<Arc<dyn object_store::signer::Signer>>,
 ) -> String {
     start_with_pool(
-        db,
+        db.url(),
         defendable_api::boot::server_pool_settings(config.database_pool_size),
         config,
         objects,
@@ -301,14 +312,14 @@ fn start(
 
 /// A server whose pool has `settings` (the starvation and timeout tests).
 pub fn start_with_pool(
-    db: &TestDb,
+    url: &str,
     settings: defendable_store::PoolSettings,
     config: Config,
     objects: Arc<dyn object_store::ObjectStore>,
     presigner: Option<Arc<dyn object_store::signer::Signer>>,
 ) -> String {
     let deps = Dependencies {
-        pool: defendable_store::pool_with(db.url(), settings).expect("pool for the test database"),
+        pool: defendable_store::pool_with(url, settings).expect("pool for the test database"),
         objects,
         presigner,
     };

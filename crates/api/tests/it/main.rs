@@ -16,5 +16,6 @@ mod matrix;
 mod openapi;
 mod outsider;
 mod pool_http;
+mod prepared;
 mod proofs_http;
 mod smtp;

@@ -26,6 +26,7 @@ pub(super) async fn lock_heads(tx: &Transaction<'_>, orgs: &[Uuid]) -> Result<Ha
         Head::COLUMNS
     );
     let mut heads = HashMap::with_capacity(orgs.len());
+    let select = tx.prepare_cached(&select).await?;
     for row in tx.query(&select, &[&orgs]).await? {
         heads.insert(row.get::<_, Uuid>(0), Head::from_row(&row, 1)?);
     }

@@ -17,12 +17,12 @@ pub(super) async fn get_by_seq(
     org: Uuid,
     seq: u64,
 ) -> Result<Option<StoredReceipt>> {
-    let row = client
-        .query_opt(
-            &format!("SELECT {COLUMNS} FROM receipts WHERE org_id = $1 AND seq = $2"),
-            &[&org, &(seq as i64)],
-        )
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM receipts WHERE org_id = $1 AND seq = $2"
+        ))
         .await?;
+    let row = client.query_opt(&statement, &[&org, &(seq as i64)]).await?;
     Ok(row.as_ref().map(row_receipt))
 }
 
@@ -32,12 +32,12 @@ pub async fn get(
     org: Uuid,
     receipt_id: &str,
 ) -> Result<Option<StoredReceipt>> {
-    let row = client
-        .query_opt(
-            &format!("SELECT {COLUMNS} FROM receipts WHERE org_id = $1 AND receipt_id = $2"),
-            &[&org, &receipt_id],
-        )
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM receipts WHERE org_id = $1 AND receipt_id = $2"
+        ))
         .await?;
+    let row = client.query_opt(&statement, &[&org, &receipt_id]).await?;
     Ok(row.as_ref().map(row_receipt))
 }
 
@@ -51,14 +51,14 @@ pub async fn list(
 ) -> Result<Vec<StoredReceipt>> {
     // A cursor beyond any seq lists nothing (never wraps to a negative seq).
     let after = after_seq.map_or(-1, |s| i64::try_from(s).unwrap_or(i64::MAX));
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM receipts WHERE org_id = $1 AND seq > $2 AND ($3::text IS NULL OR kind = $3)
+             ORDER BY seq LIMIT $4"
+        ))
+        .await?;
     let rows = client
-        .query(
-            &format!(
-                "SELECT {COLUMNS} FROM receipts WHERE org_id = $1 AND seq > $2 AND ($3::text IS NULL OR kind = $3)
-                 ORDER BY seq LIMIT $4"
-            ),
-            &[&org, &after, &kind, &limit],
-        )
+        .query(&statement, &[&org, &after, &kind, &limit])
         .await?;
     Ok(rows.iter().map(row_receipt).collect())
 }

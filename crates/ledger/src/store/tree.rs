@@ -119,15 +119,13 @@ pub async fn integrate(pool: &Pool, org: Uuid, chunk: u64) -> Result<u64> {
     loop {
         let mut client = pool.get().await?;
         let tx = client.transaction().await?;
-        let row = tx
-            .query_opt(
-                &format!(
-                    "SELECT {} FROM ledger_heads WHERE org_id = $1 FOR UPDATE",
-                    Head::COLUMNS
-                ),
-                &[&org],
-            )
+        let statement = tx
+            .prepare_cached(&format!(
+                "SELECT {} FROM ledger_heads WHERE org_id = $1 FOR UPDATE",
+                Head::COLUMNS
+            ))
             .await?;
+        let row = tx.query_opt(&statement, &[&org]).await?;
         let Some(row) = row else { return Ok(added) };
         let mut head = Head::from_row(&row, 0)?;
         if head.tree_complete() {
