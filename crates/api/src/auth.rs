@@ -69,14 +69,29 @@ impl Caller {
     /// Anyone else gets 404, whether or not the organization exists.
     pub async fn member(&self, state: &AppState, org: &str) -> Result<OrgAccess, ApiError> {
         let org_ref = OrgRef::parse(org)?;
-        let user = match self.principal {
-            Principal::User { user, .. } => Some(user),
-            Principal::ApiKey { .. } => None,
+        let (user, principal) = match self.principal {
+            Principal::User { user, .. } => (Some(user), user.as_uuid()),
+            Principal::ApiKey { key, .. } => (None, key.as_uuid()),
         };
-        // One round trip: the organization and the caller's role in it.
-        let (org, role) = identity::org_with_role(&*state.db.get().await?, &org_ref, user)
-            .await?
-            .ok_or(IdentityError::NotFound)?;
+        // A grant this process looked up within the authentication cache period is reused
+        // (revocations reach every process within that period); otherwise one round trip
+        // fetches the organization and the caller's role in it.
+        let (org, role) = match state.auth.cached_access(principal, org) {
+            Some(access) => access,
+            None => {
+                let access = identity::org_with_role(&*state.db.get().await?, &org_ref, user)
+                    .await?
+                    .ok_or(IdentityError::NotFound)?;
+                let granted = match self.principal {
+                    Principal::User { .. } => access.1.is_some(),
+                    Principal::ApiKey { org: key_org, .. } => key_org == access.0.id,
+                };
+                if granted {
+                    state.auth.remember_access(principal, org, access.clone());
+                }
+                access
+            }
+        };
         match self.principal {
             Principal::User { .. } => Ok(OrgAccess {
                 org,

@@ -14,8 +14,9 @@ use deadpool_postgres::Pool;
 use time::OffsetDateTime;
 
 use crate::jwt::{KeyUsed, SessionKeys};
-use crate::store::{self, ApiKeyRow, SessionRow};
-use crate::{ApiKeyId, ApiKeySecret, IdentityError, OrgId, SessionId, UserId};
+use crate::store::{self, ApiKeyRow, Org, SessionRow};
+use crate::{ApiKeyId, ApiKeySecret, IdentityError, OrgId, Role, SessionId, UserId};
+use uuid::Uuid;
 
 /// How long a process trusts a cached session or key state.
 pub const CACHE_TTL: Duration = Duration::from_secs(2);
@@ -53,7 +54,7 @@ struct Cache<K, V> {
     map: Mutex<HashMap<K, Cached<V>>>,
 }
 
-impl<K: Eq + Hash, V: Copy> Cache<K, V> {
+impl<K: Eq + Hash, V: Clone> Cache<K, V> {
     fn new() -> Self {
         Cache {
             map: Mutex::new(HashMap::new()),
@@ -64,7 +65,11 @@ impl<K: Eq + Hash, V: Copy> Cache<K, V> {
         let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         map.get(k)
             .filter(|c| c.fetched.elapsed() < CACHE_TTL)
-            .map(|c| c.value)
+            .map(|c| c.value.clone())
+    }
+
+    fn clear(&self) {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     fn put(&self, k: K, value: Option<V>) {
@@ -98,6 +103,7 @@ pub struct Authenticator {
     sessions: Cache<SessionId, SessionRow>,
     api_keys: Cache<[u8; 32], KeyState>,
     touched: Cache<ApiKeyId, ()>,
+    access: Cache<(Uuid, String), (Org, Option<Role>)>,
 }
 
 impl Authenticator {
@@ -108,7 +114,26 @@ impl Authenticator {
             sessions: Cache::new(),
             api_keys: Cache::new(),
             touched: Cache::new(),
+            access: Cache::new(),
         }
+    }
+
+    /// A granted authorization lookup (`principal` in the organization named `org`), if this
+    /// process made it within [`CACHE_TTL`]. Only grants are cached: a refusal is always
+    /// looked up again, so a new member is never refused from the cache.
+    pub fn cached_access(&self, principal: Uuid, org: &str) -> Option<(Org, Option<Role>)> {
+        self.access.get(&(principal, org.to_owned())).flatten()
+    }
+
+    /// Remembers a granted authorization lookup for [`CACHE_TTL`].
+    pub fn remember_access(&self, principal: Uuid, org: &str, access: (Org, Option<Role>)) {
+        self.access.put((principal, org.to_owned()), Some(access));
+    }
+
+    /// Forgets every cached grant on this process (after a role change or a removal; other
+    /// processes forget theirs within [`CACHE_TTL`]).
+    pub fn forget_access(&self) {
+        self.access.clear();
     }
 
     /// The session keys (to issue tokens).

@@ -572,6 +572,45 @@ pub async fn find_org(client: &impl GenericClient, org: &OrgRef) -> Result<Optio
     Ok(row.map(|r| row_org(&r, 0)))
 }
 
+/// A user and a page of their memberships, in one statement (`GET /me`).
+pub async fn user_with_orgs(
+    client: &impl GenericClient,
+    id: UserId,
+    page: PageRequest,
+) -> Result<(User, Page<Membership>)> {
+    let statement = client
+        .prepare_cached(
+            "SELECT u.id, u.email, u.created_at, o.id, o.slug, o.name, o.personal, o.created_at, m.role
+             FROM users u
+             LEFT JOIN (memberships m JOIN orgs o ON o.id = m.org_id AND o.id > $2)
+                 ON m.user_id = u.id
+             WHERE u.id = $1
+             ORDER BY o.id LIMIT $3",
+        )
+        .await?;
+    let rows = client
+        .query(&statement, &[&id.as_uuid(), &page.after(), &page.fetch()])
+        .await?;
+    let first = rows.first().ok_or(IdentityError::InvalidCredentials)?;
+    let user = User {
+        id: UserId::from_uuid(first.get(0)),
+        email: first.get(1),
+        created_at: first.get(2),
+    };
+    let items = rows
+        .iter()
+        .filter(|r| r.get::<_, Option<Uuid>>(3).is_some())
+        .map(|r| Membership {
+            org: row_org(r, 3),
+            role: row_role(r, 8),
+        })
+        .collect();
+    Ok((
+        user,
+        page.finish(items, |m: &Membership| m.org.id.as_uuid()),
+    ))
+}
+
 /// An organization by slug or id, with `user`'s role in it (`None` when not a member, or when
 /// no user is given), in one statement: the authorization lookup of every org-scoped request.
 pub async fn org_with_role(

@@ -32,9 +32,12 @@ pub async fn get_me(
     caller: Caller,
 ) -> Result<web::Json<MeDto>, ApiError> {
     let (user, _) = caller.session()?;
-    let client = state.db.get().await?;
-    let me = identity::user(&*client, user).await?;
-    let orgs = identity::list_orgs(&*client, user, PageRequest::new(None, Some(100))).await?;
+    let (me, orgs) = identity::user_with_orgs(
+        &*state.db.get().await?,
+        user,
+        PageRequest::new(None, Some(100)),
+    )
+    .await?;
     Ok(web::Json(MeDto {
         user: me.into(),
         memberships: orgs.items.into_iter().map(Into::into).collect(),

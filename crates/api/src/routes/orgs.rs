@@ -139,6 +139,8 @@ pub async fn patch_org_member(
         &caller.ctx,
     )
     .await?;
+    // Cached grants of this process are forgotten at once; others within their period.
+    state.auth.forget_access();
     Ok(web::Json(member.into()))
 }
 
@@ -172,5 +174,6 @@ pub async fn delete_org_member(
     // The member's API keys were revoked with the removal; this process forgets them at once,
     // others within their cache period.
     state.auth.forget_api_keys();
+    state.auth.forget_access();
     Ok(HttpResponse::NoContent().finish())
 }

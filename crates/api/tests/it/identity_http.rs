@@ -246,6 +246,15 @@ async fn me_orgs_members_roles_invites_and_keys_work_end_to_end() {
     // A member removes itself; then it is outside the org.
     let (s, _) = app
         .call(
+            "POST",
+            "/orgs/acme/api-keys",
+            Some(&member),
+            Some(json!({"name": "while owner"})),
+        )
+        .await;
+    assert_eq!(s, 201, "an owner may create keys");
+    let (s, _) = app
+        .call(
             "PATCH",
             &format!("/orgs/acme/members/{member_id}"),
             Some(&owner),
@@ -253,6 +262,18 @@ async fn me_orgs_members_roles_invites_and_keys_work_end_to_end() {
         )
         .await;
     assert_eq!(s, 200);
+    let (s, _) = app
+        .call(
+            "POST",
+            "/orgs/acme/api-keys",
+            Some(&member),
+            Some(json!({"name": "after demotion"})),
+        )
+        .await;
+    assert_eq!(
+        s, 403,
+        "a demotion applies at once on the process that made it"
+    );
     let (s, _) = app
         .call(
             "DELETE",
