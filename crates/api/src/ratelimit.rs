@@ -62,6 +62,20 @@ pub async fn check(
     route: &str,
     key: impl Fn(LimitKey) -> Option<String>,
 ) -> Result<(), ApiError> {
+    let client = state.db.get().await?;
+    check_on(&client, req, state, method, route, key).await
+}
+
+/// [`check`] on the request's connection, so that a handler can send its own lookup on the
+/// same connection at once (pipelined: one round trip for both).
+pub async fn check_on(
+    client: &crate::db::Conn,
+    req: &HttpRequest,
+    state: &AppState,
+    method: &str,
+    route: &str,
+    key: impl Fn(LimitKey) -> Option<String>,
+) -> Result<(), ApiError> {
     let rules: Vec<_> = state
         .config
         .rate_limits
@@ -79,12 +93,9 @@ pub async fn check(
             window_secs: r.window.as_secs() as i64,
         })
         .collect();
-    let counts = {
-        let client = state.db.get().await?;
-        ratelimit::hit(&*client, &buckets)
-            .await
-            .map_err(ApiError::store)?
-    };
+    let counts = ratelimit::hit(&**client, &buckets)
+        .await
+        .map_err(ApiError::store)?;
     let policy = rules
         .iter()
         .map(|(r, _)| format!("\"{}\";q={};w={}", r.id, r.limit, r.window.as_secs()))

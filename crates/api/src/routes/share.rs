@@ -20,35 +20,33 @@ use crate::routes::proof::{
 use crate::AppState;
 
 /// Counts a public share request against its declared limits (per token and per IP where the
-/// table declares them).
-async fn limit(
+/// table declares them) and resolves the token to its receipt, both on one connection and
+/// pipelined (one round trip). Unknown, revoked and malformed tokens are one 404, recorded as
+/// `share.access_error` (aggregated).
+async fn limit_and_resolve(
     req: &HttpRequest,
     state: &AppState,
     route: &str,
     token: &str,
-) -> Result<(), ApiError> {
-    let ip = audit_context(req, state).ip.map(|ip| ip.to_string());
-    crate::ratelimit::check(req, state, "GET", route, |k| match k {
-        LimitKey::Token => Some(token.to_owned()),
-        LimitKey::Ip => ip.clone(),
-        _ => None,
-    })
-    .await
-}
-
-/// Resolves a share token to its receipt; unknown, revoked and malformed tokens are one 404,
-/// recorded as `share.access_error`.
-async fn shared(
-    req: &HttpRequest,
-    state: &AppState,
-    token: &str,
 ) -> Result<ledger::StoredReceipt, ApiError> {
-    let found = match OneTimeToken::parse(token) {
-        Ok(t) => {
-            let client = state.db.get().await?;
-            ledger::shared_receipt(&*client, t.hash().as_bytes()).await?
-        }
-        Err(_) => None,
+    let ip = audit_context(req, state).ip.map(|ip| ip.to_string());
+    let hash = OneTimeToken::parse(token).ok().map(|t| t.hash());
+    let found = {
+        let client = state.db.get().await?;
+        let limited = crate::ratelimit::check_on(&client, req, state, "GET", route, |k| match k {
+            LimitKey::Token => Some(token.to_owned()),
+            LimitKey::Ip => ip.clone(),
+            _ => None,
+        });
+        let lookup = async {
+            match &hash {
+                Some(h) => ledger::shared_receipt(&*client, h.as_bytes()).await,
+                None => Ok(None),
+            }
+        };
+        let (limited, found) = tokio::join!(limited, lookup);
+        limited?;
+        found?
     };
     match found {
         Some(r) => Ok(r),
@@ -78,8 +76,7 @@ pub async fn get_share(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<web::Json<Value>, ApiError> {
-    limit(&req, &state, "/share/{token}", &path).await?;
-    let receipt = shared(&req, &state, &path).await?;
+    let receipt = limit_and_resolve(&req, &state, "/share/{token}", &path).await?;
     Ok(web::Json(receipt.projection()))
 }
 
@@ -190,8 +187,7 @@ pub async fn get_share_proof(
     path: web::Path<String>,
     query: web::Query<ProofQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    limit(&req, &state, "/share/{token}/proof", &path).await?;
-    let receipt = shared(&req, &state, &path).await?;
+    let receipt = limit_and_resolve(&req, &state, "/share/{token}/proof", &path).await?;
     let client = state.db.get().await?;
     let bundle = ledger::proof_bundle(&*client, &state.log, &receipt, query.size).await?;
     bundle_response(bundle, query.format.as_deref(), None)
@@ -213,8 +209,7 @@ pub async fn get_share_consistency(
     path: web::Path<String>,
     query: web::Query<ShareConsistencyQuery>,
 ) -> Result<web::Json<ConsistencyDto>, ApiError> {
-    limit(&req, &state, "/share/{token}/consistency", &path).await?;
-    let receipt = shared(&req, &state, &path).await?;
+    let receipt = limit_and_resolve(&req, &state, "/share/{token}/consistency", &path).await?;
     let client = state.db.get().await?;
     let proof =
         ledger::consistency_proof(&*client, &state.log, receipt.org, query.from, None).await?;
@@ -240,8 +235,7 @@ pub async fn get_share_download(
     path: web::Path<String>,
     query: web::Query<ProofQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    limit(&req, &state, "/share/{token}/download", &path).await?;
-    let receipt = shared(&req, &state, &path).await?;
+    let receipt = limit_and_resolve(&req, &state, "/share/{token}/download", &path).await?;
     let grant = {
         let client = state.db.get().await?;
         datasets::grant_for_receipt(&*client, receipt.org, receipt.seq).await?
