@@ -14,7 +14,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use defendable_testkit::bench::durable_database;
-use defendable_testkit::files::{outbox_tokens, TempDir};
+use defendable_testkit::files::TempDir;
+use defendable_testkit::http::{sign_in_by_mail, wait_ready, SignedIn};
 use serde_json::{json, Value};
 
 const SECRET: &str = "bench-jwt-K7q2Lm9Xr4Tz8Vw1Ny6Pb3Hc5Jd0Fg";
@@ -143,25 +144,7 @@ fn pgbench(url: &str, secs: u64) -> f64 {
 /// share link. Returns (session token, slug, API key, share token).
 async fn setup(base: &str, data: &std::path::Path) -> (String, String, String, String) {
     let http = reqwest::Client::new();
-    for _ in 0..600 {
-        if let Ok(r) = http.get(format!("{base}/healthz")).send().await {
-            if r.status() == 200 {
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let email = "bench@example.com";
-    let res = http
-        .post(format!("{base}/auth/request"))
-        .json(&json!({ "email": email }))
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(res.status(), 202);
-    let link = outbox_tokens(&data.join("outbox"), email)
-        .pop()
-        .expect("link");
+    wait_ready(&http, base, Duration::from_secs(60)).await;
     let post = |path: String, bearer: String, body: Value| {
         let http = http.clone();
         async move {
@@ -176,29 +159,8 @@ async fn setup(base: &str, data: &std::path::Path) -> (String, String, String, S
                 .expect("json")
         }
     };
-    let session: Value = http
-        .post(format!("{base}/auth/verify"))
-        .json(&json!({ "token": link }))
-        .send()
-        .await
-        .expect("verify")
-        .json()
-        .await
-        .expect("session");
-    let token = session["access_token"].as_str().expect("token").to_owned();
-    let me: Value = http
-        .get(format!("{base}/me"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("me")
-        .json()
-        .await
-        .expect("me");
-    let slug = me["memberships"][0]["org"]["slug"]
-        .as_str()
-        .expect("slug")
-        .to_owned();
+    let SignedIn { token, slug, .. } =
+        sign_in_by_mail(&http, base, &data.join("outbox"), "bench@example.com").await;
     let key = post(
         format!("{base}/orgs/{slug}/api-keys"),
         token.clone(),

@@ -337,6 +337,31 @@ pub struct Grant {
     pub quota: QuotaStatus,
 }
 
+/// Takes one unit of today's quota in `table` for `who` (its `column`) while fewer than `limit`
+/// are used, in one statement; concurrent grants queue on the row, so exactly `limit` succeed
+/// however many race. Returns the units used after this one, or `None` when none was left.
+async fn take_unit(
+    tx: &deadpool_postgres::Transaction<'_>,
+    table: &str,
+    column: &str,
+    who: Uuid,
+    now: OffsetDateTime,
+    limit: i64,
+) -> Result<Option<i64>> {
+    let statement = tx
+        .prepare_cached(&format!(
+            "INSERT INTO {table} ({column}, day, used) VALUES ($1, $2, 1)
+             ON CONFLICT ({column}, day) DO UPDATE SET used = {table}.used + 1
+                 WHERE {table}.used < $3
+             RETURNING used"
+        ))
+        .await?;
+    let row = tx
+        .query_opt(&statement, &[&who, &utc_day(now), &(limit as i32)])
+        .await?;
+    Ok(row.map(|r| i64::from(r.get::<_, i32>(0))))
+}
+
 /// Makes a grant: in one transaction, take one unit of today's quota (refusing when none is
 /// left, with nothing written), record the grant, append its `dataset.download` receipt, create
 /// its share link and record the audit event.
@@ -367,22 +392,8 @@ pub async fn grant(client: &mut Client, req: &GrantRequest) -> Result<Grant> {
     if limit < 1 {
         return Err(exhausted("the organization's"));
     }
-    // One statement takes a unit only while units remain; concurrent grants queue on the row,
-    // so exactly `limit` succeed however many race.
-    let used: i64 = match tx
-        .query_opt(
-            &tx.prepare_cached(
-                "INSERT INTO dataset_quota_usage (org_id, day, used) VALUES ($1, $2, 1)
-             ON CONFLICT (org_id, day) DO UPDATE SET used = dataset_quota_usage.used + 1
-                 WHERE dataset_quota_usage.used < $3
-             RETURNING used",
-            )
-            .await?,
-            &[&req.org, &utc_day(now), &(limit as i32)],
-        )
-        .await?
-    {
-        Some(row) => i64::from(row.get::<_, i32>(0)),
+    let used = match take_unit(&tx, "dataset_quota_usage", "org_id", req.org, now, limit).await? {
+        Some(used) => used,
         None => return Err(exhausted("the organization's")),
     };
     // The same limit also caps the person behind the grant across all of their organizations
@@ -400,18 +411,7 @@ pub async fn grant(client: &mut Client, req: &GrantRequest) -> Result<Grant> {
             .map(|r| r.get(0)),
     };
     if let Some(person) = person {
-        let taken = tx
-            .query_opt(
-                &tx.prepare_cached(
-                    "INSERT INTO dataset_user_usage (user_id, day, used) VALUES ($1, $2, 1)
-                 ON CONFLICT (user_id, day) DO UPDATE SET used = dataset_user_usage.used + 1
-                     WHERE dataset_user_usage.used < $3
-                 RETURNING used",
-                )
-                .await?,
-                &[&person, &utc_day(now), &(limit as i32)],
-            )
-            .await?;
+        let taken = take_unit(&tx, "dataset_user_usage", "user_id", person, now, limit).await?;
         if taken.is_none() {
             return Err(exhausted("your"));
         }

@@ -7,6 +7,7 @@
 //! a new one.
 
 pub mod files;
+pub mod http;
 
 use std::path::PathBuf;
 

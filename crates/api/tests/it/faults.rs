@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use defendable_store::cluster::{Cluster, Durability};
 use serde_json::{json, Value};
 
-use crate::helpers::{
-    outbox_tokens, path_of, signing_key, TempDir, INTERNAL_KEY, JWT_SECRET, OBJECT_URL_KEY,
-};
+use defendable_testkit::http::{sign_in_by_mail, wait_ready};
+
+use crate::helpers::{path_of, signing_key, TempDir, INTERNAL_KEY, JWT_SECRET, OBJECT_URL_KEY};
 
 const WRITERS: usize = 32;
 
@@ -97,16 +97,7 @@ impl Harness {
             child,
             base: format!("http://127.0.0.1:{port}"),
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(res) = self.http.get(server.url("/healthz")).send().await {
-                if res.status() == 200 {
-                    break;
-                }
-            }
-            assert!(Instant::now() < deadline, "server did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_ready(&self.http, &server.base, Duration::from_secs(60)).await;
         server
     }
 
@@ -124,43 +115,12 @@ impl Harness {
     /// Signs in through the mailed link (on `server`); returns the token and the personal
     /// organization's slug and id.
     async fn sign_in(&self, server: &Server, email: &str) -> (String, String, uuid::Uuid) {
-        let res = self
-            .http
-            .post(server.url("/auth/request"))
-            .json(&json!({ "email": email }))
-            .send()
-            .await
-            .expect("request");
-        assert_eq!(res.status(), 202);
-        let link = outbox_tokens(&self.dir.path().join("data/outbox"), email)
-            .pop()
-            .expect("mailed link");
-        let session: Value = self
-            .http
-            .post(server.url("/auth/verify"))
-            .json(&json!({ "token": link }))
-            .send()
-            .await
-            .expect("verify")
-            .json()
-            .await
-            .expect("session");
-        let token = session["access_token"].as_str().expect("token").to_owned();
-        let me: Value = self
-            .http
-            .get(server.url("/me"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .expect("me")
-            .json()
-            .await
-            .expect("me");
-        let org = &me["memberships"][0]["org"];
+        let outbox = self.dir.path().join("data/outbox");
+        let signed = sign_in_by_mail(&self.http, &server.base, &outbox, email).await;
         (
-            token,
-            org["slug"].as_str().expect("slug").to_owned(),
-            org["id"].as_str().expect("id").parse().expect("uuid"),
+            signed.token,
+            signed.slug,
+            signed.org_id.parse().expect("uuid"),
         )
     }
 
