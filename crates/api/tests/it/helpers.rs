@@ -146,45 +146,37 @@ impl TestApp {
 
     /// A new API key of `slug`, created by its owner's session `token`; returns the secret.
     pub async fn api_key(&self, token: &str, slug: &str) -> String {
-        let (s, key) = self
-            .call(
-                "POST",
-                &format!("/orgs/{slug}/api-keys"),
-                Some(token),
-                Some(serde_json::json!({"name": "ci"})),
-            )
-            .await;
-        assert_eq!(s, 201, "{key}");
+        let path = format!("/orgs/{slug}/api-keys");
+        let body = Some(serde_json::json!({"name": "ci"}));
+        let key = self.expect(201, "POST", &path, Some(token), body).await;
         key["secret"].as_str().expect("secret").to_owned()
     }
 
     /// Shares receipt `id` of `slug` as `token`, with `body` (`None`: a link that never
     /// expires); returns the created link.
     pub async fn share(&self, token: &str, slug: &str, id: &str, body: Option<Value>) -> Value {
-        let (s, share) = self
-            .call(
-                "POST",
-                &format!("/orgs/{slug}/receipts/{id}/share"),
-                Some(token),
-                body,
-            )
-            .await;
-        assert_eq!(s, 201, "{share}");
-        share
+        let path = format!("/orgs/{slug}/receipts/{id}/share");
+        self.expect(201, "POST", &path, Some(token), body).await
     }
 
     /// `GET /orgs/{slug}/ledger/verify` as `token`: the report.
     pub async fn verify(&self, token: &str, slug: &str) -> Value {
-        let (s, report) = self
-            .call(
-                "GET",
-                &format!("/orgs/{slug}/ledger/verify"),
-                Some(token),
-                None,
-            )
-            .await;
-        assert_eq!(s, 200, "{report}");
-        report
+        let path = format!("/orgs/{slug}/ledger/verify");
+        self.expect(200, "GET", &path, Some(token), None).await
+    }
+
+    /// [`TestApp::call`], asserting the status; returns the body.
+    pub async fn expect(
+        &self,
+        status: u16,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<Value>,
+    ) -> Value {
+        let (s, body) = self.call(method, path, bearer, body).await;
+        assert_eq!(s, status, "{method} {path}: {body}");
+        body
     }
 
     /// `/metrics` with the internal key: the Prometheus text.
