@@ -4,6 +4,8 @@
 
 use std::time::Instant;
 
+use tracing::Instrument as _;
+
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
@@ -46,13 +48,24 @@ pub async fn edge(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let started = Instant::now();
     let request_id = req
         .headers()
         .get(&REQUEST_ID)
         .and_then(sane_request_id)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     req.extensions_mut().insert(RequestId(request_id.clone()));
+    // Every line logged while the request is handled, the internal-error line a 500 points to
+    // included, carries its request id.
+    let span = tracing::info_span!("request", request_id = %request_id);
+    respond(req, next, request_id).instrument(span).await
+}
+
+async fn respond(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+    request_id: String,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let started = Instant::now();
     let production = req
         .app_data::<web::Data<AppState>>()
         .is_some_and(|s| s.config.app_env.is_production());

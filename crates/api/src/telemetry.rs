@@ -13,7 +13,8 @@ pub fn init(config: &Config) {
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
-            .with_current_span(false)
+            // The request span: each line inside a request says `"span": {"request_id": …}`.
+            .with_current_span(true)
             .with_span_list(false)
             .try_init(),
         LogFormat::Pretty => builder.try_init(),

@@ -98,3 +98,39 @@ async fn no_secret_appears_in_any_log_line() {
         assert!(tail.len() < 40, "an API key reached the logs");
     }
 }
+
+/// The 500 a client sees points to a log line: the internal-error line carries the response's
+/// request id (every line inside a request does, through the request span).
+#[actix_web::test]
+async fn an_internal_error_line_carries_the_request_id_of_its_response() {
+    let app = TestApp::spawn().await;
+    let (token, _) = app.sign_in("broken@example.com").await;
+    // Break the database under the server in a way that is not an outage: a missing table is
+    // a bug, answered 500.
+    let client = app.db.pool.get().await.expect("client");
+    client
+        .batch_execute("ALTER TABLE memberships RENAME TO memberships_gone")
+        .await
+        .expect("rename");
+    let res = app
+        .http
+        .get(app.url("/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("me");
+    assert_eq!(res.status(), 500);
+    let request_id = res
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("x-request-id")
+        .to_owned();
+    let logs = captured_logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("internal error") && l.contains(&request_id))
+        .unwrap_or_else(|| panic!("no internal-error line names request {request_id}"));
+    let parsed: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+    assert_eq!(parsed["span"]["request_id"], request_id.as_str(), "{line}");
+}
