@@ -29,6 +29,26 @@ pub enum Credential {
     RunnerToken,
 }
 
+/// Checks network and key for a scrape of `/metrics`, which must answer while the database is
+/// down: an allowed scrape touches no database and is not audited (Prometheus scrapes every
+/// few seconds); a refused one is counted and audited, aggregated, when the database is up.
+pub async fn guard_scrape(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+    let outcome = check(req, state, Credential::InternalKey);
+    if let Err(refused) = &outcome {
+        let mut e = AuditEvent::new(
+            AuditAction::parse("internal.call").expect("valid"),
+            Actor::Internal,
+        );
+        e.context = audit_context(req, state);
+        e.target = Some("GET /metrics".to_owned());
+        e.details = json!({ "outcome": refused.code() });
+        if let Err(e) = crate::ratelimit::record_refusal(state, &e).await {
+            tracing::warn!(error = %e, "could not record a refused scrape");
+        }
+    }
+    outcome
+}
+
 /// Checks network and key for an internal call to `route`; records the call either way.
 pub async fn guard(req: &HttpRequest, state: &AppState, route: &str) -> Result<(), ApiError> {
     guard_with(req, state, route, Credential::InternalKey).await
@@ -95,17 +115,19 @@ fn check(req: &HttpRequest, state: &AppState, credential: Credential) -> Result<
             "this network may not call internal routes",
         ));
     }
+    let bearer = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
     let presented: &[u8] = match credential {
+        // Stagers send X-Internal-Key; Prometheus sends `Authorization: Bearer`.
         Credential::InternalKey => req
             .headers()
             .get("x-internal-key")
             .map(|v| v.as_bytes())
+            .or(bearer)
             .unwrap_or_default(),
-        Credential::RunnerToken => req
-            .headers()
-            .get(actix_web::http::header::AUTHORIZATION)
-            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-            .unwrap_or_default(),
+        Credential::RunnerToken => bearer.unwrap_or_default(),
     };
     if same(presented, current.expose_secret().as_bytes()) {
         return Ok(());

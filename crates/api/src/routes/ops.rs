@@ -14,14 +14,15 @@ use uuid::Uuid;
 
 use crate::auth::{audit_context, Caller};
 use crate::error::{ApiError, Problem};
-use crate::internal::{guard, guard_with, same, Credential};
+use crate::internal::{guard_with, same, Credential};
 use crate::routes::dto::split_page;
 use crate::routes::receipts::{parse_body, record_receipt, ReceiptDto};
 use crate::AppState;
 
-/// Prometheus metrics of this process (allowed networks and the internal key, as `/internal`).
+/// Prometheus metrics of this process (allowed networks and the internal key, as `/internal`,
+/// in `X-Internal-Key` or as `Authorization: Bearer`). Answers without the database.
 #[utoipa::path(get, path = "/metrics", tag = "internal",
-    params(("X-Internal-Key" = String, Header, description = "INTERNAL_API_KEY")),
+    params(("X-Internal-Key" = Option<String>, Header, description = "INTERNAL_API_KEY (or send it as a bearer token)")),
     responses(
         (status = 200, description = "Prometheus text format", content_type = "text/plain"),
         (status = 401, description = "Wrong or missing internal key", body = Problem, content_type = "application/problem+json"),
@@ -32,7 +33,7 @@ pub async fn get_metrics(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    guard(&req, &state, "GET /metrics").await?;
+    crate::internal::guard_scrape(&req, &state).await?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(state.metrics.render()))

@@ -440,6 +440,22 @@ async fn faults_lose_nothing_and_three_processes_behave_as_one() {
         readiness["checks"]["database"], "unreachable",
         "{readiness}"
     );
+    // Prometheus still scrapes the counters, with its bearer token, while the database is away.
+    let res = h
+        .http
+        .get(first.url("/metrics"))
+        .bearer_auth(INTERNAL_KEY)
+        .send()
+        .await
+        .expect("scrape");
+    assert_eq!(res.status(), 200, "a scrape needs no database");
+    let text = res.text().await.expect("metrics");
+    assert!(
+        text.contains(
+            "defendable_http_responses_total{route=\"/orgs/{org}/receipts\",status=\"503\"}"
+        ),
+        "the outage's 503s are counted:\n{text}"
+    );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     h.start_database().await;
     let up_at = Instant::now();
