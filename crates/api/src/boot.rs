@@ -30,7 +30,10 @@ pub async fn database(config: &Config) -> Result<(String, Option<Cluster>)> {
                 tokio::task::spawn_blocking(move || Cluster::ensure(&root, Durability::Durable))
                     .await
                     .context("cluster start task")??;
-            ensure_database(&cluster).await?;
+            cluster
+                .ensure_database(DEV_DATABASE)
+                .await
+                .context("creating the development database")?;
             Ok((cluster.url(DEV_DATABASE), Some(cluster)))
         }
     }
@@ -69,29 +72,6 @@ pub async fn prepare(config: &Config) -> Result<(Dependencies, Option<Cluster>)>
         },
         cluster,
     ))
-}
-
-async fn ensure_database(cluster: &Cluster) -> Result<()> {
-    let (client, conn) = tokio_postgres::connect(&cluster.url("postgres"), tokio_postgres::NoTls)
-        .await
-        .map_err(|e| anyhow::anyhow!(defendable_store::pg_message(&e)))
-        .context("connecting to the development cluster")?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let exists = client
-        .query_opt(
-            "SELECT 1 FROM pg_database WHERE datname = $1",
-            &[&DEV_DATABASE],
-        )
-        .await?
-        .is_some();
-    if !exists {
-        client
-            .batch_execute(&format!("CREATE DATABASE {DEV_DATABASE}"))
-            .await?;
-    }
-    Ok(())
 }
 
 /// Development only: fills unset JWT_SECRET, OBJECT_URL_SIGNING_KEY and LEDGER_SIGNING_KEY with

@@ -2,6 +2,7 @@
 //! `dataset.download` receipt) and short-lived signed object URLs. Plain Rust over PostgreSQL
 //! and `object_store`; the HTTP shell maps [`DatasetsError`] to statuses.
 
+pub mod billing;
 pub mod domain;
 pub mod objects;
 pub mod quota;

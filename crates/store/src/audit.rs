@@ -306,3 +306,89 @@ pub async fn prune_refusals(
         )
         .await?)
 }
+
+/// Which events of an organization's audit log to list, newest first.
+#[derive(Debug, Clone)]
+pub struct AuditFilter {
+    /// The organization.
+    pub org: Uuid,
+    /// Only events with a smaller id (the previous page's cursor).
+    pub before: Option<i64>,
+    /// Only this action.
+    pub action: Option<String>,
+    /// Only events at or after this time.
+    pub since: Option<time::OffsetDateTime>,
+    /// Only events before this time.
+    pub until: Option<time::OffsetDateTime>,
+    /// At most this many.
+    pub limit: i64,
+}
+
+/// An audit event as stored.
+#[derive(Debug, Clone)]
+pub struct StoredAuditEvent {
+    /// Id (increasing).
+    pub id: i64,
+    /// When.
+    pub occurred_at: time::OffsetDateTime,
+    /// What.
+    pub action: String,
+    /// Who: anonymous, user, api_key, internal, runner, webhook, system.
+    pub actor_kind: String,
+    /// The user or key, when there is one.
+    pub actor_id: Option<Uuid>,
+    /// What it was done to.
+    pub target: Option<String>,
+    /// The request's id.
+    pub request_id: Option<String>,
+    /// The client address.
+    pub ip: Option<String>,
+    /// The client's User-Agent.
+    pub user_agent: Option<String>,
+    /// Extra facts.
+    pub details: serde_json::Value,
+}
+
+/// An organization's audit events matching `filter`, newest first.
+pub async fn list(
+    client: &impl GenericClient,
+    filter: &AuditFilter,
+) -> Result<Vec<StoredAuditEvent>, StoreError> {
+    let statement = client
+        .prepare_cached(
+            "SELECT id, occurred_at, action, actor_kind, actor_id, target, request_id, host(ip), user_agent, details
+             FROM audit_events
+             WHERE org_id = $1 AND id < $2 AND ($3::text IS NULL OR action = $3)
+               AND ($4::timestamptz IS NULL OR occurred_at >= $4) AND ($5::timestamptz IS NULL OR occurred_at < $5)
+             ORDER BY id DESC LIMIT $6",
+        )
+        .await?;
+    let rows = client
+        .query(
+            &statement,
+            &[
+                &filter.org,
+                &filter.before.unwrap_or(i64::MAX),
+                &filter.action,
+                &filter.since,
+                &filter.until,
+                &filter.limit,
+            ],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| StoredAuditEvent {
+            id: r.get(0),
+            occurred_at: r.get(1),
+            action: r.get(2),
+            actor_kind: r.get(3),
+            actor_id: r.get(4),
+            target: r.get(5),
+            request_id: r.get(6),
+            ip: r.get(7),
+            user_agent: r.get(8),
+            details: r.get(9),
+        })
+        .collect())
+}

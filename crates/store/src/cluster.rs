@@ -91,6 +91,31 @@ impl Cluster {
         self.port
     }
 
+    /// Creates database `name` (a plain identifier) unless it exists.
+    pub async fn ensure_database(&self, name: &str) -> Result<(), StoreError> {
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+            return Err(StoreError::Invalid {
+                what: "database name",
+                why: "only lowercase letters and underscores".into(),
+            });
+        }
+        let (client, conn) =
+            tokio_postgres::connect(&self.url("postgres"), tokio_postgres::NoTls).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let exists = client
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+            .await?
+            .is_some();
+        if !exists {
+            client
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Stops the cluster (fast shutdown: sessions are disconnected, data is flushed).
     pub fn stop(&self) -> Result<(), StoreError> {
         let data = self.root.join("data");

@@ -2,9 +2,10 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
+use defendable_datasets::billing::{self, Applied};
 use defendable_identity::OrgRef;
 use defendable_ledger::ReceiptKind;
-use defendable_store::audit::{record, Actor, AuditAction, AuditEvent};
+use defendable_store::audit::{Actor, AuditAction, AuditEvent};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -166,16 +167,6 @@ pub struct WebhookAck {
     pub duplicate: bool,
 }
 
-/// The dataset daily limit of each plan (`free` returns to DATASET_DOWNLOAD_DAILY_LIMIT).
-fn plan_limit(plan: &str) -> Option<Option<i32>> {
-    match plan {
-        "free" => Some(None),
-        "pro" => Some(Some(1_000)),
-        "enterprise" => Some(Some(10_000)),
-        _ => None,
-    }
-}
-
 /// Stripe events: verified over the raw body, idempotent by event id. Subscription and checkout
 /// events set the organization's plan (`metadata.org_id`, `metadata.plan`), which sets its dataset
 /// daily limit; other types are acknowledged and ignored.
@@ -248,80 +239,22 @@ pub async fn post_stripe_webhook(
         .as_str()
         .ok_or_else(|| ApiError::bad_request("the event has no id"))?;
     let kind = event["type"].as_str().unwrap_or("unknown");
-    let mut client = state.db.get().await?;
-    let tx = client.transaction().await.map_err(ApiError::store)?;
-    let fresh = tx
-        .execute(
-            &tx.prepare_cached(
-                "INSERT INTO stripe_events (id, type) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            )
-            .await
-            .map_err(ApiError::store)?,
-            &[&id, &kind],
-        )
-        .await
-        .map_err(ApiError::store)?
-        == 1;
-    if fresh {
-        let object = &event["data"]["object"];
-        let handled = matches!(
-            kind,
-            "checkout.session.completed"
-                | "customer.subscription.created"
-                | "customer.subscription.updated"
-                | "customer.subscription.deleted"
-        );
-        let org = object["metadata"]["org_id"]
-            .as_str()
-            .or_else(|| object["client_reference_id"].as_str())
-            .and_then(|o| o.parse::<Uuid>().ok());
-        let plan = if kind == "customer.subscription.deleted" || object["status"] == "canceled" {
-            Some("free")
-        } else {
-            object["metadata"]["plan"].as_str()
-        };
-        match (
-            handled,
-            org,
-            plan.and_then(|p| plan_limit(p).map(|l| (p, l))),
-        ) {
-            (true, Some(org), Some((plan, limit))) => {
-                match limit {
-                    Some(limit) => {
-                        defendable_datasets::store::set_daily_limit(&tx, org, limit, Some(plan))
-                            .await?
-                    }
-                    None => {
-                        tx.execute(
-                            &tx.prepare_cached(
-                                "DELETE FROM dataset_quota_limits WHERE org_id = $1",
-                            )
-                            .await
-                            .map_err(ApiError::store)?,
-                            &[&org],
-                        )
-                        .await
-                        .map_err(ApiError::store)?;
-                    }
-                }
-                let mut e = AuditEvent::new(
-                    AuditAction::parse("billing.plan_change").expect("valid"),
-                    Actor::Webhook,
-                );
-                e.org_id = Some(org);
-                e.target = Some(id.to_owned());
-                e.details = json!({ "plan": plan, "dataset_daily_limit": limit, "event": kind });
-                record(&tx, &e).await.map_err(ApiError::store)?;
-            }
-            (true, _, _) => tracing::warn!(
-                event = id,
-                kind,
-                "stripe event without a usable org_id or plan; ignored"
-            ),
-            (false, _, _) => tracing::info!(event = id, kind, "stripe event type ignored"),
+    let applied = billing::apply_stripe_event(&mut *state.db.get().await?, &event).await?;
+    match &applied {
+        Applied::Changed { org, plan, .. } => {
+            tracing::info!(event = id, kind, org_id = %org, plan = plan.as_str(), "plan changed")
         }
+        Applied::Ignored(why) => {
+            tracing::info!(event = id, kind, reason = *why, "stripe event ignored")
+        }
+        Applied::Stale => tracing::info!(
+            event = id,
+            kind,
+            "stripe event older than the last applied; ignored"
+        ),
+        Applied::Duplicate => {}
     }
-    tx.commit().await.map_err(ApiError::store)?;
+    let fresh = applied != Applied::Duplicate;
     Ok(HttpResponse::Ok().json(WebhookAck {
         received: true,
         duplicate: !fresh,
@@ -399,40 +332,32 @@ pub async fn get_org_audit(
 ) -> Result<web::Json<AuditPage>, ApiError> {
     let (access, _) = caller.owner(&state, &path).await?;
     let limit = query.limit.unwrap_or(50).clamp(1, 200);
-    let client = state.db.get().await?;
-    let rows = client
-        .query(
-            &client.prepare_cached("SELECT id, occurred_at, action, actor_kind, actor_id, target, request_id, host(ip), user_agent, details
-             FROM audit_events
-             WHERE org_id = $1 AND id < $2 AND ($3::text IS NULL OR action = $3)
-               AND ($4::timestamptz IS NULL OR occurred_at >= $4) AND ($5::timestamptz IS NULL OR occurred_at < $5)
-             ORDER BY id DESC LIMIT $6").await.map_err(ApiError::store)?,
-            &[
-                &access.org.id.as_uuid(),
-                &query.cursor.unwrap_or(i64::MAX),
-                &query.action,
-                &query.since,
-                &query.until,
-                &(limit + 1),
-            ],
-        )
-        .await
-        .map_err(ApiError::store)?;
-    let mut items: Vec<AuditEventDto> = rows
-        .iter()
-        .map(|r| AuditEventDto {
-            id: r.get(0),
-            occurred_at: r.get(1),
-            action: r.get(2),
-            actor_kind: r.get(3),
-            actor_id: r.get(4),
-            target: r.get(5),
-            request_id: r.get(6),
-            ip: r.get(7),
-            user_agent: r.get(8),
-            details: r.get(9),
-        })
-        .collect();
+    let filter = defendable_store::audit::AuditFilter {
+        org: access.org.id.as_uuid(),
+        before: query.cursor,
+        action: query.action.clone(),
+        since: query.since,
+        until: query.until,
+        limit: limit + 1,
+    };
+    let mut items: Vec<AuditEventDto> =
+        defendable_store::audit::list(&*state.db.get().await?, &filter)
+            .await
+            .map_err(ApiError::store)?
+            .into_iter()
+            .map(|e| AuditEventDto {
+                id: e.id,
+                occurred_at: e.occurred_at,
+                action: e.action,
+                actor_kind: e.actor_kind,
+                actor_id: e.actor_id,
+                target: e.target,
+                request_id: e.request_id,
+                ip: e.ip,
+                user_agent: e.user_agent,
+                details: e.details,
+            })
+            .collect();
     let next_cursor = split_page(&mut items, limit, |e| e.id);
     Ok(web::Json(AuditPage { items, next_cursor }))
 }

@@ -338,26 +338,16 @@ pub async fn post_receipt_share(
         .map(|s| time::OffsetDateTime::now_utc() + std::time::Duration::from_secs(s));
     let receipt = find_receipt(&state, access.org.id.as_uuid(), &id).await?;
     let token = OneTimeToken::generate();
-    let mut client = state.db.get().await?;
-    let tx = client.transaction().await.map_err(ApiError::store)?;
-    ledger::create_share(
-        &tx,
-        receipt.org,
-        receipt.seq,
-        token.hash().as_bytes(),
-        Some(user.as_uuid()),
+    let token_hash = token.hash();
+    let share = ledger::NewShare {
+        org: receipt.org,
+        seq: receipt.seq,
+        token_hash: token_hash.as_bytes(),
+        created_by: Some(user.as_uuid()),
         expires_at,
-    )
-    .await?;
-    record_event(
-        &tx,
-        &caller,
-        access.org.id.as_uuid(),
-        "share.create",
-        &receipt.receipt_id,
-    )
-    .await?;
-    tx.commit().await.map_err(ApiError::store)?;
+    };
+    let event = receipt_event(&caller, access.org.id.as_uuid(), "share.create", &receipt);
+    ledger::share_receipt(&mut *state.db.get().await?, &share, &event).await?;
     let base = state.config.api_base_url();
     let base = base.as_str().trim_end_matches('/');
     Ok(HttpResponse::Created().json(ShareDto {
@@ -412,36 +402,29 @@ pub async fn delete_receipt_share(
     let access = caller.member(&state, &org).await?;
     caller.session()?;
     let receipt = find_receipt(&state, access.org.id.as_uuid(), &id).await?;
-    let mut client = state.db.get().await?;
-    let tx = client.transaction().await.map_err(ApiError::store)?;
-    ledger::revoke_shares(&tx, receipt.org, receipt.seq).await?;
-    record_event(
-        &tx,
-        &caller,
-        access.org.id.as_uuid(),
-        "share.revoke",
-        &receipt.receipt_id,
+    let event = receipt_event(&caller, access.org.id.as_uuid(), "share.revoke", &receipt);
+    ledger::unshare_receipt(
+        &mut *state.db.get().await?,
+        receipt.org,
+        receipt.seq,
+        &event,
     )
     .await?;
-    tx.commit().await.map_err(ApiError::store)?;
     Ok(HttpResponse::NoContent().finish())
 }
 
-async fn record_event(
-    tx: &deadpool_postgres::Transaction<'_>,
+/// The audit event of a share action by `caller` on `receipt`.
+fn receipt_event(
     caller: &Caller,
     org: uuid::Uuid,
     action: &str,
-    target: &str,
-) -> Result<(), ApiError> {
+    receipt: &ledger::StoredReceipt,
+) -> AuditEvent {
     let mut e = AuditEvent::new(AuditAction::parse(action).expect("valid"), caller.actor());
     e.org_id = Some(org);
     e.context = caller.ctx.clone();
-    e.target = Some(target.to_owned());
-    defendable_store::audit::record(tx, &e)
-        .await
-        .map_err(ApiError::store)?;
-    Ok(())
+    e.target = Some(receipt.receipt_id.clone());
+    e
 }
 
 impl From<LedgerError> for ApiError {

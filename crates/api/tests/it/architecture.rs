@@ -61,3 +61,45 @@ fn the_ledger_core_has_no_database_dependency_without_default_features() {
         );
     }
 }
+
+/// The shell only translates: no SQL in the api crate. Rules and statements live in the cores,
+/// which the handlers call.
+#[test]
+fn the_api_crate_holds_no_sql() {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let verbs = [
+        "SELECT ",
+        "INSERT INTO",
+        "UPDATE ",
+        "DELETE FROM",
+        "CREATE ",
+        "ALTER TABLE",
+        "DROP ",
+    ];
+    let mut found = Vec::new();
+    let mut stack = vec![src];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("src dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("source");
+            for (n, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or_default();
+                if verbs
+                    .iter()
+                    .any(|v| code.contains(&format!("\"{v}")) || code.trim_start().starts_with(v))
+                {
+                    found.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "SQL in the api crate:\n{}",
+        found.join("\n")
+    );
+}

@@ -533,3 +533,47 @@ async fn reserved_kinds_are_refused_from_every_route() {
         "nothing was recorded"
     );
 }
+
+/// A subscription that stops being paid falls back to the free limit, and an event created
+/// before the last one applied to its subscription (Stripe delivers out of order) changes
+/// nothing.
+#[actix_web::test]
+async fn lapsed_subscriptions_fall_back_and_late_events_are_ignored() {
+    let app = TestApp::spawn_with(config(&[("DATASET_DOWNLOAD_DAILY_LIMIT", "100")])).await;
+    let (token, slug, org_id) = app.sign_in_to_org("lapse@example.com").await;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let send = |id: &str, created: i64, status: &str| {
+        let payload = format!(
+            r#"{{"id": "{id}", "created": {created}, "type": "customer.subscription.updated", "data": {{"object": {{"id": "sub_1", "status": "{status}", "metadata": {{"org_id": "{org_id}", "plan": "pro"}}}}}}}}"#
+        );
+        let header = format!(
+            "t={now},v1={}",
+            stripe_signature(STRIPE_SECRET, now, &payload)
+        );
+        let app = &app;
+        async move { post_event(app, &header, &payload).await }
+    };
+    let limit = || async {
+        let (_, quota) = app
+            .call(
+                "GET",
+                &format!("/orgs/{slug}/datasets/quota"),
+                Some(&token),
+                None,
+            )
+            .await;
+        quota["limit"].clone()
+    };
+    assert_eq!(send("evt_a", 1_000, "active").await.0, 200);
+    assert_eq!(limit().await, 1000, "pro");
+    assert_eq!(send("evt_b", 2_000, "past_due").await.0, 200);
+    assert_eq!(limit().await, 100, "past due: back to the free limit");
+    // Delivered late: created before evt_b.
+    let (s, body) = send("evt_late", 1_500, "active").await;
+    assert_eq!((s, body["duplicate"].as_bool()), (200, Some(false)));
+    assert_eq!(limit().await, 100, "a stale event changes nothing");
+    assert_eq!(send("evt_c", 3_000, "active").await.0, 200);
+    assert_eq!(limit().await, 1000, "paid again");
+    assert_eq!(send("evt_d", 4_000, "unpaid").await.0, 200);
+    assert_eq!(limit().await, 100, "unpaid: back to the free limit");
+}

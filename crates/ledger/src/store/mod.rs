@@ -42,7 +42,9 @@ use crate::LedgerError;
 pub use append::{append_in, request_fingerprint, AppendOptions, Appended};
 pub use batch::BatchAppender;
 pub use reads::{get, head, list, orgs, projections_page, verify_all, verify_org, ChainReport};
-pub use shares::{create_share, revoke_shares, shared_receipt};
+pub use shares::{
+    create_share, revoke_shares, share_receipt, shared_receipt, unshare_receipt, NewShare,
+};
 pub use tree::{
     consistency_proof, integrate, integrate_all, proof_bundle, prove_receipt, signed_checkpoint,
     tile, tree_edge, InclusionProof, TileRequest,

@@ -1,6 +1,7 @@
 //! Share links: only a token's hash is stored; a link may expire and can be revoked.
 
-use deadpool_postgres::GenericClient;
+use deadpool_postgres::{Client, GenericClient};
+use defendable_store::audit::{record, AuditEvent};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -42,6 +43,59 @@ pub async fn revoke_shares(client: &impl GenericClient, org: Uuid, seq: u64) -> 
             &[&org, &(seq as i64)],
         )
         .await?)
+}
+
+/// A share link as its owner asks for it: the receipt, the token's hash, who shares it and until
+/// when.
+#[derive(Debug, Clone)]
+pub struct NewShare<'a> {
+    /// The receipt's organization.
+    pub org: Uuid,
+    /// The receipt's seq.
+    pub seq: u64,
+    /// SHA-256 of the token.
+    pub token_hash: &'a [u8],
+    /// The user who shares it.
+    pub created_by: Option<Uuid>,
+    /// When the link stops working; `None`: never.
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+/// Creates a share link and records `event` (its `share.create` audit event) in one
+/// transaction.
+pub async fn share_receipt(
+    client: &mut Client,
+    share: &NewShare<'_>,
+    event: &AuditEvent,
+) -> Result<Uuid> {
+    let tx = client.transaction().await?;
+    let id = create_share(
+        &tx,
+        share.org,
+        share.seq,
+        share.token_hash,
+        share.created_by,
+        share.expires_at,
+    )
+    .await?;
+    record(&tx, event).await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// Revokes every active link of receipt `seq` of `org` and records `event` (its `share.revoke`
+/// audit event) in one transaction; returns how many links were revoked.
+pub async fn unshare_receipt(
+    client: &mut Client,
+    org: Uuid,
+    seq: u64,
+    event: &AuditEvent,
+) -> Result<u64> {
+    let tx = client.transaction().await?;
+    let revoked = revoke_shares(&tx, org, seq).await?;
+    record(&tx, event).await?;
+    tx.commit().await?;
+    Ok(revoked)
 }
 
 /// The receipt an active (not revoked, not expired) share token points at.
