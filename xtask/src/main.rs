@@ -1,5 +1,7 @@
 //! `cargo xtask`: the project's automation, so CI and developers run the same steps.
 
+mod deps;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -25,6 +27,8 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Check every dependency's licence against the allow-list and its source (part of `test`).
+    Deps,
     /// Run a benchmark in release mode and print its figures (`auth`, `ledger`, `datasets`,
     /// `drill`, `tree`, `http`).
     Bench {
@@ -102,6 +106,7 @@ fn main() -> Result<()> {
         Cmd::RestoreDrill { args } => ops("restore-drill", &args),
         Cmd::RotationReceipt { args } => ops("rotation-receipt", &args),
         Cmd::Packet { args } => ops("packet", &args),
+        Cmd::Deps => deps::check(&root()),
         Cmd::Bench { name } if name == "http" => bench_http(),
         Cmd::Bench { name } => {
             let (package, example) = match name.as_str() {
@@ -201,6 +206,7 @@ fn test() -> Result<()> {
     ensure_system_packages(&[POSTGRES, SMTP_CAPTURE, PROMTOOL, PYTHON_VENV])?;
     ensure_s3_server()?;
     ensure_schemathesis()?;
+    deps::check(&root())?;
     alert_rules()?;
     let started = std::time::SystemTime::now();
     let outcome = cargo_test_with_summary();

@@ -1,0 +1,165 @@
+//! The dependency check of `cargo xtask test`: every package in the lock file has a licence
+//! from the allow-list (an SPDX expression that some choice of alternatives satisfies) and comes
+//! from crates.io or this workspace. Packages present in several versions are listed as warnings.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use anyhow::{bail, Context as _, Result};
+use serde_json::Value;
+
+/// Licences we may ship: permissive, or weak copyleft on a file basis (MPL-2.0). No GPL.
+const ALLOWED: &[&str] = &[
+    "0BSD",
+    "Apache-2.0",
+    "Apache-2.0 WITH LLVM-exception",
+    "BSD-1-Clause",
+    "BSD-2-Clause",
+    "BSD-3-Clause",
+    "BSL-1.0",
+    "CC0-1.0",
+    "CDLA-Permissive-2.0",
+    "ISC",
+    "MIT",
+    "MIT-0",
+    "MPL-2.0",
+    "Unicode-3.0",
+    "Unlicense",
+    "Zlib",
+];
+
+/// Whether an SPDX-like expression (`A OR B`, `A AND (B OR C)`, `A WITH exc`, the old `A/B`)
+/// can be satisfied with allowed licences only.
+pub fn allowed(expression: &str) -> Result<bool> {
+    let spaced = expression
+        .replace('/', " OR ")
+        .replace('(', " ( ")
+        .replace(')', " ) ");
+    let tokens: Vec<&str> = spaced.split_whitespace().collect();
+    let mut at = 0;
+    let ok = or(&tokens, &mut at)?;
+    if at != tokens.len() {
+        bail!("cannot read licence expression {expression:?}");
+    }
+    Ok(ok)
+}
+
+fn or(t: &[&str], at: &mut usize) -> Result<bool> {
+    let mut ok = and(t, at)?;
+    while t.get(*at) == Some(&"OR") {
+        *at += 1;
+        ok |= and(t, at)?;
+    }
+    Ok(ok)
+}
+
+fn and(t: &[&str], at: &mut usize) -> Result<bool> {
+    let mut ok = atom(t, at)?;
+    while t.get(*at) == Some(&"AND") {
+        *at += 1;
+        ok &= atom(t, at)?;
+    }
+    Ok(ok)
+}
+
+fn atom(t: &[&str], at: &mut usize) -> Result<bool> {
+    match t.get(*at) {
+        Some(&"(") => {
+            *at += 1;
+            let ok = or(t, at)?;
+            if t.get(*at) != Some(&")") {
+                bail!("unbalanced parentheses in a licence expression");
+            }
+            *at += 1;
+            Ok(ok)
+        }
+        Some(id) => {
+            *at += 1;
+            let mut name = (*id).to_owned();
+            if t.get(*at) == Some(&"WITH") {
+                let exception = t.get(*at + 1).context("WITH without an exception")?;
+                name = format!("{name} WITH {exception}");
+                *at += 2;
+            }
+            Ok(ALLOWED.contains(&name.as_str()))
+        }
+        None => bail!("empty licence expression"),
+    }
+}
+
+/// Checks every package of `cargo metadata` in `root`; prints one summary line.
+#[allow(clippy::print_stdout)]
+pub fn check(root: &std::path::Path) -> Result<()> {
+    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["metadata", "--format-version", "1", "--locked"])
+        .current_dir(root)
+        .output()
+        .context("running cargo metadata")?;
+    if !out.status.success() {
+        bail!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let metadata: Value = serde_json::from_slice(&out.stdout)?;
+    let packages = metadata["packages"].as_array().context("packages")?;
+    let mut problems = Vec::new();
+    let mut versions: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for p in packages {
+        let name = p["name"].as_str().unwrap_or("?");
+        let version = p["version"].as_str().unwrap_or("?");
+        versions.entry(name).or_default().push(version);
+        match p["license"].as_str() {
+            Some(l) if allowed(l)? => {}
+            Some(l) => problems.push(format!("{name} {version}: licence {l:?} is not allowed")),
+            None => problems.push(format!("{name} {version}: no SPDX licence declared")),
+        }
+        match p["source"].as_str() {
+            None => {}
+            Some(s) if s.starts_with("registry+https://github.com/rust-lang/crates.io-index") => {}
+            Some(s) => problems.push(format!("{name} {version}: comes from {s}, not crates.io")),
+        }
+    }
+    if !problems.is_empty() {
+        bail!("dependency check failed:\n{}", problems.join("\n"));
+    }
+    let duplicated: Vec<String> = versions
+        .iter()
+        .filter(|(_, v)| v.len() > 1)
+        .map(|(n, v)| format!("{n} ({})", v.join(", ")))
+        .collect();
+    println!(
+        "dependency check: {} packages, every licence allowed, every source crates.io or this workspace; {} in several versions (warning): {}",
+        packages.len(),
+        duplicated.len(),
+        duplicated.join(", ")
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::allowed;
+
+    #[test]
+    fn licence_expressions_are_read_as_spdx() {
+        for ok in [
+            "MIT",
+            "MIT OR Apache-2.0",
+            "MIT/Apache-2.0",
+            "(MIT OR Apache-2.0) AND Unicode-3.0",
+            "Apache-2.0 OR GPL-2.0-only",
+            "Apache-2.0 WITH LLVM-exception OR MIT",
+        ] {
+            assert!(allowed(ok).expect("reads"), "{ok}");
+        }
+        for refused in [
+            "GPL-3.0-only",
+            "MIT AND GPL-2.0-only",
+            "(GPL-2.0 OR LGPL-2.1) AND MIT",
+        ] {
+            assert!(!allowed(refused).expect("reads"), "{refused}");
+        }
+        assert!(allowed("MIT OR (").is_err());
+    }
+}
