@@ -33,6 +33,28 @@ fn sane_request_id(v: &HeaderValue) -> Option<String> {
     ok.then(|| s.to_owned())
 }
 
+/// The trace id of a W3C `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`), when it is
+/// well-formed and not all zeros.
+pub fn trace_id(v: &HeaderValue) -> Option<String> {
+    let s = v.to_str().ok()?;
+    let mut parts = s.split('-');
+    let (version, trace, parent, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |p: &str, n: usize| {
+        p.len() == n
+            && p.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let ok = version == "00"
+        && parts.next().is_none()
+        && hex(trace, 32)
+        && hex(parent, 16)
+        && hex(flags, 2)
+        && trace.bytes().any(|b| b != b'0')
+        && parent.bytes().any(|b| b != b'0');
+    ok.then(|| trace.to_owned())
+}
+
 /// Whether the request carries credentials, so its response must never be cached.
 fn is_authenticated(req: &ServiceRequest) -> bool {
     let h = req.headers();
@@ -56,7 +78,17 @@ pub async fn edge(
     req.extensions_mut().insert(RequestId(request_id.clone()));
     // Every line logged while the request is handled, the internal-error line a 500 points to
     // included, carries its request id.
-    let span = tracing::info_span!("request", request_id = %request_id);
+    // A caller's W3C trace context is accepted: its trace id joins our lines to its trace.
+    let trace = req
+        .headers()
+        .get(HeaderName::from_static("traceparent"))
+        .and_then(trace_id);
+    let span = match &trace {
+        Some(trace_id) => {
+            tracing::info_span!("request", request_id = %request_id, trace_id = %trace_id)
+        }
+        None => tracing::info_span!("request", request_id = %request_id),
+    };
     respond(req, next, request_id).instrument(span).await
 }
 

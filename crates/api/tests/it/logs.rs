@@ -134,3 +134,41 @@ async fn an_internal_error_line_carries_the_request_id_of_its_response() {
     let parsed: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
     assert_eq!(parsed["span"]["request_id"], request_id.as_str(), "{line}");
 }
+
+/// A caller's W3C `traceparent` is accepted: the request's lines carry its trace id; a
+/// malformed one is ignored.
+#[actix_web::test]
+async fn a_w3c_traceparent_puts_its_trace_id_on_the_requests_lines() {
+    let app = TestApp::spawn().await;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let res = app
+        .http
+        .get(app.url("/orgs/nowhere/receipts"))
+        .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+        .header("authorization", "Bearer not-a-token")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 401);
+    let request_id = res
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("request id")
+        .to_owned();
+    let logs = captured_logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains(&request_id) && l.contains("\"request\""))
+        .unwrap_or_else(|| panic!("no line of request {request_id}"));
+    let parsed: serde_json::Value = serde_json::from_str(line).expect("JSON");
+    assert_eq!(parsed["span"]["trace_id"], trace, "{line}");
+    for bad in [
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        "zz-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+    ] {
+        let header = actix_web::http::header::HeaderValue::from_str(bad).expect("header");
+        assert_eq!(defendable_api::middleware::trace_id(&header), None, "{bad}");
+    }
+}
