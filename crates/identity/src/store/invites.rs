@@ -1,0 +1,184 @@
+//! Invites: single use, bound to an address, one pending per address and organization.
+
+use super::*;
+
+/// Creates an invite and returns it with the token to mail. A pending invite to the same
+/// address in the organization is reused (same id, new link, role and expiry), never multiplied.
+pub async fn create_invite(
+    client: &mut Client,
+    actor: UserId,
+    org: OrgId,
+    email: &Email,
+    role: Role,
+    ttl: Duration,
+    ctx: &AuditContext,
+) -> Result<(Invite, OneTimeToken)> {
+    let token = OneTimeToken::generate();
+    let tx = client.transaction().await?;
+    let already = tx
+        .query_opt(
+            &tx.prepare_cached(
+                "SELECT 1 FROM memberships m JOIN users u ON u.id = m.user_id
+             WHERE m.org_id = $1 AND u.email = $2",
+            )
+            .await?,
+            &[&org.as_uuid(), &email.as_str()],
+        )
+        .await?;
+    if already.is_some() {
+        return Err(IdentityError::AlreadyMember);
+    }
+    // A pending invite to the same address is reused: same id, a fresh link (the old one stops
+    // working), the new role and expiry. The partial unique index makes this race-free.
+    let row = tx
+        .query_one(
+            &tx.prepare_cached(
+                "INSERT INTO invites (id, org_id, email, role, token_hash, invited_by, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7))
+             ON CONFLICT (org_id, email) WHERE accepted_at IS NULL AND revoked_at IS NULL
+             DO UPDATE SET role = EXCLUDED.role, token_hash = EXCLUDED.token_hash,
+                 invited_by = EXCLUDED.invited_by, expires_at = EXCLUDED.expires_at
+             RETURNING created_at, expires_at, id, (xmax <> 0) AS reused",
+            )
+            .await?,
+            &[
+                &InviteId::generate().as_uuid(),
+                &org.as_uuid(),
+                &email.as_str(),
+                &role.as_str(),
+                &token.hash().as_bytes(),
+                &actor.as_uuid(),
+                &(ttl.as_secs_f64()),
+            ],
+        )
+        .await?;
+    let id = InviteId::from_uuid(row.get(2));
+    let reused: bool = row.get(3);
+    let mut e = event(
+        "invite.create",
+        Actor::User(actor.as_uuid()),
+        Some(org),
+        ctx,
+    );
+    e.target = Some(format!("invite:{id}"));
+    e.details = json!({"email": email.as_str(), "role": role.as_str(), "reused": reused});
+    record(&tx, &e).await?;
+    tx.commit().await?;
+    Ok((
+        Invite {
+            id,
+            email: email.to_string(),
+            role,
+            invited_by: actor,
+            created_at: row.get(0),
+            expires_at: row.get(1),
+        },
+        token,
+    ))
+}
+
+/// Pending invites (not accepted, revoked or expired), by id.
+pub async fn list_invites(
+    client: &impl GenericClient,
+    org: OrgId,
+    page: PageRequest,
+) -> Result<Page<Invite>> {
+    let rows = client
+        .query(
+            &client
+                .prepare_cached(
+                    "SELECT id, email, role, invited_by, created_at, expires_at FROM invites
+             WHERE org_id = $1 AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > now()
+               AND id > $2
+             ORDER BY id LIMIT $3",
+                )
+                .await?,
+            &[&org.as_uuid(), &page.after(), &page.fetch()],
+        )
+        .await?;
+    let items = rows
+        .iter()
+        .map(|r| Invite {
+            id: InviteId::from_uuid(r.get(0)),
+            email: r.get(1),
+            role: row_role(r, 2),
+            invited_by: UserId::from_uuid(r.get(3)),
+            created_at: r.get(4),
+            expires_at: r.get(5),
+        })
+        .collect();
+    Ok(page.finish(items, |i: &Invite| i.id.as_uuid()))
+}
+
+/// Revokes a pending invite.
+pub async fn revoke_invite(
+    client: &mut Client,
+    actor: UserId,
+    org: OrgId,
+    invite: InviteId,
+    ctx: &AuditContext,
+) -> Result<()> {
+    revoke(
+        client,
+        "UPDATE invites SET revoked_at = now()
+         WHERE id = $1 AND org_id = $2 AND accepted_at IS NULL AND revoked_at IS NULL",
+        invite.as_uuid(),
+        org,
+        ("invite.revoke", format!("invite:{invite}")),
+        actor,
+        ctx,
+    )
+    .await
+}
+
+/// Accepts an invite: the token proves the email. Creates the user if needed, adds the
+/// membership and starts a session. An existing member gets [`IdentityError::AlreadyMember`]
+/// and the invite stays unused.
+pub async fn accept_invite(
+    client: &mut Client,
+    token: &OneTimeToken,
+    session_ttl: Duration,
+    ctx: &AuditContext,
+) -> Result<(NewSession, OrgId)> {
+    let tx = client.transaction().await?;
+    let row = tx
+        .query_opt(
+            &tx.prepare_cached("UPDATE invites SET accepted_at = now()
+             WHERE token_hash = $1 AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > now()
+             RETURNING id, org_id, email, role").await?,
+            &[&token.hash().as_bytes()],
+        )
+        .await?;
+    let Some(row) = row else {
+        drop(tx);
+        record_invalid_token(&*client, "invite.accept", ctx).await?;
+        return Err(IdentityError::InvalidToken);
+    };
+    let invite = InviteId::from_uuid(row.get(0));
+    let org = OrgId::from_uuid(row.get(1));
+    let email = Email::parse(row.get::<_, &str>(2))?;
+    let role = row_role(&row, 3);
+    let (user, _created) = upsert_user(&tx, &email).await?;
+    if !add_member(&tx, org, user.id, role).await? {
+        return Err(IdentityError::AlreadyMember);
+    }
+    let (session, expires_at) = create_session(&tx, user.id, session_ttl).await?;
+    let mut e = event(
+        "invite.accept",
+        Actor::User(user.id.as_uuid()),
+        Some(org),
+        ctx,
+    );
+    e.target = Some(format!("invite:{invite}"));
+    e.details = json!({"outcome": "ok", "role": role.as_str()});
+    record(&tx, &e).await?;
+    tx.commit().await?;
+    Ok((
+        NewSession {
+            user,
+            session,
+            expires_at,
+        },
+        org,
+    ))
+}

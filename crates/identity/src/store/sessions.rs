@@ -1,0 +1,236 @@
+//! Magic links, users and sessions.
+
+use super::*;
+
+/// Issues a magic link for `email`, superseding any older unused link. The same work happens
+/// whether or not a user with that email exists.
+pub async fn request_magic_link(
+    client: &mut Client,
+    email: &Email,
+    ttl: Duration,
+    ctx: &AuditContext,
+) -> Result<IssuedLink> {
+    let token = OneTimeToken::generate();
+    let tx = client.transaction().await?;
+    tx.execute(
+        &tx.prepare_cached(
+            "UPDATE magic_links SET superseded_at = now()
+         WHERE email = $1 AND consumed_at IS NULL AND superseded_at IS NULL",
+        )
+        .await?,
+        &[&email.as_str()],
+    )
+    .await?;
+    let expires_at: OffsetDateTime = tx
+        .query_one(
+            &tx.prepare_cached(
+                "INSERT INTO magic_links (id, email, token_hash, expires_at)
+             VALUES ($1, $2, $3, now() + make_interval(secs => $4)) RETURNING expires_at",
+            )
+            .await?,
+            &[
+                &Uuid::now_v7(),
+                &email.as_str(),
+                &token.hash().as_bytes(),
+                &(ttl.as_secs_f64()),
+            ],
+        )
+        .await?
+        .get(0);
+    let mut e = event("auth.request", Actor::Anonymous, None, ctx);
+    e.target = Some(email.to_string());
+    record(&tx, &e).await?;
+    tx.commit().await?;
+    Ok(IssuedLink {
+        email: email.clone(),
+        token,
+        expires_at,
+    })
+}
+
+/// Consumes a magic link (one atomic statement, so concurrent verifies yield one session) and
+/// starts a session. The first sign-in of an email creates the user and a personal organization.
+pub async fn verify_magic_link(
+    client: &mut Client,
+    token: &OneTimeToken,
+    session_ttl: Duration,
+    ctx: &AuditContext,
+) -> Result<NewSession> {
+    let tx = client.transaction().await?;
+    let consumed = tx
+        .query_opt(
+            &tx.prepare_cached(
+                "UPDATE magic_links SET consumed_at = now()
+             WHERE token_hash = $1 AND consumed_at IS NULL AND superseded_at IS NULL
+               AND expires_at > now()
+             RETURNING email",
+            )
+            .await?,
+            &[&token.hash().as_bytes()],
+        )
+        .await?;
+    let Some(row) = consumed else {
+        drop(tx);
+        record_invalid_token(&*client, "auth.verify", ctx).await?;
+        return Err(IdentityError::InvalidToken);
+    };
+    let email = Email::parse(row.get::<_, &str>(0))?;
+    let (user, created) = upsert_user(&tx, &email).await?;
+    if created {
+        create_personal_org(&tx, &user, &email, ctx).await?;
+    }
+    let (session, expires_at) = create_session(&tx, user.id, session_ttl).await?;
+    let mut e = event("auth.verify", Actor::User(user.id.as_uuid()), None, ctx);
+    e.target = Some(format!("session:{session}"));
+    e.details = json!({"outcome": "ok", "new_user": created});
+    record(&tx, &e).await?;
+    tx.commit().await?;
+    Ok(NewSession {
+        user,
+        session,
+        expires_at,
+    })
+}
+
+/// Records a failed use of a one-time token (`auth.verify` or `invite.accept`), including tokens
+/// too malformed to look up, and returns the error every such failure gets.
+pub async fn record_invalid_token(
+    client: &impl GenericClient,
+    action_name: &'static str,
+    ctx: &AuditContext,
+) -> Result<()> {
+    let mut e = event(action_name, Actor::Anonymous, None, ctx);
+    e.details = json!({"outcome": "invalid_token"});
+    record(client, &e).await?;
+    Ok(())
+}
+
+pub(super) async fn upsert_user(tx: &Transaction<'_>, email: &Email) -> Result<(User, bool)> {
+    let row = tx
+        .query_one(
+            &tx.prepare_cached(
+                "INSERT INTO users (id, email, last_login_at) VALUES ($1, $2, now())
+             ON CONFLICT (email) DO UPDATE SET last_login_at = now()
+             RETURNING id, email, created_at, (xmax = 0) AS created",
+            )
+            .await?,
+            &[&Uuid::now_v7(), &email.as_str()],
+        )
+        .await?;
+    Ok((
+        User {
+            id: UserId::from_uuid(row.get(0)),
+            email: row.get(1),
+            created_at: row.get(2),
+        },
+        row.get(3),
+    ))
+}
+
+async fn create_personal_org(
+    tx: &Transaction<'_>,
+    user: &User,
+    email: &Email,
+    ctx: &AuditContext,
+) -> Result<Org> {
+    let name = OrgName::parse(&format!("{}'s organization", email.local_part()))
+        .or_else(|_| OrgName::parse("Personal organization"))?;
+    // The random tail makes a collision unlikely; a taken slug simply gets another tail.
+    for _ in 0..5 {
+        let slug = OrgSlug::personal(email);
+        if let Some(org) = insert_org(tx, &slug, &name, true).await? {
+            add_member(tx, org.id, user.id, Role::Owner).await?;
+            let mut e = event(
+                "org.create",
+                Actor::User(user.id.as_uuid()),
+                Some(org.id),
+                ctx,
+            );
+            e.target = Some(org.slug.clone());
+            e.details = json!({"personal": true});
+            record(tx, &e).await?;
+            return Ok(org);
+        }
+    }
+    Err(IdentityError::SlugTaken)
+}
+
+pub(super) async fn create_session(
+    tx: &Transaction<'_>,
+    user: UserId,
+    ttl: Duration,
+) -> Result<(SessionId, OffsetDateTime)> {
+    let id = SessionId::generate();
+    let expires_at = OffsetDateTime::now_utc() + pg_duration(ttl);
+    tx.execute(
+        &tx.prepare_cached("INSERT INTO sessions (id, user_id, expires_at) VALUES ($1, $2, $3)")
+            .await?,
+        &[&id.as_uuid(), &user.as_uuid(), &expires_at],
+    )
+    .await?;
+    Ok((id, expires_at))
+}
+
+/// A session's state as stored.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionRow {
+    /// The user.
+    pub user: UserId,
+    /// Expiry.
+    pub expires_at: OffsetDateTime,
+    /// Whether it was revoked.
+    pub revoked: bool,
+}
+
+/// Looks a session up.
+pub async fn session(client: &impl GenericClient, id: SessionId) -> Result<Option<SessionRow>> {
+    let row = client
+        .query_opt(
+            &client.prepare_cached("SELECT user_id, expires_at, revoked_at IS NOT NULL FROM sessions WHERE id = $1").await?,
+            &[&id.as_uuid()],
+        )
+        .await?;
+    Ok(row.map(|r| SessionRow {
+        user: UserId::from_uuid(r.get(0)),
+        expires_at: r.get(1),
+        revoked: r.get(2),
+    }))
+}
+
+/// Revokes a session (logout).
+pub async fn revoke_session(
+    client: &mut Client,
+    user: UserId,
+    id: SessionId,
+    ctx: &AuditContext,
+) -> Result<()> {
+    let tx = client.transaction().await?;
+    tx.execute(
+        &tx.prepare_cached("UPDATE sessions SET revoked_at = now() WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL").await?,
+        &[&id.as_uuid(), &user.as_uuid()],
+    )
+    .await?;
+    let mut e = event("session.revoke", Actor::User(user.as_uuid()), None, ctx);
+    e.target = Some(format!("session:{id}"));
+    record(&tx, &e).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A user by id.
+pub async fn user(client: &impl GenericClient, id: UserId) -> Result<User> {
+    let row = client
+        .query_opt(
+            &client
+                .prepare_cached("SELECT id, email, created_at FROM users WHERE id = $1")
+                .await?,
+            &[&id.as_uuid()],
+        )
+        .await?
+        .ok_or(IdentityError::InvalidCredentials)?;
+    Ok(User {
+        id: UserId::from_uuid(row.get(0)),
+        email: row.get(1),
+        created_at: row.get(2),
+    })
+}
