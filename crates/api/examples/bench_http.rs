@@ -250,7 +250,7 @@ fn main() {
     let mut f = std::fs::File::create(&keyed_script).expect("script");
     write!(
         f,
-        "local n = 0\nlocal thread_id = 0\nlocal threads = 0\n\
+        "local n = 0\nlocal threads = 0\n\
          setup = function(thread) threads = threads + 1; thread:set(\"tid\", threads) end\n\
          wrk.headers[\"Content-Type\"] = \"application/json\"\n\
          request = function()\n  n = n + 1\n\

@@ -620,16 +620,12 @@ async fn faults_lose_nothing_and_three_processes_behave_as_one() {
     assert_eq!(views, BTreeMap::from([(200, 6), (429, 6)]));
 
     // A revocation on one process reaches the others.
+    let key_status = |base: &str| {
+        let request = h.http.get(format!("{base}/orgs/{slug}")).bearer_auth(key);
+        async move { request.send().await.expect("get").status() }
+    };
     for base in &bases {
-        let status = h
-            .http
-            .get(format!("{base}/orgs/{slug}"))
-            .bearer_auth(key)
-            .send()
-            .await
-            .expect("get")
-            .status();
-        assert_eq!(status, 200);
+        assert_eq!(key_status(base).await, 200);
     }
     let res = h
         .http
@@ -643,15 +639,7 @@ async fn faults_lose_nothing_and_three_processes_behave_as_one() {
     let mut refused_after = Vec::new();
     for base in &bases {
         loop {
-            let status = h
-                .http
-                .get(format!("{base}/orgs/{slug}"))
-                .bearer_auth(key)
-                .send()
-                .await
-                .expect("get")
-                .status();
-            if status == 401 {
+            if key_status(base).await == 401 {
                 refused_after.push(revoked_at.elapsed());
                 break;
             }

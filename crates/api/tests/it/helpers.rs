@@ -73,14 +73,29 @@ impl TestApp {
     /// A server with a given object store and presigner (S3 tests).
     pub async fn spawn_full(
         db: TestDb,
-        mut config: Config,
+        config: Config,
         data: TempDir,
         objects: Arc<dyn object_store::ObjectStore>,
         presigner: Option<Arc<dyn object_store::signer::Signer>>,
     ) -> TestApp {
+        let settings = defendable_api::boot::server_pool_settings(config.database_pool_size);
+        let url = db.url().to_owned();
+        Self::launch(db, config, data, objects, presigner, settings, url)
+    }
+
+    /// Starts the server on `db` (reached at `url`) with `settings`, objects and data.
+    fn launch(
+        db: TestDb,
+        mut config: Config,
+        data: TempDir,
+        objects: Arc<dyn object_store::ObjectStore>,
+        presigner: Option<Arc<dyn object_store::signer::Signer>>,
+        settings: defendable_store::PoolSettings,
+        url: String,
+    ) -> TestApp {
         capture_logs();
         config.data_dir = data.path().to_path_buf();
-        let base = start(&db, config, objects.clone(), presigner);
+        let base = start_with_pool(&url, settings, config, objects.clone(), presigner);
         TestApp {
             base,
             http: client(),
@@ -105,21 +120,11 @@ impl TestApp {
         settings: defendable_store::PoolSettings,
         route: impl FnOnce(&str) -> String,
     ) -> TestApp {
-        capture_logs();
         let db = TestDb::new().await;
         let data = TempDir::new();
         let objects = local_objects(&data);
-        let mut config = config;
-        config.data_dir = data.path().to_path_buf();
         let url = route(db.url());
-        let base = start_with_pool(&url, settings, config, objects.clone(), None);
-        TestApp {
-            base,
-            http: client(),
-            db,
-            data,
-            objects,
-        }
+        Self::launch(db, config, data, objects, None, settings, url)
     }
 
     /// A second server process on this app's database and objects, with its own caches.
