@@ -84,8 +84,9 @@ pub enum Command {
         /// (after a key rotation you checked out of band).
         #[arg(long)]
         trust_new_keys: bool,
-        /// A v1 Ed25519 public key (base64url) for v1 bundles and exports; repeat for several.
-        #[arg(long = "key")]
+        /// A v1 Ed25519 public key (base64url, which may begin with `-`) for v1 bundles and
+        /// exports; repeat for several.
+        #[arg(long = "key", allow_hyphen_values = true)]
         keys: Vec<String>,
     },
 }

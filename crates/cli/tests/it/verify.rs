@@ -113,7 +113,16 @@ fn an_export_verifies_offline_and_a_flipped_byte_is_named() {
     // The right chain with another key's checkpoint fails on the signature.
     let (other, _) = SigningKey::generate().expect("key");
     let (code, _, err) = run(&good, &other.public_key().public_key);
-    assert_eq!(code, 4);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("checkpoint"), "{err}");
+
+    // A base64url key may begin with `-`: it is a key, not an option (about 1 key in 64).
+    let hyphenated = std::iter::repeat_with(|| SigningKey::generate().expect("key").0)
+        .map(|k| k.public_key().public_key.clone())
+        .find(|k| k.starts_with('-'))
+        .expect("a key beginning with -");
+    let (code, _, err) = run(&good, &hyphenated);
+    assert_eq!(code, 4, "{err}");
     assert!(err.contains("checkpoint"), "{err}");
 }
 
