@@ -17,6 +17,7 @@ use std::future::Future;
 use std::ops::{Deref, DerefMut};
 
 use deadpool_postgres::{Object, Pool};
+use prometheus_client::metrics::histogram::Histogram;
 
 use crate::error::ApiError;
 
@@ -33,6 +34,7 @@ pub fn scope<F: Future>(fut: F) -> impl Future<Output = F::Output> {
 #[derive(Clone)]
 pub struct Db {
     pool: Pool,
+    waits: Histogram,
 }
 
 impl std::fmt::Debug for Db {
@@ -46,9 +48,9 @@ impl std::fmt::Debug for Db {
 }
 
 impl Db {
-    /// Wraps a pool.
-    pub fn new(pool: Pool) -> Db {
-        Db { pool }
+    /// Wraps a pool; every wait for a connection is observed in `waits`.
+    pub fn new(pool: Pool, waits: Histogram) -> Db {
+        Db { pool, waits }
     }
 
     /// The pool itself, for background tasks that run outside any request.
@@ -71,11 +73,10 @@ impl Db {
             })
             .map_or(Ok(false), |r| r.map(|()| true))?;
         let release = Release { tracked };
-        let object = self
-            .pool
-            .get()
-            .await
-            .map_err(|e| ApiError::store(defendable_store::StoreError::Pool(e)))?;
+        let started = std::time::Instant::now();
+        let object = self.pool.get().await;
+        self.waits.observe(started.elapsed().as_secs_f64());
+        let object = object.map_err(|e| ApiError::store(defendable_store::StoreError::Pool(e)))?;
         Ok(Conn {
             object,
             _release: release,

@@ -174,7 +174,13 @@ impl Application {
             );
         }
         let log = LogSigner::new(name, signing_key);
-        let ledger = BatchAppender::start(deps.pool.clone(), 2, 512);
+        let metrics = Metrics::new();
+        let ledger = BatchAppender::start_observed(
+            deps.pool.clone(),
+            2,
+            512,
+            metrics.append_batch_observer(),
+        );
         let url_key = config
             .object_url_signing_key
             .current
@@ -193,11 +199,11 @@ impl Application {
         let port = listener.local_addr()?.port();
         let state = web::Data::new(AppState {
             config,
-            db: db::Db::new(deps.pool),
+            db: db::Db::new(deps.pool, metrics.pool_waits()),
             objects: deps.objects,
             auth: Authenticator::new(keys),
             mailer,
-            metrics: Metrics::default(),
+            metrics,
             ledger,
             log,
             published_keys,

@@ -173,7 +173,7 @@ async fn respond(
             headers.insert(HeaderName::from_static("ratelimit"), v);
         }
     }
-    state_metrics(&res, &route, status);
+    state_metrics(&res, &route, &method, status, started.elapsed());
 
     // Only the route pattern is logged, never the concrete path or query: both can carry tokens.
     tracing::info!(
@@ -201,9 +201,17 @@ pub fn query_error(err: actix_web::error::QueryPayloadError) -> crate::error::Ap
     crate::error::ApiError::bad_request(format!("invalid query string: {err}"))
 }
 
-/// Counts the response in the process metrics (requests by route and status, 401/403s).
-fn state_metrics(res: &ServiceResponse<BoxBody>, route: &str, status: actix_web::http::StatusCode) {
+/// Counts the response in the process metrics (requests by route, method and status; latency).
+fn state_metrics(
+    res: &ServiceResponse<BoxBody>,
+    route: &str,
+    method: &actix_web::http::Method,
+    status: actix_web::http::StatusCode,
+    elapsed: std::time::Duration,
+) {
     if let Some(state) = res.request().app_data::<web::Data<AppState>>() {
-        state.metrics.response(route, status.as_u16());
+        state
+            .metrics
+            .response(route, method.as_str(), status.as_u16(), elapsed);
     }
 }

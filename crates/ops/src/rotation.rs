@@ -32,6 +32,8 @@ pub struct Rotation {
     pub old_uses: u64,
 }
 
+/// The counter family (OpenMetrics names the family without `_total`, its samples with it).
+const OLD_USES_FAMILY: &str = "defendable_previous_secret_uses";
 const OLD_USES: &str = "defendable_previous_secret_uses_total";
 
 /// Uses of `SECRET_PREVIOUS` in a Prometheus text exposition: its counter line, 0 when the
@@ -44,7 +46,10 @@ pub fn previous_uses(metrics: &str, secret: &str) -> Option<u64> {
     }
     metrics
         .lines()
-        .any(|l| l.starts_with(&format!("# TYPE {OLD_USES} ")))
+        .any(|l| {
+            l.starts_with(&format!("# TYPE {OLD_USES_FAMILY} "))
+                || l.starts_with(&format!("# TYPE {OLD_USES} "))
+        })
         .then_some(0)
 }
 
@@ -158,5 +163,17 @@ mod tests {
         assert_eq!(previous_uses(text, "RUNNER_TOKEN"), Some(0));
         assert_eq!(previous_uses(text, "INTERNAL_API_KEY"), Some(0));
         assert_eq!(previous_uses("<html>login</html>", "JWT_SECRET"), None);
+    }
+
+    #[test]
+    fn the_old_secret_count_is_read_from_openmetrics() {
+        // What the API writes since /metrics moved to prometheus-client.
+        let text =
+            "# HELP defendable_previous_secret_uses Requests accepted with a _PREVIOUS secret.\n\
+                    # TYPE defendable_previous_secret_uses counter\n\
+                    defendable_previous_secret_uses_total{secret=\"JWT_SECRET_PREVIOUS\"} 3\n\
+                    # EOF\n";
+        assert_eq!(previous_uses(text, "JWT_SECRET"), Some(3));
+        assert_eq!(previous_uses(text, "STRIPE_WEBHOOK_SECRET"), Some(0));
     }
 }

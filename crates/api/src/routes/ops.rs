@@ -25,7 +25,7 @@ use crate::AppState;
 #[utoipa::path(get, path = "/metrics", tag = "internal",
     params(("X-Internal-Key" = Option<String>, Header, description = "INTERNAL_API_KEY (or send it as a bearer token)")),
     responses(
-        (status = 200, description = "Prometheus text format", content_type = "text/plain"),
+        (status = 200, description = "OpenMetrics text format", content_type = "application/openmetrics-text"),
         (status = 401, description = "Wrong or missing internal key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not from an allowed network", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "INTERNAL_API_KEY not configured", body = Problem, content_type = "application/problem+json"),
@@ -35,9 +35,16 @@ pub async fn get_metrics(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     crate::internal::guard_scrape(&req, &state).await?;
+    let pool = state.db.pool().status();
+    let figures = crate::metrics::PoolFigures {
+        size: pool.size,
+        available: pool.available,
+        max_size: pool.max_size,
+        waiting: pool.waiting,
+    };
     Ok(HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render()))
+        .content_type(crate::metrics::CONTENT_TYPE)
+        .body(state.metrics.render(figures)))
 }
 
 /// `POST /internal/receipts` body.
@@ -214,10 +221,7 @@ pub async fn post_stripe_webhook(
             }
         }
         Err(why) => {
-            state
-                .metrics
-                .webhook_signature_failures
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            state.metrics.webhook_signature_failure();
             tracing::warn!(reason = why, "stripe webhook signature failure");
             let mut e = AuditEvent::new(
                 AuditAction::parse("webhook.signature_failure").expect("valid"),

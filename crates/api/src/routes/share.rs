@@ -57,6 +57,7 @@ async fn limit_and_resolve(
             );
             e.context = audit_context(req, state);
             e.details = json!({ "reason": "unknown_or_revoked" });
+            state.metrics.public_projection_error();
             crate::ratelimit::record_refusal(state, &e).await?;
             Err(ApiError::not_found())
         }
@@ -109,6 +110,7 @@ async fn grant_redirect(
     let now = OffsetDateTime::now_utc();
     let grant_id = grant.id.to_string();
     if grant.expires_at <= now {
+        state.metrics.public_projection_error();
         record_outcome(
             req,
             state,

@@ -246,11 +246,15 @@ async fn runners_record_receipts_with_their_token_and_metrics_need_the_internal_
     let text = app.metrics().await;
     assert!(
         text.contains(
-            "defendable_http_responses_total{route=\"/internal/receipts\",status=\"401\"} 1"
+            "defendable_http_requests_total{route=\"/internal/receipts\",method=\"POST\",code=\"401\"} 1"
         ),
         "{text}"
     );
-    assert!(text.contains("# TYPE defendable_receipt_hash_mismatches_total counter"));
+    assert!(text.contains("# TYPE defendable_receipt_hash_mismatches counter"));
+    assert!(
+        text.contains("defendable_http_request_duration_seconds_count{route=\"/internal/receipts\",method=\"POST\"} "),
+        "{text}"
+    );
     let res = app.http.get(app.url("/metrics")).send().await.expect("r");
     assert_eq!(res.status(), 401);
 }
@@ -576,4 +580,49 @@ async fn lapsed_subscriptions_fall_back_and_late_events_are_ignored() {
     assert_eq!(limit().await, 1000, "paid again");
     assert_eq!(send("evt_d", 4_000, "unpaid").await.0, 200);
     assert_eq!(limit().await, 100, "unpaid: back to the free limit");
+}
+
+#[actix_web::test]
+async fn metrics_report_append_batches_pool_waits_and_the_build() {
+    let app = TestApp::spawn_with(config(&[("DATABASE_POOL_SIZE", "7")])).await;
+    let (token, slug, _) = app.sign_in_to_org("batches@example.com").await;
+    for i in 0..3 {
+        let (s, _) = app
+            .call(
+                "POST",
+                &format!("/orgs/{slug}/receipts"),
+                Some(&token),
+                Some(json!({"kind": "run", "public": {"i": i}})),
+            )
+            .await;
+        assert_eq!(s, 201);
+    }
+    let text = app.metrics().await;
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    // Three receipts went through the appender, in one to three batches.
+    assert_eq!(
+        value("defendable_ledger_append_batch_size_sum"),
+        Some(3.0),
+        "{text}"
+    );
+    assert!(value("defendable_ledger_append_batch_size_count")
+        .is_some_and(|n| (1.0..=3.0).contains(&n)));
+    // Every request that touched the database waited for its connection, and the pool is read
+    // at scrape time.
+    assert!(
+        value("defendable_db_pool_wait_seconds_count").is_some_and(|n| n >= 3.0),
+        "{text}"
+    );
+    assert_eq!(value("defendable_db_pool_max_connections"), Some(7.0));
+    assert!(text.contains(&format!(
+        "defendable_build_info{{version=\"{}\",commit=\"",
+        env!("CARGO_PKG_VERSION")
+    )));
+    assert!(text.contains(
+        "defendable_http_requests_total{route=\"/orgs/{org}/receipts\",method=\"POST\",code=\"201\"} 3"
+    ));
 }

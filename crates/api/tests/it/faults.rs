@@ -452,7 +452,7 @@ async fn faults_lose_nothing_and_three_processes_behave_as_one() {
     let text = res.text().await.expect("metrics");
     assert!(
         text.contains(
-            "defendable_http_responses_total{route=\"/orgs/{org}/receipts\",status=\"503\"}"
+            "defendable_http_requests_total{route=\"/orgs/{org}/receipts\",method=\"POST\",code=\"503\"}"
         ),
         "the outage's 503s are counted:\n{text}"
     );

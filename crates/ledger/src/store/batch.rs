@@ -20,6 +20,9 @@ use super::{Head, Result, StoredReceipt};
 use crate::receipt::{Draft, Hash, Sealed};
 use crate::LedgerError;
 
+/// Called with the size of every batch an appender gathers.
+pub type BatchObserver = Arc<dyn Fn(usize) + Send + Sync>;
+
 struct Request {
     org: Uuid,
     draft: Draft,
@@ -47,7 +50,18 @@ impl BatchAppender {
     /// Starts `workers` batching tasks on the current runtime, each committing at most
     /// `max_batch` receipts per transaction.
     pub fn start(pool: Pool, workers: usize, max_batch: usize) -> BatchAppender {
-        Self::start_with(pool, workers, max_batch, Tree::Maintain)
+        Self::start_with(pool, workers, max_batch, Tree::Maintain, Arc::new(|_| {}))
+    }
+
+    /// [`BatchAppender::start`], calling `observe` with the size of every batch it gathers (a
+    /// metrics hook: the embedding service decides what to do with it).
+    pub fn start_observed(
+        pool: Pool,
+        workers: usize,
+        max_batch: usize,
+        observe: BatchObserver,
+    ) -> BatchAppender {
+        Self::start_with(pool, workers, max_batch, Tree::Maintain, observe)
     }
 
     /// Starts an appender that appends as the release before the Merkle tree did: receipts and
@@ -55,15 +69,27 @@ impl BatchAppender {
     /// baseline of `cargo xtask bench tree`; the server never uses it.
     #[doc(hidden)]
     pub fn start_without_tree(pool: Pool, workers: usize, max_batch: usize) -> BatchAppender {
-        Self::start_with(pool, workers, max_batch, Tree::Skip)
+        Self::start_with(pool, workers, max_batch, Tree::Skip, Arc::new(|_| {}))
     }
 
-    fn start_with(pool: Pool, workers: usize, max_batch: usize, tree: Tree) -> BatchAppender {
+    fn start_with(
+        pool: Pool,
+        workers: usize,
+        max_batch: usize,
+        tree: Tree,
+        observe: BatchObserver,
+    ) -> BatchAppender {
         let workers = workers.max(1);
         let mut queues = Vec::with_capacity(workers);
         for _ in 0..workers {
             let (tx, rx) = mpsc::channel(max_batch * 4);
-            tokio::spawn(worker(pool.clone(), rx, max_batch.max(1), tree));
+            tokio::spawn(worker(
+                pool.clone(),
+                rx,
+                max_batch.max(1),
+                tree,
+                observe.clone(),
+            ));
             queues.push(tx);
         }
         BatchAppender {
@@ -93,7 +119,13 @@ impl BatchAppender {
     }
 }
 
-async fn worker(pool: Pool, mut rx: mpsc::Receiver<Request>, max_batch: usize, tree: Tree) {
+async fn worker(
+    pool: Pool,
+    mut rx: mpsc::Receiver<Request>,
+    max_batch: usize,
+    tree: Tree,
+    observe: BatchObserver,
+) {
     // The heads this worker last saw, so a batch usually needs a single statement. Another
     // process may have moved a head since; the compare-and-set below notices and retries.
     let mut heads: HashMap<Uuid, Head> = HashMap::new();
@@ -106,6 +138,7 @@ async fn worker(pool: Pool, mut rx: mpsc::Receiver<Request>, max_batch: usize, t
                 Err(_) => break,
             }
         }
+        observe(batch.len());
         if heads.len() > 100_000 {
             heads.clear();
         }

@@ -40,7 +40,7 @@ use crate::receipt::{Hash, Sealed};
 use crate::LedgerError;
 
 pub use append::{append_in, request_fingerprint, AppendOptions, Appended};
-pub use batch::BatchAppender;
+pub use batch::{BatchAppender, BatchObserver};
 pub use reads::{get, head, list, orgs, projections_page, verify_all, verify_org, ChainReport};
 pub use shares::{
     create_share, revoke_shares, share_receipt, shared_receipt, unshare_receipt, NewShare,
