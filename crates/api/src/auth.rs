@@ -13,7 +13,7 @@ use defendable_identity::{IdentityError, OrgRef, Role, SessionId, UserId};
 use defendable_store::audit::{Actor, AuditContext};
 
 use crate::client_ip::client_ip;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::middleware::RequestId;
 use crate::AppState;
 
@@ -58,8 +58,7 @@ impl Caller {
         match self.principal {
             Principal::User { user, session } => Ok((user, session)),
             Principal::ApiKey { .. } => Err(ApiError::new(
-                actix_web::http::StatusCode::FORBIDDEN,
-                "session_required",
+                ErrorCode::SessionRequired,
                 "this operation needs a signed-in user; API keys cannot perform it",
             )),
         }

@@ -10,6 +10,202 @@ use utoipa::ToSchema;
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
+macro_rules! error_codes {
+    ($($(#[doc = $doc:literal])* $variant:ident = $code:literal, $status:ident;)*) => {
+        /// Every `code` this API answers with, and the status it comes with. Clients branch on
+        /// the code; the OpenAPI document lists them all (`ErrorCode`).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $($(#[doc = $doc])* $variant,)*
+        }
+
+        impl ErrorCode {
+            /// Every code, in the order declared.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant),*];
+
+            /// The stable string clients see.
+            pub fn as_str(self) -> &'static str {
+                match self { $(ErrorCode::$variant => $code,)* }
+            }
+
+            /// The HTTP status this code is answered with.
+            pub fn status(self) -> StatusCode {
+                match self { $(ErrorCode::$variant => StatusCode::$status,)* }
+            }
+
+            /// What the code means, for the reference in `docs/errors.md`.
+            pub fn description(self) -> &'static str {
+                match self { $(ErrorCode::$variant => concat!($($doc),*),)* }
+            }
+        }
+    };
+}
+
+error_codes! {
+    /// The request could not be read (query, headers or body).
+    BadRequest = "bad_request", BAD_REQUEST;
+    /// The body is not valid JSON.
+    MalformedJson = "malformed_json", BAD_REQUEST;
+    /// A webhook's signature does not verify.
+    InvalidSignature = "invalid_signature", BAD_REQUEST;
+    /// No valid credential.
+    Unauthorized = "unauthorized", UNAUTHORIZED;
+    /// A one-time token is unknown, used or expired.
+    InvalidToken = "invalid_token", UNAUTHORIZED;
+    /// The internal key or runner token is wrong or missing.
+    InvalidInternalKey = "invalid_internal_key", UNAUTHORIZED;
+    /// The caller may not do this.
+    Forbidden = "forbidden", FORBIDDEN;
+    /// Only a person's session may do this, not an API key.
+    SessionRequired = "session_required", FORBIDDEN;
+    /// The caller's network may not reach this route.
+    NetworkNotAllowed = "network_not_allowed", FORBIDDEN;
+    /// The runner token may not write to this organization (`RUNNER_ORGS`).
+    RunnerOrgNotAllowed = "runner_org_not_allowed", FORBIDDEN;
+    /// An object link is tampered with, expired or signed by an unknown key.
+    InvalidLinkSignature = "invalid_signature", FORBIDDEN;
+    /// No such resource (or not visible to the caller).
+    NotFound = "not_found", NOT_FOUND;
+    /// The route does not take this method.
+    MethodNotAllowed = "method_not_allowed", METHOD_NOT_ALLOWED;
+    /// No representation matches `Accept`.
+    NotAcceptable = "not_acceptable", NOT_ACCEPTABLE;
+    /// The request took too long to arrive.
+    RequestTimeout = "request_timeout", REQUEST_TIMEOUT;
+    /// The request conflicts with the resource's state.
+    Conflict = "conflict", CONFLICT;
+    /// The change would leave the organization without an owner.
+    LastOwner = "last_owner", CONFLICT;
+    /// The person is already a member.
+    AlreadyMember = "already_member", CONFLICT;
+    /// Another organization has this slug.
+    SlugTaken = "slug_taken", CONFLICT;
+    /// The dataset grant has expired.
+    GrantExpired = "grant_expired", GONE;
+    /// The body needs a length.
+    LengthRequired = "length_required", LENGTH_REQUIRED;
+    /// The body is over the route's size limit.
+    PayloadTooLarge = "payload_too_large", PAYLOAD_TOO_LARGE;
+    /// The request target is too long.
+    UriTooLong = "uri_too_long", URI_TOO_LONG;
+    /// The body's content type is not accepted.
+    UnsupportedMediaType = "unsupported_media_type", UNSUPPORTED_MEDIA_TYPE;
+    /// The `Range` lies outside the object.
+    RangeNotSatisfiable = "range_not_satisfiable", RANGE_NOT_SATISFIABLE;
+    /// Well-formed but not acceptable.
+    Unprocessable = "unprocessable", UNPROCESSABLE_ENTITY;
+    /// The JSON body does not have the expected shape.
+    InvalidBody = "invalid_body", UNPROCESSABLE_ENTITY;
+    /// A field's value is not acceptable.
+    InvalidInput = "invalid_input", UNPROCESSABLE_ENTITY;
+    /// Not an email address.
+    InvalidEmail = "invalid_email", UNPROCESSABLE_ENTITY;
+    /// Not a valid organization slug.
+    InvalidSlug = "invalid_slug", UNPROCESSABLE_ENTITY;
+    /// Not a valid receipt kind.
+    InvalidKind = "invalid_kind", UNPROCESSABLE_ENTITY;
+    /// The receipt kind is written by the server only.
+    ReservedKind = "reserved_kind", UNPROCESSABLE_ENTITY;
+    /// A receipt part is not a JSON object.
+    NotAnObject = "not_an_object", UNPROCESSABLE_ENTITY;
+    /// A number cannot be represented exactly in canonical JSON.
+    UnsafeNumber = "unsafe_number", UNPROCESSABLE_ENTITY;
+    /// The sealed receipt is over the canonical size limit.
+    BodyTooLarge = "body_too_large", UNPROCESSABLE_ENTITY;
+    /// The Idempotency-Key was used with a different body.
+    IdempotencyKeyReused = "idempotency_key_reused", UNPROCESSABLE_ENTITY;
+    /// A sequence number or tree size lies outside the log.
+    OutOfRange = "out_of_range", UNPROCESSABLE_ENTITY;
+    /// The page cursor is not one this API issued.
+    InvalidCursor = "invalid_cursor", UNPROCESSABLE_ENTITY;
+    /// A share link's `expires_in` is outside the allowed range.
+    InvalidExpiry = "invalid_expiry", UNPROCESSABLE_ENTITY;
+    /// A grant's `expires_in` is outside 60 to 604800 seconds.
+    InvalidExpiresIn = "invalid_expires_in", UNPROCESSABLE_ENTITY;
+    /// The requested proof format is neither `json` nor `tlog-proof`.
+    InvalidFormat = "invalid_format", UNPROCESSABLE_ENTITY;
+    /// The caller belongs to several organizations and the request does not name one.
+    OrgRequired = "org_required", UNPROCESSABLE_ENTITY;
+    /// The object's BLAKE3 digest differs from the declared one.
+    DigestMismatch = "digest_mismatch", UNPROCESSABLE_ENTITY;
+    /// The object is not in storage.
+    ObjectMissing = "object_missing", UNPROCESSABLE_ENTITY;
+    /// A rate limit of `config::limits` refused the request.
+    RateLimited = "rate_limited", TOO_MANY_REQUESTS;
+    /// The daily dataset quota is used up.
+    QuotaExhausted = "quota_exhausted", TOO_MANY_REQUESTS;
+    /// The caller already runs the most concurrent exports allowed.
+    TooManyExports = "too_many_exports", TOO_MANY_REQUESTS;
+    /// An unexpected failure, logged with the request id.
+    Internal = "internal", INTERNAL_SERVER_ERROR;
+    /// The service cannot answer now.
+    Unavailable = "unavailable", SERVICE_UNAVAILABLE;
+    /// The database is away, saturated or too slow; retry after `Retry-After`.
+    DatabaseUnavailable = "database_unavailable", SERVICE_UNAVAILABLE;
+    /// Object storage is unreachable.
+    StorageUnavailable = "storage_unavailable", SERVICE_UNAVAILABLE;
+    /// Mail could not be sent.
+    MailUnavailable = "mail_unavailable", SERVICE_UNAVAILABLE;
+    /// A readiness check failed.
+    NotReady = "not_ready", SERVICE_UNAVAILABLE;
+    /// The receipt is not in the Merkle tree yet; retry shortly.
+    NotYetIntegrated = "not_yet_integrated", SERVICE_UNAVAILABLE;
+    /// `INTERNAL_API_KEY` (or the runner token) is not configured.
+    InternalNotConfigured = "internal_not_configured", SERVICE_UNAVAILABLE;
+    /// `STRIPE_WEBHOOK_SECRET` is not configured.
+    WebhookNotConfigured = "webhook_not_configured", SERVICE_UNAVAILABLE;
+}
+
+/// `docs/errors.md`: every code with its status and meaning (a test keeps the file current).
+pub fn error_reference() -> String {
+    let mut out = String::from(
+        "# Error codes\n\n\
+         Every error is an `application/problem+json` document (RFC 9457) whose `code` is one of\n\
+         these; clients branch on `code`, never on `title` or `detail`. The OpenAPI document lists\n\
+         them as the `ErrorCode` schema. Generated from `crates/api/src/error.rs`\n\
+         (`UPDATE_DOCS=1 cargo test -p defendable-api --test it error_reference` rewrites it).\n\n\
+         | Code | Status | Meaning |\n|---|---|---|\n",
+    );
+    for code in ErrorCode::ALL {
+        out.push_str(&format!(
+            "| `{}` | {} | {} |\n",
+            code.as_str(),
+            code.status().as_u16(),
+            code.description().trim()
+        ));
+    }
+    out
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl utoipa::PartialSchema for ErrorCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let mut codes: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .description(Some(
+                "A stable machine-readable code; clients branch on this, never on `title` or `detail`.",
+            ))
+            .enum_values(Some(codes))
+            .into()
+    }
+}
+
+impl ToSchema for ErrorCode {}
+
 /// An RFC 9457 problem document.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Problem {
@@ -24,7 +220,7 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
     /// A stable machine-readable code; clients branch on this, never on `title` or `detail`.
-    pub code: String,
+    pub code: ErrorCode,
     /// Extra members for this problem type (for example readiness checks).
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
@@ -34,8 +230,7 @@ pub struct Problem {
 /// An error a handler returns; rendered as a [`Problem`].
 #[derive(Debug, Clone)]
 pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
+    code: ErrorCode,
     detail: Option<String>,
     extra: Option<serde_json::Value>,
     retry_after: Option<u64>,
@@ -43,10 +238,9 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// A problem with a status, a stable code and a human detail.
-    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+    /// A problem with a stable code (which fixes the status) and a human detail.
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
         ApiError {
-            status,
             code,
             detail: Some(detail.into()),
             extra: None,
@@ -75,20 +269,19 @@ impl ApiError {
 
     /// 400 with code `bad_request`.
     pub fn bad_request(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_request", detail)
+        Self::new(ErrorCode::BadRequest, detail)
     }
 
     /// 404 with code `not_found`.
     pub fn not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
+        Self::new(ErrorCode::NotFound, "no such resource")
     }
 
     /// A 500 for an unexpected failure: logged here, with the cause, and answered generically.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
         Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             "an internal error occurred; it has been logged with this request's id",
         )
     }
@@ -109,8 +302,7 @@ impl ApiError {
     pub fn database_unavailable(cause: impl std::fmt::Display) -> Self {
         tracing::warn!(error = %cause, "database unavailable");
         Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "database_unavailable",
+            ErrorCode::DatabaseUnavailable,
             "the database is unavailable or busy; try again shortly",
         )
         .with_retry_after(defendable_config::limits::DB_RETRY_AFTER_SECS)
@@ -118,29 +310,29 @@ impl ApiError {
 
     /// The status.
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.code.status()
     }
 
     /// The stable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         self.code
     }
 }
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.status.as_u16(), self.code)
+        write!(f, "{} {}", self.status().as_u16(), self.code)
     }
 }
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        self.status
+        self.status()
     }
 
     fn error_response(&self) -> HttpResponse {
         let mut res = problem_response(
-            self.status,
+            self.status(),
             self.code,
             self.detail.clone(),
             self.extra.clone(),
@@ -156,7 +348,7 @@ impl ResponseError for ApiError {
                 res.headers_mut().insert(header::RETRY_AFTER, v);
             }
         }
-        if self.status == StatusCode::UNAUTHORIZED {
+        if self.status() == StatusCode::UNAUTHORIZED {
             res.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
@@ -164,33 +356,35 @@ impl ResponseError for ApiError {
     }
 }
 
-/// The stable code for a bare status, used when a response left the framework without one.
-pub fn code_for_status(status: StatusCode) -> &'static str {
+/// The code for a bare error status, used when a response left the framework without one. The
+/// problem keeps the framework's status; a status without a code of its own is `bad_request`
+/// (4xx) or `internal` (5xx).
+pub fn code_for_status(status: StatusCode) -> ErrorCode {
     match status.as_u16() {
-        400 => "bad_request",
-        401 => "unauthorized",
-        403 => "forbidden",
-        404 => "not_found",
-        405 => "method_not_allowed",
-        406 => "not_acceptable",
-        408 => "request_timeout",
-        409 => "conflict",
-        411 => "length_required",
-        413 => "payload_too_large",
-        414 => "uri_too_long",
-        415 => "unsupported_media_type",
-        422 => "unprocessable",
-        429 => "rate_limited",
-        503 => "unavailable",
-        s if s >= 500 => "internal",
-        _ => "error",
+        401 => ErrorCode::Unauthorized,
+        403 => ErrorCode::Forbidden,
+        404 => ErrorCode::NotFound,
+        405 => ErrorCode::MethodNotAllowed,
+        406 => ErrorCode::NotAcceptable,
+        408 => ErrorCode::RequestTimeout,
+        409 => ErrorCode::Conflict,
+        411 => ErrorCode::LengthRequired,
+        413 => ErrorCode::PayloadTooLarge,
+        414 => ErrorCode::UriTooLong,
+        415 => ErrorCode::UnsupportedMediaType,
+        416 => ErrorCode::RangeNotSatisfiable,
+        422 => ErrorCode::Unprocessable,
+        429 => ErrorCode::RateLimited,
+        503 => ErrorCode::Unavailable,
+        s if s >= 500 => ErrorCode::Internal,
+        _ => ErrorCode::BadRequest,
     }
 }
 
 /// Builds a problem+json response.
 pub fn problem_response(
     status: StatusCode,
-    code: &str,
+    code: ErrorCode,
     detail: Option<String>,
     extra: Option<serde_json::Value>,
 ) -> HttpResponse {
@@ -199,7 +393,7 @@ pub fn problem_response(
         title: status.canonical_reason().unwrap_or("Error").to_owned(),
         status: status.as_u16(),
         detail,
-        code: code.to_owned(),
+        code,
         extra,
     };
     let body = serde_json::to_vec(&problem).unwrap_or_else(|_| b"{}".to_vec());
@@ -214,28 +408,23 @@ pub fn json_error(err: actix_web::error::JsonPayloadError) -> ApiError {
     use actix_web::error::JsonPayloadError as E;
     match err {
         E::Overflow { limit } | E::OverflowKnownLength { limit, .. } => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            ErrorCode::PayloadTooLarge,
             format!("the JSON body is larger than {limit} bytes"),
         ),
         E::ContentType => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "send the body as application/json",
         ),
         E::Deserialize(e) if e.is_data() => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
+            ErrorCode::InvalidBody,
             format!("the JSON body does not have the expected shape: {e}"),
         ),
         E::Deserialize(e) => ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "malformed_json",
+            ErrorCode::MalformedJson,
             format!("the body is not valid JSON: {e}"),
         ),
         other => ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
+            ErrorCode::BadRequest,
             format!("the request body could not be read: {other}"),
         ),
     }
@@ -246,23 +435,118 @@ impl From<defendable_identity::IdentityError> for ApiError {
         use defendable_identity::IdentityError as E;
         let detail = e.to_string();
         match e {
-            E::InvalidEmail(_) => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_email", detail)
-            }
-            E::InvalidSlug(_) => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_slug", detail)
-            }
-            E::InvalidInput(_) => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", detail)
-            }
-            E::InvalidToken => Self::new(StatusCode::UNAUTHORIZED, "invalid_token", detail),
-            E::InvalidCredentials => Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail),
-            E::Forbidden(_) => Self::new(StatusCode::FORBIDDEN, "forbidden", detail),
+            E::InvalidEmail(_) => Self::new(ErrorCode::InvalidEmail, detail),
+            E::InvalidSlug(_) => Self::new(ErrorCode::InvalidSlug, detail),
+            E::InvalidInput(_) => Self::new(ErrorCode::InvalidInput, detail),
+            E::InvalidToken => Self::new(ErrorCode::InvalidToken, detail),
+            E::InvalidCredentials => Self::new(ErrorCode::Unauthorized, detail),
+            E::Forbidden(_) => Self::new(ErrorCode::Forbidden, detail),
             E::NotFound => Self::not_found(),
-            E::LastOwner => Self::new(StatusCode::CONFLICT, "last_owner", detail),
-            E::AlreadyMember => Self::new(StatusCode::CONFLICT, "already_member", detail),
-            E::SlugTaken => Self::new(StatusCode::CONFLICT, "slug_taken", detail),
+            E::LastOwner => Self::new(ErrorCode::LastOwner, detail),
+            E::AlreadyMember => Self::new(ErrorCode::AlreadyMember, detail),
+            E::SlugTaken => Self::new(ErrorCode::SlugTaken, detail),
             E::Store(inner) => Self::store(inner),
         }
+    }
+}
+
+impl From<defendable_ledger::LedgerError> for ApiError {
+    fn from(e: defendable_ledger::LedgerError) -> Self {
+        use defendable_ledger::LedgerError;
+        let detail = e.to_string();
+        match e {
+            LedgerError::InvalidKind(_) => ApiError::new(ErrorCode::InvalidKind, detail),
+            LedgerError::ReservedKind(_) => ApiError::new(ErrorCode::ReservedKind, detail),
+            LedgerError::NotAnObject(_) => ApiError::new(ErrorCode::NotAnObject, detail),
+            LedgerError::UnsafeNumber(_) => ApiError::new(ErrorCode::UnsafeNumber, detail),
+            LedgerError::InvalidJson(_) => ApiError::new(ErrorCode::MalformedJson, detail),
+            LedgerError::BodyTooLarge(_) => ApiError::new(ErrorCode::BodyTooLarge, detail),
+            LedgerError::IdempotencyConflict => {
+                ApiError::new(ErrorCode::IdempotencyKeyReused, detail)
+            }
+            LedgerError::OutOfRange(_) => ApiError::new(ErrorCode::OutOfRange, detail),
+            LedgerError::NotIntegrated => {
+                ApiError::new(ErrorCode::NotYetIntegrated, detail).with_retry_after(2)
+            }
+            LedgerError::Store(inner) => ApiError::store(inner),
+            LedgerError::Unavailable(cause) => ApiError::database_unavailable(cause),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<defendable_datasets::DatasetsError> for ApiError {
+    fn from(e: defendable_datasets::DatasetsError) -> Self {
+        use defendable_datasets::DatasetsError;
+        let detail = e.to_string();
+        match e {
+            DatasetsError::Invalid { .. } => ApiError::new(ErrorCode::InvalidInput, detail),
+            DatasetsError::DigestMismatch { .. } => {
+                ApiError::new(ErrorCode::DigestMismatch, detail)
+            }
+            DatasetsError::ObjectMissing(_) => ApiError::new(ErrorCode::ObjectMissing, detail),
+            DatasetsError::Storage(cause) => {
+                tracing::error!(error = %cause, "object storage failure");
+                ApiError::new(
+                    ErrorCode::StorageUnavailable,
+                    "object storage is unreachable; try again shortly",
+                )
+            }
+            DatasetsError::NotFound => ApiError::not_found(),
+            DatasetsError::QuotaExhausted { retry_after, .. } => {
+                ApiError::new(ErrorCode::QuotaExhausted, detail).with_retry_after(retry_after)
+            }
+            DatasetsError::GrantExpired => ApiError::new(ErrorCode::GrantExpired, detail),
+            DatasetsError::Ledger(inner) => inner.into(),
+            DatasetsError::Store(inner) => ApiError::store(inner),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_code_has_one_status_but_the_signature_pair() {
+        let mut seen: std::collections::HashMap<&str, StatusCode> = Default::default();
+        for code in ErrorCode::ALL {
+            if let Some(before) = seen.insert(code.as_str(), code.status()) {
+                // A webhook's bad signature is Stripe's 400; a bad object link is 403. Both
+                // predate the enum and keep their statuses.
+                assert_eq!(
+                    code.as_str(),
+                    "invalid_signature",
+                    "{code} has two statuses"
+                );
+                assert_ne!(before, code.status());
+            }
+            assert!(code.status().is_client_error() || code.status().is_server_error());
+            assert!(!code.description().is_empty());
+        }
+    }
+
+    #[test]
+    fn a_problem_renders_its_code_as_a_string() {
+        let res = ApiError::new(ErrorCode::QuotaExhausted, "used up")
+            .with_retry_after(5)
+            .error_response();
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            res.headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()),
+            Some("5")
+        );
+        let problem = serde_json::to_value(Problem {
+            type_: "about:blank".into(),
+            title: "Too Many Requests".into(),
+            status: 429,
+            detail: None,
+            code: ErrorCode::QuotaExhausted,
+            extra: None,
+        })
+        .expect("json");
+        assert_eq!(problem["code"], "quota_exhausted");
     }
 }

@@ -2,7 +2,6 @@
 //! (`X-Internal-Key`, current or previous), compared in constant time. Every call is audited as
 //! `internal.call`, refusals included.
 
-use actix_web::http::StatusCode;
 use actix_web::HttpRequest;
 use defendable_store::audit::{record, Actor, AuditAction, AuditEvent};
 use secrecy::ExposeSecret;
@@ -10,7 +9,7 @@ use serde_json::json;
 
 use crate::auth::audit_context;
 use crate::client_ip::client_ip;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::AppState;
 
 /// Compares in time that depends only on the lengths (the length of a key is not secret), with
@@ -41,7 +40,7 @@ pub async fn guard_scrape(req: &HttpRequest, state: &AppState) -> Result<(), Api
         );
         e.context = audit_context(req, state);
         e.target = Some("GET /metrics".to_owned());
-        e.details = json!({ "outcome": refused.code() });
+        e.details = json!({ "outcome": refused.code().as_str() });
         if let Err(e) = crate::ratelimit::record_refusal(state, &e).await {
             tracing::warn!(error = %e, "could not record a refused scrape");
         }
@@ -69,8 +68,7 @@ pub async fn guard_with(
     let mut e = AuditEvent::new(AuditAction::parse("internal.call").expect("valid"), actor);
     e.context = audit_context(req, state);
     e.target = Some(route.to_owned());
-    e.details =
-        json!({ "outcome": outcome.as_ref().map(|_| "allowed").unwrap_or_else(|e| e.code()) });
+    e.details = json!({ "outcome": outcome.as_ref().map(|_| "allowed").unwrap_or_else(|e| e.code().as_str()) });
     if outcome.is_ok() {
         let client = state.db.get().await?;
         record(&*client, &e).await.map_err(ApiError::store)?;
@@ -96,8 +94,7 @@ fn check(req: &HttpRequest, state: &AppState, credential: Credential) -> Result<
     };
     let Some(current) = &keys.current else {
         return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "internal_not_configured",
+            ErrorCode::InternalNotConfigured,
             format!("this internal route is disabled until {var} is set"),
         ));
     };
@@ -110,8 +107,7 @@ fn check(req: &HttpRequest, state: &AppState, credential: Credential) -> Result<
             .any(|n| n.contains(&ip))
     }) {
         return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "network_not_allowed",
+            ErrorCode::NetworkNotAllowed,
             "this network may not call internal routes",
         ));
     }
@@ -139,8 +135,7 @@ fn check(req: &HttpRequest, state: &AppState, credential: Credential) -> Result<
         }
     }
     Err(ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "invalid_internal_key",
+        ErrorCode::InvalidInternalKey,
         format!("missing or wrong {var}"),
     ))
 }

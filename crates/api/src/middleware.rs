@@ -12,7 +12,7 @@ use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage};
 
-use crate::error::{code_for_status, problem_response, PROBLEM_JSON};
+use crate::error::{code_for_status, problem_response, ErrorCode, PROBLEM_JSON};
 use crate::AppState;
 
 /// The request's id, available to handlers through request extensions.
@@ -189,11 +189,7 @@ async fn respond(
 
 /// Maps a failure the framework raises outside handlers (path, query) to a problem.
 pub fn path_error(err: actix_web::error::PathError) -> crate::error::ApiError {
-    crate::error::ApiError::new(
-        actix_web::http::StatusCode::NOT_FOUND,
-        "not_found",
-        err.to_string(),
-    )
+    crate::error::ApiError::new(ErrorCode::NotFound, err.to_string())
 }
 
 /// Maps query-string parse failures to a 400 problem.

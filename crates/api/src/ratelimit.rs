@@ -3,13 +3,12 @@
 //! request gets 429 with `Retry-After` and the IETF draft's `RateLimit-Policy` / `RateLimit`
 //! headers; allowed requests carry `RateLimit` too (the edge middleware adds it).
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpMessage, HttpRequest};
 use defendable_config::limits::LimitKey;
 use defendable_store::audit::{self, AuditEvent};
 use defendable_store::ratelimit::{self, Bucket};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::AppState;
 
 /// Header values for the response, kept in request extensions for the edge middleware.
@@ -125,8 +124,7 @@ pub async fn check_on(
         }
         let ids: Vec<&str> = exceeded.iter().map(|((r, _), _)| r.id).collect();
         return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
+            ErrorCode::RateLimited,
             format!(
                 "too many requests ({}); retry after {retry} s",
                 ids.join(", ")

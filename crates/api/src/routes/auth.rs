@@ -1,6 +1,5 @@
 //! Sign-in: magic links, invite acceptance, logout.
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use defendable_config::limits::LimitKey;
 use defendable_identity::store::{self as identity, NewSession};
@@ -11,7 +10,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::auth::{audit_context, Caller};
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, ErrorCode, Problem};
 use crate::mail::LinkMail;
 use crate::routes::dto::SessionDto;
 use crate::AppState;
@@ -85,8 +84,7 @@ pub async fn post_auth_request(
     if let Err(e) = sent {
         mail_failed(&state, &ctx, &email, "auth.request", e).await;
         return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "mail_unavailable",
+            ErrorCode::MailUnavailable,
             "the sign-in link could not be sent; try again shortly",
         ));
     }

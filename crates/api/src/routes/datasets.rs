@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use defendable_config::limits::LimitKey;
 use defendable_datasets::store::{
@@ -17,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, ErrorCode, Problem};
 use crate::routes::dto::split_page;
 use crate::routes::receipts::ReceiptDto;
 use crate::AppState;
@@ -303,8 +302,7 @@ pub async fn post_catalog_download(
         Some(s) if s >= 60 && Duration::from_secs(s) <= MAX_GRANT => Duration::from_secs(s),
         Some(_) => {
             return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_expires_in",
+                ErrorCode::InvalidExpiresIn,
                 "expires_in must be 60 to 604800 seconds",
             ))
         }
@@ -336,8 +334,7 @@ pub async fn post_catalog_download(
                         }
                         _ => {
                             return Err(ApiError::new(
-                                StatusCode::UNPROCESSABLE_ENTITY,
-                                "org_required",
+                                ErrorCode::OrgRequired,
                                 "you belong to several organizations: name one in `org`",
                             ))
                         }
@@ -423,37 +420,4 @@ pub async fn get_org_quota(
     )
     .await?;
     Ok(web::Json(q.into()))
-}
-
-impl From<DatasetsError> for ApiError {
-    fn from(e: DatasetsError) -> Self {
-        let detail = e.to_string();
-        match e {
-            DatasetsError::Invalid { .. } => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", detail)
-            }
-            DatasetsError::DigestMismatch { .. } => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "digest_mismatch", detail)
-            }
-            DatasetsError::ObjectMissing(_) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "object_missing", detail)
-            }
-            DatasetsError::Storage(cause) => {
-                tracing::error!(error = %cause, "object storage failure");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "storage_unavailable",
-                    "object storage is unreachable; try again shortly",
-                )
-            }
-            DatasetsError::NotFound => ApiError::not_found(),
-            DatasetsError::QuotaExhausted { retry_after, .. } => {
-                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "quota_exhausted", detail)
-                    .with_retry_after(retry_after)
-            }
-            DatasetsError::GrantExpired => ApiError::new(StatusCode::GONE, "grant_expired", detail),
-            DatasetsError::Ledger(inner) => inner.into(),
-            DatasetsError::Store(inner) => ApiError::store(inner),
-        }
-    }
 }

@@ -35,13 +35,8 @@ pub fn optional_body<T: serde::de::DeserializeOwned + Default>(
     }
     let value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| crate::error::ApiError::bad_request(format!("invalid {what}: {e}")))?;
-    let shape = |detail: String| {
-        crate::error::ApiError::new(
-            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-            detail,
-        )
-    };
+    let shape =
+        |detail: String| crate::error::ApiError::new(crate::error::ErrorCode::InvalidBody, detail);
     if !value.is_object() {
         return Err(shape(format!("the {what} must be a JSON object")));
     }

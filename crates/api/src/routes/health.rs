@@ -2,13 +2,12 @@
 
 use std::time::Duration;
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, ErrorCode, Problem};
 use crate::AppState;
 
 /// Liveness answer.
@@ -96,12 +95,10 @@ pub async fn get_readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiE
             checks,
         }))
     } else {
-        Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            "a dependency is not ready",
+        Err(
+            ApiError::new(ErrorCode::NotReady, "a dependency is not ready")
+                .with_extra(json!({ "checks": checks })),
         )
-        .with_extra(json!({ "checks": checks })))
     }
 }
 

@@ -1,6 +1,5 @@
 //! Organization invites (owners only).
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use defendable_config::limits::LimitKey;
 use defendable_identity::store as identity;
@@ -10,7 +9,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::Caller;
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, ErrorCode, Problem};
 use crate::mail::LinkMail;
 use crate::routes::auth::{app_link, mail_failed};
 use crate::routes::dto::{InviteDto, InvitePage, PageQuery, RoleDto};
@@ -82,8 +81,7 @@ pub async fn post_org_invites(
     if let Err(e) = sent {
         mail_failed(&state, &caller.ctx, &email, "invite.create", e).await;
         return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "mail_unavailable",
+            ErrorCode::MailUnavailable,
             "the invite was created but could not be mailed; revoke it and try again",
         ));
     }

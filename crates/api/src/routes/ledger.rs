@@ -1,7 +1,7 @@
 //! Log-level routes: verification, signed-note checkpoints, consistency proofs, tiles, export,
 //! published keys (DESIGN §2b).
 
-use actix_web::http::{header, StatusCode};
+use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 
 use defendable_config::limits;
@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::Caller;
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, ErrorCode, Problem};
 use crate::routes::proof::{note_response, ConsistencyDto, ConsistencyQuery};
 use crate::AppState;
 
@@ -208,8 +208,7 @@ pub async fn get_ledger_export(
     .map_err(ApiError::store)?
     .ok_or_else(|| {
         ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_exports",
+            ErrorCode::TooManyExports,
             format!(
                 "at most {} exports may run at once for one user or API key; wait for one to finish",
                 limits::EXPORTS_PER_PRINCIPAL

@@ -1,7 +1,7 @@
 //! The API's own signed object URLs (local-filesystem storage): the signature is checked in
 //! constant time before storage is touched; bytes are streamed with `Range` support.
 
-use actix_web::http::{header, StatusCode};
+use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use defendable_datasets::ObjectKey;
 use futures_util::StreamExt;
@@ -10,7 +10,7 @@ use object_store::{GetOptions, GetRange};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, ErrorCode, Problem};
 use crate::AppState;
 
 /// The signature of an object URL.
@@ -27,8 +27,7 @@ pub struct Signature {
 
 fn refused() -> ApiError {
     ApiError::new(
-        StatusCode::FORBIDDEN,
-        "invalid_signature",
+        ErrorCode::InvalidLinkSignature,
         "this link is invalid or has expired; ask for a new one",
     )
 }
@@ -147,8 +146,7 @@ pub async fn get_object(
     {
         Some(v) => Some(parse_range(v).ok_or_else(|| {
             ApiError::new(
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                "range_not_satisfiable",
+                ErrorCode::RangeNotSatisfiable,
                 "send one range as bytes=start-end",
             )
         })?),
@@ -161,8 +159,7 @@ pub async fn get_object(
             state.metrics.storage_failure();
             tracing::error!(error = %other, "object storage failure while serving a signed link");
             ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage_unavailable",
+                ErrorCode::StorageUnavailable,
                 "object storage is unreachable; try again shortly",
             )
         }
@@ -182,8 +179,7 @@ pub async fn get_object(
         };
         if !starts_inside {
             return Err(ApiError::new(
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                "range_not_satisfiable",
+                ErrorCode::RangeNotSatisfiable,
                 "the range is outside the object",
             ));
         }

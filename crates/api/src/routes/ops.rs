@@ -1,6 +1,5 @@
 //! Operator routes: Prometheus metrics, runner receipts, the Stripe webhook, the audit log.
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use defendable_datasets::billing::{self, Applied};
 use defendable_identity::OrgRef;
@@ -14,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::{audit_context, Caller};
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, ErrorCode, Problem};
 use crate::internal::{guard_with, same, Credential};
 use crate::routes::dto::split_page;
 use crate::routes::receipts::{parse_body, record_receipt, ReceiptDto};
@@ -106,8 +105,7 @@ pub async fn post_internal_receipts(
         })
         .ok_or_else(|| {
             ApiError::new(
-                StatusCode::FORBIDDEN,
-                "runner_org_not_allowed",
+                ErrorCode::RunnerOrgNotAllowed,
                 "the runner token may not record into this organization (RUNNER_ORGS)",
             )
         })?;
@@ -192,8 +190,7 @@ pub async fn post_stripe_webhook(
     let secrets = &state.config.stripe_webhook_secret;
     let Some(current) = &secrets.current else {
         return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "webhook_not_configured",
+            ErrorCode::WebhookNotConfigured,
             "STRIPE_WEBHOOK_SECRET is not set",
         ));
     };
@@ -231,8 +228,7 @@ pub async fn post_stripe_webhook(
             e.details = json!({ "provider": "stripe", "reason": why });
             crate::ratelimit::record_refusal(&state, &e).await?;
             return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_signature",
+                ErrorCode::InvalidSignature,
                 "the Stripe-Signature header does not verify",
             ));
         }

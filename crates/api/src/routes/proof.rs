@@ -7,7 +7,7 @@ use defendable_ledger::{ConsistencyProof, ProofBundle};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// The media type of signed notes and tlog-proof files.
 pub const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
@@ -90,8 +90,7 @@ fn wants_tlog_proof(format: Option<&str>) -> Result<bool, ApiError> {
         None | Some("json") => Ok(false),
         Some("tlog-proof") => Ok(true),
         Some(other) => Err(ApiError::new(
-            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_format",
+            ErrorCode::InvalidFormat,
             format!("format {other:?} is not json or tlog-proof"),
         )),
     }

@@ -4,14 +4,14 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use defendable_identity::OneTimeToken;
 use defendable_ledger::store::{self as ledger, AppendOptions, Appended};
-use defendable_ledger::{parse_strict, Draft, LedgerError, ReceiptKind};
+use defendable_ledger::{parse_strict, Draft, ReceiptKind};
 use defendable_store::audit::{AuditAction, AuditEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, ErrorCode, Problem};
 use crate::routes::dto::split_page;
 use crate::routes::proof::{bundle_response, ProofBundleDto, ProofQuery};
 use crate::AppState;
@@ -115,8 +115,7 @@ impl ShareRequest {
         if let Some(ttl) = req.expires_in {
             if !SHARE_TTL_RANGE.contains(&ttl) {
                 return Err(ApiError::new(
-                    actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_expiry",
+                    ErrorCode::InvalidExpiry,
                     format!(
                         "expires_in must be between {} and {} seconds",
                         SHARE_TTL_RANGE.start(),
@@ -156,8 +155,7 @@ pub async fn post_org_receipts(
         .is_some_and(|v| v.starts_with("application/json"));
     if !is_json {
         return Err(ApiError::new(
-            actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "send the body as application/json",
         ));
     }
@@ -177,13 +175,7 @@ pub async fn post_org_receipts(
 /// would silently round.
 pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let value = parse_strict(body)?;
-    serde_json::from_value(value).map_err(|e| {
-        ApiError::new(
-            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-            e.to_string(),
-        )
-    })
+    serde_json::from_value(value).map_err(|e| ApiError::new(ErrorCode::InvalidBody, e.to_string()))
 }
 
 /// Records `(kind, public, private)` in `org`'s chain through the batching appender, honouring
@@ -258,8 +250,7 @@ pub async fn get_org_receipts(
     let kind = query.kind.as_deref().map(ReceiptKind::parse).transpose()?;
     if query.after.is_some_and(|a| i64::try_from(a).is_err()) {
         return Err(ApiError::new(
-            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_cursor",
+            ErrorCode::InvalidCursor,
             "`after` is beyond any receipt sequence number",
         ));
     }
@@ -425,48 +416,4 @@ fn receipt_event(
     e.context = caller.ctx.clone();
     e.target = Some(receipt.receipt_id.clone());
     e
-}
-
-impl From<LedgerError> for ApiError {
-    fn from(e: LedgerError) -> Self {
-        use actix_web::http::StatusCode;
-        let detail = e.to_string();
-        match e {
-            LedgerError::InvalidKind(_) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_kind", detail)
-            }
-            LedgerError::ReservedKind(_) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "reserved_kind", detail)
-            }
-            LedgerError::NotAnObject(_) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_an_object", detail)
-            }
-            LedgerError::UnsafeNumber(_) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unsafe_number", detail)
-            }
-            LedgerError::InvalidJson(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", detail)
-            }
-            LedgerError::BodyTooLarge(_) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "body_too_large", detail)
-            }
-            LedgerError::IdempotencyConflict => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency_key_reused",
-                detail,
-            ),
-            LedgerError::OutOfRange(_) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "out_of_range", detail)
-            }
-            LedgerError::NotIntegrated => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not_yet_integrated",
-                detail,
-            )
-            .with_retry_after(2),
-            LedgerError::Store(inner) => ApiError::store(inner),
-            LedgerError::Unavailable(cause) => ApiError::database_unavailable(cause),
-            other => ApiError::internal(other),
-        }
-    }
 }

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use crate::auth::audit_context;
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, ErrorCode, Problem};
 use crate::routes::proof::{
     bundle_response, ConsistencyDto, ProofBundleDto, ProofQuery, ShareConsistencyQuery,
 };
@@ -136,8 +136,7 @@ async fn grant_redirect(
         )
         .await?;
         return Err(ApiError::new(
-            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-            "storage_unavailable",
+            ErrorCode::StorageUnavailable,
             "object storage is unreachable; try again shortly",
         ));
     }
