@@ -64,9 +64,9 @@ fn the_ledger_core_has_no_database_dependency_without_default_features() {
 
 /// The shell only translates: no SQL in the api crate. Rules and statements live in the cores,
 /// which the handlers call.
-#[test]
-fn the_api_crate_holds_no_sql() {
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+/// The lines of `text` that hold an SQL statement (a string literal or a continuation line
+/// starting with a verb); comments are ignored.
+fn sql_lines(text: &str) -> Vec<(usize, &str)> {
     let verbs = [
         "SELECT ",
         "INSERT INTO",
@@ -76,6 +76,27 @@ fn the_api_crate_holds_no_sql() {
         "ALTER TABLE",
         "DROP ",
     ];
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| {
+            let code = line.split("//").next().unwrap_or_default();
+            verbs
+                .iter()
+                .any(|v| code.contains(&format!("\"{v}")) || code.trim_start().starts_with(v))
+        })
+        .collect()
+}
+
+#[test]
+fn the_api_crate_holds_no_sql() {
+    // The detector bites on a statement and leaves prose alone.
+    let handler =
+        "let row = client.query_one(\"SELECT id FROM orgs WHERE slug = $1\", &[&slug]);\n\
+                   \"UPDATE api_keys\n   SET revoked_at = now()\";\n\
+                   // SELECT in a comment is fine\n\
+                   let words = \"select a plan\";";
+    assert_eq!(sql_lines(handler).len(), 2, "{:?}", sql_lines(handler));
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut found = Vec::new();
     let mut stack = vec![src];
     while let Some(dir) = stack.pop() {
@@ -86,14 +107,8 @@ fn the_api_crate_holds_no_sql() {
                 continue;
             }
             let text = std::fs::read_to_string(&path).expect("source");
-            for (n, line) in text.lines().enumerate() {
-                let code = line.split("//").next().unwrap_or_default();
-                if verbs
-                    .iter()
-                    .any(|v| code.contains(&format!("\"{v}")) || code.trim_start().starts_with(v))
-                {
-                    found.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
-                }
+            for (n, line) in sql_lines(&text) {
+                found.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
             }
         }
     }
@@ -102,4 +117,74 @@ fn the_api_crate_holds_no_sql() {
         "SQL in the api crate:\n{}",
         found.join("\n")
     );
+}
+
+/// The workspace crates `package` depends on directly (normal and build edges), by name.
+fn workspace_deps(package: &str) -> Vec<String> {
+    cargo_tree(package, &["-e", "normal,build", "--depth", "1"])
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| name.starts_with("defendable-") && *name != package)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Which core may use which, as ARCHITECTURE.md's "Cross-cutting invariants" states it.
+const ALLOWED_CORE_DEPS: &[(&str, &[&str])] = &[
+    ("defendable-config", &[]),
+    ("defendable-store", &[]),
+    ("defendable-ledger", &["defendable-store"]),
+    (
+        "defendable-identity",
+        &["defendable-store", "defendable-config"],
+    ),
+    (
+        "defendable-datasets",
+        &["defendable-store", "defendable-ledger", "defendable-config"],
+    ),
+];
+
+/// The rule [`cores_depend_only_on_the_cores_architecture_allows`] applies, kept apart so a
+/// test can show it refuses a forbidden edge.
+fn forbidden_core_deps(core: &str, deps: &[String]) -> Vec<String> {
+    let allowed = ALLOWED_CORE_DEPS
+        .iter()
+        .find(|(c, _)| *c == core)
+        .map(|(_, a)| *a)
+        .unwrap_or_else(|| panic!("{core} is not a core named in ARCHITECTURE.md"));
+    deps.iter()
+        .filter(|d| !allowed.contains(&d.as_str()))
+        .cloned()
+        .collect()
+}
+
+/// Cores never depend on each other unless ARCHITECTURE.md allows it (datasets may use the
+/// ledger; identity and datasets may use config types; `store` is shared infrastructure).
+#[test]
+fn cores_depend_only_on_the_cores_architecture_allows() {
+    for (core, _) in ALLOWED_CORE_DEPS {
+        let deps = workspace_deps(core);
+        let forbidden = forbidden_core_deps(core, &deps);
+        assert!(
+            forbidden.is_empty(),
+            "{core} depends on {forbidden:?}, which ARCHITECTURE.md does not allow"
+        );
+    }
+    // The rule bites: identity reaching for the ledger, or the ledger for identity, is refused.
+    assert_eq!(
+        forbidden_core_deps("defendable-identity", &["defendable-ledger".to_owned()]),
+        ["defendable-ledger"]
+    );
+    assert_eq!(
+        forbidden_core_deps(
+            "defendable-ledger",
+            &[
+                "defendable-store".to_owned(),
+                "defendable-identity".to_owned()
+            ]
+        ),
+        ["defendable-identity"]
+    );
+    // And the tree is read for real: datasets' dependency on the ledger shows up.
+    assert!(workspace_deps("defendable-datasets").contains(&"defendable-ledger".to_owned()));
 }
