@@ -143,6 +143,7 @@ fn pgbench(url: &str, secs: u64) -> f64 {
 /// Waits for the server, then makes a user, its organization, an API key, some receipts and a
 /// share link. Returns (session token, slug, API key, share token).
 async fn setup(base: &str, data: &std::path::Path) -> (String, String, String, String) {
+    defendable_store::install_crypto_provider();
     let http = reqwest::Client::new();
     wait_ready(&http, base, Duration::from_secs(60)).await;
     let post = |path: String, bearer: String, body: Value| {

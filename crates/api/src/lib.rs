@@ -137,6 +137,7 @@ impl Application {
     /// `JWT_SECRET` and `LEDGER_SIGNING_KEY` must be set (development fills them with
     /// [`boot::dev_secrets`]). Must run inside a Tokio runtime: it starts the receipt appender.
     pub fn build(config: Config, deps: Dependencies) -> anyhow::Result<Application> {
+        defendable_store::install_crypto_provider();
         let jwt = config
             .jwt_secret
             .current

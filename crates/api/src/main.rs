@@ -29,6 +29,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    defendable_store::install_crypto_provider();
     let cli = Cli::parse();
     let env = Env::from_process();
     match cli.command.unwrap_or(Command::Serve) {

@@ -35,6 +35,7 @@ pub enum Body {
 impl Api {
     /// A client for `base` (trailing slashes ignored).
     pub fn new(base: &str, token: Option<Token>) -> Result<Api, Exit> {
+        crate::install_crypto_provider();
         let http = reqwest::Client::builder()
             .user_agent(concat!("defendable-cli/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))

@@ -242,6 +242,7 @@ async fn fetch(
     bar: &ProgressBar,
 ) -> Result<u32, Exit> {
     // No bearer token goes to the link or to the object store; the link is the credential.
+    crate::install_crypto_provider();
     let http = reqwest::Client::builder()
         .user_agent(concat!("defendable-cli/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(10))

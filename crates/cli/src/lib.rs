@@ -97,3 +97,13 @@ impl Output {
         }
     }
 }
+
+/// Makes ring the process's TLS crypto provider, once (reqwest is built without a provider of
+/// its own, so the whole workspace uses ring; the server does the same through
+/// `defendable_store::install_crypto_provider`).
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}

@@ -18,7 +18,7 @@ use defendable_ledger::{Draft, ReceiptKind};
 use defendable_store::audit::AuditContext;
 use defendable_testkit::bench::{drive, durable_database, row};
 use object_store::signer::Signer;
-use object_store::ObjectStore;
+use object_store::ObjectStoreExt as _;
 use serde_json::json;
 use uuid::Uuid;
 

@@ -3,6 +3,7 @@
 use futures_util::StreamExt;
 use object_store::path::Path;
 use object_store::ObjectStore;
+use object_store::ObjectStoreExt as _;
 
 use crate::{Blake3Digest, DatasetsError, ObjectKey};
 

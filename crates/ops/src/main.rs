@@ -74,6 +74,7 @@ enum Command {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> ExitCode {
+    defendable_store::install_crypto_provider();
     let cli = Cli::parse();
     match run(cli).await {
         Ok(true) => ExitCode::SUCCESS,

@@ -112,6 +112,7 @@ pub async fn packet(dep: &Deployment, env: &Env, opts: &PacketOptions) -> Result
         &json_bytes(&json!({"variables": rows})),
     )?;
 
+    defendable_store::install_crypto_provider();
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

@@ -60,6 +60,7 @@ async fn count_from_metrics(dep: &Deployment, urls: &[String], secret: &str) -> 
         .current
         .as_ref()
         .ok_or_else(|| OpsError::Setup("INTERNAL_API_KEY is needed to read /metrics".into()))?;
+    defendable_store::install_crypto_provider();
     let http = reqwest::Client::new();
     let mut total = 0;
     for url in urls {

@@ -14,6 +14,17 @@ pub mod slots;
 use std::str::FromStr;
 
 pub use deadpool_postgres::{GenericClient, Pool};
+
+/// Makes ring the process's TLS crypto provider (rustls), once; later calls do nothing. HTTP
+/// clients (reqwest, and object_store's S3 client through it) are built without a provider of
+/// their own so that one provider, ring, serves the whole process: every binary calls this at
+/// start, and so does the test kit.
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
 pub use migrate::{
     embedded_migrations, latest_version, migrate, migrate_to, migrations_fingerprint,
     schema_version,

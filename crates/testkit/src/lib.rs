@@ -44,6 +44,7 @@ pub struct TestDb {
 impl TestDb {
     /// Creates a fresh migrated database for one test.
     pub async fn new() -> TestDb {
+        defendable_store::install_crypto_provider();
         Self::create(true).await
     }
 
@@ -358,6 +359,7 @@ pub mod bench {
         concurrency: usize,
         run: Duration,
     ) -> (f64, Vec<Duration>) {
+        defendable_store::install_crypto_provider();
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(concurrency)
             .build()

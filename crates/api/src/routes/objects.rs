@@ -6,6 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use defendable_datasets::ObjectKey;
 use futures_util::StreamExt;
 use object_store::path::Path;
+use object_store::ObjectStoreExt as _;
 use object_store::{GetOptions, GetRange};
 use serde::Deserialize;
 use utoipa::IntoParams;

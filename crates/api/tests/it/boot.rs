@@ -99,7 +99,7 @@ async fn production_with_a_complete_environment_boots_and_is_ready() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawns");
-    let http = reqwest::Client::new();
+    let http = crate::helpers::http();
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut last = None;
     while Instant::now() < deadline {

@@ -2,6 +2,7 @@
 //! on the local filesystem and on a real S3-compatible server, redaction, and the race for the
 //! last units of quota.
 
+use object_store::ObjectStoreExt as _;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -68,7 +68,7 @@ async fn the_sixth_sign_in_request_for_one_email_is_refused_with_retry_after() {
 async fn two_server_processes_share_the_count() {
     let app = TestApp::spawn().await;
     let other = app.second_instance(config(&[]));
-    let http = reqwest::Client::new();
+    let http = crate::helpers::http();
     for i in 0..5 {
         let base = if i % 2 == 0 {
             app.base.clone()

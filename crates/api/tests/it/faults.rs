@@ -49,7 +49,7 @@ impl Harness {
             dir,
             cluster: Some(cluster),
             url,
-            http: reqwest::Client::builder()
+            http: crate::helpers::http_builder()
                 .timeout(Duration::from_secs(30))
                 .redirect(reqwest::redirect::Policy::none())
                 .build()

@@ -334,6 +334,7 @@ fn local_objects(data: &TempDir) -> Arc<dyn object_store::ObjectStore> {
 }
 
 fn client() -> reqwest::Client {
+    defendable_store::install_crypto_provider();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -427,4 +428,16 @@ pub fn path_of(url: &str) -> String {
         .map(|i| after_scheme + i)
         .unwrap_or(url.len());
     url[start..].to_owned()
+}
+
+/// A plain HTTP client (follows redirects), after the process's TLS provider is installed.
+pub fn http() -> reqwest::Client {
+    defendable_store::install_crypto_provider();
+    reqwest::Client::new()
+}
+
+/// [`http`]'s builder, for clients with their own settings.
+pub fn http_builder() -> reqwest::ClientBuilder {
+    defendable_store::install_crypto_provider();
+    reqwest::Client::builder()
 }

@@ -354,7 +354,7 @@ async fn a_second_invite_replaces_the_first_link_and_inviting_a_member_is_409() 
 async fn logout_and_key_revocation_reach_another_server_process_within_five_seconds() {
     let app = TestApp::spawn().await;
     let other = app.second_instance(config(&[]));
-    let http = reqwest::Client::new();
+    let http = crate::helpers::http();
     let (token, slug, _) = app.sign_in_to_org("a@example.com").await;
     let (_, key) = app
         .call(
@@ -427,7 +427,7 @@ async fn tokens_signed_with_the_previous_jwt_secret_are_accepted_and_counted() {
         ("JWT_SECRET", "rotated-jwt-Q1w2E3r4T5y6U7i8O9p0Asdfgh"),
         ("JWT_SECRET_PREVIOUS", crate::helpers::JWT_SECRET),
     ]));
-    let http = reqwest::Client::new();
+    let http = crate::helpers::http();
     let (s, _) =
         crate::helpers::call(&http, &format!("{rotated}/me"), "GET", Some(&token), None).await;
     assert_eq!(s, 200);

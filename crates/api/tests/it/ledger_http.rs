@@ -41,7 +41,7 @@ async fn record_list_read_and_retry_receipts() {
     assert_eq!(second["body"]["parent"], first["hash"]);
 
     // Idempotent retry: the same key and body return the first receipt, not a new one.
-    let http = reqwest::Client::new();
+    let http = crate::helpers::http();
     let send = |body: Value| {
         http.post(app.url(&path))
             .bearer_auth(&token)

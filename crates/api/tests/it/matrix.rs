@@ -1,6 +1,7 @@
 //! Every route in the OpenAPI document × every kind of principal, with the exact status each
 //! must get. A route without a row here fails the test.
 
+use object_store::ObjectStoreExt as _;
 use std::collections::BTreeSet;
 use std::time::Duration;
 

@@ -1,5 +1,6 @@
 //! The CLI against a real server on a real PostgreSQL, driven as a user would drive it.
 
+use object_store::ObjectStoreExt as _;
 use serde_json::Value;
 
 use crate::server::Server;

@@ -3,6 +3,7 @@
 //! transfer midway, as a flaky network would. The CLI runs as a child process with its own
 //! configuration directory, as a user's shell would run it.
 
+use object_store::ObjectStoreExt as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -266,6 +267,7 @@ impl Server {
             .put(&object_store::path::Path::from(key), bytes.into())
             .await
             .expect("put");
+        defendable_cli::install_crypto_provider();
         let res = reqwest::Client::new()
             .post(format!("{}/internal/datasets", self.direct))
             .header("x-internal-key", INTERNAL_KEY)

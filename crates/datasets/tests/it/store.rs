@@ -1,5 +1,6 @@
 //! Publish, catalog and grants through the core's own API.
 
+use object_store::ObjectStoreExt as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,7 +9,6 @@ use defendable_datasets::{Blake3Digest, DatasetSlug, DatasetVersion, DatasetsErr
 use defendable_store::audit::AuditContext;
 use defendable_testkit::TestDb;
 use object_store::memory::InMemory;
-use object_store::ObjectStore;
 use uuid::Uuid;
 
 const BYTES: &[u8] = b"year,region,count\n2026,north,41\n";

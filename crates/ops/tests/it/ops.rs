@@ -1,6 +1,7 @@
 //! Seed a deployment, back it up, drill the backup (passing, then failing on a tampered
 //! receipt), record a rotation, and build the evidence packet from a live server.
 
+use object_store::ObjectStoreExt as _;
 use std::sync::Arc;
 
 use defendable_config::{Config, Env};
