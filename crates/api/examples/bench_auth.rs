@@ -89,7 +89,7 @@ fn main() {
             &mut db.pool.get().await.expect("client"),
             session.user.id,
             org,
-            "bench",
+            &defendable_identity::ApiKeyName::parse("bench").expect("name"),
             None,
             &ctx,
         )

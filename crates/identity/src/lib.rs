@@ -8,12 +8,14 @@
 pub mod authn;
 pub mod domain;
 pub mod jwt;
+pub mod policy;
 pub mod secret;
 pub mod store;
 
 pub use domain::{
     ApiKeyId, Email, InviteId, OrgId, OrgName, OrgRef, OrgSlug, Role, SessionId, UserId,
 };
+pub use policy::ApiKeyName;
 pub use secret::{ApiKeySecret, OneTimeToken, SecretHash};
 
 /// Everything identity can refuse or fail at.

@@ -123,6 +123,18 @@ impl AuditEvent {
             details: serde_json::json!({}),
         }
     }
+
+    /// The same event, naming what it was done to.
+    pub fn on(mut self, target: impl Into<String>) -> Self {
+        self.target = Some(target.into());
+        self
+    }
+
+    /// The same event, with its structured facts.
+    pub fn with(mut self, details: serde_json::Value) -> Self {
+        self.details = details;
+        self
+    }
 }
 
 fn truncate(s: &str, max: usize) -> &str {

@@ -50,11 +50,12 @@ pub async fn post_org_api_keys(
     body: web::Json<CreateApiKey>,
 ) -> Result<HttpResponse, ApiError> {
     let (access, user) = caller.owner(&state, &path).await?;
+    let name = defendable_identity::ApiKeyName::parse(&body.name)?;
     let (key, secret) = identity::create_api_key(
         &mut *state.db.get().await?,
         user,
         access.org.id,
-        &body.name,
+        &name,
         body.expires_at,
         &caller.ctx,
     )

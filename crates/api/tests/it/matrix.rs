@@ -185,7 +185,7 @@ async fn fixture(app: &TestApp, n: usize) -> Fixture {
         &mut pool.get().await.expect("client"),
         owner,
         org.id,
-        "key",
+        &defendable_identity::ApiKeyName::parse("key").expect("name"),
         None,
         &ctx,
     )
@@ -195,7 +195,7 @@ async fn fixture(app: &TestApp, n: usize) -> Fixture {
         &mut pool.get().await.expect("client"),
         other,
         other_org,
-        "other",
+        &defendable_identity::ApiKeyName::parse("other").expect("name"),
         None,
         &ctx,
     )
@@ -205,7 +205,7 @@ async fn fixture(app: &TestApp, n: usize) -> Fixture {
         &mut pool.get().await.expect("client"),
         owner,
         org.id,
-        "revoked",
+        &defendable_identity::ApiKeyName::parse("revoked").expect("name"),
         None,
         &ctx,
     )
@@ -224,7 +224,7 @@ async fn fixture(app: &TestApp, n: usize) -> Fixture {
         &mut pool.get().await.expect("client"),
         owner,
         org.id,
-        "expired",
+        &defendable_identity::ApiKeyName::parse("expired").expect("name"),
         None,
         &ctx,
     )
@@ -241,7 +241,7 @@ async fn fixture(app: &TestApp, n: usize) -> Fixture {
         &mut pool.get().await.expect("client"),
         owner,
         org.id,
-        "spare",
+        &defendable_identity::ApiKeyName::parse("spare").expect("name"),
         None,
         &ctx,
     )

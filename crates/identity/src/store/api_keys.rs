@@ -1,27 +1,35 @@
 //! API keys: only hashes are stored; a key acts as a member of its organization.
 
 use super::*;
+use crate::ApiKeyName;
+
+/// An API key from `id, name, prefix, last4, created_by, created_at, last_used_at, expires_at,
+/// revoked_at`.
+fn row_api_key(r: &tokio_postgres::Row) -> ApiKey {
+    ApiKey {
+        id: ApiKeyId::from_uuid(r.get(0)),
+        name: r.get(1),
+        prefix: r.get(2),
+        last4: r.get(3),
+        created_by: UserId::from_uuid(r.get(4)),
+        created_at: r.get(5),
+        last_used_at: r.get(6),
+        expires_at: r.get(7),
+        revoked_at: r.get(8),
+    }
+}
 
 /// Creates an API key and returns it with its secret, shown exactly once.
 pub async fn create_api_key(
     client: &mut Client,
     actor: UserId,
     org: OrgId,
-    name: &str,
+    name: &ApiKeyName,
     expires_at: Option<OffsetDateTime>,
     ctx: &AuditContext,
 ) -> Result<(ApiKey, ApiKeySecret)> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(IdentityError::InvalidInput(
-            "name must be 1-100 characters without control characters".into(),
-        ));
-    }
-    if expires_at.is_some_and(|t| t <= OffsetDateTime::now_utc()) {
-        return Err(IdentityError::InvalidInput(
-            "expires_at must be in the future".into(),
-        ));
-    }
+    let expires_at = crate::policy::key_expiry(expires_at, OffsetDateTime::now_utc())?;
+    let name = name.as_str();
     let secret = ApiKeySecret::generate();
     let id = ApiKeyId::generate();
     let tx = client.transaction().await?;
@@ -42,14 +50,9 @@ pub async fn create_api_key(
         )
         .await?
         .get(0);
-    let mut e = event(
-        "api_key.create",
-        Actor::User(actor.as_uuid()),
-        Some(org),
-        ctx,
-    );
-    e.target = Some(format!("api_key:{id}"));
-    e.details = json!({"name": name, "last4": secret.last4()});
+    let e = event("api_key.create", actor, Some(org), ctx)
+        .on(format!("api_key:{id}"))
+        .with(json!({"name": name, "last4": secret.last4()}));
     record(&tx, &e).await?;
     tx.commit().await?;
     Ok((
@@ -81,20 +84,7 @@ pub async fn list_api_keys(
             &[&org.as_uuid(), &page.after(), &page.fetch()],
         )
         .await?;
-    let items = rows
-        .iter()
-        .map(|r| ApiKey {
-            id: ApiKeyId::from_uuid(r.get(0)),
-            name: r.get(1),
-            prefix: r.get(2),
-            last4: r.get(3),
-            created_by: UserId::from_uuid(r.get(4)),
-            created_at: r.get(5),
-            last_used_at: r.get(6),
-            expires_at: r.get(7),
-            revoked_at: r.get(8),
-        })
-        .collect();
+    let items = rows.iter().map(row_api_key).collect();
     Ok(page.finish(items, |k: &ApiKey| k.id.as_uuid()))
 }
 

@@ -54,14 +54,9 @@ pub async fn create_invite(
         .await?;
     let id = InviteId::from_uuid(row.get(2));
     let reused: bool = row.get(3);
-    let mut e = event(
-        "invite.create",
-        Actor::User(actor.as_uuid()),
-        Some(org),
-        ctx,
-    );
-    e.target = Some(format!("invite:{id}"));
-    e.details = json!({"email": email.as_str(), "role": role.as_str(), "reused": reused});
+    let e = event("invite.create", actor, Some(org), ctx)
+        .on(format!("invite:{id}"))
+        .with(json!({"email": email.as_str(), "role": role.as_str(), "reused": reused}));
     record(&tx, &e).await?;
     tx.commit().await?;
     Ok((
@@ -163,14 +158,9 @@ pub async fn accept_invite(
         return Err(IdentityError::AlreadyMember);
     }
     let (session, expires_at) = create_session(&tx, user.id, session_ttl).await?;
-    let mut e = event(
-        "invite.accept",
-        Actor::User(user.id.as_uuid()),
-        Some(org),
-        ctx,
-    );
-    e.target = Some(format!("invite:{invite}"));
-    e.details = json!({"outcome": "ok", "role": role.as_str()});
+    let e = event("invite.accept", user.id, Some(org), ctx)
+        .on(format!("invite:{invite}"))
+        .with(json!({"outcome": "ok", "role": role.as_str()}));
     record(&tx, &e).await?;
     tx.commit().await?;
     Ok((

@@ -18,13 +18,17 @@ type Result<T> = std::result::Result<T, IdentityError>;
 
 mod api_keys;
 mod invites;
+mod members;
 mod orgs;
 mod sessions;
+mod users;
 
 pub use api_keys::*;
 pub use invites::*;
+pub use members::*;
 pub use orgs::*;
 pub use sessions::*;
+pub use users::*;
 
 /// A user.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -195,11 +199,25 @@ fn action(name: &str) -> AuditAction {
     AuditAction::parse(name).expect("identity's action names are valid")
 }
 
-fn event(name: &str, actor: Actor, org: Option<OrgId>, ctx: &AuditContext) -> AuditEvent {
-    let mut e = AuditEvent::new(action(name), actor);
+/// The one way identity starts an audit event: `name` by `actor` in `org`, with the request's
+/// context; `.on(target)` and `.with(details)` complete it, and the caller records it in the
+/// transaction of the change it describes.
+fn event(
+    name: &str,
+    actor: impl Into<Actor>,
+    org: Option<OrgId>,
+    ctx: &AuditContext,
+) -> AuditEvent {
+    let mut e = AuditEvent::new(action(name), actor.into());
     e.org_id = org.map(|o| o.as_uuid());
     e.context = ctx.clone();
     e
+}
+
+impl From<UserId> for Actor {
+    fn from(user: UserId) -> Actor {
+        Actor::User(user.as_uuid())
+    }
 }
 
 fn pg_duration(d: Duration) -> time::Duration {
@@ -235,8 +253,7 @@ async fn revoke(
     if tx.execute(sql, &[&id, &org.as_uuid()]).await? == 0 {
         return Err(IdentityError::NotFound);
     }
-    let mut e = event(action_name, Actor::User(actor.as_uuid()), Some(org), ctx);
-    e.target = Some(target);
+    let e = event(action_name, actor, Some(org), ctx).on(target);
     record(&tx, &e).await?;
     tx.commit().await?;
     Ok(())

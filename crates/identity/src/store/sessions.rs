@@ -37,8 +37,7 @@ pub async fn request_magic_link(
         )
         .await?
         .get(0);
-    let mut e = event("auth.request", Actor::Anonymous, None, ctx);
-    e.target = Some(email.to_string());
+    let e = event("auth.request", Actor::Anonymous, None, ctx).on(email.to_string());
     record(&tx, &e).await?;
     tx.commit().await?;
     Ok(IssuedLink {
@@ -80,9 +79,9 @@ pub async fn verify_magic_link(
         create_personal_org(&tx, &user, &email, ctx).await?;
     }
     let (session, expires_at) = create_session(&tx, user.id, session_ttl).await?;
-    let mut e = event("auth.verify", Actor::User(user.id.as_uuid()), None, ctx);
-    e.target = Some(format!("session:{session}"));
-    e.details = json!({"outcome": "ok", "new_user": created});
+    let e = event("auth.verify", user.id, None, ctx)
+        .on(format!("session:{session}"))
+        .with(json!({"outcome": "ok", "new_user": created}));
     record(&tx, &e).await?;
     tx.commit().await?;
     Ok(NewSession {
@@ -99,32 +98,10 @@ pub async fn record_invalid_token(
     action_name: &'static str,
     ctx: &AuditContext,
 ) -> Result<()> {
-    let mut e = event(action_name, Actor::Anonymous, None, ctx);
-    e.details = json!({"outcome": "invalid_token"});
+    let e =
+        event(action_name, Actor::Anonymous, None, ctx).with(json!({"outcome": "invalid_token"}));
     record(client, &e).await?;
     Ok(())
-}
-
-pub(super) async fn upsert_user(tx: &Transaction<'_>, email: &Email) -> Result<(User, bool)> {
-    let row = tx
-        .query_one(
-            &tx.prepare_cached(
-                "INSERT INTO users (id, email, last_login_at) VALUES ($1, $2, now())
-             ON CONFLICT (email) DO UPDATE SET last_login_at = now()
-             RETURNING id, email, created_at, (xmax = 0) AS created",
-            )
-            .await?,
-            &[&Uuid::now_v7(), &email.as_str()],
-        )
-        .await?;
-    Ok((
-        User {
-            id: UserId::from_uuid(row.get(0)),
-            email: row.get(1),
-            created_at: row.get(2),
-        },
-        row.get(3),
-    ))
 }
 
 async fn create_personal_org(
@@ -140,14 +117,9 @@ async fn create_personal_org(
         let slug = OrgSlug::personal(email);
         if let Some(org) = insert_org(tx, &slug, &name, true).await? {
             add_member(tx, org.id, user.id, Role::Owner).await?;
-            let mut e = event(
-                "org.create",
-                Actor::User(user.id.as_uuid()),
-                Some(org.id),
-                ctx,
-            );
-            e.target = Some(org.slug.clone());
-            e.details = json!({"personal": true});
+            let e = event("org.create", user.id, Some(org.id), ctx)
+                .on(org.slug.clone())
+                .with(json!({"personal": true}));
             record(tx, &e).await?;
             return Ok(org);
         }
@@ -210,27 +182,8 @@ pub async fn revoke_session(
         &[&id.as_uuid(), &user.as_uuid()],
     )
     .await?;
-    let mut e = event("session.revoke", Actor::User(user.as_uuid()), None, ctx);
-    e.target = Some(format!("session:{id}"));
+    let e = event("session.revoke", user, None, ctx).on(format!("session:{id}"));
     record(&tx, &e).await?;
     tx.commit().await?;
     Ok(())
-}
-
-/// A user by id.
-pub async fn user(client: &impl GenericClient, id: UserId) -> Result<User> {
-    let row = client
-        .query_opt(
-            &client
-                .prepare_cached("SELECT id, email, created_at FROM users WHERE id = $1")
-                .await?,
-            &[&id.as_uuid()],
-        )
-        .await?
-        .ok_or(IdentityError::InvalidCredentials)?;
-    Ok(User {
-        id: UserId::from_uuid(row.get(0)),
-        email: row.get(1),
-        created_at: row.get(2),
-    })
 }

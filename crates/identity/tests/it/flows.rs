@@ -518,7 +518,7 @@ async fn api_keys_authenticate_until_revoked_or_expired() {
         &mut db.pool.get().await.expect("client"),
         owner,
         org,
-        "ci",
+        &defendable_identity::ApiKeyName::parse("ci").expect("name"),
         None,
         &ctx(),
     )
@@ -565,7 +565,7 @@ async fn api_keys_authenticate_until_revoked_or_expired() {
         &mut db.pool.get().await.expect("client"),
         owner,
         org,
-        "short",
+        &defendable_identity::ApiKeyName::parse("short").expect("name"),
         None,
         &ctx(),
     )

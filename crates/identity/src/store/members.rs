@@ -1,0 +1,191 @@
+//! Memberships: roles, listing, role changes and removals. Every change runs under the
+//! organization's row lock and asks [`crate::policy`] whether it may happen, with the roles and
+//! owner count read under that lock.
+
+use super::*;
+use crate::policy;
+
+/// A member from `u.id, u.email, m.role, m.created_at`.
+fn row_member(row: &tokio_postgres::Row) -> Member {
+    Member {
+        user_id: UserId::from_uuid(row.get(0)),
+        email: row.get(1),
+        role: row_role(row, 2),
+        joined_at: row.get(3),
+    }
+}
+
+/// A user's role in an organization, if they are a member.
+pub async fn role_of(
+    client: &impl GenericClient,
+    org: OrgId,
+    user: UserId,
+) -> Result<Option<Role>> {
+    let row = client
+        .query_opt(
+            &client
+                .prepare_cached("SELECT role FROM memberships WHERE org_id = $1 AND user_id = $2")
+                .await?,
+            &[&org.as_uuid(), &user.as_uuid()],
+        )
+        .await?;
+    Ok(row.map(|r| row_role(&r, 0)))
+}
+
+/// Members of an organization, by user id.
+pub async fn list_members(
+    client: &impl GenericClient,
+    org: OrgId,
+    page: PageRequest,
+) -> Result<Page<Member>> {
+    let rows = client
+        .query(
+            &client
+                .prepare_cached(
+                    "SELECT u.id, u.email, m.role, m.created_at
+             FROM memberships m JOIN users u ON u.id = m.user_id
+             WHERE m.org_id = $1 AND u.id > $2 ORDER BY u.id LIMIT $3",
+                )
+                .await?,
+            &[&org.as_uuid(), &page.after(), &page.fetch()],
+        )
+        .await?;
+    let items = rows.iter().map(row_member).collect();
+    Ok(page.finish(items, |m: &Member| m.user_id.as_uuid()))
+}
+
+/// Locks the organization row: every membership change of one org runs one at a time, so the
+/// at-least-one-owner rule cannot be broken by two concurrent changes.
+async fn lock_org(tx: &Transaction<'_>, org: OrgId) -> Result<()> {
+    tx.query_opt(
+        &tx.prepare_cached("SELECT 1 FROM orgs WHERE id = $1 FOR UPDATE")
+            .await?,
+        &[&org.as_uuid()],
+    )
+    .await?
+    .ok_or(IdentityError::NotFound)?;
+    Ok(())
+}
+
+/// Locks `org` and reads what [`crate::policy`] judges a membership change by: both roles and
+/// the owner count, as they stand under the lock.
+async fn roster(
+    tx: &Transaction<'_>,
+    org: OrgId,
+    actor: UserId,
+    target: UserId,
+) -> Result<policy::Roster> {
+    lock_org(tx, org).await?;
+    Ok(policy::Roster {
+        actor_role: role_of(tx, org, actor).await?,
+        target_role: role_of(tx, org, target).await?,
+        owners: owner_count(tx, org).await?,
+    })
+}
+
+async fn owner_count(tx: &Transaction<'_>, org: OrgId) -> Result<i64> {
+    Ok(tx
+        .query_one(
+            &tx.prepare_cached(
+                "SELECT count(*) FROM memberships WHERE org_id = $1 AND role = 'owner'",
+            )
+            .await?,
+            &[&org.as_uuid()],
+        )
+        .await?
+        .get(0))
+}
+
+/// Changes a member's role. `actor` must still be an owner when the change runs.
+pub async fn set_role(
+    client: &mut Client,
+    actor: UserId,
+    org: OrgId,
+    target: UserId,
+    role: Role,
+    ctx: &AuditContext,
+) -> Result<Member> {
+    let tx = client.transaction().await?;
+    let from = policy::change_role(roster(&tx, org, actor, target).await?, role)?;
+    let row = tx
+        .query_one(
+            &tx.prepare_cached(
+                "UPDATE memberships m SET role = $3 FROM users u
+             WHERE m.org_id = $1 AND m.user_id = $2 AND u.id = m.user_id
+             RETURNING u.id, u.email, m.role, m.created_at",
+            )
+            .await?,
+            &[&org.as_uuid(), &target.as_uuid(), &role.as_str()],
+        )
+        .await?;
+    let e = event("member.role_change", actor, Some(org), ctx)
+        .on(format!("user:{target}"))
+        .with(json!({"from": from.as_str(), "to": role.as_str()}));
+    record(&tx, &e).await?;
+    tx.commit().await?;
+    Ok(row_member(&row))
+}
+
+/// Removes a member. Owners may remove anyone; a member may remove itself. The API keys the
+/// member created in the organization are revoked in the same transaction, each with an
+/// `api_key.revoke` event (`reason: creator_left`).
+pub async fn remove_member(
+    client: &mut Client,
+    actor: UserId,
+    org: OrgId,
+    target: UserId,
+    ctx: &AuditContext,
+) -> Result<()> {
+    let tx = client.transaction().await?;
+    let target_role = policy::remove_member(actor, target, roster(&tx, org, actor, target).await?)?;
+    tx.execute(
+        &tx.prepare_cached("DELETE FROM memberships WHERE org_id = $1 AND user_id = $2")
+            .await?,
+        &[&org.as_uuid(), &target.as_uuid()],
+    )
+    .await?;
+    let e = event("member.remove", actor, Some(org), ctx)
+        .on(format!("user:{target}"))
+        .with(json!({"role": target_role.as_str(), "self": actor == target}));
+    record(&tx, &e).await?;
+    // The keys they created leave with them, as personal tokens do on a code host.
+    let revoked = tx
+        .query(
+            &tx.prepare_cached(
+                "UPDATE api_keys SET revoked_at = now()
+             WHERE org_id = $1 AND created_by = $2 AND revoked_at IS NULL RETURNING id",
+            )
+            .await?,
+            &[&org.as_uuid(), &target.as_uuid()],
+        )
+        .await?;
+    for row in &revoked {
+        let key: Uuid = row.get(0);
+        let e = event("api_key.revoke", actor, Some(org), ctx)
+            .on(format!("api_key:{key}"))
+            .with(json!({"reason": "creator_left", "creator": format!("user:{target}")}));
+        record(&tx, &e).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn add_member(
+    client: &impl GenericClient,
+    org: OrgId,
+    user: UserId,
+    role: Role,
+) -> Result<bool> {
+    let n = client
+        .execute(
+            &client
+                .prepare_cached(
+                    "INSERT INTO memberships (org_id, user_id, role) VALUES ($1, $2, $3)
+             ON CONFLICT DO NOTHING",
+                )
+                .await?,
+            &[&org.as_uuid(), &user.as_uuid(), &role.as_str()],
+        )
+        .await?;
+    Ok(n == 1)
+}
