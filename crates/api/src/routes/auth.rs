@@ -66,22 +66,7 @@ pub async fn post_auth_request(
         &ctx,
     )
     .await?;
-    let url = app_link(&state, "/auth/callback", link.token.expose());
-    let intro = format!(
-        "Use this link to sign in to Defendable. It works once and expires in {} minutes.",
-        state.config.magic_link_ttl.as_secs().div_ceil(60)
-    );
-    let sent = state
-        .mailer
-        .send(LinkMail {
-            to: &email,
-            subject: "Your Defendable sign-in link",
-            intro: &intro,
-            link: &url,
-            outro: "If you did not ask for it, ignore this message.",
-        })
-        .await;
-    if let Err(e) = sent {
+    if let Err(e) = mail_sign_in_link(&state, &email, &link.token).await {
         mail_failed(&state, &ctx, &email, "auth.request", e).await;
         return Err(ApiError::new(
             ErrorCode::MailUnavailable,
@@ -89,6 +74,29 @@ pub async fn post_auth_request(
         ));
     }
     Ok(HttpResponse::Accepted().json(AuthRequested { message: REQUESTED }))
+}
+
+/// Mails the sign-in link to `email`.
+async fn mail_sign_in_link(
+    state: &AppState,
+    email: &Email,
+    token: &defendable_identity::OneTimeToken,
+) -> Result<(), crate::mail::MailError> {
+    let url = app_link(state, "/auth/callback", token.expose());
+    let intro = format!(
+        "Use this link to sign in to Defendable. It works once and expires in {} minutes.",
+        state.config.magic_link_ttl.as_secs().div_ceil(60)
+    );
+    state
+        .mailer
+        .send(LinkMail {
+            to: email,
+            subject: "Your Defendable sign-in link",
+            intro: &intro,
+            link: &url,
+            outro: "If you did not ask for it, ignore this message.",
+        })
+        .await
 }
 
 /// Records a delivery failure (its own audit event; the link itself was already stored).

@@ -297,26 +297,84 @@ pub async fn post_catalog_download(
 ) -> Result<HttpResponse, ApiError> {
     let body: GrantBody = crate::routes::dto::optional_body(&body, "grant request")?;
     let slug = DatasetSlug::parse(&path).map_err(|_| ApiError::not_found())?;
-    let expires_in = match body.expires_in {
-        None => DEFAULT_GRANT,
-        Some(s) if s >= 60 && Duration::from_secs(s) <= MAX_GRANT => Duration::from_secs(s),
-        Some(_) => {
-            return Err(ApiError::new(
-                ErrorCode::InvalidExpiresIn,
-                "expires_in must be 60 to 604800 seconds",
-            ))
-        }
+    let expires_in = grant_lifetime(body.expires_in)?;
+    let (org, grantee) = grantee(&state, &caller, body.org.as_deref()).await?;
+    let ip = caller.ctx.ip.map(|ip| ip.to_string());
+    let key = |k: LimitKey| match k {
+        LimitKey::Org => Some(org.to_string()),
+        LimitKey::Ip => ip.clone(),
+        _ => None,
     };
-    let (org, grantee) = match caller.principal {
+    crate::ratelimit::check(&req, &state, "POST", DOWNLOAD_ROUTE, key).await?;
+    let token = OneTimeToken::generate();
+    let request = GrantRequest {
+        org,
+        slug,
+        expires_in,
+        grantee,
+        client_ip: caller.ctx.ip,
+        default_limit: default_limit(&state),
+        share_token_hash: token.hash().as_bytes().to_vec(),
+        context: caller.ctx.clone(),
+    };
+    let granted = datasets::grant(&mut *state.db.get().await?, &request).await;
+    count_grant(&state, org, &granted);
+    let download_url = format!(
+        "{}/share/{}/download",
+        state.config.api_base_url().as_str().trim_end_matches('/'),
+        token.expose()
+    );
+    let grant = granted?;
+    Ok(HttpResponse::Created().json(GrantDto {
+        receipt: ReceiptDto::from(&grant.receipt),
+        download_url,
+        expires_at: grant.expires_at,
+        quota: grant.quota.into(),
+    }))
+}
+
+/// The download route, as its rate limits name it.
+const DOWNLOAD_ROUTE: &str = "/datasets/catalog/{slug}/download";
+
+/// Counts a grant made, or refused by a quota, in the metrics.
+fn count_grant<T>(state: &AppState, org: uuid::Uuid, granted: &Result<T, DatasetsError>) {
+    match granted {
+        Ok(_) => state.metrics.dataset_grant(org, true),
+        Err(DatasetsError::QuotaExhausted { .. }) => state.metrics.dataset_grant(org, false),
+        Err(_) => {}
+    }
+}
+
+/// A grant's lifetime: the default, or 60 seconds to seven days.
+fn grant_lifetime(expires_in: Option<u64>) -> Result<Duration, ApiError> {
+    match expires_in {
+        None => Ok(DEFAULT_GRANT),
+        Some(s) if s >= 60 && Duration::from_secs(s) <= MAX_GRANT => Ok(Duration::from_secs(s)),
+        Some(_) => Err(ApiError::new(
+            ErrorCode::InvalidExpiresIn,
+            "expires_in must be 60 to 604800 seconds",
+        )),
+    }
+}
+
+/// Who a grant is for and which organization's quota it counts against: an API key's own
+/// organization (a named one must be its own), or the organization a person names, or the only
+/// one they belong to.
+async fn grantee(
+    state: &AppState,
+    caller: &Caller,
+    named: Option<&str>,
+) -> Result<(uuid::Uuid, Grantee), ApiError> {
+    match caller.principal {
         Principal::ApiKey { key, org } => {
-            if let Some(named) = &body.org {
-                caller.member(&state, named).await?;
+            if let Some(named) = named {
+                caller.member(state, named).await?;
             }
-            (org.as_uuid(), Grantee::ApiKey { id: key.as_uuid() })
+            Ok((org.as_uuid(), Grantee::ApiKey { id: key.as_uuid() }))
         }
         Principal::User { user, .. } => {
-            let org = match &body.org {
-                Some(named) => caller.member(&state, named).await?.org.id,
+            let org = match named {
+                Some(named) => caller.member(state, named).await?.org.id,
                 None => {
                     let orgs = identity::list_orgs(
                         &*state.db.get().await?,
@@ -342,59 +400,15 @@ pub async fn post_catalog_download(
                 }
             };
             let me = identity::user(&*state.db.get().await?, user).await?;
-            (
+            Ok((
                 org.as_uuid(),
                 Grantee::User {
                     id: user.as_uuid(),
                     email: me.email,
                 },
-            )
+            ))
         }
-    };
-    let ip = caller.ctx.ip.map(|ip| ip.to_string());
-    crate::ratelimit::check(
-        &req,
-        &state,
-        "POST",
-        "/datasets/catalog/{slug}/download",
-        |k| match k {
-            LimitKey::Org => Some(org.to_string()),
-            LimitKey::Ip => ip.clone(),
-            _ => None,
-        },
-    )
-    .await?;
-    let token = OneTimeToken::generate();
-    let request = GrantRequest {
-        org,
-        slug,
-        expires_in,
-        grantee,
-        client_ip: caller.ctx.ip,
-        default_limit: default_limit(&state),
-        share_token_hash: token.hash().as_bytes().to_vec(),
-        context: caller.ctx.clone(),
-    };
-    let grant = match datasets::grant(&mut *state.db.get().await?, &request).await {
-        Ok(g) => g,
-        Err(e @ DatasetsError::QuotaExhausted { .. }) => {
-            state.metrics.dataset_grant(org, false);
-            return Err(e.into());
-        }
-        Err(e) => return Err(e.into()),
-    };
-    state.metrics.dataset_grant(org, true);
-    let base = state.config.api_base_url();
-    Ok(HttpResponse::Created().json(GrantDto {
-        receipt: ReceiptDto::from(&grant.receipt),
-        download_url: format!(
-            "{}/share/{}/download",
-            base.as_str().trim_end_matches('/'),
-            token.expose()
-        ),
-        expires_at: grant.expires_at,
-        quota: grant.quota.into(),
-    }))
+    }
 }
 
 /// The organization's dataset quota today.

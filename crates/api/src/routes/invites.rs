@@ -62,23 +62,7 @@ pub async fn post_org_invites(
         &caller.ctx,
     )
     .await?;
-    let url = app_link(&state, "/auth/accept-invite", token.expose());
-    let intro = format!(
-        "You are invited to join {} on Defendable. The link works once, for this address only, and expires in {} days.",
-        access.org.name,
-        state.config.invite_ttl.as_secs() / 86400
-    );
-    let sent = state
-        .mailer
-        .send(LinkMail {
-            to: &email,
-            subject: "You are invited to Defendable",
-            intro: &intro,
-            link: &url,
-            outro: "If you were not expecting this, ignore this message.",
-        })
-        .await;
-    if let Err(e) = sent {
+    if let Err(e) = mail_invite(&state, &access.org.name, &email, &token).await {
         mail_failed(&state, &caller.ctx, &email, "invite.create", e).await;
         return Err(ApiError::new(
             ErrorCode::MailUnavailable,
@@ -86,6 +70,30 @@ pub async fn post_org_invites(
         ));
     }
     Ok(HttpResponse::Created().json(InviteDto::from(invite)))
+}
+
+/// Mails the invite link to `email`.
+async fn mail_invite(
+    state: &AppState,
+    org_name: &str,
+    email: &Email,
+    token: &defendable_identity::OneTimeToken,
+) -> Result<(), crate::mail::MailError> {
+    let url = app_link(state, "/auth/accept-invite", token.expose());
+    let intro = format!(
+        "You are invited to join {org_name} on Defendable. The link works once, for this address only, and expires in {} days.",
+        state.config.invite_ttl.as_secs() / 86400
+    );
+    state
+        .mailer
+        .send(LinkMail {
+            to: email,
+            subject: "You are invited to Defendable",
+            intro: &intro,
+            link: &url,
+            outro: "If you were not expecting this, ignore this message.",
+        })
+        .await
 }
 
 /// Pending invites.

@@ -198,24 +198,7 @@ pub async fn get_ledger_export(
 ) -> Result<HttpResponse, ApiError> {
     let access = caller.member(&state, &path).await?;
     let org = access.org.id.as_uuid();
-    let slot = slots::acquire(
-        &mut *state.db.get().await?,
-        &format!("ledger.export:{}", caller.principal_key()),
-        limits::EXPORTS_PER_PRINCIPAL,
-        limits::EXPORT_LEASE,
-    )
-    .await
-    .map_err(ApiError::store)?
-    .ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::TooManyExports,
-            format!(
-                "at most {} exports may run at once for one user or API key; wait for one to finish",
-                limits::EXPORTS_PER_PRINCIPAL
-            ),
-        )
-        .with_retry_after(10)
-    })?;
+    let slot = export_slot(&state, &caller).await?;
     // Fix the tree first: the export ends exactly at its size, whatever is appended meanwhile.
     let signed = async {
         let client = state.db.get().await?;
@@ -244,6 +227,29 @@ pub async fn get_ledger_export(
             format!("attachment; filename=\"{}-ledger.jsonl\"", access.org.slug),
         ))
         .streaming(body))
+}
+
+/// One of the caller's concurrent-export slots (`config::limits::EXPORTS_PER_PRINCIPAL`), or
+/// 429 `too_many_exports`.
+async fn export_slot(state: &AppState, caller: &Caller) -> Result<slots::Slot, ApiError> {
+    slots::acquire(
+        &mut *state.db.get().await?,
+        &format!("ledger.export:{}", caller.principal_key()),
+        limits::EXPORTS_PER_PRINCIPAL,
+        limits::EXPORT_LEASE,
+    )
+    .await
+    .map_err(ApiError::store)?
+    .ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::TooManyExports,
+            format!(
+                "at most {} exports may run at once for one user or API key; wait for one to finish",
+                limits::EXPORTS_PER_PRINCIPAL
+            ),
+        )
+        .with_retry_after(10)
+    })
 }
 
 /// Feeds the export: a page at a time on a short-lived connection, then the checkpoint line.

@@ -140,50 +140,11 @@ pub async fn get_object(
             .metrics
             .previous_secret_used("OBJECT_URL_SIGNING_KEY_PREVIOUS");
     }
-    let range = match req
-        .headers()
-        .get(header::RANGE)
-        .and_then(|v| v.to_str().ok())
-    {
-        Some(v) => Some(parse_range(v).ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::RangeNotSatisfiable,
-                "send one range as bytes=start-end",
-            )
-        })?),
-        None => None,
-    };
+    let range = requested_range(&req)?;
     let location = Path::from(key.as_str());
-    let storage_error = |e: object_store::Error| match e {
-        object_store::Error::NotFound { .. } => ApiError::not_found(),
-        other => {
-            state.metrics.storage_failure();
-            tracing::error!(error = %other, "object storage failure while serving a signed link");
-            ApiError::new(
-                ErrorCode::StorageUnavailable,
-                "object storage is unreachable; try again shortly",
-            )
-        }
-    };
+    let storage_error = |e| storage_error(&state, e);
     if let Some(r) = &range {
-        // Refuse a range outside the object before reading it.
-        let size = state
-            .objects
-            .head(&location)
-            .await
-            .map_err(storage_error)?
-            .size;
-        let starts_inside = match r {
-            GetRange::Bounded(b) => b.start < size,
-            GetRange::Offset(o) => *o < size,
-            GetRange::Suffix(n) => *n > 0,
-        };
-        if !starts_inside {
-            return Err(ApiError::new(
-                ErrorCode::RangeNotSatisfiable,
-                "the range is outside the object",
-            ));
-        }
+        check_range_inside(&state, &location, r).await?;
     }
     let options = GetOptions {
         range: range.clone(),
@@ -194,6 +155,70 @@ pub async fn get_object(
         .get_opts(&location, options)
         .await
         .map_err(storage_error)?;
+    streamed(result, range.is_some())
+}
+
+/// The one `Range` a download asks for, if any.
+fn requested_range(req: &HttpRequest) -> Result<Option<GetRange>, ApiError> {
+    match req
+        .headers()
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(v) => Ok(Some(parse_range(v).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::RangeNotSatisfiable,
+                "send one range as bytes=start-end",
+            )
+        })?)),
+        None => Ok(None),
+    }
+}
+
+/// A missing object is 404; any other storage failure is counted, logged and 503.
+fn storage_error(state: &AppState, e: object_store::Error) -> ApiError {
+    match e {
+        object_store::Error::NotFound { .. } => ApiError::not_found(),
+        other => {
+            state.metrics.storage_failure();
+            tracing::error!(error = %other, "object storage failure while serving a signed link");
+            ApiError::new(
+                ErrorCode::StorageUnavailable,
+                "object storage is unreachable; try again shortly",
+            )
+        }
+    }
+}
+
+/// Refuses a range that starts outside the object, before reading it.
+async fn check_range_inside(
+    state: &AppState,
+    location: &Path,
+    range: &GetRange,
+) -> Result<(), ApiError> {
+    let size = state
+        .objects
+        .head(location)
+        .await
+        .map_err(|e| storage_error(state, e))?
+        .size;
+    let starts_inside = match range {
+        GetRange::Bounded(b) => b.start < size,
+        GetRange::Offset(o) => *o < size,
+        GetRange::Suffix(n) => *n > 0,
+    };
+    if starts_inside {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::RangeNotSatisfiable,
+            "the range is outside the object",
+        ))
+    }
+}
+
+/// The object's bytes (or the requested range of them) as a streamed response.
+fn streamed(result: object_store::GetResult, partial: bool) -> Result<HttpResponse, ApiError> {
     let total = result.meta.size;
     let served = result.range.clone();
     let etag = result
@@ -201,7 +226,7 @@ pub async fn get_object(
         .e_tag
         .clone()
         .unwrap_or_else(|| format!("{:x}-{:x}", total, result.meta.last_modified.timestamp()));
-    let mut res = if range.is_some() {
+    let mut res = if partial {
         HttpResponse::PartialContent()
     } else {
         HttpResponse::Ok()
@@ -210,7 +235,7 @@ pub async fn get_object(
         .insert_header((header::ACCEPT_RANGES, "bytes"))
         .insert_header((header::ETAG, format!("\"{}\"", etag.trim_matches('"'))))
         .insert_header((header::CACHE_CONTROL, "private, no-store"));
-    if range.is_some() {
+    if partial {
         res.insert_header((
             header::CONTENT_RANGE,
             format!(

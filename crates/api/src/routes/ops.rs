@@ -88,27 +88,7 @@ pub async fn post_internal_receipts(
     .await?;
     let run: RunnerReceipt = parse_body(&body)?;
     ReceiptKind::parse_client(&run.kind)?;
-    // Only the organizations listed in RUNNER_ORGS; an unknown one is refused the same way, so
-    // the token cannot probe which organizations exist.
-    let org = {
-        let client = state.db.get().await?;
-        defendable_identity::store::find_org(&*client, &OrgRef::parse(&run.org)?).await?
-    };
-    let org = org
-        .filter(|org| {
-            let (id, slug) = (org.id.to_string(), org.slug.to_string());
-            state
-                .config
-                .runner_orgs
-                .iter()
-                .any(|listed| *listed == id || *listed == slug)
-        })
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::RunnerOrgNotAllowed,
-                "the runner token may not record into this organization (RUNNER_ORGS)",
-            )
-        })?;
+    let org = runner_org(&state, &run.org).await?;
     record_receipt(
         &state,
         &req,
@@ -118,6 +98,32 @@ pub async fn post_internal_receipts(
         "runner",
     )
     .await
+}
+
+/// The organization a runner names, if `RUNNER_ORGS` lists it. An unknown one is refused the
+/// same way, so the token cannot probe which organizations exist.
+async fn runner_org(
+    state: &AppState,
+    named: &str,
+) -> Result<defendable_identity::store::Org, ApiError> {
+    let org = {
+        let client = state.db.get().await?;
+        defendable_identity::store::find_org(&*client, &OrgRef::parse(named)?).await?
+    };
+    org.filter(|org| {
+        let (id, slug) = (org.id.to_string(), org.slug.to_string());
+        state
+            .config
+            .runner_orgs
+            .iter()
+            .any(|listed| *listed == id || *listed == slug)
+    })
+    .ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::RunnerOrgNotAllowed,
+            "the runner token may not record into this organization (RUNNER_ORGS)",
+        )
+    })
 }
 
 /// Stripe's signature tolerance.
@@ -187,6 +193,28 @@ pub async fn post_stripe_webhook(
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
+    check_stripe_signature(&req, &state, &body).await?;
+    let event: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("the event is not JSON: {e}")))?;
+    let id = event["id"]
+        .as_str()
+        .ok_or_else(|| ApiError::bad_request("the event has no id"))?;
+    let kind = event["type"].as_str().unwrap_or("unknown");
+    let applied = billing::apply_stripe_event(&mut *state.db.get().await?, &event).await?;
+    log_applied(id, kind, &applied);
+    Ok(HttpResponse::Ok().json(WebhookAck {
+        received: true,
+        duplicate: applied == Applied::Duplicate,
+    }))
+}
+
+/// Verifies `Stripe-Signature` against the current secret and the previous one during a
+/// rotation; a failure is counted, logged, recorded as an aggregated refusal and answered 400.
+async fn check_stripe_signature(
+    req: &HttpRequest,
+    state: &AppState,
+    body: &[u8],
+) -> Result<(), ApiError> {
     let secrets = &state.config.stripe_webhook_secret;
     let Some(current) = &secrets.current else {
         return Err(ApiError::new(
@@ -203,10 +231,9 @@ pub async fn post_stripe_webhook(
         .get("stripe-signature")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let ctx = audit_context(&req, &state);
     match verify_stripe(
         header,
-        &body,
+        body,
         &keys,
         OffsetDateTime::now_utc().unix_timestamp(),
     ) {
@@ -216,6 +243,7 @@ pub async fn post_stripe_webhook(
                     .metrics
                     .previous_secret_used("STRIPE_WEBHOOK_SECRET_PREVIOUS");
             }
+            Ok(())
         }
         Err(why) => {
             state.metrics.webhook_signature_failure();
@@ -224,23 +252,20 @@ pub async fn post_stripe_webhook(
                 AuditAction::parse("webhook.signature_failure").expect("valid"),
                 Actor::Webhook,
             );
-            e.context = ctx;
+            e.context = audit_context(req, state);
             e.details = json!({ "provider": "stripe", "reason": why });
-            crate::ratelimit::record_refusal(&state, &e).await?;
-            return Err(ApiError::new(
+            crate::ratelimit::record_refusal(state, &e).await?;
+            Err(ApiError::new(
                 ErrorCode::InvalidSignature,
                 "the Stripe-Signature header does not verify",
-            ));
+            ))
         }
     }
-    let event: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("the event is not JSON: {e}")))?;
-    let id = event["id"]
-        .as_str()
-        .ok_or_else(|| ApiError::bad_request("the event has no id"))?;
-    let kind = event["type"].as_str().unwrap_or("unknown");
-    let applied = billing::apply_stripe_event(&mut *state.db.get().await?, &event).await?;
-    match &applied {
+}
+
+/// One log line for what an event did.
+fn log_applied(id: &str, kind: &str, applied: &Applied) {
+    match applied {
         Applied::Changed { org, plan, .. } => {
             tracing::info!(event = id, kind, org_id = %org, plan = plan.as_str(), "plan changed")
         }
@@ -254,11 +279,6 @@ pub async fn post_stripe_webhook(
         ),
         Applied::Duplicate => {}
     }
-    let fresh = applied != Applied::Duplicate;
-    Ok(HttpResponse::Ok().json(WebhookAck {
-        received: true,
-        duplicate: !fresh,
-    }))
 }
 
 /// Audit log filters.

@@ -193,20 +193,7 @@ pub async fn record_receipt(
     via: &str,
 ) -> Result<HttpResponse, ApiError> {
     let kind = ReceiptKind::parse_client(&kind)?;
-    let idempotency = match req.headers().get("idempotency-key") {
-        None => None,
-        Some(v) => {
-            let key = v
-                .to_str()
-                .ok()
-                .filter(|k| !k.is_empty() && k.len() <= 255)
-                .ok_or_else(|| {
-                    ApiError::bad_request("Idempotency-Key must be 1-255 visible ASCII characters")
-                })?;
-            let fp = ledger::request_fingerprint(kind.as_str(), &public, private.as_ref())?;
-            Some((key.to_owned(), fp))
-        }
-    };
+    let idempotency = idempotency(req, &kind, &public, private.as_ref())?;
     let mut audit = AuditEvent::new(AuditAction::parse("receipt.create").expect("valid"), actor);
     audit.org_id = Some(org);
     audit.context = context;
@@ -229,6 +216,28 @@ pub async fn record_receipt(
             .insert_header(("Idempotency-Replayed", "true"))
             .json(ReceiptDto::from(&r)),
     })
+}
+
+/// The request's `Idempotency-Key` with the fingerprint of what it asks to record, if it sent
+/// one: a retry with the same key and body gets the first receipt, a different body is refused.
+fn idempotency(
+    req: &HttpRequest,
+    kind: &ReceiptKind,
+    public: &Value,
+    private: Option<&Value>,
+) -> Result<Option<(String, String)>, ApiError> {
+    let Some(v) = req.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = v
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= 255)
+        .ok_or_else(|| {
+            ApiError::bad_request("Idempotency-Key must be 1-255 visible ASCII characters")
+        })?;
+    let fp = ledger::request_fingerprint(kind.as_str(), public, private)?;
+    Ok(Some((key.to_owned(), fp)))
 }
 
 /// The organization's receipts, oldest first.
