@@ -120,6 +120,7 @@ pub fn check(root: &std::path::Path) -> Result<()> {
             Some(s) => problems.push(format!("{name} {version}: comes from {s}, not crates.io")),
         }
     }
+    problems.extend(unused_dependencies(packages)?);
     if !problems.is_empty() {
         bail!("dependency check failed:\n{}", problems.join("\n"));
     }
@@ -137,9 +138,88 @@ pub fn check(root: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+/// Dependencies a workspace crate declares but never names in its Rust files (`src/`, `tests/`,
+/// `examples/`, `benches/`, `build.rs`): each is a build cost and an audit surface for nothing.
+fn unused_dependencies(packages: &[Value]) -> Result<Vec<String>> {
+    let mut unused = Vec::new();
+    for p in packages.iter().filter(|p| p["source"].is_null()) {
+        let name = p["name"].as_str().unwrap_or("?");
+        let manifest = p["manifest_path"].as_str().context("manifest_path")?;
+        let dir = std::path::Path::new(manifest)
+            .parent()
+            .context("manifest dir")?;
+        let mut text = String::new();
+        rust_text(dir, &mut text)?;
+        for dep in p["dependencies"].as_array().context("dependencies")? {
+            let declared = dep["rename"]
+                .as_str()
+                .or(dep["name"].as_str())
+                .unwrap_or("?");
+            if !names_crate(&text, &declared.replace('-', "_")) {
+                let kind = dep["kind"].as_str().unwrap_or("normal");
+                unused.push(format!(
+                    "{name}: {kind} dependency {declared} is never used"
+                ));
+            }
+        }
+    }
+    Ok(unused)
+}
+
+/// Whether `text` uses the crate `ident` as code does: a path starting with it (`ident::…`,
+/// which covers `use`, derives and attributes) or `use ident;`. A word in a comment is not a use.
+fn names_crate(text: &str, ident: &str) -> bool {
+    text.match_indices(ident).any(|(at, _)| {
+        let word = |c: char| c.is_alphanumeric() || c == '_';
+        let starts_path = text[..at]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !word(c) && c != ':');
+        let rest = &text[at + ident.len()..];
+        let line_start = text[..at].rfind('\n').map_or(0, |n| n + 1);
+        let commented = text[line_start..at].contains("//");
+        starts_path
+            && !commented
+            && (rest.starts_with("::")
+                || rest.starts_with(';') && text[line_start..at].trim_start().starts_with("use "))
+    })
+}
+
+/// Appends every `.rs` file under `dir` except `target/` to `out`.
+fn rust_text(dir: &std::path::Path, out: &mut String) -> Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.is_dir() {
+            if path.file_name().is_some_and(|n| n != "target") {
+                rust_text(&path, out)?;
+            }
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push_str(&std::fs::read_to_string(&path)?);
+            out.push('\n');
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::allowed;
+    use super::{allowed, names_crate};
+
+    #[test]
+    fn a_crate_is_named_as_a_whole_word() {
+        let text = "use serde_json::Value;\nlet t = time::OffsetDateTime::now_utc();\n\
+                    // 64 hex characters, see hex::encode\nuse tracing;\nlet x = a::ring::b;";
+        assert!(names_crate(text, "serde_json"));
+        assert!(names_crate(text, "time"));
+        assert!(names_crate(text, "tracing"));
+        assert!(!names_crate(text, "serde"), "serde_json is not serde");
+        assert!(!names_crate(text, "json"));
+        assert!(!names_crate(text, "hex"), "a comment is not a use");
+        assert!(
+            !names_crate(text, "ring"),
+            "a path segment is not the crate"
+        );
+    }
 
     #[test]
     fn licence_expressions_are_read_as_spdx() {
