@@ -239,7 +239,7 @@ async fn run() {
         .await
         .expect("text");
     let bundle: ProofBundle = serde_json::from_str(&first_proof).expect("bundle");
-    let body = serde_json::to_string(&bundle.receipt["body"]).expect("body");
+    let body = serde_json::to_string(&bundle.receipt.body).expect("body");
     println!(
         "bundle of seq 0 in a tree of {total}: {} bytes, of which the receipt's body {} -> {} bytes beyond the body (goal <= 2048); {} path hashes",
         first_proof.len(),
@@ -308,7 +308,7 @@ async fn run() {
     let note_rate = (rounds * bundles.len()) as f64 / started.elapsed().as_secs_f64();
     let bodies: Vec<Vec<u8>> = bundles
         .iter()
-        .map(|b| defendable_ledger::canonicalize(&b.receipt["body"]).expect("jcs"))
+        .map(|b| defendable_ledger::canonicalize(&b.receipt.body).expect("jcs"))
         .collect();
     let started = Instant::now();
     for _ in 0..rounds {

@@ -117,6 +117,11 @@ impl Api {
         self.call(Method::GET, path, Body::None).await
     }
 
+    /// GET `path` as one of the API's typed shapes (the types the server answers with).
+    pub async fn get_as<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, Exit> {
+        typed(self.get(path).await?)
+    }
+
     /// Every item of a cursor-paginated list (`{items, next_cursor}`, cursor parameter `cursor`).
     pub async fn all_pages(&self, path: &str) -> Result<Vec<Value>, Exit> {
         let mut items = Vec::new();
@@ -216,4 +221,10 @@ pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
         cur = next;
     }
     cur.to_string()
+}
+
+/// A response read as one of the API's typed shapes; any other shape is a server fault.
+pub fn typed<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, Exit> {
+    serde_json::from_value(value)
+        .map_err(|e| Exit::server(format!("the server answered an unexpected shape: {e}")))
 }

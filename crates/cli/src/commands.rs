@@ -7,12 +7,13 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::cli::{Cli, Command, Datasets, Invites, Keys, Ledger, Members, Orgs, Receipts};
-use crate::client::{encode, root_cause, Api, Body};
+use crate::client::{encode, root_cause, typed, Api, Body};
 use crate::credentials::{self, Credentials, Saved, Token, TokenSource};
 use crate::download::{self, Plan};
 use crate::monitor::{self, TrustOptions};
 use crate::output::{bytes, count, field, table};
 use crate::{Exit, Output};
+use defendable_ledger::{BodyFields, ReceiptPage, ReceiptView};
 
 /// What every command knows: the parsed flags, the token from the environment and stdin.
 pub struct Context<'a> {
@@ -477,12 +478,12 @@ fn json_object_text(source: &str, input: &mut dyn BufRead) -> Result<String, Exi
     }
 }
 
-fn receipt_row(r: &Value) -> Vec<String> {
+fn receipt_row(r: &ReceiptView) -> Vec<String> {
     vec![
-        field(r, &["body", "seq"]),
-        field(r, &["receipt_id"]),
-        field(r, &["body", "kind"]),
-        field(r, &["body", "created_at"]),
+        r.seq().map(|s| s.to_string()).unwrap_or_default(),
+        r.receipt_id.clone(),
+        r.kind().unwrap_or_default().to_owned(),
+        r.created_at().unwrap_or_default().to_owned(),
     ]
 }
 
@@ -504,14 +505,14 @@ async fn receipts(ctx: &mut Context<'_>, c: Receipts) -> Result<Output, Exit> {
             let kind_json = serde_json::to_string(&kind).map_err(|e| Exit::usage(e.to_string()))?;
             let body = format!(r#"{{"kind":{kind_json},"public":{public},"private":{private}}}"#);
             let key = idempotency_key.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-            let receipt = record_with_retries(&api, &path, &body, &key).await?;
+            let receipt: ReceiptView = typed(record_with_retries(&api, &path, &body, &key).await?)?;
             let human = format!(
                 "recorded {} (seq {}, kind {kind}) in {}",
-                field(&receipt, &["receipt_id"]),
-                field(&receipt, &["body", "seq"]),
+                receipt.receipt_id,
+                receipt.seq().map(|s| s.to_string()).unwrap_or_default(),
                 ctx.org()?
             );
-            Ok(Output::new(receipt, human))
+            Ok(Output::of(&receipt, human))
         }
         Receipts::List { kind, after, limit } => {
             let mut query = format!("?limit={limit}");
@@ -521,19 +522,18 @@ async fn receipts(ctx: &mut Context<'_>, c: Receipts) -> Result<Output, Exit> {
             if let Some(k) = kind {
                 query.push_str(&format!("&kind={}", encode(&k)));
             }
-            let page = api.get(&format!("{path}{query}")).await?;
-            let items = page["items"].as_array().cloned().unwrap_or_default();
-            let rows: Vec<Vec<String>> = items.iter().map(receipt_row).collect();
+            let page: ReceiptPage = api.get_as(&format!("{path}{query}")).await?;
+            let rows: Vec<Vec<String>> = page.items.iter().map(receipt_row).collect();
             let mut human = table(&["SEQ", "ID", "KIND", "CREATED"], &rows);
-            if let Some(next) = page["next_cursor"].as_u64() {
+            if let Some(next) = page.next_cursor {
                 human.push_str(&format!("\nmore: --after {next}"));
             }
-            Ok(Output::new(page, human))
+            Ok(Output::of(&page, human))
         }
         Receipts::Show { id } => {
-            let r = api.get(&format!("{path}/{}", encode(&id))).await?;
+            let r: ReceiptView = api.get_as(&format!("{path}/{}", encode(&id))).await?;
             let human = serde_json::to_string_pretty(&r).unwrap_or_default();
-            Ok(Output::new(r, human))
+            Ok(Output::of(&r, human))
         }
         Receipts::Share {
             id,

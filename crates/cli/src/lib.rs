@@ -96,6 +96,14 @@ impl Output {
             human: human.into(),
         }
     }
+
+    /// An output of a typed response, printed as its JSON with `--json`.
+    pub fn of<T: serde::Serialize>(value: &T, human: impl Into<String>) -> Output {
+        Output::new(
+            serde_json::to_value(value).unwrap_or(serde_json::Value::Null),
+            human,
+        )
+    }
 }
 
 /// Makes ring the process's TLS crypto provider, once (reqwest is built without a provider of

@@ -10,7 +10,7 @@ use defendable_ledger::bundle::{
 };
 use defendable_ledger::note::open_checkpoint;
 use defendable_ledger::{
-    ConsistencyProof, OpenedCheckpoint, ProofBundle, ProofFailure, PublicKey, Vkeys,
+    BodyFields, ConsistencyProof, OpenedCheckpoint, ProofBundle, ProofFailure, PublicKey, Vkeys,
 };
 use serde_json::{json, Value};
 
@@ -153,9 +153,9 @@ pub async fn verify_share(base: &str, token: &str, opts: &TrustOptions) -> Resul
     let (keys, notice) = trusted(&store, &api, opts, true).await?;
     let share = format!("/share/{}", encode(token));
     let mut bundle = fetch_bundle(&api, &format!("{share}/proof")).await?;
-    let org = bundle.receipt["body"]["org"]
-        .as_str()
-        .and_then(|o| o.parse().ok())
+    let org = bundle
+        .receipt
+        .org()
         .ok_or_else(|| failed(ProofFailure::Shape("body.org is not a UUID".into())))?;
     let checkpoint = open_org_checkpoint(&bundle.checkpoint, org, &keys).map_err(failed)?;
     let continuity = match store.checkpoint(&checkpoint.head.origin, &keys)? {

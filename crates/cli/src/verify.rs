@@ -4,10 +4,11 @@
 //! trust.
 
 use defendable_ledger::bundle::{self, ProofFailure};
-use defendable_ledger::checkpoint::{parse_signed, verify_checkpoint};
+use defendable_ledger::checkpoint::verify_checkpoint;
 use defendable_ledger::note::open_checkpoint;
 use defendable_ledger::{
-    merkle, ChainVerifier, Hash, OpenedCheckpoint, ProofBundle, PublicKey, Vkeys,
+    merkle, BodyFields, ChainVerifier, ExportLine, Hash, OpenedCheckpoint, Projection, ProofBundle,
+    PublicKey, SignedCheckpoint, V1Bundle, Vkeys,
 };
 use serde_json::Value;
 
@@ -15,13 +16,14 @@ use serde_json::Value;
 #[derive(Debug, Clone)]
 pub enum Evidence {
     /// One public projection `{receipt_id, hash, body}`.
-    Projection(Value),
+    Projection(Projection),
     /// A v2 proof bundle (from JSON or a tlog-proof file).
     Bundle(ProofBundle),
     /// A v1 proof bundle `{receipt, chain, checkpoint}` (every later projection).
-    BundleV1(Value),
-    /// An export: projections from seq 0, then `{checkpoint}` (a note in v2, an object in v1).
-    Export(Vec<Value>),
+    BundleV1(V1Bundle),
+    /// An export: projections from seq 0, then the checkpoint line (a note in v2, a signed
+    /// JSON checkpoint in v1).
+    Export(Vec<ExportLine>),
 }
 
 impl Evidence {
@@ -29,7 +31,7 @@ impl Evidence {
     pub fn is_v2(&self) -> bool {
         match self {
             Evidence::Bundle(_) => true,
-            Evidence::Export(lines) => lines.last().is_some_and(|l| l["checkpoint"].is_string()),
+            Evidence::Export(lines) => matches!(lines.last(), Some(ExportLine::Note { .. })),
             Evidence::Projection(_) | Evidence::BundleV1(_) => false,
         }
     }
@@ -47,26 +49,38 @@ pub fn parse_evidence(text: &str) -> Result<Evidence, Failure> {
     }
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     if lines.len() > 1 {
-        let values = lines
+        let parsed = lines
             .iter()
             .enumerate()
             .map(|(i, l)| {
-                serde_json::from_str(l).map_err(|e| Failure::Shape(format!("line {}: {e}", i + 1)))
+                serde_json::from_str(l).map_err(|e| {
+                    Failure::Shape(format!(
+                        "line {}: not a projection or a checkpoint line: {e}",
+                        i + 1
+                    ))
+                })
             })
-            .collect::<Result<Vec<Value>, _>>()?;
-        return Ok(Evidence::Export(values));
+            .collect::<Result<Vec<ExportLine>, _>>()?;
+        return Ok(Evidence::Export(parsed));
     }
     let value: Value = serde_json::from_str(text).map_err(|e| Failure::Shape(e.to_string()))?;
+    let shaped = |what: &str, e: serde_json::Error| Failure::Shape(format!("not a {what}: {e}"));
     if value.get("receipt").is_some() && value.get("inclusion").is_some() {
         serde_json::from_value(value)
             .map(Evidence::Bundle)
-            .map_err(|e| Failure::Shape(format!("not a v2 proof bundle: {e}")))
+            .map_err(|e| shaped("v2 proof bundle", e))
     } else if value.get("receipt").is_some() && value.get("checkpoint").is_some() {
-        Ok(Evidence::BundleV1(value))
+        serde_json::from_value(value)
+            .map(Evidence::BundleV1)
+            .map_err(|e| shaped("v1 proof bundle", e))
     } else if value.get("receipt_id").is_some() && value.get("body").is_some() {
-        Ok(Evidence::Projection(value))
+        serde_json::from_value(value)
+            .map(Evidence::Projection)
+            .map_err(|e| shaped("projection", e))
     } else if value.get("checkpoint").is_some() {
-        Ok(Evidence::Export(vec![value]))
+        serde_json::from_value(value)
+            .map(|line| Evidence::Export(vec![line]))
+            .map_err(|e| shaped("checkpoint line", e))
     } else {
         Err(Failure::Shape(
             "expected a projection, a proof bundle, a tlog-proof file or an export".into(),
@@ -88,17 +102,16 @@ pub struct Verified {
 }
 
 /// Checks one projection on its own: hash of the canonical body and the self-checking id.
-pub fn check_projection(p: &Value) -> Result<(u64, Hash), Failure> {
+pub fn check_projection(p: &Projection) -> Result<(u64, Hash), Failure> {
     bundle::check_projection(p)
 }
 
 fn check_signed_v1(
-    value: &Value,
+    signed: &SignedCheckpoint,
     seq: i64,
     head: &Hash,
     keys: &[PublicKey],
 ) -> Result<String, Failure> {
-    let signed = parse_signed(value).map_err(|e| Failure::Checkpoint(e.to_string()))?;
     if signed.checkpoint.seq != seq || signed.checkpoint.head != head.to_hex() {
         return Err(Failure::Checkpoint(format!(
             "it states seq {} and head {}, the chain ends at seq {seq} with {}",
@@ -107,8 +120,8 @@ fn check_signed_v1(
             head.to_hex()
         )));
     }
-    verify_checkpoint(&signed, keys).map_err(|e| Failure::Checkpoint(e.to_string()))?;
-    Ok(signed.kid)
+    verify_checkpoint(signed, keys).map_err(|e| Failure::Checkpoint(e.to_string()))?;
+    Ok(signed.kid.clone())
 }
 
 fn signer(c: &OpenedCheckpoint) -> String {
@@ -128,9 +141,8 @@ pub fn verify_v1(evidence: &Evidence, keys: &[PublicKey]) -> Result<Verified, Fa
             })
         }
         Evidence::BundleV1(b) => {
-            let (mut seq, mut prev) = check_projection(&b["receipt"])?;
-            let chain = b["chain"].as_array().cloned().unwrap_or_default();
-            for link in &chain {
+            let (mut seq, mut prev) = check_projection(&b.receipt)?;
+            for link in &b.chain {
                 let (s, hash) = check_projection(link)?;
                 if s != seq + 1 {
                     return Err(Failure::Receipt {
@@ -138,7 +150,7 @@ pub fn verify_v1(evidence: &Evidence, keys: &[PublicKey]) -> Result<Verified, Fa
                         reason: format!("sequence gap: expected seq {}", seq + 1),
                     });
                 }
-                if link["body"]["parent"].as_str() != Some(prev.to_hex().as_str()) {
+                if link.parent() != Some(prev.to_hex().as_str()) {
                     return Err(Failure::Receipt {
                         seq: s,
                         reason: "parent does not match the previous receipt's hash".into(),
@@ -146,23 +158,29 @@ pub fn verify_v1(evidence: &Evidence, keys: &[PublicKey]) -> Result<Verified, Fa
                 }
                 (seq, prev) = (s, hash);
             }
-            let kid = check_signed_v1(&b["checkpoint"], seq as i64, &prev, keys)?;
+            let kid = check_signed_v1(&b.checkpoint, seq as i64, &prev, keys)?;
             Ok(Verified {
-                receipts: chain.len() as u64 + 1,
+                receipts: b.chain.len() as u64 + 1,
                 head: prev.to_hex(),
                 signed_by: Some(kid),
                 checkpoint: None,
             })
         }
         Evidence::Export(lines) => {
-            let (checkpoint, projections) = lines
+            let (last, lines) = lines
                 .split_last()
                 .ok_or_else(|| Failure::Shape("empty export".into()))?;
-            let org = checkpoint["checkpoint"]["org"]
-                .as_str()
-                .and_then(|o| o.parse().ok())
-                .ok_or_else(|| Failure::Shape("the last line is not a signed checkpoint".into()))?;
-            let verifier = chain_of(org, projections)?;
+            let ExportLine::SignedV1(checkpoint) = last else {
+                return Err(Failure::Shape(
+                    "the last line is not a signed checkpoint".into(),
+                ));
+            };
+            let org = checkpoint
+                .checkpoint
+                .org
+                .parse()
+                .map_err(|_| Failure::Shape("the checkpoint's org is not a UUID".into()))?;
+            let verifier = chain_of(org, &projections_of(lines)?)?;
             let kid = check_signed_v1(
                 checkpoint,
                 verifier.count() as i64 - 1,
@@ -182,7 +200,22 @@ pub fn verify_v1(evidence: &Evidence, keys: &[PublicKey]) -> Result<Verified, Fa
     }
 }
 
-fn chain_of(org: uuid::Uuid, projections: &[Value]) -> Result<ChainVerifier, Failure> {
+/// The projections of an export's lines before its checkpoint line.
+fn projections_of(lines: &[ExportLine]) -> Result<Vec<&Projection>, Failure> {
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| match line {
+            ExportLine::Receipt(p) => Ok(p),
+            _ => Err(Failure::Shape(format!(
+                "line {}: a checkpoint before the end of the export",
+                i + 1
+            ))),
+        })
+        .collect()
+}
+
+fn chain_of(org: uuid::Uuid, projections: &[&Projection]) -> Result<ChainVerifier, Failure> {
     let mut verifier = ChainVerifier::new(org);
     for p in projections {
         verifier.push_projection(p).map_err(|f| Failure::Receipt {
@@ -207,22 +240,25 @@ pub fn verify_v2(evidence: &Evidence, keys: &Vkeys) -> Result<Verified, Failure>
             })
         }
         Evidence::Export(lines) => {
-            let (last, projections) = lines
+            let (last, lines) = lines
                 .split_last()
                 .ok_or_else(|| Failure::Shape("empty export".into()))?;
-            let note = last["checkpoint"].as_str().ok_or_else(|| {
-                Failure::Shape("the last line is not {\"checkpoint\": note}".into())
-            })?;
+            let ExportLine::Note { checkpoint: note } = last else {
+                return Err(Failure::Shape(
+                    "the last line is not {\"checkpoint\": note}".into(),
+                ));
+            };
+            let projections = projections_of(lines)?;
             // The org is the one the note names; every body must agree (the chain checks it).
             let checkpoint =
                 open_checkpoint(note, keys).map_err(|e| Failure::Checkpoint(e.to_string()))?;
             let org = checkpoint.org().ok_or_else(|| {
                 Failure::Checkpoint("its origin does not name an organization".into())
             })?;
-            let verifier = chain_of(org, projections)?;
+            let verifier = chain_of(org, &projections)?;
             let leaves = projections.iter().map(|p| {
                 // Each hash was just checked against its body by the chain verifier.
-                Hash::parse(p["hash"].as_str().unwrap_or_default())
+                Hash::parse(&p.hash)
                     .map(|h| merkle::leaf_hash(&h))
                     .unwrap_or_default()
             });

@@ -4,36 +4,44 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use uuid::Uuid;
 
 use crate::canonical::canonicalize;
 use crate::merkle::{self, TreeHash};
 use crate::note::{open_checkpoint, OpenedCheckpoint, Vkeys};
 use crate::receipt::{receipt_id, Hash};
+use crate::view::{BodyFields, Projection};
 use crate::LedgerError;
 
 /// The first line of a C2SP tlog-proof file.
 pub const TLOG_PROOF_HEADER: &str = "c2sp.org/tlog-proof@v1";
 
-/// A v2 proof bundle: one receipt's projection, its inclusion path and a signed checkpoint.
+/// A v2 proof bundle (DESIGN §2b): one receipt's projection, its inclusion path and a signed
+/// checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = ProofBundleDto))]
 pub struct ProofBundle {
-    /// Format version (2).
+    /// Always 2.
     pub v: u64,
-    /// The public projection `{receipt_id, hash, body}`.
-    pub receipt: Value,
-    /// The leaf index (= `body.seq`).
+    /// The receipt's public projection `{receipt_id, hash, body}`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub receipt: Projection,
+    /// The leaf index, equal to `body.seq`.
     pub index: u64,
-    /// The RFC 9162 inclusion path, leaf's sibling first, standard base64.
+    /// RFC 9162 inclusion path, leaf's sibling first, standard base64.
     pub inclusion: Vec<String>,
-    /// The signed checkpoint note the path leads to.
+    /// The signed checkpoint note (C2SP tlog-checkpoint) the path leads to.
     pub checkpoint: String,
 }
 
 impl ProofBundle {
     /// A bundle for the receipt at `index`.
-    pub fn new(receipt: Value, index: u64, inclusion: &[TreeHash], checkpoint: String) -> Self {
+    pub fn new(
+        receipt: Projection,
+        index: u64,
+        inclusion: &[TreeHash],
+        checkpoint: String,
+    ) -> Self {
         ProofBundle {
             v: 2,
             receipt,
@@ -45,7 +53,9 @@ impl ProofBundle {
 
     /// The same proof as a C2SP tlog-proof file, with the projection's JCS bytes as `extra`.
     pub fn to_tlog_proof(&self) -> Result<String, LedgerError> {
-        let extra = STANDARD.encode(canonicalize(&self.receipt)?);
+        let projection = serde_json::to_value(&self.receipt)
+            .map_err(|e| LedgerError::InvalidJson(e.to_string()))?;
+        let extra = STANDARD.encode(canonicalize(&projection)?);
         let mut out = format!("{TLOG_PROOF_HEADER}\nextra {extra}\nindex {}\n", self.index);
         for h in &self.inclusion {
             out.push_str(h);
@@ -74,7 +84,7 @@ impl ProofBundle {
                 .decode(extra)
                 .map_err(|_| bad("extra is not base64"))?;
             receipt = Some(
-                serde_json::from_slice::<Value>(&bytes)
+                serde_json::from_slice::<Projection>(&bytes)
                     .map_err(|_| bad("extra is not a JSON projection"))?,
             );
             line = lines.next();
@@ -99,12 +109,13 @@ impl ProofBundle {
 
 /// A consistency proof with the signed checkpoint of its larger size.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = ConsistencyDto))]
 pub struct ConsistencyProof {
-    /// The smaller size.
+    /// The older size.
     pub from: u64,
-    /// The larger size (the checkpoint's).
+    /// The newer size (the checkpoint's).
     pub to: u64,
-    /// The RFC 9162 §2.1.4 proof, standard base64 (empty when `from == to`).
+    /// RFC 9162 §2.1.4 proof, standard base64; empty when `from == to`.
     pub consistency: Vec<String>,
     /// The signed checkpoint note of size `to`.
     pub checkpoint: String,
@@ -164,20 +175,18 @@ pub struct VerifiedBundle {
 
 /// Checks a public projection on its own: the hash recomputed from the body, and the id from
 /// seq and hash. Returns `(seq, hash)`.
-pub fn check_projection(p: &Value) -> Result<(u64, Hash), ProofFailure> {
-    let seq = p["body"]["seq"]
-        .as_u64()
-        .ok_or_else(|| shape("body.seq is missing"))?;
+pub fn check_projection(p: &Projection) -> Result<(u64, Hash), ProofFailure> {
+    let seq = p.seq().ok_or_else(|| shape("body.seq is missing"))?;
     let fail = |reason: &str| ProofFailure::Receipt {
         seq,
         reason: reason.to_owned(),
     };
-    let canonical = canonicalize(&p["body"]).map_err(|e| fail(&e.to_string()))?;
+    let canonical = canonicalize(&p.body).map_err(|e| fail(&e.to_string()))?;
     let hash = Hash::of(&canonical);
-    if p["hash"].as_str() != Some(hash.to_hex().as_str()) {
+    if p.hash != hash.to_hex() {
         return Err(fail("hash does not match the canonical body"));
     }
-    if p["receipt_id"].as_str() != Some(receipt_id(seq, &hash).as_str()) {
+    if p.receipt_id != receipt_id(seq, &hash) {
         return Err(fail("receipt id does not match seq and hash"));
     }
     Ok((seq, hash))
@@ -215,9 +224,9 @@ pub fn verify_bundle(bundle: &ProofBundle, keys: &Vkeys) -> Result<VerifiedBundl
             reason: format!("the bundle's index {} is not body.seq", bundle.index),
         });
     }
-    let org: Uuid = bundle.receipt["body"]["org"]
-        .as_str()
-        .and_then(|o| o.parse().ok())
+    let org: Uuid = bundle
+        .receipt
+        .org()
         .ok_or_else(|| shape("body.org is not a UUID"))?;
     let checkpoint = open_org_checkpoint(&bundle.checkpoint, org, keys)?;
     let size = checkpoint.head.size;

@@ -34,6 +34,7 @@ pub mod receipt;
 #[cfg(feature = "postgres")]
 pub mod store;
 pub mod verify;
+pub mod view;
 
 pub use bundle::{ConsistencyProof, ProofBundle, ProofFailure};
 pub use canonical::{canonicalize, parse_strict};
@@ -42,6 +43,7 @@ pub use merkle::{TreeEdge, TreeHash};
 pub use note::{LedgerName, OpenedCheckpoint, TreeHead, Vkeys};
 pub use receipt::{projection, receipt_id, seal, Draft, Hash, ReceiptKind, Sealed};
 pub use verify::{ChainVerifier, Link, Reason, VerifyFailure};
+pub use view::{BodyFields, ExportLine, Projection, ReceiptPage, ReceiptView, V1Bundle};
 
 /// Everything the ledger refuses or fails at.
 #[derive(Debug, thiserror::Error)]

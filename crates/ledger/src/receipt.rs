@@ -302,6 +302,10 @@ pub fn seal_with_salt(
 }
 
 /// The public projection: everything needed to recompute the hash, nothing private.
-pub fn projection(receipt_id: &str, hash: &Hash, body: &Value) -> Value {
-    json!({ "receipt_id": receipt_id, "hash": hash.to_hex(), "body": body })
+pub fn projection(receipt_id: &str, hash: &Hash, body: &Value) -> crate::view::Projection {
+    crate::view::Projection {
+        body: body.clone(),
+        hash: hash.to_hex(),
+        receipt_id: receipt_id.to_owned(),
+    }
 }

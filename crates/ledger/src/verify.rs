@@ -3,11 +3,11 @@
 
 use std::fmt;
 
-use serde_json::Value;
 use uuid::Uuid;
 
 use crate::canonical::{canonicalize, check_canonical};
 use crate::receipt::Hash;
+use crate::view::{BodyFields, Projection};
 
 /// Why a receipt fails verification.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,25 +202,18 @@ impl ChainVerifier {
 
     /// Checks the next public projection (`{receipt_id, hash, body}`): the hash is recomputed
     /// from the body alone, as an outsider would.
-    pub fn push_projection(&mut self, projection: &Value) -> Result<(), VerifyFailure> {
-        let claimed_seq = projection["body"]["seq"].as_u64().unwrap_or(self.next_seq);
+    pub fn push_projection(&mut self, projection: &Projection) -> Result<(), VerifyFailure> {
+        let claimed_seq = projection.seq().unwrap_or(self.next_seq);
         let fail = |reason| VerifyFailure {
             seq: claimed_seq,
             reason,
         };
-        let body = &projection["body"];
-        let canonical = canonicalize(body).map_err(|_| fail(Reason::NotCanonical))?;
-        let parent = body["parent"].as_str().unwrap_or_default().to_owned();
-        let hash = projection["hash"].as_str().unwrap_or_default().to_owned();
-        let id = projection["receipt_id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
+        let canonical = canonicalize(&projection.body).map_err(|_| fail(Reason::NotCanonical))?;
         self.push(Link {
             seq: claimed_seq,
-            hash: &hash,
-            parent: &parent,
-            receipt_id: &id,
+            hash: &projection.hash,
+            parent: projection.parent().unwrap_or_default(),
+            receipt_id: &projection.receipt_id,
             canonical: &canonical,
         })
     }

@@ -326,7 +326,7 @@ pub async fn post_catalog_download(
     );
     let grant = granted?;
     Ok(HttpResponse::Created().json(GrantDto {
-        receipt: ReceiptDto::from(&grant.receipt),
+        receipt: grant.receipt.member_view(),
         download_url,
         expires_at: grant.expires_at,
         quota: grant.quota.into(),

@@ -7,11 +7,10 @@ use actix_web::{web, HttpResponse};
 use defendable_config::limits;
 use defendable_ledger::merkle::TileId;
 use defendable_ledger::store as ledger;
-use defendable_ledger::PublicKey;
+use defendable_ledger::{ExportLine, PublicKey};
 use defendable_store::slots;
 use futures_util::stream;
 use serde::Serialize;
-use serde_json::{json, Value};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -145,7 +144,7 @@ pub async fn get_ledger_consistency(
         query.to,
     )
     .await?;
-    Ok(web::Json(proof.into()))
+    Ok(web::Json(proof))
 }
 
 /// A C2SP tlog-tiles hash tile of the organization's tree: `<L>/<N>[.p/<W>]` with `<N>` in
@@ -212,7 +211,7 @@ pub async fn get_ledger_export(
             return Err(e);
         }
     };
-    let (tx, rx) = tokio::sync::mpsc::channel::<Value>(64);
+    let (tx, rx) = tokio::sync::mpsc::channel::<ExportLine>(64);
     actix_web::rt::spawn(export_pages(state.clone(), org, size, note, slot, tx));
     let body = stream::unfold(rx, |mut rx| async move {
         let line = rx.recv().await?;
@@ -260,7 +259,7 @@ async fn export_pages(
     size: u64,
     note: String,
     slot: slots::Slot,
-    out: tokio::sync::mpsc::Sender<Value>,
+    out: tokio::sync::mpsc::Sender<ExportLine>,
 ) {
     let through = size as i64 - 1;
     let mut next = 0i64;
@@ -288,7 +287,8 @@ async fn export_pages(
         };
         next += page.len() as i64;
         let mut delivered = true;
-        for line in page {
+        for projection in page {
+            let line = ExportLine::Receipt(projection);
             match tokio::time::timeout(limits::EXPORT_WRITE_TIMEOUT, out.send(line)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => {
@@ -307,7 +307,7 @@ async fn export_pages(
         }
     };
     if complete {
-        let line = json!({ "checkpoint": note });
+        let line = ExportLine::Note { checkpoint: note };
         let _ = tokio::time::timeout(limits::EXPORT_WRITE_TIMEOUT, out.send(line)).await;
     }
     drop(out);

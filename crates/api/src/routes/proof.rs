@@ -4,8 +4,8 @@
 use actix_web::http::header;
 use actix_web::HttpResponse;
 use defendable_ledger::{ConsistencyProof, ProofBundle};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 use crate::error::{ApiError, ErrorCode};
 
@@ -44,45 +44,10 @@ pub struct ShareConsistencyQuery {
     pub from: u64,
 }
 
-/// A v2 proof bundle (DESIGN §2b).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ProofBundleDto {
-    /// Always 2.
-    pub v: u64,
-    /// The receipt's public projection `{receipt_id, hash, body}`.
-    #[schema(value_type = Object)]
-    pub receipt: serde_json::Value,
-    /// The leaf index, equal to `body.seq`.
-    pub index: u64,
-    /// RFC 9162 inclusion path, leaf's sibling first, standard base64.
-    pub inclusion: Vec<String>,
-    /// The signed checkpoint note (C2SP tlog-checkpoint) the path leads to.
-    pub checkpoint: String,
-}
-
-/// A consistency proof with the signed checkpoint of its larger size.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ConsistencyDto {
-    /// The older size.
-    pub from: u64,
-    /// The newer size (the checkpoint's).
-    pub to: u64,
-    /// RFC 9162 §2.1.4 proof, standard base64; empty when `from == to`.
-    pub consistency: Vec<String>,
-    /// The signed checkpoint note of size `to`.
-    pub checkpoint: String,
-}
-
-impl From<ConsistencyProof> for ConsistencyDto {
-    fn from(p: ConsistencyProof) -> Self {
-        ConsistencyDto {
-            from: p.from,
-            to: p.to,
-            consistency: p.consistency,
-            checkpoint: p.checkpoint,
-        }
-    }
-}
+/// The v2 proof bundle as the API documents it (the ledger's type).
+pub type ProofBundleDto = ProofBundle;
+/// A consistency proof as the API documents it (the ledger's type).
+pub type ConsistencyDto = ConsistencyProof;
 
 /// Whether `format` asks for the tlog-proof text; anything but `json` or `tlog-proof` is a 422.
 fn wants_tlog_proof(format: Option<&str>) -> Result<bool, ApiError> {
@@ -114,13 +79,7 @@ pub fn bundle_response(
     if tlog {
         Ok(res.content_type(TEXT_PLAIN).body(bundle.to_tlog_proof()?))
     } else {
-        Ok(res.json(ProofBundleDto {
-            v: bundle.v,
-            receipt: bundle.receipt,
-            index: bundle.index,
-            inclusion: bundle.inclusion,
-            checkpoint: bundle.checkpoint,
-        }))
+        Ok(res.json(bundle))
     }
 }
 

@@ -31,43 +31,9 @@ pub struct RecordReceipt {
     pub private: Option<Value>,
 }
 
-/// A receipt as members see it: the public projection plus the private part and its salt.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ReceiptDto {
-    /// `DCR-{seq}-{hash8}`.
-    pub receipt_id: String,
-    /// SHA-256 of JCS(body), hex.
-    pub hash: String,
-    /// The hashed body (see docs/receipts.md).
-    #[schema(value_type = Object)]
-    pub body: Value,
-    /// The private part, if any (null once erased).
-    #[schema(value_type = Option<Object>)]
-    pub private: Value,
-    /// The private digest's salt (hex), if any.
-    pub salt: Option<String>,
-}
-
-impl From<&ledger::StoredReceipt> for ReceiptDto {
-    fn from(r: &ledger::StoredReceipt) -> Self {
-        ReceiptDto {
-            receipt_id: r.receipt_id.clone(),
-            hash: r.hash.clone(),
-            body: r.body(),
-            private: r.private.clone().unwrap_or(Value::Null),
-            salt: r.salt.as_ref().map(hex::encode),
-        }
-    }
-}
-
-/// A page of receipts.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ReceiptPage {
-    /// Oldest first.
-    pub items: Vec<ReceiptDto>,
-    /// Pass as `after` for the next page; null on the last page.
-    pub next_cursor: Option<u64>,
-}
+/// A receipt as members see it (the ledger's type, documented as `ReceiptDto`).
+pub type ReceiptDto = defendable_ledger::ReceiptView;
+pub use defendable_ledger::ReceiptPage;
 
 /// Receipt list filters.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -211,10 +177,10 @@ pub async fn record_receipt(
         )
         .await?;
     Ok(match appended {
-        Appended::New(r) => HttpResponse::Created().json(ReceiptDto::from(&r)),
+        Appended::New(r) => HttpResponse::Created().json(r.member_view()),
         Appended::Existing(r) => HttpResponse::Ok()
             .insert_header(("Idempotency-Replayed", "true"))
-            .json(ReceiptDto::from(&r)),
+            .json(r.member_view()),
     })
 }
 
@@ -275,7 +241,7 @@ pub async fn get_org_receipts(
     .await?;
     let next_cursor = split_page(&mut rows, limit, |r| r.seq);
     Ok(web::Json(ReceiptPage {
-        items: rows.iter().map(ReceiptDto::from).collect(),
+        items: rows.iter().map(|r| r.member_view()).collect(),
         next_cursor,
     }))
 }
@@ -307,7 +273,7 @@ pub async fn get_org_receipt(
     let (org, id) = path.into_inner();
     let access = caller.member(&state, &org).await?;
     let receipt = find_receipt(&state, access.org.id.as_uuid(), &id).await?;
-    Ok(web::Json(ReceiptDto::from(&receipt)))
+    Ok(web::Json(receipt.member_view()))
 }
 
 /// Creates a share link: anyone holding it sees the redacted projection and can verify it with

@@ -76,7 +76,7 @@ pub async fn get_share(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
-) -> Result<web::Json<Value>, ApiError> {
+) -> Result<web::Json<defendable_ledger::Projection>, ApiError> {
     let receipt = limit_and_resolve(&req, &state, "/share/{token}", &path).await?;
     Ok(web::Json(receipt.projection()))
 }
@@ -214,7 +214,7 @@ pub async fn get_share_consistency(
     let client = state.db.get().await?;
     let proof =
         ledger::consistency_proof(&*client, &state.log, receipt.org, query.from, None).await?;
-    Ok(web::Json(proof.into()))
+    Ok(web::Json(proof))
 }
 
 /// For a dataset grant: a 302 to a fresh short-lived object URL. For any other receipt: its v2

@@ -339,7 +339,7 @@ async fn the_public_view_of_a_grant_is_redacted_and_still_verifies() {
         .parse()
         .expect("uuid");
     let mut v = ChainVerifier::new(org);
-    v.push_projection(&projection)
+    v.push_projection(&serde_json::from_value(projection).expect("a projection"))
         .expect("the hash recomputes from the projection alone");
 }
 

@@ -167,7 +167,7 @@ async fn a_share_link_shows_the_redacted_projection_until_revoked() {
             .parse()
             .expect("uuid"),
     );
-    v.push_projection(&projection)
+    v.push_projection(&serde_json::from_value(projection.clone()).expect("a projection"))
         .expect("the projection verifies on its own");
 
     let (s, bundle) = app
@@ -245,7 +245,8 @@ async fn an_export_verifies_offline_and_the_verify_route_reports_tampering() {
     assert_eq!(lines.len(), 26);
     let mut v = ChainVerifier::new(org_id.parse().expect("uuid"));
     for p in &lines[..25] {
-        v.push_projection(p).expect("link verifies");
+        v.push_projection(&serde_json::from_value(p.clone()).expect("a projection"))
+            .expect("link verifies");
     }
     let note = lines[25]["checkpoint"]
         .as_str()

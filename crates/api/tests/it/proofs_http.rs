@@ -75,7 +75,7 @@ async fn a_shared_receipt_proves_itself_without_disclosing_any_other_receipt() {
     assert!(body.contains("public-marker-002"));
     let bundle: ProofBundle = serde_json::from_str(&body).expect("v2 bundle");
     assert_eq!((bundle.v, bundle.index), (2, 2));
-    let own_body = serde_json::to_string(&bundle.receipt["body"]).expect("body");
+    let own_body = serde_json::to_string(&bundle.receipt.body).expect("body");
     assert!(
         body.len() - own_body.len() <= 2048,
         "{} bytes beyond the body",
@@ -97,7 +97,7 @@ async fn a_shared_receipt_proves_itself_without_disclosing_any_other_receipt() {
 
     // Another receipt's hash in place of this one's fails; so does another index.
     let mut forged = bundle.clone();
-    forged.receipt["body"]["public"]["marker"] = json!("public-marker-999");
+    forged.receipt.body["public"]["marker"] = json!("public-marker-999");
     assert!(verify_bundle(&forged, &keys).is_err());
     let mut moved = bundle.clone();
     moved.index = 3;

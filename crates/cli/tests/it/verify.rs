@@ -36,7 +36,7 @@ fn chain(n: u64) -> Chain {
         )
         .expect("seal");
         parent = s.hash;
-        projections.push(projection(&s.id, &s.hash, &s.body));
+        projections.push(serde_json::to_value(projection(&s.id, &s.hash, &s.body)).expect("json"));
     }
     Chain {
         projections,

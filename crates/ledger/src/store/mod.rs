@@ -31,7 +31,7 @@ mod reads;
 mod shares;
 mod tree;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -110,21 +110,23 @@ impl StoredReceipt {
     }
 
     /// The public projection `{receipt_id, hash, body}`.
-    pub fn projection(&self) -> Value {
-        json!({ "receipt_id": self.receipt_id, "hash": self.hash, "body": self.body() })
+    pub fn projection(&self) -> crate::Projection {
+        crate::Projection {
+            body: self.body(),
+            hash: self.hash.clone(),
+            receipt_id: self.receipt_id.clone(),
+        }
     }
 
     /// The member view: the projection plus `private` and `salt` (hex).
-    pub fn member_view(&self) -> Value {
-        let mut v = self.projection();
-        v["private"] = self.private.clone().unwrap_or(Value::Null);
-        v["salt"] = self
-            .salt
-            .as_ref()
-            .map(hex::encode)
-            .map(Value::String)
-            .unwrap_or(Value::Null);
-        v
+    pub fn member_view(&self) -> crate::ReceiptView {
+        crate::ReceiptView {
+            receipt_id: self.receipt_id.clone(),
+            hash: self.hash.clone(),
+            body: self.body(),
+            private: self.private.clone().unwrap_or(Value::Null),
+            salt: self.salt.as_ref().map(hex::encode),
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use deadpool_postgres::GenericClient;
-use serde_json::{json, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::tree::{tree_edge, STORED_FROM_LEVEL};
@@ -256,7 +256,7 @@ pub async fn projections_page(
     from: i64,
     through: i64,
     limit: i64,
-) -> Result<Vec<Value>> {
+) -> Result<Vec<crate::Projection>> {
     let statement = client
         .prepare_cached(
             "SELECT receipt_id, hash, canonical FROM receipts
@@ -270,8 +270,11 @@ pub async fn projections_page(
         .iter()
         .map(|row| {
             let canonical: &[u8] = row.get(2);
-            let body: Value = serde_json::from_slice(canonical).unwrap_or(Value::Null);
-            json!({ "receipt_id": row.get::<_, &str>(0), "hash": row.get::<_, &str>(1), "body": body })
+            crate::Projection {
+                body: serde_json::from_slice(canonical).unwrap_or(Value::Null),
+                hash: row.get(1),
+                receipt_id: row.get(0),
+            }
         })
         .collect())
 }

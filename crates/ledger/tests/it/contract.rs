@@ -207,7 +207,7 @@ fn an_offline_chain_of_projections_verifies_and_a_flipped_byte_does_not() {
         v.push_projection(p).expect("valid");
     }
     assert_eq!(v.count(), 10);
-    projections[6]["body"]["public"]["n"] = json!(60);
+    projections[6].body["public"]["n"] = json!(60);
     let mut v = ChainVerifier::new(ORG);
     let failure = projections
         .iter()

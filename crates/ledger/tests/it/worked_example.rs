@@ -89,7 +89,7 @@ fn example() -> Vec<(String, String)> {
     )
     .expect("consistent");
     assert_eq!(
-        canonicalize(&projections[0]["body"]).expect("jcs"),
+        canonicalize(&projections[0].body).expect("jcs"),
         out[1].1.as_bytes()
     );
     out
