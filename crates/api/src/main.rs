@@ -110,26 +110,28 @@ fn check_config(env: &Env) -> ExitCode {
 }
 
 fn run(env: &Env, migrate_only: bool) -> ExitCode {
-    let config = match Config::load(env) {
+    let (config, telemetry) = match Config::load(env) {
         Ok((config, warnings)) => {
-            telemetry::init(&config);
+            let telemetry = telemetry::init(&config);
             for w in &warnings {
                 tracing::warn!(var = w.var, fix = %w.fix, "production rule not met (development continues): {}", w.message);
             }
-            config
+            (config, telemetry)
         }
         Err(e @ (ConfigError::Invalid(_) | ConfigError::ProductionRefused(_))) => {
             eprintln!("{e}");
             return ExitCode::FAILURE;
         }
     };
-    match actix_web::rt::System::new().block_on(serve(config, migrate_only)) {
+    let code = match actix_web::rt::System::new().block_on(serve(config, migrate_only)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "server failed");
             ExitCode::FAILURE
         }
-    }
+    };
+    telemetry.shutdown();
+    code
 }
 
 async fn serve(mut config: Config, migrate_only: bool) -> anyhow::Result<()> {

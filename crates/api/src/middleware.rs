@@ -89,6 +89,9 @@ pub async fn edge(
         }
         None => tracing::info_span!("request", request_id = %request_id),
     };
+    if trace.is_some() {
+        crate::telemetry::join_caller_trace(&span, req.headers());
+    }
     respond(req, next, request_id).instrument(span).await
 }
 

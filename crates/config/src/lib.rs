@@ -97,6 +97,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Log filter.
     pub log_filter: String,
+    /// Where request spans are exported (OTLP/HTTP); `None`: nowhere.
+    pub otlp_endpoint: Option<Url>,
     /// Session token key.
     pub jwt_secret: Rotating,
     /// Session token lifetime.
@@ -440,6 +442,9 @@ impl Config {
             json_body_limit: p.integer("JSON_BODY_LIMIT").unwrap_or(65536) as usize,
             log_format,
             log_filter: p.or_default("RUST_LOG").unwrap_or("info").to_owned(),
+            otlp_endpoint: p
+                .raw("OTEL_EXPORTER_OTLP_ENDPOINT")
+                .and(p.url("OTEL_EXPORTER_OTLP_ENDPOINT")),
             jwt_secret: p.rotating("JWT_SECRET", "JWT_SECRET_PREVIOUS"),
             jwt_ttl: p
                 .duration("JWT_TTL")

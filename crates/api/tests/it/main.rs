@@ -14,6 +14,7 @@ mod ledger_http;
 mod logs;
 mod matrix;
 mod openapi;
+mod otlp;
 mod outsider;
 mod pool_http;
 mod prepared;
