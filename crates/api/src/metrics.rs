@@ -25,14 +25,23 @@ const LATENCY_BUCKETS: [f64; 11] = [
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Request {
     route: String,
-    method: String,
-    code: String,
+    method: &'static str,
+    code: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Route {
     route: String,
-    method: String,
+    method: &'static str,
+}
+
+/// The method as a label without allocating: the standard methods by name, anything else as
+/// `other` (a bounded label).
+fn method_label(method: &str) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    KNOWN.into_iter().find(|m| *m == method).unwrap_or("other")
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -244,19 +253,21 @@ impl Metrics {
 
     /// Counts a response and its latency.
     pub fn response(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
+        let method = method_label(method);
+        let mut key = Route {
+            route: route.to_owned(),
+            method,
+        };
+        self.latency
+            .get_or_create(&key)
+            .observe(elapsed.as_secs_f64());
         self.requests
             .get_or_create(&Request {
-                route: route.to_owned(),
-                method: method.to_owned(),
-                code: status.to_string(),
+                route: std::mem::take(&mut key.route),
+                method,
+                code: status,
             })
             .inc();
-        self.latency
-            .get_or_create(&Route {
-                route: route.to_owned(),
-                method: method.to_owned(),
-            })
-            .observe(elapsed.as_secs_f64());
     }
 
     /// The pool-wait histogram, handed to [`crate::db::Db`], which times every wait.
@@ -517,6 +528,10 @@ mod tests {
             assert!(text.contains("process_cpu_seconds_total "));
         }
         assert!(!text.contains("org="), "no label is unbounded");
+        m.response("unmatched", "BREW", 405, Duration::ZERO);
+        assert!(m.render(PoolFigures::default()).contains(
+            "defendable_http_requests_total{route=\"unmatched\",method=\"other\",code=\"405\"} 1"
+        ));
         assert!(text.ends_with("# EOF\n"));
     }
 }
