@@ -122,6 +122,14 @@ impl Api {
         typed(self.get(path).await?)
     }
 
+    /// Every item of a cursor-paginated list, read as the API's typed items.
+    pub async fn all_pages_as<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<Vec<T>, Exit> {
+        self.all_pages(path).await?.into_iter().map(typed).collect()
+    }
+
     /// Every item of a cursor-paginated list (`{items, next_cursor}`, cursor parameter `cursor`).
     pub async fn all_pages(&self, path: &str) -> Result<Vec<Value>, Exit> {
         let mut items = Vec::new();

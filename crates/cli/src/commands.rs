@@ -13,7 +13,13 @@ use crate::download::{self, Plan};
 use crate::monitor::{self, TrustOptions};
 use crate::output::{bytes, count, field, table};
 use crate::{Exit, Output};
+use defendable_identity::view::{
+    ApiKeyView, CreatedApiKeyView, InviteView, MeView, MemberView, MembershipView, OrgView,
+    RoleView, SessionView,
+};
 use defendable_ledger::{BodyFields, ReceiptPage, ReceiptView};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 /// What every command knows: the parsed flags, the token from the environment and stdin.
 pub struct Context<'a> {
@@ -144,29 +150,27 @@ async fn login(ctx: &mut Context<'_>, email: &str) -> Result<Output, Exit> {
         .read_line(&mut line)
         .map_err(|e| Exit::usage(format!("reading the link: {e}")))?;
     let token = token_from_pasted(&line)?;
-    let session = anonymous
-        .call(
-            Method::POST,
-            "/auth/verify",
-            Body::Json(json!({ "token": token })),
-        )
-        .await?;
-    let access = session["access_token"]
-        .as_str()
-        .ok_or_else(|| Exit::server("the session has no access_token"))?
-        .to_owned();
+    let session: SessionView = typed(
+        anonymous
+            .call(
+                Method::POST,
+                "/auth/verify",
+                Body::Json(json!({ "token": token })),
+            )
+            .await?,
+    )?;
+    let access = session.access_token;
     let api = Api::new(
         &ctx.api,
         Some(Token::new(access.clone(), TokenSource::File)),
     )?;
-    let me = api.get("/me").await?;
-    let memberships = me["memberships"].as_array().cloned().unwrap_or_default();
+    let me: MeView = api.get_as("/me").await?;
     let org = ctx.org.clone().or_else(|| {
-        memberships
+        me.memberships
             .iter()
-            .find(|m| m["org"]["personal"] == true)
-            .or(memberships.first())
-            .and_then(|m| m["org"]["slug"].as_str().map(str::to_owned))
+            .find(|m| m.org.personal)
+            .or(me.memberships.first())
+            .map(|m| m.org.slug.clone())
     });
     let path = credentials::path()?;
     let mut saved = Credentials::load(&path)?;
@@ -184,7 +188,7 @@ async fn login(ctx: &mut Context<'_>, email: &str) -> Result<Output, Exit> {
         .map(|o| format!("; default organization {o}"))
         .unwrap_or_default();
     Ok(Output::new(
-        json!({"ok": true, "email": email, "user_id": me["user"]["id"], "org": org,
+        json!({"ok": true, "email": email, "user_id": me.user.id, "org": org,
                "credentials": path.display().to_string()}),
         format!(
             "signed in to {} as {email}{default} (session saved in {})",
@@ -242,61 +246,77 @@ async fn whoami(ctx: &mut Context<'_>) -> Result<Output, Exit> {
             format!("an API key ({prefix}…) from {source}; it acts for the organization that created it"),
         ));
     }
-    let me = api.get("/me").await?;
-    let rows: Vec<Vec<String>> = me["memberships"]
-        .as_array()
-        .map(|ms| {
-            ms.iter()
-                .map(|m| vec![field(m, &["org", "slug"]), field(m, &["role"])])
-                .collect()
-        })
-        .unwrap_or_default();
+    let me: MeView = api.get_as("/me").await?;
+    let rows: Vec<Vec<String>> = me
+        .memberships
+        .iter()
+        .map(|m| vec![m.org.slug.clone(), role(m.role).to_owned()])
+        .collect();
     Ok(Output::new(
-        json!({"ok": true, "principal": "user", "user": me["user"], "memberships": me["memberships"], "source": source}),
+        json!({"ok": true, "principal": "user", "user": me.user, "memberships": me.memberships, "source": source}),
         format!(
             "{} (user {}), from {source}\n{}",
-            field(&me, &["user", "email"]),
-            field(&me, &["user", "id"]),
+            me.user.email,
+            me.user.id,
             table(&["ORG", "ROLE"], &rows)
         ),
     ))
 }
 
-fn listed(items: Vec<Value>, headers: &[&str], row: impl Fn(&Value) -> Vec<String>) -> Output {
+fn listed<T: serde::Serialize>(
+    items: Vec<T>,
+    headers: &[&str],
+    row: impl Fn(&T) -> Vec<String>,
+) -> Output {
     let rows: Vec<Vec<String>> = items.iter().map(row).collect();
     Output::new(json!({ "items": items }), table(headers, &rows))
+}
+
+/// A time as the API writes it (RFC 3339).
+fn when(t: &OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+/// An optional time, `-` when absent (as tables show a null).
+fn when_opt(t: &Option<OffsetDateTime>) -> String {
+    t.as_ref().map(when).unwrap_or_else(|| "-".to_owned())
+}
+
+/// A role's name.
+fn role(r: RoleView) -> &'static str {
+    defendable_identity::Role::from(r).as_str()
 }
 
 async fn orgs(ctx: &mut Context<'_>, c: Orgs) -> Result<Output, Exit> {
     let api = ctx.authed()?;
     match c {
         Orgs::List => Ok(listed(
-            api.all_pages("/orgs").await?,
+            api.all_pages_as::<MembershipView>("/orgs").await?,
             &["SLUG", "NAME", "ROLE", "PERSONAL", "ID"],
             |m| {
                 vec![
-                    field(m, &["org", "slug"]),
-                    field(m, &["org", "name"]),
-                    field(m, &["role"]),
-                    field(m, &["org", "personal"]),
-                    field(m, &["org", "id"]),
+                    m.org.slug.clone(),
+                    m.org.name.clone(),
+                    role(m.role).to_owned(),
+                    m.org.personal.to_string(),
+                    m.org.id.to_string(),
                 ]
             },
         )),
         Orgs::Create { slug, name } => {
-            let org = api
-                .call(
+            let org: OrgView = typed(
+                api.call(
                     Method::POST,
                     "/orgs",
                     Body::Json(json!({"slug": slug, "name": name})),
                 )
-                .await?;
+                .await?,
+            )?;
             let human = format!(
                 "created organization {} ({}); you are its owner",
-                field(&org, &["slug"]),
-                field(&org, &["id"])
+                org.slug, org.id
             );
-            Ok(Output::new(org, human))
+            Ok(Output::of(&org, human))
         }
     }
 }
@@ -317,15 +337,11 @@ async fn user_id(api: &Api, members_path: &str, user: &str) -> Result<String, Ex
     if !user.contains('@') {
         return Ok(user.to_owned());
     }
-    api.all_pages(members_path)
+    api.all_pages_as::<MemberView>(members_path)
         .await?
         .iter()
-        .find(|m| {
-            m["email"]
-                .as_str()
-                .is_some_and(|e| e.eq_ignore_ascii_case(user))
-        })
-        .and_then(|m| m["user_id"].as_str().map(str::to_owned))
+        .find(|m| m.email.eq_ignore_ascii_case(user))
+        .map(|m| m.user_id.to_string())
         .ok_or_else(|| {
             Exit::usage(format!(
                 "{user} is not a member; `defendable members list` shows who is"
@@ -338,26 +354,27 @@ async fn members(ctx: &mut Context<'_>, c: Members) -> Result<Output, Exit> {
     let path = ctx.org_path("/members")?;
     match c {
         Members::List => Ok(listed(
-            api.all_pages(&path).await?,
+            api.all_pages_as::<MemberView>(&path).await?,
             &["EMAIL", "ROLE", "JOINED", "USER ID"],
             |m| {
                 vec![
-                    field(m, &["email"]),
-                    field(m, &["role"]),
-                    field(m, &["joined_at"]),
-                    field(m, &["user_id"]),
+                    m.email.clone(),
+                    role(m.role).to_owned(),
+                    when(&m.joined_at),
+                    m.user_id.to_string(),
                 ]
             },
         )),
         Members::SetRole { user, role } => {
             let id = user_id(&api, &path, &user).await?;
-            let res = api
-                .call(
+            let res: MemberView = typed(
+                api.call(
                     Method::PATCH,
                     &format!("{path}/{}", encode(&id)),
                     Body::Json(json!({"role": role.as_str()})),
                 )
-                .await?;
+                .await?,
+            )?;
             Ok(Output::new(
                 json!({"ok": true, "user_id": id, "role": role.as_str(), "member": res}),
                 format!("{user} is now {}", role.as_str()),
@@ -379,30 +396,31 @@ async fn invites(ctx: &mut Context<'_>, c: Invites) -> Result<Output, Exit> {
     let path = ctx.org_path("/invites")?;
     match c {
         Invites::Create { email, role } => {
-            let invite = api
-                .call(
+            let invite: InviteView = typed(
+                api.call(
                     Method::POST,
                     &path,
                     Body::Json(json!({"email": email, "role": role.as_str()})),
                 )
-                .await?;
+                .await?,
+            )?;
             let human = format!(
                 "invited {email} as {} (invite {}, expires {}); the link was mailed to them",
                 role.as_str(),
-                field(&invite, &["id"]),
-                field(&invite, &["expires_at"])
+                invite.id,
+                when(&invite.expires_at)
             );
-            Ok(Output::new(invite, human))
+            Ok(Output::of(&invite, human))
         }
         Invites::List => Ok(listed(
-            api.all_pages(&path).await?,
+            api.all_pages_as::<InviteView>(&path).await?,
             &["EMAIL", "ROLE", "EXPIRES", "ID"],
             |i| {
                 vec![
-                    field(i, &["email"]),
-                    field(i, &["role"]),
-                    field(i, &["expires_at"]),
-                    field(i, &["id"]),
+                    i.email.clone(),
+                    role(i.role).to_owned(),
+                    when(&i.expires_at),
+                    i.id.to_string(),
                 ]
             },
         )),
@@ -421,31 +439,31 @@ async fn keys(ctx: &mut Context<'_>, c: Keys) -> Result<Output, Exit> {
     let path = ctx.org_path("/api-keys")?;
     match c {
         Keys::Create { name, expires_at } => {
-            let created = api
-                .call(
+            let created: CreatedApiKeyView = typed(
+                api.call(
                     Method::POST,
                     &path,
                     Body::Json(json!({"name": name, "expires_at": expires_at})),
                 )
-                .await?;
+                .await?,
+            )?;
             let human = format!(
                 "created API key {name} ({}). Its secret is shown only now; store it as DEFENDABLE_TOKEN where it is used:\n{}",
-                field(&created, &["key", "id"]),
-                field(&created, &["secret"])
+                created.key.id, created.secret
             );
-            Ok(Output::new(created, human))
+            Ok(Output::of(&created, human))
         }
         Keys::List => Ok(listed(
-            api.all_pages(&path).await?,
+            api.all_pages_as::<ApiKeyView>(&path).await?,
             &["NAME", "KEY", "CREATED", "LAST USED", "REVOKED", "ID"],
             |k| {
                 vec![
-                    field(k, &["name"]),
-                    format!("{}…{}", field(k, &["prefix"]), field(k, &["last4"])),
-                    field(k, &["created_at"]),
-                    field(k, &["last_used_at"]),
-                    field(k, &["revoked_at"]),
-                    field(k, &["id"]),
+                    k.name.clone(),
+                    format!("{}…{}", k.prefix, k.last4),
+                    when(&k.created_at),
+                    when_opt(&k.last_used_at),
+                    when_opt(&k.revoked_at),
+                    k.id.to_string(),
                 ]
             },
         )),

@@ -5,12 +5,15 @@
 //! keys) exist in clear only in the value returned to the caller that must deliver them; storage
 //! holds SHA-256 hashes.
 
+#[cfg(feature = "postgres")]
 pub mod authn;
 pub mod domain;
 pub mod jwt;
 pub mod policy;
 pub mod secret;
+#[cfg(feature = "postgres")]
 pub mod store;
+pub mod view;
 
 pub use domain::{
     ApiKeyId, Email, InviteId, OrgId, OrgName, OrgRef, OrgSlug, Role, SessionId, UserId,
@@ -52,16 +55,19 @@ pub enum IdentityError {
     #[error("that organization slug is taken")]
     SlugTaken,
     /// Storage failed.
+    #[cfg(feature = "postgres")]
     #[error(transparent)]
     Store(#[from] defendable_store::StoreError),
 }
 
+#[cfg(feature = "postgres")]
 impl From<tokio_postgres::Error> for IdentityError {
     fn from(e: tokio_postgres::Error) -> Self {
         IdentityError::Store(e.into())
     }
 }
 
+#[cfg(feature = "postgres")]
 impl From<deadpool_postgres::PoolError> for IdentityError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
         IdentityError::Store(e.into())

@@ -3,14 +3,14 @@
 use actix_web::{web, HttpResponse};
 use defendable_identity::store as identity;
 use defendable_identity::ApiKeyId;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
-use crate::routes::dto::{ApiKeyDto, ApiKeyPage, PageQuery};
+use crate::routes::dto::{ApiKeyPage, PageQuery};
 use crate::AppState;
 
 /// `POST /orgs/{org}/api-keys` body.
@@ -23,15 +23,8 @@ pub struct CreateApiKey {
     pub expires_at: Option<OffsetDateTime>,
 }
 
-/// A newly created key, with its secret shown this once.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CreatedApiKey {
-    /// The key's public facts.
-    pub key: ApiKeyDto,
-    /// The secret: `dfd_` + 40 base62 characters + a 6-character checksum. Store it now; it is
-    /// never shown again.
-    pub secret: String,
-}
+/// A newly created key with its secret (the identity crate's shape).
+pub type CreatedApiKey = defendable_identity::view::CreatedApiKeyView;
 
 /// Creates an API key; the response carries its secret once.
 #[utoipa::path(post, path = "/orgs/{org}/api-keys", tag = "api-keys", request_body = CreateApiKey, security(("bearer" = [])),

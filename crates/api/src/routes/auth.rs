@@ -175,7 +175,7 @@ fn session_body(state: &AppState, session: NewSession) -> SessionDto {
     );
     SessionDto {
         access_token: token,
-        token_type: "Bearer",
+        token_type: "Bearer".to_owned(),
         expires_in: (session.expires_at - now).whole_seconds().max(0),
         user: session.user.into(),
     }

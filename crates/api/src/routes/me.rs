@@ -3,22 +3,12 @@
 use actix_web::web;
 use defendable_identity::store::{self as identity, PageRequest};
 
-use serde::Serialize;
-use utoipa::ToSchema;
-
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
-use crate::routes::dto::{MembershipDto, UserDto};
 use crate::AppState;
 
-/// The caller and their organizations.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct MeDto {
-    /// The user.
-    pub user: UserDto,
-    /// Their first 100 memberships (page through `GET /orgs` for more).
-    pub memberships: Vec<MembershipDto>,
-}
+/// The caller and their organizations (the identity crate's shape).
+pub type MeDto = defendable_identity::view::MeView;
 
 /// The signed-in user and their memberships.
 #[utoipa::path(get, path = "/me", tag = "auth", security(("bearer" = [])),

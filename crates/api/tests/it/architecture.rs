@@ -41,24 +41,24 @@ fn core_crates_do_not_depend_on_actix_web() {
     }
 }
 
-/// The ledger's pure core builds with no database: outsiders can embed the verifier alone.
+/// The ledger's and identity's pure parts build with no database: outsiders can embed the
+/// verifier alone, and the CLI reads the API's typed shapes without a PostgreSQL client.
 #[test]
-fn the_ledger_core_has_no_database_dependency_without_default_features() {
-    let tree = cargo_tree(
-        "defendable-ledger",
-        &["--no-default-features", "-e", "normal"],
-    );
-    for forbidden in [
-        "tokio-postgres",
-        "deadpool",
-        "defendable-store",
-        "tokio ",
-        "actix",
-    ] {
-        assert!(
-            !tree.lines().any(|l| l.starts_with(forbidden)),
-            "the pure ledger pulls {forbidden}:\n{tree}"
-        );
+fn the_pure_cores_have_no_database_dependency_without_default_features() {
+    for core in ["defendable-ledger", "defendable-identity"] {
+        let tree = cargo_tree(core, &["--no-default-features", "-e", "normal"]);
+        for forbidden in [
+            "tokio-postgres",
+            "deadpool",
+            "defendable-store",
+            "tokio ",
+            "actix",
+        ] {
+            assert!(
+                !tree.lines().any(|l| l.starts_with(forbidden)),
+                "{core} without default features pulls {forbidden}:\n{tree}"
+            );
+        }
     }
 }
 
