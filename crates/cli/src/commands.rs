@@ -13,6 +13,7 @@ use crate::download::{self, Plan};
 use crate::monitor::{self, TrustOptions};
 use crate::output::{bytes, count, field, table};
 use crate::{Exit, Output};
+use defendable_datasets::view::DatasetView;
 use defendable_identity::view::{
     ApiKeyView, CreatedApiKeyView, InviteView, MeView, MemberView, MembershipView, OrgView,
     RoleView, SessionView,
@@ -708,39 +709,39 @@ async fn datasets(ctx: &mut Context<'_>, c: Datasets) -> Result<Output, Exit> {
                 None => "/datasets/catalog".to_owned(),
             };
             Ok(listed(
-                api.all_pages(&path).await?,
+                api.all_pages_as::<DatasetView>(&path).await?,
                 &["SLUG", "VERSION", "SIZE", "LICENSE", "TITLE"],
                 |d| {
                     vec![
-                        field(d, &["slug"]),
-                        field(d, &["version"]),
-                        bytes(d["size"].as_u64().unwrap_or(0)),
-                        field(d, &["license"]),
-                        field(d, &["title"]),
+                        d.slug.clone(),
+                        d.version.clone(),
+                        bytes(u64::try_from(d.size).unwrap_or(0)),
+                        d.license.clone(),
+                        d.title.clone(),
                     ]
                 },
             ))
         }
         Datasets::Show { slug } => {
-            let d = api
-                .get(&format!("/datasets/catalog/{}", encode(&slug)))
+            let d: DatasetView = api
+                .get_as(&format!("/datasets/catalog/{}", encode(&slug)))
                 .await?;
             let human = [
-                "slug",
-                "title",
-                "description",
-                "version",
-                "license",
-                "media_type",
-                "size",
-                "blake3",
-                "verified_at",
+                ("slug", d.slug.clone()),
+                ("title", d.title.clone()),
+                ("description", d.description.clone()),
+                ("version", d.version.clone()),
+                ("license", d.license.clone()),
+                ("media_type", d.media_type.clone()),
+                ("size", d.size.to_string()),
+                ("blake3", d.blake3.clone()),
+                ("verified_at", when(&d.verified_at)),
             ]
             .iter()
-            .map(|k| format!("{k:<12} {}", field(&d, &[k])))
+            .map(|(k, v)| format!("{k:<12} {v}"))
             .collect::<Vec<_>>()
             .join("\n");
-            Ok(Output::new(d, human))
+            Ok(Output::of(&d, human))
         }
         Datasets::Download(args) => {
             // The grant's org: --org, else the saved default, else the server's choice.

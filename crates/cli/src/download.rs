@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use reqwest::{header, StatusCode};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::client::{encode, root_cause, Api, Body};
+use crate::client::{encode, root_cause, typed, Api, Body};
 use crate::output::bytes;
 use crate::{Exit, Output};
+use defendable_datasets::view::{DatasetView, GrantView};
 
 /// What to download and how.
 #[derive(Debug, Clone)]
@@ -63,16 +64,12 @@ fn remove(path: &Path) {
 
 /// Runs a download plan.
 pub async fn download(api: &Api, plan: &Plan) -> Result<Output, Exit> {
-    let entry = api
-        .get(&format!("/datasets/catalog/{}", encode(&plan.slug)))
+    let entry: DatasetView = api
+        .get_as(&format!("/datasets/catalog/{}", encode(&plan.slug)))
         .await?;
-    let expected = entry["blake3"]
-        .as_str()
-        .ok_or_else(|| Exit::server("the catalog entry has no blake3"))?
-        .to_owned();
-    let size = entry["size"]
-        .as_u64()
-        .ok_or_else(|| Exit::server("the catalog entry has no size"))?;
+    let expected = entry.blake3.clone();
+    let size = u64::try_from(entry.size)
+        .map_err(|_| Exit::server("the catalog entry has a negative size"))?;
     let part = with_suffix(&plan.out, ".part");
     let pending_path = with_suffix(&plan.out, ".part.json");
 
@@ -94,25 +91,23 @@ pub async fn download(api: &Api, plan: &Plan) -> Result<Output, Exit> {
             remove(&part);
             remove(&pending_path);
             let body = json!({ "org": plan.org });
-            let grant = api
-                .call(
+            let grant: GrantView = typed(
+                api.call(
                     reqwest::Method::POST,
                     &format!("/datasets/catalog/{}/download", encode(&plan.slug)),
                     Body::Json(body),
                 )
-                .await?;
+                .await?,
+            )?;
             let p = Pending {
-                download_url: grant["download_url"]
-                    .as_str()
-                    .ok_or_else(|| Exit::server("the grant has no download_url"))?
-                    .to_owned(),
-                expires_at: grant["expires_at"].as_str().unwrap_or_default().to_owned(),
+                download_url: grant.download_url,
+                expires_at: grant
+                    .expires_at
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default(),
                 blake3: expected.clone(),
                 size,
-                receipt_id: grant["receipt"]["receipt_id"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
+                receipt_id: grant.receipt.receipt_id,
             };
             let text = serde_json::to_vec_pretty(&p).map_err(|e| Exit::usage(e.to_string()))?;
             write_private(&pending_path, &text)?;
@@ -155,14 +150,14 @@ pub async fn download(api: &Api, plan: &Plan) -> Result<Output, Exit> {
 
 fn done(
     plan: &Plan,
-    entry: &Value,
+    entry: &DatasetView,
     digest: &str,
     receipt: Option<&str>,
     resumed_from: u64,
     attempts: u32,
     what: &str,
 ) -> Output {
-    let size = entry["size"].as_u64().unwrap_or(0);
+    let size = u64::try_from(entry.size).unwrap_or(0);
     let resumed = if resumed_from > 0 {
         format!(", resumed from {}", bytes(resumed_from))
     } else {
@@ -172,8 +167,8 @@ fn done(
         json!({
             "ok": true,
             "path": plan.out.display().to_string(),
-            "slug": entry["slug"],
-            "version": entry["version"],
+            "slug": entry.slug,
+            "version": entry.version,
             "size": size,
             "blake3": digest,
             "receipt_id": receipt,

@@ -2,12 +2,16 @@
 //! `dataset.download` receipt) and short-lived signed object URLs. Plain Rust over PostgreSQL
 //! and `object_store`; the HTTP shell maps [`DatasetsError`] to statuses.
 
+#[cfg(feature = "postgres")]
 pub mod billing;
 pub mod domain;
+#[cfg(feature = "postgres")]
 pub mod objects;
 pub mod quota;
 pub mod signed_url;
+#[cfg(feature = "postgres")]
 pub mod store;
+pub mod view;
 
 pub use domain::{Blake3Digest, DatasetSlug, DatasetVersion, ObjectKey};
 
@@ -59,16 +63,19 @@ pub enum DatasetsError {
     #[error(transparent)]
     Ledger(#[from] defendable_ledger::LedgerError),
     /// Storage failed.
+    #[cfg(feature = "postgres")]
     #[error(transparent)]
     Store(#[from] defendable_store::StoreError),
 }
 
+#[cfg(feature = "postgres")]
 impl From<tokio_postgres::Error> for DatasetsError {
     fn from(e: tokio_postgres::Error) -> Self {
         DatasetsError::Store(e.into())
     }
 }
 
+#[cfg(feature = "postgres")]
 impl From<deadpool_postgres::PoolError> for DatasetsError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
         DatasetsError::Store(e.into())

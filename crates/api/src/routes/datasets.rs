@@ -5,70 +5,21 @@ use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use defendable_config::limits::LimitKey;
-use defendable_datasets::store::{
-    self as datasets, CatalogEntry, GrantRequest, Grantee, Publication, QuotaStatus,
-};
+use defendable_datasets::store::{self as datasets, GrantRequest, Grantee, Publication};
 use defendable_datasets::{Blake3Digest, DatasetSlug, DatasetVersion, DatasetsError, ObjectKey};
 use defendable_identity::authn::Principal;
 use defendable_identity::store::{self as identity, PageRequest};
 use defendable_identity::OneTimeToken;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode, Problem};
 use crate::routes::dto::split_page;
-use crate::routes::receipts::ReceiptDto;
 use crate::AppState;
-
-/// A catalog entry: public fields, size and BLAKE3, never the object key.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DatasetDto {
-    /// URL name.
-    pub slug: String,
-    /// Title.
-    pub title: String,
-    /// Description.
-    pub description: String,
-    /// Current verified version.
-    pub version: String,
-    /// License.
-    pub license: String,
-    /// Media type.
-    pub media_type: String,
-    /// Size in bytes.
-    pub size: i64,
-    /// BLAKE3 of the bytes (hex): check your download against it.
-    pub blake3: String,
-    /// When the API hashed this version.
-    #[serde(with = "time::serde::rfc3339")]
-    pub verified_at: time::OffsetDateTime,
-}
-
-impl From<CatalogEntry> for DatasetDto {
-    fn from(e: CatalogEntry) -> Self {
-        DatasetDto {
-            slug: e.slug,
-            title: e.title,
-            description: e.description,
-            version: e.version,
-            license: e.license,
-            media_type: e.media_type,
-            size: e.size,
-            blake3: e.blake3,
-            verified_at: e.verified_at,
-        }
-    }
-}
-
-/// A page of the catalog.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DatasetPage {
-    /// By slug.
-    pub items: Vec<DatasetDto>,
-    /// Pass as `cursor` for the next page; null on the last page.
-    pub next_cursor: Option<String>,
-}
+pub use defendable_datasets::view::{
+    DatasetPage, DatasetView as DatasetDto, GrantView as GrantDto, QuotaView as QuotaDto,
+};
 
 /// Catalog filters.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -113,42 +64,6 @@ pub struct GrantBody {
     pub org: Option<String>,
     /// Grant lifetime in seconds: default 86,400, at most 604,800.
     pub expires_in: Option<u64>,
-}
-
-/// Quota today.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct QuotaDto {
-    /// Grants made today (UTC).
-    pub used: i64,
-    /// Grants allowed per UTC day.
-    pub limit: i64,
-    /// The next UTC midnight.
-    #[serde(with = "time::serde::rfc3339")]
-    pub resets_at: time::OffsetDateTime,
-}
-
-impl From<QuotaStatus> for QuotaDto {
-    fn from(q: QuotaStatus) -> Self {
-        QuotaDto {
-            used: q.used,
-            limit: q.limit,
-            resets_at: q.resets_at,
-        }
-    }
-}
-
-/// A grant.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct GrantDto {
-    /// The `dataset.download` receipt (members' view).
-    pub receipt: ReceiptDto,
-    /// Follow it to get a fresh short-lived object URL (302), until the grant expires.
-    pub download_url: String,
-    /// When the grant ends.
-    #[serde(with = "time::serde::rfc3339")]
-    pub expires_at: time::OffsetDateTime,
-    /// The organization's quota after this grant.
-    pub quota: QuotaDto,
 }
 
 const DEFAULT_GRANT: Duration = Duration::from_secs(24 * 3600);

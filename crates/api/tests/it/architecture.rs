@@ -45,7 +45,11 @@ fn core_crates_do_not_depend_on_actix_web() {
 /// verifier alone, and the CLI reads the API's typed shapes without a PostgreSQL client.
 #[test]
 fn the_pure_cores_have_no_database_dependency_without_default_features() {
-    for core in ["defendable-ledger", "defendable-identity"] {
+    for core in [
+        "defendable-ledger",
+        "defendable-identity",
+        "defendable-datasets",
+    ] {
         let tree = cargo_tree(core, &["--no-default-features", "-e", "normal"]);
         for forbidden in [
             "tokio-postgres",
