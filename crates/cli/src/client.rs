@@ -140,11 +140,11 @@ impl Api {
                 Some(c) => format!("{path}{sep}limit=100&cursor={}", encode(c)),
                 None => format!("{path}{sep}limit=100"),
             };
-            let page = self.get(&url).await?;
-            items.extend(page["items"].as_array().cloned().unwrap_or_default());
-            cursor = match &page["next_cursor"] {
-                Value::String(s) => Some(s.clone()),
-                Value::Number(n) => Some(n.to_string()),
+            let page: AnyPage = self.get_as(&url).await?;
+            items.extend(page.items);
+            cursor = match page.next_cursor {
+                Some(Value::String(s)) => Some(s),
+                Some(Value::Number(n)) => Some(n.to_string()),
                 _ => None,
             };
             if cursor.is_none() {
@@ -161,13 +161,12 @@ impl Api {
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let problem: Value = res.json().await.unwrap_or(Value::Null);
-        let code = problem["code"].as_str().unwrap_or("").to_owned();
-        let detail = problem["detail"]
-            .as_str()
-            .or(problem["title"].as_str())
-            .unwrap_or(status.canonical_reason().unwrap_or("error"))
-            .to_owned();
+        let problem: ProblemDoc = res.json().await.unwrap_or_default();
+        let code = problem.code.unwrap_or_default();
+        let detail = problem
+            .detail
+            .or(problem.title)
+            .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
         let said = if code.is_empty() {
             format!("{} ({status})", detail)
         } else {
@@ -235,4 +234,21 @@ pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 pub fn typed<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, Exit> {
     serde_json::from_value(value)
         .map_err(|e| Exit::server(format!("the server answered an unexpected shape: {e}")))
+}
+
+/// The members of an RFC 9457 problem document the CLI reports (`docs/errors.md` lists the
+/// codes); anything else in it is ignored, and a body that is not one reads as empty.
+#[derive(Debug, Default, serde::Deserialize)]
+struct ProblemDoc {
+    code: Option<String>,
+    title: Option<String>,
+    detail: Option<String>,
+}
+
+/// Any of the API's cursor pages: the items, and a cursor that is an id, a slug or a seq
+/// depending on the list.
+#[derive(Debug, serde::Deserialize)]
+struct AnyPage {
+    items: Vec<Value>,
+    next_cursor: Option<Value>,
 }

@@ -11,14 +11,14 @@ use crate::client::{encode, root_cause, typed, Api, Body};
 use crate::credentials::{self, Credentials, Saved, Token, TokenSource};
 use crate::download::{self, Plan};
 use crate::monitor::{self, TrustOptions};
-use crate::output::{bytes, count, field, table};
+use crate::output::{bytes, count, table};
 use crate::{Exit, Output};
 use defendable_datasets::view::DatasetView;
 use defendable_identity::view::{
     ApiKeyView, CreatedApiKeyView, InviteView, MeView, MemberView, MembershipView, OrgView,
     RoleView, SessionView,
 };
-use defendable_ledger::{BodyFields, ReceiptPage, ReceiptView};
+use defendable_ledger::{BodyFields, ChainCheck, ReceiptPage, ReceiptView, ShareLink};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -571,17 +571,17 @@ async fn receipts(ctx: &mut Context<'_>, c: Receipts) -> Result<Output, Exit> {
                 Some(d) => Body::Json(json!({ "expires_in": d.as_secs() })),
                 None => Body::None,
             };
-            let share = api.call(Method::POST, &share_path, body).await?;
-            let url = field(&share, &["url"]);
-            let expiry = match share["expires_at"].as_str() {
+            let share: ShareLink = typed(api.call(Method::POST, &share_path, body).await?)?;
+            let url = &share.url;
+            let expiry = match &share.expires_at {
                 Some(at) => format!("\nexpires at {at}"),
                 None => String::new(),
             };
             let human = format!(
                 "share link: {url}\nproof bundle: {}{expiry}\nanyone can check it: defendable verify {url}",
-                field(&share, &["proof_url"])
+                share.proof_url
             );
-            Ok(Output::new(share, human))
+            Ok(Output::of(&share, human))
         }
     }
 }
@@ -628,21 +628,23 @@ async fn ledger(ctx: &mut Context<'_>, c: Ledger) -> Result<Output, Exit> {
             monitor::watch(&api, &org, &opts).await
         }
         Ledger::Verify => {
-            let v = api.get(&ctx.org_path("/ledger/verify")?).await?;
-            if v["valid"] != true {
+            let v: ChainCheck = api.get_as(&ctx.org_path("/ledger/verify")?).await?;
+            if !v.valid {
+                let (seq, reason) = v
+                    .failure
+                    .map(|f| (f.seq.to_string(), f.reason))
+                    .unwrap_or_else(|| ("-".to_owned(), "-".to_owned()));
                 return Err(Exit::verify(format!(
-                    "the chain of {org} fails at receipt seq {}: {}",
-                    field(&v, &["failure", "seq"]),
-                    field(&v, &["failure", "reason"])
+                    "the chain of {org} fails at receipt seq {seq}: {reason}"
                 )));
             }
             let human = format!(
                 "the chain and tree of {org} verify: {}, head {}, tree size {}",
-                count(v["checked"].as_u64().unwrap_or(0), "receipt"),
-                field(&v, &["head"]),
-                field(&v, &["tree_size"])
+                count(v.checked, "receipt"),
+                v.head,
+                v.tree_size
             );
-            Ok(Output::new(v, human))
+            Ok(Output::of(&v, human))
         }
         Ledger::Export { out } => {
             let res = api

@@ -10,7 +10,8 @@ use defendable_ledger::bundle::{
 };
 use defendable_ledger::note::open_checkpoint;
 use defendable_ledger::{
-    BodyFields, ConsistencyProof, OpenedCheckpoint, ProofBundle, ProofFailure, PublicKey, Vkeys,
+    BodyFields, ConsistencyProof, OpenedCheckpoint, ProofBundle, ProofFailure, PublicKey,
+    PublishedKeys, Vkeys,
 };
 use serde_json::{json, Value};
 
@@ -52,21 +53,17 @@ pub fn out_of_band(flags: &[String]) -> Result<Vec<String>, Exit> {
 }
 
 /// The keys `api` publishes at `/ledger/keys`.
-async fn served_keys(api: &Api) -> Result<Value, Exit> {
-    api.get("/ledger/keys").await
+async fn served_keys(api: &Api) -> Result<PublishedKeys, Exit> {
+    api.get_as("/ledger/keys").await
 }
 
-fn served_vkeys(listed: &Value) -> Vec<String> {
-    listed["keys"]
-        .as_array()
-        .map(|keys| {
-            keys.iter()
-                .filter_map(|k| k["vkey"].as_str())
-                .filter(|v| !v.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
+fn served_vkeys(listed: &PublishedKeys) -> Vec<String> {
+    listed
+        .keys
+        .iter()
+        .map(|k| k.vkey.clone())
+        .filter(|v| !v.is_empty())
+        .collect()
 }
 
 /// The trusted vkeys for `api`, and a notice for the user when trust changed.
@@ -333,8 +330,7 @@ async fn verify_v1_file(
             .map(|k| PublicKey::from_base64(k).map_err(|e| Exit::usage(format!("--key {k}: {e}"))))
             .collect::<Result<_, _>>()?
     } else if needs_keys {
-        serde_json::from_value(served_keys(api).await?["keys"].clone())
-            .map_err(|e| Exit::server(format!("the key list is malformed: {e}")))?
+        served_keys(api).await?.keys
     } else {
         Vec::new()
     };

@@ -1,7 +1,5 @@
 //! Text output for people: aligned tables and short forms.
 
-use serde_json::Value;
-
 /// An aligned table with a header row; an empty table says so.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     if rows.is_empty() {
@@ -27,19 +25,6 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
             .map(|r| line(r.iter().map(String::as_str).collect())),
     );
     out.join("\n")
-}
-
-/// A field of a JSON object as text (`-` when absent or null).
-pub fn field(v: &Value, path: &[&str]) -> String {
-    let mut cur = v;
-    for p in path {
-        cur = &cur[*p];
-    }
-    match cur {
-        Value::Null => "-".to_owned(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
 }
 
 /// A count with its noun: `1 receipt`, `3 receipts`.

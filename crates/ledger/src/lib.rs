@@ -43,7 +43,10 @@ pub use merkle::{TreeEdge, TreeHash};
 pub use note::{LedgerName, OpenedCheckpoint, TreeHead, Vkeys};
 pub use receipt::{projection, receipt_id, seal, Draft, Hash, ReceiptKind, Sealed};
 pub use verify::{ChainVerifier, Link, Reason, VerifyFailure};
-pub use view::{BodyFields, ExportLine, Projection, ReceiptPage, ReceiptView, V1Bundle};
+pub use view::{
+    BodyFields, ChainCheck, ChainFailure, ExportLine, Projection, PublishedKeys, ReceiptPage,
+    ReceiptView, ShareLink, V1Bundle,
+};
 
 /// Everything the ledger refuses or fails at.
 #[derive(Debug, thiserror::Error)]

@@ -134,6 +134,60 @@ pub struct V1Bundle {
     pub checkpoint: SignedCheckpoint,
 }
 
+/// The published verification keys (`GET /ledger/keys`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = KeysDto))]
+pub struct PublishedKeys {
+    /// Current key first, then earlier ones still honoured. Each has `kid`, `alg`, `public_key`
+    /// (base64url, v1), `name` (`LEDGER_NAME`) and `vkey` (the C2SP verifier key).
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
+    pub keys: Vec<crate::checkpoint::PublicKey>,
+}
+
+/// The first failure found by verification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = FailureDto))]
+pub struct ChainFailure {
+    /// The failing receipt's seq.
+    pub seq: u64,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// The result of verifying a chain from storage (`GET /orgs/{org}/ledger/verify`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = VerifyDto))]
+pub struct ChainCheck {
+    /// Organization id.
+    pub org: Uuid,
+    /// Whether every link verified.
+    pub valid: bool,
+    /// Receipts checked before stopping.
+    pub checked: u64,
+    /// The last verified hash.
+    pub head: String,
+    /// Receipts in the Merkle tree, whose stored root was recomputed from the receipts.
+    pub tree_size: u64,
+    /// The first failure, if any.
+    pub failure: Option<ChainFailure>,
+}
+
+/// A share link (`POST /orgs/{org}/receipts/{id}/share`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = ShareDto))]
+pub struct ShareLink {
+    /// The link: anyone holding it sees the redacted projection.
+    pub url: String,
+    /// The v2 proof bundle of the same receipt (JSON; `?format=tlog-proof` for the C2SP file).
+    pub proof_url: String,
+    /// The same bundle as an attachment (a dataset grant's link redirects to the object).
+    pub download_url: String,
+    /// The share token (shown once; stored only as a hash).
+    pub token: String,
+    /// When the link stops working (RFC 3339); null when it never expires.
+    pub expires_at: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,11 +7,9 @@ use actix_web::{web, HttpResponse};
 use defendable_config::limits;
 use defendable_ledger::merkle::TileId;
 use defendable_ledger::store as ledger;
-use defendable_ledger::{ExportLine, PublicKey};
+use defendable_ledger::ExportLine;
 use defendable_store::slots;
 use futures_util::stream;
-use serde::Serialize;
-use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::Caller;
@@ -19,40 +17,9 @@ use crate::error::{ApiError, ErrorCode, Problem};
 use crate::routes::proof::{note_response, ConsistencyDto, ConsistencyQuery};
 use crate::AppState;
 
-/// The published verification keys.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct KeysDto {
-    /// Current key first, then earlier ones still honoured. Each has `kid`, `alg`, `public_key`
-    /// (base64url, v1), `name` (`LEDGER_NAME`) and `vkey` (the C2SP verifier key).
-    #[schema(value_type = Vec<Object>)]
-    pub keys: Vec<PublicKey>,
-}
-
-/// The first failure found by verification.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct FailureDto {
-    /// The failing receipt's seq.
-    pub seq: u64,
-    /// What is wrong.
-    pub reason: String,
-}
-
-/// The result of verifying a chain from storage.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct VerifyDto {
-    /// Organization id.
-    pub org: Uuid,
-    /// Whether every link verified.
-    pub valid: bool,
-    /// Receipts checked before stopping.
-    pub checked: u64,
-    /// The last verified hash.
-    pub head: String,
-    /// Receipts in the Merkle tree, whose stored root was recomputed from the receipts.
-    pub tree_size: u64,
-    /// The first failure, if any.
-    pub failure: Option<FailureDto>,
-}
+pub use defendable_ledger::{
+    ChainCheck as VerifyDto, ChainFailure as FailureDto, PublishedKeys as KeysDto,
+};
 
 /// The keys that sign checkpoints (public).
 #[utoipa::path(get, path = "/ledger/keys", tag = "ledger",

@@ -6,7 +6,7 @@ use defendable_identity::OneTimeToken;
 use defendable_ledger::store::{self as ledger, AppendOptions, Appended};
 use defendable_ledger::{parse_strict, Draft, ReceiptKind};
 use defendable_store::audit::{AuditAction, AuditEvent};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 
@@ -48,20 +48,8 @@ pub struct ReceiptQuery {
     pub kind: Option<String>,
 }
 
-/// A share link.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ShareDto {
-    /// The link: anyone holding it sees the redacted projection.
-    pub url: String,
-    /// The v2 proof bundle of the same receipt (JSON; `?format=tlog-proof` for the C2SP file).
-    pub proof_url: String,
-    /// The same bundle as an attachment (a dataset grant's link redirects to the object).
-    pub download_url: String,
-    /// The share token (shown once; stored only as a hash).
-    pub token: String,
-    /// When the link stops working (RFC 3339); null when it never expires.
-    pub expires_at: Option<String>,
-}
+/// A share link (the ledger's shape).
+pub type ShareDto = defendable_ledger::ShareLink;
 
 /// `POST /orgs/{org}/receipts/{id}/share` body; optional (no body: a link that never expires).
 #[derive(Debug, Default, Deserialize, ToSchema)]
