@@ -2,6 +2,18 @@
 
 use super::*;
 
+/// An invite from `id, email, role, invited_by, created_at, expires_at`.
+fn row_invite(r: &tokio_postgres::Row) -> Invite {
+    Invite {
+        id: InviteId::from_uuid(r.get(0)),
+        email: r.get(1),
+        role: row_role(r, 2),
+        invited_by: UserId::from_uuid(r.get(3)),
+        created_at: r.get(4),
+        expires_at: r.get(5),
+    }
+}
+
 /// Creates an invite and returns it with the token to mail. A pending invite to the same
 /// address in the organization is reused (same id, new link, role and expiry), never multiplied.
 pub async fn create_invite(
@@ -91,17 +103,7 @@ pub async fn list_invites(
             &[&org.as_uuid(), &page.after(), &page.fetch()],
         )
         .await?;
-    let items = rows
-        .iter()
-        .map(|r| Invite {
-            id: InviteId::from_uuid(r.get(0)),
-            email: r.get(1),
-            role: row_role(r, 2),
-            invited_by: UserId::from_uuid(r.get(3)),
-            created_at: r.get(4),
-            expires_at: r.get(5),
-        })
-        .collect();
+    let items = rows.iter().map(row_invite).collect();
     Ok(page.finish(items, |i: &Invite| i.id.as_uuid()))
 }
 
