@@ -20,29 +20,9 @@ use crate::{objects, Blake3Digest, DatasetSlug, DatasetVersion, DatasetsError, O
 
 type Result<T> = std::result::Result<T, DatasetsError>;
 
-/// A catalog entry: public fields of the current verified version. Never the object key.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct CatalogEntry {
-    /// URL name.
-    pub slug: String,
-    /// Title.
-    pub title: String,
-    /// Description.
-    pub description: String,
-    /// Current version.
-    pub version: String,
-    /// License.
-    pub license: String,
-    /// Media type of the object.
-    pub media_type: String,
-    /// Size in bytes.
-    pub size: i64,
-    /// BLAKE3 of the bytes, hex.
-    pub blake3: String,
-    /// When this version was verified.
-    #[serde(with = "time::serde::rfc3339")]
-    pub verified_at: OffsetDateTime,
-}
+/// A catalog entry: public fields of the current verified version, never the object key (the
+/// API's shape itself).
+pub type CatalogEntry = crate::view::DatasetView;
 
 /// What a stager publishes.
 #[derive(Debug, Clone)]

@@ -29,23 +29,6 @@ pub struct DatasetView {
     pub verified_at: time::OffsetDateTime,
 }
 
-#[cfg(feature = "postgres")]
-impl From<crate::store::CatalogEntry> for DatasetView {
-    fn from(e: crate::store::CatalogEntry) -> Self {
-        DatasetView {
-            slug: e.slug,
-            title: e.title,
-            description: e.description,
-            version: e.version,
-            license: e.license,
-            media_type: e.media_type,
-            size: e.size,
-            blake3: e.blake3,
-            verified_at: e.verified_at,
-        }
-    }
-}
-
 /// A page of the catalog.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -123,7 +123,7 @@ pub async fn post_internal_datasets(
             .transpose()?,
     };
     let entry = datasets::publish(&mut *state.db.get().await?, state.objects.as_ref(), &p).await?;
-    Ok(HttpResponse::Created().json(DatasetDto::from(entry)))
+    Ok(HttpResponse::Created().json(entry))
 }
 
 /// The catalog (members of any organization, or API keys).
@@ -162,7 +162,7 @@ pub async fn get_catalog(
     )
     .await?;
     Ok(web::Json(DatasetPage {
-        items: rows.into_iter().map(Into::into).collect(),
+        items: rows,
         next_cursor,
     }))
 }
@@ -187,7 +187,7 @@ pub async fn get_catalog_entry(
     let entry = datasets::entry(&*client, &slug)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    Ok(web::Json(entry.into()))
+    Ok(web::Json(entry))
 }
 
 /// Grants a download: takes one unit of the organization's daily quota and mints a

@@ -65,11 +65,7 @@ fn check_config_reports_and_exits_non_zero_on_failure() {
 #[tokio::test]
 async fn production_with_a_complete_environment_boots_and_is_ready() {
     let db = TestDb::new().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = crate::helpers::free_port();
     let data =
         std::env::temp_dir().join(format!("defendable-boot-{}", uuid::Uuid::new_v4().simple()));
     let mut child = bin()

@@ -585,11 +585,7 @@ const SECRET: &str = "defendable-test-secret";
 fn start_s3(bucket: &str) -> S3Server {
     let root = TempDir::new();
     std::fs::create_dir_all(root.path().join(bucket)).expect("bucket dir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = crate::helpers::free_port();
     let child = Command::new("s3s-fs")
         .args([
             "--host",

@@ -62,11 +62,7 @@ impl Harness {
     /// answers `/healthz`.
     async fn server(&mut self) -> Server {
         self.servers += 1;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("free port")
-            .local_addr()
-            .expect("addr")
-            .port();
+        let port = crate::helpers::free_port();
         let log =
             std::fs::File::create(self.dir.path().join(format!("server-{}.log", self.servers)))
                 .expect("log file");

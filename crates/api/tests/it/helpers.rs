@@ -441,3 +441,12 @@ pub fn http_builder() -> reqwest::ClientBuilder {
     defendable_store::install_crypto_provider();
     reqwest::Client::builder()
 }
+
+/// A port free on loopback now (for a process the test starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port()
+}

@@ -67,11 +67,7 @@ async fn collector() -> (u16, Received) {
 async fn request_spans_reach_the_collector_in_the_callers_trace() {
     let db = TestDb::new().await;
     let (collector_port, received) = collector().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = crate::helpers::free_port();
     let data =
         std::env::temp_dir().join(format!("defendable-otlp-{}", uuid::Uuid::new_v4().simple()));
     let mut child = Command::new(env!("CARGO_BIN_EXE_defendable-api"))

@@ -24,11 +24,7 @@ impl Drop for SmtpServer {
 fn start_smtp() -> SmtpServer {
     let dir = TempDir::new();
     let mailbox = dir.path().join("mailbox");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = crate::helpers::free_port();
     let child = Command::new("/usr/bin/python3")
         .args([
             "-m",
@@ -119,11 +115,7 @@ async fn a_magic_link_travels_through_a_real_smtp_server_and_signs_in() {
 
 #[actix_web::test]
 async fn an_unreachable_smtp_server_is_a_503_and_an_audit_event() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = crate::helpers::free_port();
     let app =
         TestApp::spawn_with(config(&[("SMTP_URL", &format!("smtp://127.0.0.1:{port}"))])).await;
     let (s, body) = app
