@@ -337,11 +337,13 @@ pub struct AuditFilter {
 }
 
 /// An audit event as stored.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = AuditEventDto))]
 pub struct StoredAuditEvent {
-    /// Id (increasing).
+    /// Id (increasing; the API lists newest first).
     pub id: i64,
     /// When.
+    #[serde(with = "time::serde::rfc3339")]
     pub occurred_at: time::OffsetDateTime,
     /// What.
     pub action: String,
@@ -358,6 +360,7 @@ pub struct StoredAuditEvent {
     /// The client's User-Agent.
     pub user_agent: Option<String>,
     /// Extra facts.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub details: serde_json::Value,
 }
 

@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
-use uuid::Uuid;
 
 use crate::auth::{audit_context, Caller};
 use crate::error::{ApiError, ErrorCode, Problem};
@@ -299,32 +298,8 @@ pub struct AuditQuery {
     pub until: Option<OffsetDateTime>,
 }
 
-/// One audit event.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AuditEventDto {
-    /// Id (newest first).
-    pub id: i64,
-    /// When.
-    #[serde(with = "time::serde::rfc3339")]
-    pub occurred_at: OffsetDateTime,
-    /// What.
-    pub action: String,
-    /// Who: anonymous, user, api_key, internal, runner, webhook, system.
-    pub actor_kind: String,
-    /// The user or key, when there is one.
-    pub actor_id: Option<Uuid>,
-    /// What it was done to.
-    pub target: Option<String>,
-    /// The request's id.
-    pub request_id: Option<String>,
-    /// The client address.
-    pub ip: Option<String>,
-    /// The client's User-Agent.
-    pub user_agent: Option<String>,
-    /// Extra facts.
-    #[schema(value_type = Object)]
-    pub details: Value,
-}
+/// One audit event (the audit log's own type).
+pub type AuditEventDto = defendable_store::audit::StoredAuditEvent;
 
 /// A page of audit events.
 #[derive(Debug, Serialize, ToSchema)]
@@ -360,24 +335,9 @@ pub async fn get_org_audit(
         until: query.until,
         limit: limit + 1,
     };
-    let mut items: Vec<AuditEventDto> =
-        defendable_store::audit::list(&*state.db.get().await?, &filter)
-            .await
-            .map_err(ApiError::store)?
-            .into_iter()
-            .map(|e| AuditEventDto {
-                id: e.id,
-                occurred_at: e.occurred_at,
-                action: e.action,
-                actor_kind: e.actor_kind,
-                actor_id: e.actor_id,
-                target: e.target,
-                request_id: e.request_id,
-                ip: e.ip,
-                user_agent: e.user_agent,
-                details: e.details,
-            })
-            .collect();
+    let mut items = defendable_store::audit::list(&*state.db.get().await?, &filter)
+        .await
+        .map_err(ApiError::store)?;
     let next_cursor = split_page(&mut items, limit, |e| e.id);
     Ok(web::Json(AuditPage { items, next_cursor }))
 }
