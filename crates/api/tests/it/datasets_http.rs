@@ -205,14 +205,7 @@ async fn a_grant_mints_a_receipt_and_its_link_redirects_to_a_fresh_signed_url() 
     assert_eq!(tail.status(), 416);
 
     // The quota route agrees; an API key grants too.
-    let (_, quota) = app
-        .call(
-            "GET",
-            &format!("/orgs/{slug}/datasets/quota"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let quota = app.quota(&token, &slug).await;
     assert_eq!(quota["used"], 1);
     let (_, key) = app
         .call(

@@ -336,14 +336,7 @@ async fn stripe_webhooks_verify_the_raw_body_and_are_idempotent() {
         (200, Some(false)),
         "{body}"
     );
-    let (_, quota) = app
-        .call(
-            "GET",
-            &format!("/orgs/{slug}/datasets/quota"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let quota = app.quota(&token, &slug).await;
     assert_eq!(quota["limit"], 1000, "the pro plan sets the dataset limit");
 
     // A replay is acknowledged and does nothing.
@@ -402,14 +395,7 @@ async fn stripe_webhooks_verify_the_raw_body_and_are_idempotent() {
     )
     .await;
     assert_eq!(s, 200);
-    let (_, quota) = app
-        .call(
-            "GET",
-            &format!("/orgs/{slug}/datasets/quota"),
-            Some(&token),
-            None,
-        )
-        .await;
+    let quota = app.quota(&token, &slug).await;
     assert_eq!(quota["limit"], 100);
 }
 
@@ -557,17 +543,7 @@ async fn lapsed_subscriptions_fall_back_and_late_events_are_ignored() {
         let app = &app;
         async move { post_event(app, &header, &payload).await }
     };
-    let limit = || async {
-        let (_, quota) = app
-            .call(
-                "GET",
-                &format!("/orgs/{slug}/datasets/quota"),
-                Some(&token),
-                None,
-            )
-            .await;
-        quota["limit"].clone()
-    };
+    let limit = || async { app.quota(&token, &slug).await["limit"].clone() };
     assert_eq!(send("evt_a", 1_000, "active").await.0, 200);
     assert_eq!(limit().await, 1000, "pro");
     assert_eq!(send("evt_b", 2_000, "past_due").await.0, 200);

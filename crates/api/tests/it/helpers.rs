@@ -197,6 +197,19 @@ impl TestApp {
         res.text().await.expect("text")
     }
 
+    /// `GET /orgs/{slug}/datasets/quota` as `token` sees it.
+    pub async fn quota(&self, token: &str, slug: &str) -> Value {
+        let (_, quota) = self
+            .call(
+                "GET",
+                &format!("/orgs/{slug}/datasets/quota"),
+                Some(token),
+                None,
+            )
+            .await;
+        quota
+    }
+
     /// The verifier keys `/ledger/keys` publishes.
     pub async fn vkeys(&self) -> defendable_ledger::Vkeys {
         let (_, keys) = self.call("GET", "/ledger/keys", None, None).await;
