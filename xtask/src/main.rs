@@ -203,7 +203,15 @@ fn bench_http() -> Result<()> {
 }
 
 fn test() -> Result<()> {
-    ensure_system_packages(&[POSTGRES, SMTP_CAPTURE, PROMTOOL, PYTHON_VENV])?;
+    ensure_system_packages(&[
+        POSTGRES,
+        SMTP_CAPTURE,
+        PROMTOOL,
+        PYTHON_VENV,
+        NODE,
+        CHROMIUM,
+        CHROMEDRIVER,
+    ])?;
     ensure_s3_server()?;
     ensure_schemathesis()?;
     deps::check(&root())?;
@@ -418,6 +426,35 @@ const WRK: Requirement = Requirement {
             .unwrap_or(false)
     },
     debian_package: "wrk",
+};
+
+fn answers_version(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// node runs the share page's verifier module against the Rust test vectors.
+const NODE: Requirement = Requirement {
+    what: "node (runs the share page's verifier against the test vectors)",
+    present: || answers_version("node"),
+    debian_package: "nodejs",
+};
+
+/// Headless Chromium for the page tests.
+const CHROMIUM: Requirement = Requirement {
+    what: "chromium (the page tests' browser)",
+    present: || Path::new("/usr/bin/chromium").is_file(),
+    debian_package: "chromium",
+};
+
+/// ChromeDriver, the WebDriver server the page tests drive Chromium through.
+const CHROMEDRIVER: Requirement = Requirement {
+    what: "chromedriver (WebDriver for the page tests)",
+    present: || answers_version("chromedriver"),
+    debian_package: "chromium-driver",
 };
 
 /// A real SMTP server for the mail delivery test.

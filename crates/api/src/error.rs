@@ -313,6 +313,11 @@ impl ApiError {
         self.code.status()
     }
 
+    /// The human detail, if any.
+    pub fn detail(&self) -> Option<&str> {
+        self.detail.as_deref()
+    }
+
     /// The stable code.
     pub fn code(&self) -> ErrorCode {
         self.code

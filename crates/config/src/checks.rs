@@ -213,12 +213,18 @@ pub fn production_problems(config: &Config) -> Vec<Problem> {
         ),
         Some(_) => {}
     }
-    if config.app_base_url.scheme() != "https" {
-        add(
+    match &config.app_base_url {
+        None => add(
             "APP_BASE_URL",
-            format!("uses {}://, not https://", config.app_base_url.scheme()),
+            "is missing".into(),
+            "set the https:// URL where sign-in links land: your web app, or this API's own public URL for its built-in sign-in pages",
+        ),
+        Some(u) if u.scheme() != "https" => add(
+            "APP_BASE_URL",
+            format!("uses {}://, not https://", u.scheme()),
             "set the web app's https:// URL",
-        );
+        ),
+        Some(_) => {}
     }
     match &config.api_base_url {
         None => add(

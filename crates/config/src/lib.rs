@@ -85,8 +85,9 @@ pub struct Config {
     pub database_pool_size: usize,
     /// Object store URL; `None` means `DATA_DIR/objects`.
     pub object_store_url: Option<Url>,
-    /// Web app base URL (magic links, invites).
-    pub app_base_url: Url,
+    /// Web app base URL (magic links, invites); `None` means this API's own pages (development
+    /// only).
+    pub app_base_url: Option<Url>,
     /// Public API base URL; `None` means derived from `bind_addr` (development only).
     pub api_base_url: Option<Url>,
     /// Allowed CORS origins; `None` means "the origin of APP_BASE_URL" (development only).
@@ -434,9 +435,7 @@ impl Config {
             database_url: p.secret("DATABASE_URL"),
             database_pool_size: p.integer("DATABASE_POOL_SIZE").unwrap_or(16).max(1) as usize,
             object_store_url: p.raw("OBJECT_STORE_URL").and(p.url("OBJECT_STORE_URL")),
-            app_base_url: p
-                .url("APP_BASE_URL")
-                .unwrap_or_else(|| Url::parse("http://localhost:3000").expect("literal URL")),
+            app_base_url: p.raw("APP_BASE_URL").and(p.url("APP_BASE_URL")),
             api_base_url: p.raw("API_BASE_URL").and(p.url("API_BASE_URL")),
             cors_origins,
             json_body_limit: p.integer("JSON_BODY_LIMIT").unwrap_or(65536) as usize,
@@ -558,7 +557,7 @@ impl Config {
         if cfg.security_contact.is_empty() {
             cfg.security_contact = format!(
                 "mailto:security@{}",
-                cfg.app_base_url.host_str().unwrap_or("localhost")
+                cfg.app_base_url().host_str().unwrap_or("localhost")
             );
         }
         // Read for the docs' sake: the test harness consumes it, the server does not.
@@ -585,11 +584,19 @@ impl Config {
         })
     }
 
+    /// Where mailed sign-in and invite links point: `APP_BASE_URL`, or in development this API's
+    /// own sign-in pages.
+    pub fn app_base_url(&self) -> Url {
+        self.app_base_url
+            .clone()
+            .unwrap_or_else(|| self.api_base_url())
+    }
+
     /// The CORS allow-list, defaulting to APP_BASE_URL's origin.
     pub fn cors_origins(&self) -> Vec<String> {
         self.cors_origins
             .clone()
-            .unwrap_or_else(|| vec![self.app_base_url.origin().ascii_serialization()])
+            .unwrap_or_else(|| vec![self.app_base_url().origin().ascii_serialization()])
     }
 
     /// Whether some form of real email delivery is configured.

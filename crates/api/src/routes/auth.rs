@@ -127,7 +127,7 @@ pub async fn mail_failed(
 
 /// A link into the web app carrying a token.
 pub fn app_link(state: &AppState, path: &str, token: &str) -> String {
-    let mut url = state.config.app_base_url.clone();
+    let mut url = state.config.app_base_url();
     let base = url.path().trim_end_matches('/').to_owned();
     url.set_path(&format!("{base}{path}"));
     url.query_pairs_mut().clear().append_pair("token", token);
@@ -193,9 +193,19 @@ pub async fn post_auth_verify(
     state: web::Data<AppState>,
     body: web::Json<TokenBody>,
 ) -> Result<web::Json<SessionDto>, ApiError> {
-    let ctx = audit_context(&req, &state);
-    limit_by_ip(&req, &state, "/auth/verify", &ctx).await?;
-    let token = parse_token(&state, &body.token, "auth.verify", &ctx).await?;
+    Ok(web::Json(sign_in(&req, &state, &body.token).await?))
+}
+
+/// Consumes a magic-link token (the JSON route and the sign-in page's button): limited per IP,
+/// audited, one session.
+pub async fn sign_in(
+    req: &HttpRequest,
+    state: &AppState,
+    raw: &str,
+) -> Result<SessionDto, ApiError> {
+    let ctx = audit_context(req, state);
+    limit_by_ip(req, state, "/auth/verify", &ctx).await?;
+    let token = parse_token(state, raw, "auth.verify", &ctx).await?;
     let session = identity::verify_magic_link(
         &mut *state.db.get().await?,
         &token,
@@ -203,7 +213,7 @@ pub async fn post_auth_verify(
         &ctx,
     )
     .await?;
-    Ok(web::Json(session_body(&state, session)))
+    Ok(session_body(state, session))
 }
 
 /// Accepts an invite: the token proves the invited address. Creates the user if needed, adds the
@@ -219,9 +229,19 @@ pub async fn post_auth_accept_invite(
     state: web::Data<AppState>,
     body: web::Json<TokenBody>,
 ) -> Result<web::Json<SessionDto>, ApiError> {
-    let ctx = audit_context(&req, &state);
-    limit_by_ip(&req, &state, "/auth/accept-invite", &ctx).await?;
-    let token = parse_token(&state, &body.token, "invite.accept", &ctx).await?;
+    Ok(web::Json(accept_invite(&req, &state, &body.token).await?))
+}
+
+/// Consumes an invite token (the JSON route and the invite page's button): limited per IP,
+/// audited, membership and session in one transaction.
+pub async fn accept_invite(
+    req: &HttpRequest,
+    state: &AppState,
+    raw: &str,
+) -> Result<SessionDto, ApiError> {
+    let ctx = audit_context(req, state);
+    limit_by_ip(req, state, "/auth/accept-invite", &ctx).await?;
+    let token = parse_token(state, raw, "invite.accept", &ctx).await?;
     let (session, _org) = identity::accept_invite(
         &mut *state.db.get().await?,
         &token,
@@ -229,7 +249,7 @@ pub async fn post_auth_accept_invite(
         &ctx,
     )
     .await?;
-    Ok(web::Json(session_body(&state, session)))
+    Ok(session_body(state, session))
 }
 
 /// Ends the caller's session on every server process.

@@ -11,6 +11,7 @@ pub mod me;
 pub mod objects;
 pub mod ops;
 pub mod orgs;
+pub mod pages;
 pub mod proof;
 pub mod receipts;
 pub mod share;
@@ -44,7 +45,17 @@ pub fn configure(config: &Config) -> impl FnOnce(&mut web::ServiceConfig) + '_ {
             .service(web::resource("/.well-known/security.txt").get(wellknown::get_security_txt))
             .service(web::resource("/auth/request").post(auth::post_auth_request))
             .service(web::resource("/auth/verify").post(auth::post_auth_verify))
-            .service(web::resource("/auth/accept-invite").post(auth::post_auth_accept_invite))
+            .service(
+                web::resource("/auth/accept-invite")
+                    .get(pages::get_invite_page)
+                    .post(auth::post_auth_accept_invite),
+            )
+            .service(
+                web::resource("/auth/callback")
+                    .get(pages::get_sign_in_page)
+                    .post(pages::post_link_form),
+            )
+            .service(web::resource("/assets/{name}").get(pages::get_asset))
             .service(web::resource("/auth/logout").post(auth::post_auth_logout))
             .service(web::resource("/me").get(me::get_me))
             .service(

@@ -1,7 +1,7 @@
 //! Public share links: the redacted projection, the v2 proof bundle and consistency proofs
 //! (DESIGN §2b). Nothing here discloses any receipt but the shared one.
 
-use actix_web::http::header;
+use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use defendable_config::limits::LimitKey;
 use defendable_datasets::store as datasets;
@@ -14,6 +14,7 @@ use time::OffsetDateTime;
 
 use crate::auth::audit_context;
 use crate::error::{ApiError, ErrorCode, Problem};
+use crate::pages;
 use crate::routes::proof::{
     bundle_response, ConsistencyDto, ProofBundleDto, ProofQuery, ShareConsistencyQuery,
 };
@@ -64,21 +65,99 @@ async fn limit_and_resolve(
     }
 }
 
-/// The redacted public projection `{receipt_id, hash, body}` of a shared receipt.
+/// The redacted public projection `{receipt_id, hash, body}` of a shared receipt; for a browser
+/// (`Accept: text/html`), a page that shows the receipt and verifies its v2 proof bundle with
+/// WebCrypto.
 #[utoipa::path(get, path = "/share/{token}", tag = "share",
     params(("token" = String, Path, description = "Share token")),
     responses(
-        (status = 200, description = "The projection; recompute its hash from the body alone", body = Object),
-        (status = 404, description = "Unknown or revoked link", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The projection (recompute its hash from the body alone), or with `Accept: text/html` the share page", content(
+            (Object = "application/json"),
+            (String = "text/html"),
+        )),
+        (status = 404, description = "Unknown or revoked link (a page for browsers)", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited (per address and per token)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get_share(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
-) -> Result<web::Json<defendable_ledger::Projection>, ApiError> {
-    let receipt = limit_and_resolve(&req, &state, "/share/{token}", &path).await?;
-    Ok(web::Json(receipt.projection()))
+) -> Result<HttpResponse, ApiError> {
+    let page = pages::wants_html(&req);
+    let receipt = match limit_and_resolve(&req, &state, "/share/{token}", &path).await {
+        Ok(r) => r,
+        Err(e) if page => return Ok(pages::error_page(state.config.api_base_url().as_str(), &e)),
+        Err(e) => return Err(e),
+    };
+    if !page {
+        return Ok(HttpResponse::Ok()
+            .insert_header((header::VARY, "Accept"))
+            .json(receipt.projection()));
+    }
+    let mut res = share_page(&state, &path, &receipt).await?;
+    res.headers_mut()
+        .insert(header::VARY, header::HeaderValue::from_static("Accept"));
+    Ok(res)
+}
+
+/// The share page: the receipt as a person reads it, its bundle and the published keys for
+/// the script, and the offline command.
+async fn share_page(
+    state: &AppState,
+    token: &str,
+    receipt: &ledger::StoredReceipt,
+) -> Result<HttpResponse, ApiError> {
+    let api = state.config.api_base_url().to_string();
+    let projection = receipt.projection();
+    let bundle = {
+        let client = state.db.get().await?;
+        ledger::proof_bundle(&*client, &state.log, receipt, None).await
+    };
+    let (bundle_json, bundle_error, log) = match bundle {
+        Ok(b) => {
+            let mut lines = b.checkpoint.lines();
+            let log = pages::LogFacts {
+                origin: lines.next().unwrap_or_default().to_owned(),
+                size: lines.next().unwrap_or_default().to_owned(),
+            };
+            (Some(pages::script_json(&b)?), String::new(), log)
+        }
+        Err(e) => {
+            let e = ApiError::from(e);
+            if e.status().is_server_error() && e.status() != StatusCode::SERVICE_UNAVAILABLE {
+                return Err(e);
+            }
+            let log = pages::LogFacts {
+                origin: state.log.name().origin(receipt.org),
+                size: "not yet known".to_owned(),
+            };
+            let why = "the receipt is not in the log's tree yet; reload in a moment.".to_owned();
+            (None, why, log)
+        }
+    };
+    let vkeys: Vec<&str> = state
+        .published_keys
+        .iter()
+        .map(|k| k.vkey.as_str())
+        .filter(|v| !v.is_empty())
+        .collect();
+    let share_url = format!("{}/share/{token}", api.trim_end_matches('/'));
+    let pin = vkeys
+        .first()
+        .map(|v| format!(" --vkey {v}"))
+        .unwrap_or_default();
+    let page = pages::SharePage {
+        api: &api,
+        token,
+        receipt: pages::ReceiptFacts::of(&projection),
+        log,
+        grant: pages::GrantFacts::of(&projection),
+        bundle_json,
+        bundle_error,
+        vkeys_json: pages::script_json(&vkeys)?,
+        command: format!("defendable verify {share_url}{pin}"),
+    };
+    pages::render(StatusCode::OK, &page)
 }
 
 /// Records a download outcome as an audit event (anonymous: the link is the credential).

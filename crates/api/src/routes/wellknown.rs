@@ -18,7 +18,7 @@ pub async fn get_security_txt(state: web::Data<AppState>) -> HttpResponse {
         .and_then(|t| t.format(&Rfc3339).ok())
         .unwrap_or_default();
     let api = state.config.api_base_url();
-    let app = &state.config.app_base_url;
+    let app = state.config.app_base_url();
     let body = format!(
         "Contact: {}\nExpires: {expires}\nPreferred-Languages: en\nCanonical: {}/.well-known/security.txt\nPolicy: {}/security\n",
         state.config.security_contact,

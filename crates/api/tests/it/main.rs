@@ -16,6 +16,7 @@ mod matrix;
 mod openapi;
 mod otlp;
 mod outsider;
+mod pages_http;
 mod pool_http;
 mod prepared;
 mod proofs_http;

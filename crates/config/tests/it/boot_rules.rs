@@ -235,7 +235,8 @@ fn development_boots_with_nothing_and_warns() {
     assert_eq!(cfg.bind_addr.to_string(), "127.0.0.1:8080");
     assert_eq!(cfg.dataset_download_daily_limit, Some(100));
     assert_eq!(cfg.api_base_url().as_str(), "http://127.0.0.1:8080/");
-    assert_eq!(cfg.cors_origins(), ["http://localhost:3000"]);
+    assert_eq!(cfg.app_base_url().as_str(), "http://127.0.0.1:8080/");
+    assert_eq!(cfg.cors_origins(), ["http://127.0.0.1:8080"]);
     assert!(!warnings.is_empty());
 }
 

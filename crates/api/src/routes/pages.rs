@@ -1,0 +1,209 @@
+//! The sign-in and invite pages mailed links land on, and the pages' embedded assets. A GET
+//! never consumes a token (mail scanners and link previews fetch links); only the button's
+//! POST does, through the same code, limits and audit events as the JSON routes.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use time::format_description::well_known::Rfc3339;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::ApiError;
+use crate::pages::{self, SessionFacts, SignInPage, SignedInPage};
+use crate::routes::auth::{accept_invite, app_link, sign_in};
+use crate::routes::dto::SessionDto;
+use crate::AppState;
+
+/// The token of a mailed link.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LinkQuery {
+    /// The one-time token the link carries.
+    pub token: Option<String>,
+}
+
+/// Which kind of mailed link a form carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum LinkKind {
+    /// A magic sign-in link.
+    SignIn,
+    /// An invite.
+    Invite,
+}
+
+/// The sign-in page's form (`application/x-www-form-urlencoded`).
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LinkForm {
+    /// The one-time token.
+    pub token: String,
+    /// `sign-in` or `invite`.
+    pub link: LinkKind,
+}
+
+fn link_page<'a>(
+    state: &'a AppState,
+    api: &'a str,
+    kind: LinkKind,
+    token: &'a str,
+) -> SignInPage<'a> {
+    let (heading, intro, button, path) = match kind {
+        LinkKind::SignIn => (
+            "Sign in to Defendable",
+            "This link signs you in once. Press the button to use it here, or open “Use in the CLI instead” if you started from defendable login.",
+            "Sign in here",
+            "/auth/callback",
+        ),
+        LinkKind::Invite => (
+            "Join an organization on Defendable",
+            "This invitation adds you to an organization and signs you in. It works once.",
+            "Accept the invitation and sign in",
+            "/auth/accept-invite",
+        ),
+    };
+    SignInPage {
+        api,
+        heading,
+        intro,
+        button,
+        token,
+        link: match kind {
+            LinkKind::SignIn => "sign-in",
+            LinkKind::Invite => "invite",
+        },
+        offers_cli: kind == LinkKind::SignIn,
+        full_link: app_link(state, path, token),
+    }
+}
+
+fn show_link(
+    state: &AppState,
+    kind: LinkKind,
+    query: &LinkQuery,
+) -> Result<HttpResponse, ApiError> {
+    let api = state.config.api_base_url().to_string();
+    let token = query.token.as_deref().unwrap_or("");
+    let status = if token.is_empty() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    pages::render(status, &link_page(state, &api, kind, token))
+}
+
+/// The page a magic link opens: a button that signs in, and the link for `defendable login`.
+/// Opening it consumes nothing.
+#[utoipa::path(get, path = "/auth/callback", tag = "pages", params(LinkQuery),
+    responses(
+        (status = 200, description = "The sign-in page (the token is not used until its button is pressed)", content_type = "text/html", body = String),
+        (status = 400, description = "The link has no token", content_type = "text/html", body = String),
+    ))]
+pub async fn get_sign_in_page(
+    state: web::Data<AppState>,
+    query: web::Query<LinkQuery>,
+) -> Result<HttpResponse, ApiError> {
+    show_link(&state, LinkKind::SignIn, &query)
+}
+
+/// The page an invite link opens: a button that accepts. Opening it consumes nothing.
+#[utoipa::path(get, path = "/auth/accept-invite", tag = "pages", params(LinkQuery),
+    responses(
+        (status = 200, description = "The invite page (the token is not used until its button is pressed)", content_type = "text/html", body = String),
+        (status = 400, description = "The link has no token", content_type = "text/html", body = String),
+    ))]
+pub async fn get_invite_page(
+    state: web::Data<AppState>,
+    query: web::Query<LinkQuery>,
+) -> Result<HttpResponse, ApiError> {
+    show_link(&state, LinkKind::Invite, &query)
+}
+
+fn session_facts(s: SessionDto) -> SessionFacts {
+    let expires = time::OffsetDateTime::now_utc() + time::Duration::seconds(s.expires_in);
+    SessionFacts {
+        email: s.user.email,
+        expires: expires
+            .replace_nanosecond(0)
+            .ok()
+            .and_then(|t| t.format(&Rfc3339).ok())
+            .unwrap_or_default(),
+        token: s.access_token,
+    }
+}
+
+/// The pages' button: uses the link (sign-in or invite) exactly as `POST /auth/verify` or
+/// `POST /auth/accept-invite` would, with the same per-IP limit and audit event, and shows the
+/// outcome. A used, expired or unknown link gets 401 and says so.
+#[utoipa::path(post, path = "/auth/callback", tag = "pages",
+    request_body(content = LinkForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Signed in: the outcome page", content_type = "text/html", body = String),
+        (status = 401, description = "The link was used, has expired or is invalid", content_type = "text/html", body = String),
+        (status = 409, description = "Already a member (invites)", content_type = "text/html", body = String),
+        (status = 429, description = "Rate limited", content_type = "text/html", body = String),
+    ))]
+pub async fn post_link_form(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    form: web::Form<LinkForm>,
+) -> Result<HttpResponse, ApiError> {
+    let api = state.config.api_base_url().to_string();
+    let outcome = match form.link {
+        LinkKind::SignIn => sign_in(&req, &state, &form.token).await,
+        LinkKind::Invite => accept_invite(&req, &state, &form.token).await,
+    };
+    let (status, page) = match outcome {
+        Ok(session) => (
+            StatusCode::OK,
+            SignedInPage {
+                api: &api,
+                heading: "You are signed in",
+                session: Some(session_facts(session)),
+                joined: (form.link == LinkKind::Invite).then_some("the organization"),
+                problem: String::new(),
+            },
+        ),
+        Err(e) => (
+            e.status(),
+            SignedInPage {
+                api: &api,
+                heading: "This link did not sign you in",
+                session: None,
+                joined: None,
+                problem: link_problem(&e),
+            },
+        ),
+    };
+    pages::render(status, &page)
+}
+
+/// What a person is told when the button fails.
+fn link_problem(e: &ApiError) -> String {
+    match e.status() {
+        StatusCode::UNAUTHORIZED => {
+            "This link has already been used, has expired, or is not valid. Each link works once."
+                .to_owned()
+        }
+        _ => e.detail().unwrap_or("Something went wrong.").to_owned(),
+    }
+}
+
+/// The pages' stylesheet and verifier module, embedded in the binary.
+#[utoipa::path(get, path = "/assets/{name}", tag = "pages",
+    params(("name" = String, Path, description = "`page.css` or `verify.mjs`")),
+    responses(
+        (status = 200, description = "The asset", content_type = "text/css", body = String),
+        (status = 404, description = "No such asset", body = crate::error::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_asset(path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let (content_type, body) = match path.as_str() {
+        "page.css" => ("text/css; charset=utf-8", pages::PAGE_CSS),
+        "verify.mjs" => ("text/javascript; charset=utf-8", pages::VERIFY_MJS),
+        _ => return Err(ApiError::not_found()),
+    };
+    Ok(HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .insert_header((header::CONTENT_SECURITY_POLICY, pages::CSP))
+        .body(body))
+}
