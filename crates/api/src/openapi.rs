@@ -8,8 +8,8 @@ use utoipa::Modify;
 
 use crate::error::Problem;
 use crate::routes::{
-    api_keys, auth, datasets, dto, health, invites, ledger, me, objects, ops, orgs, receipts,
-    share, wellknown,
+    api_keys, auth, datasets, dto, health, invites, ledger, me, objects, ops, orgs, pages,
+    receipts, share, wellknown,
 };
 
 /// The API description served at `/openapi.json`.
@@ -22,6 +22,7 @@ use crate::routes::{
     ),
     paths(
         health::get_healthz, health::get_readyz, get_openapi, wellknown::get_security_txt,
+        pages::get_sign_in_page, pages::get_invite_page, pages::post_link_form, pages::get_asset,
         auth::post_auth_request, auth::post_auth_verify, auth::post_auth_accept_invite, auth::post_auth_logout,
         me::get_me,
         orgs::post_orgs, orgs::get_orgs, orgs::get_org, orgs::get_org_members, orgs::patch_org_member, orgs::delete_org_member,
@@ -42,6 +43,7 @@ use crate::routes::{
         (name = "health", description = "Liveness and readiness"),
         (name = "meta", description = "This document"),
         (name = "auth", description = "Magic-link sign-in, invites, sessions"),
+        (name = "pages", description = "HTML pages mailed links open (sign-in, invites) and their embedded assets; share pages are `GET /share/{token}` with `Accept: text/html`"),
         (name = "orgs", description = "Organizations and members"),
         (name = "invites", description = "Invites (owners)"),
         (name = "api-keys", description = "API keys (owners, by session)"),
@@ -75,13 +77,16 @@ impl Modify for BearerAuth {
     }
 }
 
-/// Routes that never touch the database, so never answer `503 database_unavailable`.
-const WITHOUT_DATABASE: &[&str] = &[
-    "/healthz",
-    "/openapi.json",
-    "/.well-known/security.txt",
-    "/ledger/keys",
-    "/objects/{key}",
+/// Operations that never touch the database, so never answer `503 database_unavailable`.
+const WITHOUT_DATABASE: &[(&str, &str)] = &[
+    ("GET", "/healthz"),
+    ("GET", "/openapi.json"),
+    ("GET", "/.well-known/security.txt"),
+    ("GET", "/ledger/keys"),
+    ("GET", "/objects/{key}"),
+    ("GET", "/auth/callback"),
+    ("GET", "/auth/accept-invite"),
+    ("GET", "/assets/{name}"),
 ];
 
 /// Documents the answers every route of a kind can give, so that no status a client may see
@@ -148,7 +153,7 @@ impl Modify for CommonResponses {
                         "Rate limited (`rate_limited`, with Retry-After and RateLimit fields)",
                     );
                 }
-                if !WITHOUT_DATABASE.contains(&path.as_str()) {
+                if !WITHOUT_DATABASE.contains(&(method, path.as_str())) {
                     add(
                         "503",
                         "The database is unavailable or busy (`database_unavailable`, with Retry-After)",

@@ -73,6 +73,8 @@ pub static RATE_LIMITS: &[RateLimit] = &[
         limit: 20,
         window: TEN_MINUTES,
     },
+    // The sign-in and invite pages' button (`POST /auth/callback`) uses the same code and counts
+    // against these same buckets: a second door to a token guess, not a second allowance.
     RateLimit {
         id: "auth-verify-ip",
         method: "POST",

@@ -37,6 +37,12 @@ const MATRIX: &[(&str, &str, [u16; 10])] = &[
     ("POST",   "/auth/request",                      [202, 202, 202, 202, 202, 202, 202, 202, 202, 202]),
     ("POST",   "/auth/verify",                       [401, 401, 401, 401, 401, 401, 401, 401, 401, 401]),
     ("POST",   "/auth/accept-invite",                [401, 401, 401, 401, 401, 401, 401, 401, 401, 401]),
+    // The pages mailed links open: public, and a GET consumes nothing.
+    ("GET",    "/auth/callback",                     [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+    ("GET",    "/auth/accept-invite",                [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+    // The pages' button with a token nobody was mailed.
+    ("POST",   "/auth/callback",                     [401, 401, 401, 401, 401, 401, 401, 401, 401, 401]),
+    ("GET",    "/assets/{name}",                     [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
     ("POST",   "/auth/logout",                       [401, 204, 204, 204, 403, 403, 401, 401, 401, 401]),
     ("GET",    "/me",                                [401, 200, 200, 200, 403, 403, 401, 401, 401, 401]),
     ("POST",   "/orgs",                              [401, 201, 201, 201, 403, 403, 401, 401, 401, 401]),
@@ -373,21 +379,28 @@ async fn every_route_answers_every_principal_with_the_exact_status() {
                 .replace("{token}", &fx.share_token)
                 .replace("{slug}", "matrix-data")
                 .replace("{key}", "matrix/data.txt")
-                .replace("{tile}", "0/000.p/1");
+                .replace("{tile}", "0/000.p/1")
+                .replace("{name}", "verify.mjs");
             // The fixture's log holds one receipt: the smallest consistency proof.
             let path = if template.ends_with("/consistency") {
                 format!("{path}?from=1")
+            } else if method == &"GET" && template.starts_with("/auth/") {
+                format!("{path}?token={}", "A".repeat(43))
             } else {
                 path
             };
-            let (status, body) = app
-                .call(
+            let credential = fx.credentials[i].as_deref();
+            let (status, body) = if (*method, *template) == ("POST", "/auth/callback") {
+                form(&app, &path, credential).await
+            } else {
+                app.call(
                     method,
                     &path,
-                    fx.credentials[i].as_deref(),
+                    credential,
                     body_for(method, template, n, &fx.slug),
                 )
-                .await;
+                .await
+            };
             if status.as_u16() != expected[i] {
                 failures.push(format!(
                     "{method} {template} as {principal}: got {status}, want {} ({body})",
@@ -402,6 +415,20 @@ async fn every_route_answers_every_principal_with_the_exact_status() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// Posts the sign-in pages' form with a token nobody was mailed.
+async fn form(app: &TestApp, path: &str, bearer: Option<&str>) -> (reqwest::StatusCode, Value) {
+    let mut req = app
+        .http
+        .post(app.url(path))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={}&link=sign-in", "A".repeat(43)));
+    if let Some(b) = bearer {
+        req = req.bearer_auth(b);
+    }
+    let res = req.send().await.expect("response");
+    (res.status(), Value::Null)
 }
 
 /// One published dataset every cell can see and download.
