@@ -3,6 +3,7 @@
 mod abuse_http;
 mod architecture;
 mod boot;
+mod browser;
 mod contract;
 mod datasets_http;
 mod edge_http;

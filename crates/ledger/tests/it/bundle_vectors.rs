@@ -76,10 +76,10 @@ fn break_signature(note: &str) -> String {
     String::from_utf8(bytes).expect("utf8")
 }
 
-fn cases() -> (
-    Vec<String>,
-    Vec<(String, ProofBundle, Option<&'static str>)>,
-) {
+/// A vector: what it is, the bundle, and the step it must fail at (`None`: it verifies).
+type Case = (String, ProofBundle, Option<&'static str>);
+
+fn cases() -> (Vec<String>, Vec<Case>) {
     let name = LedgerName::parse("ledger.example.com").expect("name");
     let log = LogSigner::new(
         name.clone(),
