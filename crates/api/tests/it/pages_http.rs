@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::datasets_http::publish;
-use crate::helpers::{path_of, TestApp};
+use crate::helpers::{config, free_port, path_of, TestApp};
 
 const BROWSER_ACCEPT: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
 
@@ -23,12 +23,13 @@ async fn browse(app: &TestApp, path: &str) -> (StatusCode, reqwest::header::Head
     (status, headers, res.text().await.expect("text"))
 }
 
-/// Posts the pages' form (as the button does).
+/// Posts the pages' form (as the button does, from the page's own origin).
 async fn press(app: &TestApp, token: &str, link: &str) -> (StatusCode, String) {
     let res = app
         .http
         .post(app.url("/auth/callback"))
         .header("accept", BROWSER_ACCEPT)
+        .header("origin", &app.base)
         .header("content-type", "application/x-www-form-urlencoded")
         // Tokens are base64url: nothing in them needs form encoding.
         .body(format!("token={token}&link={link}"))
@@ -119,6 +120,8 @@ async fn a_browser_gets_the_share_page_and_api_clients_keep_the_json() {
     }
     assert!(page.contains(id));
     assert!(page.contains("run.approved"));
+    // Without JavaScript the receipt is still there, and the page says how to check it.
+    assert!(page.contains("<noscript><p><strong>Not checked here:</strong> verification in this page needs JavaScript"));
     assert!(page.contains("defendable verify http"));
     let token_part = share_path.rsplit('/').next().expect("token");
     assert!(
@@ -214,7 +217,14 @@ async fn a_dataset_grant_share_page_shows_the_dataset_and_a_download_button() {
 
 #[actix_web::test]
 async fn mail_scanners_cannot_consume_a_sign_in_link_and_the_button_works_once() {
-    let app = TestApp::spawn().await;
+    // A real port, and a CORS list naming only a web app elsewhere: the page's own form post
+    // (same origin) still goes through.
+    let bind = format!("127.0.0.1:{}", free_port());
+    let app = TestApp::spawn_with(config(&[
+        ("BIND_ADDR", &bind),
+        ("CORS_ORIGINS", "https://app.example.com"),
+    ]))
+    .await;
     let email = "scanned@example.com";
     let (s, _) = app
         .call("POST", "/auth/request", None, Some(json!({"email": email})))
@@ -226,7 +236,10 @@ async fn mail_scanners_cannot_consume_a_sign_in_link_and_the_button_works_once()
         .map(|e| std::fs::read_to_string(e.expect("entry").path()).expect("mail"))
         .collect::<String>();
     let mail = crate::helpers::decode_quoted_printable(&outbox);
-    assert!(mail.contains("/auth/callback?token="), "{mail}");
+    assert!(
+        mail.contains(&format!("http://{bind}/auth/callback?token=")),
+        "{mail}"
+    );
     let token = app.outbox_token(email);
     let link = format!("/auth/callback?token={token}");
 
