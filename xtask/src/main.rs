@@ -1,6 +1,7 @@
 //! `cargo xtask`: the project's automation, so CI and developers run the same steps.
 
 mod deps;
+mod release;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -57,6 +58,40 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Build a signed release directory: the three binaries (cargo auditable, reproducible
+    /// paths), CycloneDX SBOMs, in-toto provenance, release.json and SHA256SUMS signed with
+    /// RELEASE_SIGNING_KEY (docs/protocols/release.md). Needs no database.
+    Release {
+        /// The version, X.Y.Z.
+        #[arg(long)]
+        version: String,
+        /// A new or empty directory for the release.
+        #[arg(long)]
+        out: PathBuf,
+        /// `release`, or `dev` (the test suite's quicker variant).
+        #[arg(long, default_value = "release")]
+        profile: String,
+        /// Build again in a second target directory and compare digests (the tag workflow).
+        #[arg(long)]
+        verify_reproducible: bool,
+        /// Tests only: build a work tree with uncommitted changes (the provenance says so).
+        #[arg(long, hide = true)]
+        allow_dirty: bool,
+    },
+    /// Record a release as a `release` receipt in OPERATOR_ORG's chain and add its proof
+    /// bundle to the directory (`defendable-ops release-receipt --release DIR`).
+    ReleaseReceipt {
+        /// Arguments passed to `defendable-ops release-receipt`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Rehearse a release against a restored backup, with a rollback check, and record it
+    /// (`defendable-ops release-drill --release DIR --backup DIR [--previous DIR]`).
+    ReleaseDrill {
+        /// Arguments passed to `defendable-ops release-drill`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Build the enterprise evidence packet (`defendable-ops packet --out DIR [--api URL]`).
     Packet {
         /// Arguments passed to `defendable-ops packet`.
@@ -106,6 +141,21 @@ fn main() -> Result<()> {
         Cmd::RestoreDrill { args } => ops("restore-drill", &args),
         Cmd::RotationReceipt { args } => ops("rotation-receipt", &args),
         Cmd::Packet { args } => ops("packet", &args),
+        Cmd::Release {
+            version,
+            out,
+            profile,
+            verify_reproducible,
+            allow_dirty,
+        } => release::release(&release::Options {
+            version,
+            out,
+            profile,
+            verify_reproducible,
+            allow_dirty,
+        }),
+        Cmd::ReleaseReceipt { args } => ops("release-receipt", &args),
+        Cmd::ReleaseDrill { args } => ops("release-drill", &args),
         Cmd::Deps => deps::check(&root()),
         Cmd::Bench { name } if name == "http" => bench_http(),
         Cmd::Bench { name } => {

@@ -213,7 +213,23 @@ pub fn production_problems(config: &Config) -> Vec<Problem> {
         ),
         Some(_) => {}
     }
+    // A release drill serves on loopback over http; its own LEDGER_NAME keeps its checkpoints
+    // from ever passing for production ones.
+    let drill = config.release_drill;
+    if drill
+        && !config
+            .ledger_name
+            .as_deref()
+            .is_some_and(|n| n.ends_with(".invalid"))
+    {
+        add(
+            "RELEASE_DRILL",
+            "is true but LEDGER_NAME does not end in `.invalid`".into(),
+            "only a release drill sets RELEASE_DRILL, with its own LEDGER_NAME such as drill.invalid",
+        );
+    }
     match &config.app_base_url {
+        _ if drill => {}
         None => add(
             "APP_BASE_URL",
             "is missing".into(),
@@ -227,6 +243,7 @@ pub fn production_problems(config: &Config) -> Vec<Problem> {
         Some(_) => {}
     }
     match &config.api_base_url {
+        _ if drill => {}
         None => add(
             "API_BASE_URL",
             "is missing".into(),

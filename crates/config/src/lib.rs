@@ -152,6 +152,10 @@ pub struct Config {
     pub backup_identity_file: Option<PathBuf>,
     /// Slug or id of the organization whose chain records operations.
     pub operator_org: Option<String>,
+    /// Ed25519 key (PKCS#8, base64url) that signs releases' SHA256SUMS.
+    pub release_signing_key: Option<SecretString>,
+    /// A release drill's server: production rules with the drill exception.
+    pub release_drill: bool,
 }
 
 /// One failed rule or unparsable value, with what to do about it.
@@ -553,6 +557,19 @@ impl Config {
             backup_recipient: p.raw("BACKUP_RECIPIENT").map(str::to_owned),
             backup_identity_file: p.raw("BACKUP_IDENTITY_FILE").map(PathBuf::from),
             operator_org: p.raw("OPERATOR_ORG").map(str::to_owned),
+            release_signing_key: p.secret("RELEASE_SIGNING_KEY"),
+            release_drill: match p.or_default("RELEASE_DRILL") {
+                Some("true") => true,
+                Some("false") | None => false,
+                Some(other) => {
+                    p.fail(
+                        "RELEASE_DRILL",
+                        format!("{other:?} is not true or false"),
+                        "set true or false (only a release drill's server sets it)",
+                    );
+                    false
+                }
+            },
         };
         if cfg.security_contact.is_empty() {
             cfg.security_contact = format!(
@@ -606,7 +623,7 @@ impl Config {
 
     /// Every critical secret that is set, with its variable name (for the equality rule).
     pub fn critical_secrets(&self) -> Vec<(&'static str, &str)> {
-        let all: [(&'static str, &Option<SecretString>); 12] = [
+        let all: [(&'static str, &Option<SecretString>); 13] = [
             ("JWT_SECRET", &self.jwt_secret.current),
             ("JWT_SECRET_PREVIOUS", &self.jwt_secret.previous),
             ("INTERNAL_API_KEY", &self.internal_api_key.current),
@@ -620,6 +637,7 @@ impl Config {
             ),
             ("RESEND_API_KEY", &self.resend_api_key),
             ("LEDGER_SIGNING_KEY", &self.ledger_signing_key),
+            ("RELEASE_SIGNING_KEY", &self.release_signing_key),
             (
                 "OBJECT_URL_SIGNING_KEY",
                 &self.object_url_signing_key.current,

@@ -198,8 +198,14 @@ pub static VARS: &[Var] = &[
         "File holding the age identity (`AGE-SECRET-KEY-1…`) that `cargo xtask restore-drill` decrypts with. Keep it on the drill host only. Unset in development: the generated development identity.",
         ""),
     var!("OPERATOR_ORG", Kind::Text, None, false,
-        "Slug or id of the organization whose chain records operations: `restore_drill` and `secret.rotation` receipts. Required by `cargo xtask restore-drill` and `rotation-receipt`.",
+        "Slug or id of the organization whose chain records operations: `restore_drill`, `secret.rotation`, `release` and `release_drill` receipts. Required by `cargo xtask restore-drill`, `rotation-receipt`, `release-receipt` and `release-drill`.",
         ""),
+    var!("RELEASE_SIGNING_KEY", Kind::Secret, None, true,
+        "Ed25519 key (PKCS#8 document, base64url) that signs each release's SHA256SUMS as a C2SP signed note under the key name `defendable-release` (`cargo xtask release`); its vkey is published in docs/protocols/release.md and in every release directory. Never on a server. Unset in development: generated once and kept in `DATA_DIR/dev-secrets/`.",
+        "Required by `cargo xtask release` when APP_ENV=production; the server never reads it."),
+    var!("RELEASE_DRILL", Kind::OneOf(&["true", "false"]), Some("false"), false,
+        "Set only by `cargo xtask release-drill` for the server it starts on loopback: waives the https:// rules of APP_BASE_URL and API_BASE_URL, and requires a LEDGER_NAME ending in `.invalid` so the drill's checkpoints can never pass for production ones.",
+        "Refused unless LEDGER_NAME ends in `.invalid`."),
 ];
 
 /// Looks a declared variable up by name.

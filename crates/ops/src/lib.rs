@@ -8,6 +8,8 @@
 //!   result as a `restore_drill` receipt.
 //! - [`rotation`]: the `secret.rotation` receipt that ends a secret rotation.
 //! - [`packet`]: the enterprise evidence packet.
+//! - [`release`]: signed release directories, verified from their files alone, recorded as
+//!   `release` receipts.
 
 pub mod backup;
 pub mod deployment;
@@ -16,6 +18,7 @@ pub mod manifest;
 pub mod packet;
 pub mod postgres;
 pub mod record;
+pub mod release;
 pub mod rotation;
 
 pub use deployment::Deployment;
@@ -57,6 +60,9 @@ pub enum OpsError {
     /// An HTTP request to the deployment failed.
     #[error("http: {0}")]
     Http(String),
+    /// A release directory does not verify (signature, checksums, contents).
+    #[error("release: {0}")]
+    Release(String),
 }
 
 /// Result alias.

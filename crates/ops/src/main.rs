@@ -11,7 +11,7 @@ use defendable_config::Env;
 use defendable_ops::drill::{restore_drill, DrillOptions, Target};
 use defendable_ops::packet::{packet, PacketOptions};
 use defendable_ops::rotation::{rotation_receipt, OldUses};
-use defendable_ops::{backup::backup, Deployment, OpsError};
+use defendable_ops::{backup::backup, release, Deployment, OpsError};
 
 /// Operations on a Defendable deployment.
 #[derive(Parser, Debug)]
@@ -58,6 +58,32 @@ enum Command {
         #[arg(long)]
         metrics: Vec<String>,
     },
+    /// Sign a release directory: SHA256SUMS over every file, its signed note with
+    /// RELEASE_SIGNING_KEY, and the vkey (`cargo xtask release` runs it; no database).
+    ReleaseSign {
+        /// The release directory.
+        #[arg(long)]
+        release: PathBuf,
+    },
+    /// Verify a release directory from its files alone (signature, checksums, contents).
+    ReleaseVerify {
+        /// The release directory.
+        #[arg(long)]
+        release: PathBuf,
+        /// A release vkey to trust instead of the directory's own `release.vkey`.
+        #[arg(long = "vkey")]
+        vkeys: Vec<String>,
+    },
+    /// Record a verified release as a `release` receipt in OPERATOR_ORG's chain and write its
+    /// proof bundle into the directory.
+    ReleaseReceipt {
+        /// The release directory.
+        #[arg(long)]
+        release: PathBuf,
+        /// A release vkey to trust instead of the directory's own `release.vkey`.
+        #[arg(long = "vkey")]
+        vkeys: Vec<String>,
+    },
     /// Build the enterprise evidence packet.
     Packet {
         /// Directory to write (new or empty).
@@ -88,8 +114,50 @@ async fn main() -> ExitCode {
 
 #[allow(clippy::print_stdout)]
 async fn run(cli: Cli) -> Result<bool, OpsError> {
+    // Release signing and verification need no deployment (a tag workflow has no database).
+    match &cli.command {
+        Command::ReleaseSign { release: dir } => {
+            let config = defendable_config::Config::parse(&Env::from_process())
+                .map_err(|e| OpsError::Setup(e.to_string()))?;
+            let vkey = release::sign_release(dir, &release::release_key(&config)?)?;
+            println!("signed {} with {vkey}", dir.join(release::SUMS).display());
+            return Ok(true);
+        }
+        Command::ReleaseVerify {
+            release: dir,
+            vkeys,
+        } => {
+            let r = release::verify_release(dir, vkeys)?;
+            println!(
+                "release {} ({}, commit {}): signature by {} and {} files verify",
+                r.info.version,
+                r.info.profile,
+                r.info.commit,
+                r.vkey,
+                r.files.len()
+            );
+            return Ok(true);
+        }
+        _ => {}
+    }
     let dep = Deployment::from_env().await?;
     match cli.command {
+        Command::ReleaseSign { .. } | Command::ReleaseVerify { .. } => {
+            unreachable!("handled above")
+        }
+        Command::ReleaseReceipt {
+            release: dir,
+            vkeys,
+        } => {
+            let r = release::release_receipt(&dep, &dir, &vkeys).await?;
+            println!(
+                "recorded {}; its proof bundle is {} (check it with `defendable verify {}`)",
+                r.receipt_id,
+                r.bundle.display(),
+                r.bundle.display()
+            );
+            Ok(true)
+        }
         Command::Backup { out } => {
             let b = backup(&dep, &out).await?;
             let m = &b.manifest;

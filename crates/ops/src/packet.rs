@@ -191,11 +191,29 @@ pub async fn packet(dep: &Deployment, env: &Env, opts: &PacketOptions) -> Result
         ),
     }
 
-    match latest_drill(dep).await? {
-        Some(evidence) => write(dir, "restore-drill.json", &json_bytes(&evidence))?,
-        None => notes.push(
-            "no restore_drill receipt in the operator organization's chain: run `cargo xtask restore-drill`".into(),
+    for (kind, file, how) in [
+        (
+            "restore_drill",
+            "restore-drill.json",
+            "cargo xtask restore-drill",
         ),
+        (
+            "release",
+            "release-receipt.json",
+            "cargo xtask release-receipt",
+        ),
+        (
+            "release_drill",
+            "release-drill.json",
+            "cargo xtask release-drill",
+        ),
+    ] {
+        match latest_of(dep, kind).await? {
+            Some(evidence) => write(dir, file, &json_bytes(&evidence))?,
+            None => notes.push(format!(
+                "no {kind} receipt in the operator organization's chain: run `{how}`"
+            )),
+        }
     }
 
     let commit = std::process::Command::new("git")
@@ -267,37 +285,31 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) -> Result<(
     Ok(())
 }
 
-/// The latest `restore_drill` receipt as a v2 proof bundle (its projection, inclusion path and
-/// a signed checkpoint of the operator organization's tree) that `defendable verify` checks
-/// offline, with the published keys and the server-side verification of the whole log.
-async fn latest_drill(dep: &Deployment) -> Result<Option<Value>> {
+/// The latest receipt of `kind` in the operator organization's chain as a v2 proof bundle (its
+/// projection, inclusion path and a signed checkpoint of the operator organization's tree) that
+/// `defendable verify` checks offline, with the published keys and the server-side
+/// verification of the whole log.
+async fn latest_of(dep: &Deployment, kind: &str) -> Result<Option<Value>> {
     let (org, slug) = match dep.operator_org().await {
         Ok(o) => o,
         Err(OpsError::Setup(_)) => return Ok(None),
         Err(e) => return Err(e),
     };
     let client = dep.pool.get().await?;
-    let Some(drill) = client
+    let Some(latest) = client
         .query_opt(
-            "SELECT max(seq) FROM receipts WHERE org_id = $1 AND kind = 'restore_drill' HAVING count(*) > 0",
-            &[&org],
+            "SELECT receipt_id FROM receipts WHERE org_id = $1 AND kind = $2 ORDER BY seq DESC LIMIT 1",
+            &[&org, &kind],
         )
         .await?
     else {
         return Ok(None);
     };
-    let seq: i64 = drill.get(0);
-    let after = (seq > 0).then(|| seq as u64 - 1);
-    let Some(receipt) = defendable_ledger::store::list(&client, org, after, 1, None)
-        .await?
-        .into_iter()
-        .find(|r| r.seq as i64 == seq)
-    else {
-        return Ok(None);
-    };
+    let id: String = latest.get(0);
+    drop(client);
+    let bundle = bundle_of(dep, org, &id).await?;
+    let client = dep.pool.get().await?;
     let chain = defendable_ledger::store::verify_org(&client, org).await?;
-    let bundle =
-        defendable_ledger::store::proof_bundle(&client, &dep.log_signer()?, &receipt, None).await?;
     Ok(Some(json!({
         "operator_org": slug,
         "v": bundle.v,
@@ -314,4 +326,17 @@ async fn latest_drill(dep: &Deployment) -> Result<Option<Value>> {
             "failure": chain.failure.as_ref().map(|f| json!({"seq": f.seq, "reason": f.reason.to_string()})),
         },
     })))
+}
+
+/// The v2 proof bundle of receipt `id` of `org`, against the current tree.
+pub async fn bundle_of(
+    dep: &Deployment,
+    org: uuid::Uuid,
+    id: &str,
+) -> Result<defendable_ledger::ProofBundle> {
+    let client = dep.pool.get().await?;
+    let receipt = defendable_ledger::store::get(&client, org, id)
+        .await?
+        .ok_or_else(|| OpsError::Database(format!("receipt {id} is not in the chain")))?;
+    Ok(defendable_ledger::store::proof_bundle(&client, &dep.log_signer()?, &receipt, None).await?)
 }
