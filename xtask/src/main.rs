@@ -264,6 +264,9 @@ fn test() -> Result<()> {
     ])?;
     ensure_s3_server()?;
     ensure_schemathesis()?;
+    // The release test makes a release from the work tree.
+    release::ensure_tool(release::AUDITABLE)?;
+    release::ensure_tool(release::CYCLONEDX)?;
     deps::check(&root())?;
     alert_rules()?;
     let started = std::time::SystemTime::now();

@@ -13,8 +13,8 @@ use serde_json::json;
 use crate::{cargo_command, root};
 
 /// Pinned release tools, installed with `cargo install --locked` when missing.
-const AUDITABLE: (&str, &str) = ("cargo-auditable", "0.7.7");
-const CYCLONEDX: (&str, &str) = ("cargo-cyclonedx", "0.5.9");
+pub const AUDITABLE: (&str, &str) = ("cargo-auditable", "0.7.7");
+pub const CYCLONEDX: (&str, &str) = ("cargo-cyclonedx", "0.5.9");
 
 /// The packages a release builds, and the binary each ships.
 const PACKAGES: [(&str, &str); 3] = [
@@ -51,11 +51,14 @@ fn git(args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-fn ensure_tool((name, version): (&str, &str)) -> Result<()> {
-    let sub = name.trim_start_matches("cargo-");
-    let found = cargo_command(&[sub, "--version"])
+pub fn ensure_tool((name, version): (&str, &str)) -> Result<()> {
+    let found = cargo_command(&["install", "--list"])
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains(version))
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.starts_with(&format!("{name} v{version}:")))
+        })
         .unwrap_or(false);
     if found {
         return Ok(());

@@ -625,7 +625,7 @@ async fn verify_restored(
 }
 
 /// Decrypts the dump as it streams into `pg_restore`.
-fn restore(dump: &Path, identity: &age::x25519::Identity, url: &str) -> Result<()> {
+pub(crate) fn restore(dump: &Path, identity: &age::x25519::Identity, url: &str) -> Result<()> {
     let crypto = |e: &dyn std::fmt::Display| OpsError::Crypto(e.to_string());
     let file = std::fs::File::open(dump).map_err(|e| OpsError::io(dump, e))?;
     let decryptor = age::Decryptor::new_buffered(std::io::BufReader::with_capacity(1 << 20, file))
@@ -652,8 +652,8 @@ fn restore(dump: &Path, identity: &age::x25519::Identity, url: &str) -> Result<(
 }
 
 /// The fresh database a drill restores into.
-struct Isolated {
-    url: String,
+pub(crate) struct Isolated {
+    pub(crate) url: String,
     kind: IsolatedKind,
 }
 
@@ -663,7 +663,7 @@ enum IsolatedKind {
 }
 
 impl Isolated {
-    async fn create(target: &Target) -> Result<Isolated> {
+    pub(crate) async fn create(target: &Target) -> Result<Isolated> {
         let name = format!(
             "defendable_drill_{}",
             &Uuid::new_v4().simple().to_string()[..12]
@@ -713,7 +713,7 @@ impl Isolated {
         }
     }
 
-    async fn drop(self) -> Result<()> {
+    pub(crate) async fn drop(self) -> Result<()> {
         match self.kind {
             IsolatedKind::Database { admin, name } => {
                 let client = postgres::connect(&admin).await?;

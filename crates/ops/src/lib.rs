@@ -19,6 +19,7 @@ pub mod packet;
 pub mod postgres;
 pub mod record;
 pub mod release;
+pub mod release_drill;
 pub mod rotation;
 
 pub use deployment::Deployment;

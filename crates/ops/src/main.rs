@@ -11,7 +11,7 @@ use defendable_config::Env;
 use defendable_ops::drill::{restore_drill, DrillOptions, Target};
 use defendable_ops::packet::{packet, PacketOptions};
 use defendable_ops::rotation::{rotation_receipt, OldUses};
-use defendable_ops::{backup::backup, release, Deployment, OpsError};
+use defendable_ops::{backup::backup, release, release_drill, Deployment, OpsError};
 
 /// Operations on a Defendable deployment.
 #[derive(Parser, Debug)]
@@ -84,6 +84,30 @@ enum Command {
         #[arg(long = "vkey")]
         vkeys: Vec<String>,
     },
+    /// Rehearse a release on a restored backup: verify it, restore, migrate with the new
+    /// binary, smoke-test the new server and CLI, check the previous release still runs on the
+    /// migrated database, record a `release_drill` receipt (exit 1 on any failure).
+    ReleaseDrill {
+        /// The new release's directory.
+        #[arg(long)]
+        release: PathBuf,
+        /// A backup directory written by `backup`.
+        #[arg(long)]
+        backup: PathBuf,
+        /// The release running today, for the rollback check.
+        #[arg(long)]
+        previous: Option<PathBuf>,
+        /// A release vkey to trust instead of each directory's own `release.vkey`.
+        #[arg(long = "vkey")]
+        vkeys: Vec<String>,
+        /// Tests only: SQL applied after the new release's smoke suite, before the rollback
+        /// check (a stand-in for a migration that breaks the previous release).
+        #[arg(long, hide = true)]
+        inject_migration: Option<PathBuf>,
+        /// Where to write the JSON report (default: inside the backup directory).
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
     /// Build the enterprise evidence packet.
     Packet {
         /// Directory to write (new or empty).
@@ -144,6 +168,29 @@ async fn run(cli: Cli) -> Result<bool, OpsError> {
     match cli.command {
         Command::ReleaseSign { .. } | Command::ReleaseVerify { .. } => {
             unreachable!("handled above")
+        }
+        Command::ReleaseDrill {
+            release,
+            backup,
+            previous,
+            vkeys,
+            inject_migration,
+            report,
+        } => {
+            let r = release_drill::release_drill(
+                &dep,
+                &release_drill::ReleaseDrillOptions {
+                    release,
+                    backup,
+                    previous,
+                    vkeys,
+                    inject_migration,
+                    report,
+                },
+            )
+            .await?;
+            println!("{}", r.human());
+            Ok(r.ok)
         }
         Command::ReleaseReceipt {
             release: dir,

@@ -2,3 +2,4 @@
 
 mod docs;
 mod ops;
+mod release;

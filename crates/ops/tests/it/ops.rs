@@ -30,7 +30,7 @@ fn pairs(db: &TestDb, data: &TempDir, extra: &[(&str, &str)]) -> Vec<(String, St
     p
 }
 
-async fn open(db: &TestDb, data: &TempDir, extra: &[(&str, &str)]) -> (Deployment, Env) {
+pub(crate) async fn open(db: &TestDb, data: &TempDir, extra: &[(&str, &str)]) -> (Deployment, Env) {
     let env = Env::from_pairs(pairs(db, data, extra));
     let config = Config::parse(&env).expect("config");
     (Deployment::open(config).await.expect("opens"), env)
@@ -39,7 +39,7 @@ async fn open(db: &TestDb, data: &TempDir, extra: &[(&str, &str)]) -> (Deploymen
 const ORGS: [&str; 3] = ["operations", "acme", "globex"];
 
 /// Three organizations with members, receipts in each chain, and one dataset with its object.
-async fn seed(dep: &Deployment) -> Vec<Uuid> {
+pub(crate) async fn seed(dep: &Deployment) -> Vec<Uuid> {
     let mut client = dep.pool.get().await.expect("client");
     let tx = client.transaction().await.expect("tx");
     let mut ids = Vec::new();
