@@ -10,6 +10,8 @@ use defendable_config::{Config, Env};
 use defendable_ledger::receipt::seal_with_salt;
 use defendable_ledger::{Draft, Hash, ReceiptKind};
 use defendable_ops::drill::{restore_drill, DrillOptions, Target};
+use defendable_ops::release::release_receipt;
+use defendable_ops::release_drill::{release_drill, ReleaseDrillOptions};
 use defendable_ops::{backup::backup, postgres, Deployment};
 use defendable_testkit::bench::durable_database;
 use defendable_testkit::files::TempDir;
@@ -222,4 +224,57 @@ async fn main() {
         ms("drop_target")
     );
     println!("{:<58} {:>9.2}", "drill: total", ms("total"));
+
+    // With BENCH_RELEASE=DIR (a directory from `cargo xtask release`): record it and drill it
+    // against the same backup, previous = the same release.
+    if let Ok(dir) = std::env::var("BENCH_RELEASE") {
+        let copy = out.path().join("release");
+        std::fs::create_dir_all(&copy).unwrap();
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), copy.join(e.file_name())).unwrap();
+        }
+        release_receipt(&dep, &copy, &[]).await.unwrap();
+        let report = release_drill(
+            &dep,
+            &ReleaseDrillOptions {
+                release: copy.clone(),
+                backup: b.dir.clone(),
+                previous: Some(copy.clone()),
+                vkeys: Vec::new(),
+                inject_migration: None,
+                report: None,
+            },
+        )
+        .await
+        .unwrap();
+        assert!(report.ok, "{}", report.human());
+        let ms = |k: &str| report.durations_ms.get(k).copied().unwrap_or(0) as f64 / 1000.0;
+        println!();
+        println!(
+            "release drill of {dir} on the same backup ({} receipts)",
+            b.manifest.counts.receipts
+        );
+        for (label, key) in [
+            (
+                "release drill: verify release, bundle, backup digest",
+                "verify_release",
+            ),
+            ("release drill: decrypt + pg_restore", "restore"),
+            ("release drill: migrate (new binary)", "migrate"),
+            (
+                "release drill: verify every restored chain and tree",
+                "verify_restored_ledgers",
+            ),
+            ("release drill: new server + smoke suite (CLI)", "smoke_new"),
+            (
+                "release drill: previous server + read-only suite",
+                "rollback",
+            ),
+            ("release drill: drop the cluster", "drop"),
+            ("release drill: total", "total"),
+        ] {
+            println!("{label:<58} {:>9.2}", ms(key));
+        }
+    }
 }

@@ -65,6 +65,8 @@ enum Command {
         #[arg(long)]
         release: PathBuf,
     },
+    /// Print the vkey of RELEASE_SIGNING_KEY (to publish in docs/protocols/release.md).
+    ReleaseVkey,
     /// Verify a release directory from its files alone (signature, checksums, contents).
     ReleaseVerify {
         /// The release directory.
@@ -136,38 +138,60 @@ async fn main() -> ExitCode {
     }
 }
 
+/// The commands that need no deployment (a tag workflow has no database): `Some` when `command`
+/// is one of them.
+#[allow(clippy::print_stdout)]
+fn offline(command: &Command) -> Option<Result<bool, OpsError>> {
+    let config = || {
+        defendable_config::Config::parse(&Env::from_process())
+            .map_err(|e| OpsError::Setup(e.to_string()))
+    };
+    let run = || -> Result<bool, OpsError> {
+        match command {
+            Command::ReleaseSign { release: dir } => {
+                let vkey = release::sign_release(dir, &release::release_key(&config()?)?)?;
+                println!("signed {} with {vkey}", dir.join(release::SUMS).display());
+            }
+            Command::ReleaseVkey => {
+                println!(
+                    "{}",
+                    release::release_vkey(&release::release_key(&config()?)?)
+                );
+            }
+            Command::ReleaseVerify {
+                release: dir,
+                vkeys,
+            } => {
+                let r = release::verify_release(dir, vkeys)?;
+                println!(
+                    "release {} ({}, commit {}): signature by {} and {} files verify",
+                    r.info.version,
+                    r.info.profile,
+                    r.info.commit,
+                    r.vkey,
+                    r.files.len()
+                );
+            }
+            _ => unreachable!("offline() matched it"),
+        }
+        Ok(true)
+    };
+    matches!(
+        command,
+        Command::ReleaseSign { .. } | Command::ReleaseVkey | Command::ReleaseVerify { .. }
+    )
+    .then(run)
+}
+
 #[allow(clippy::print_stdout)]
 async fn run(cli: Cli) -> Result<bool, OpsError> {
-    // Release signing and verification need no deployment (a tag workflow has no database).
-    match &cli.command {
-        Command::ReleaseSign { release: dir } => {
-            let config = defendable_config::Config::parse(&Env::from_process())
-                .map_err(|e| OpsError::Setup(e.to_string()))?;
-            let vkey = release::sign_release(dir, &release::release_key(&config)?)?;
-            println!("signed {} with {vkey}", dir.join(release::SUMS).display());
-            return Ok(true);
-        }
-        Command::ReleaseVerify {
-            release: dir,
-            vkeys,
-        } => {
-            let r = release::verify_release(dir, vkeys)?;
-            println!(
-                "release {} ({}, commit {}): signature by {} and {} files verify",
-                r.info.version,
-                r.info.profile,
-                r.info.commit,
-                r.vkey,
-                r.files.len()
-            );
-            return Ok(true);
-        }
-        _ => {}
+    if let Some(outcome) = offline(&cli.command) {
+        return outcome;
     }
     let dep = Deployment::from_env().await?;
     match cli.command {
-        Command::ReleaseSign { .. } | Command::ReleaseVerify { .. } => {
-            unreachable!("handled above")
+        Command::ReleaseSign { .. } | Command::ReleaseVerify { .. } | Command::ReleaseVkey => {
+            unreachable!("offline() ran it")
         }
         Command::ReleaseDrill {
             release,

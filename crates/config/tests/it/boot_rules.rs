@@ -65,6 +65,22 @@ fn a_complete_valid_environment_boots() {
 }
 
 #[test]
+fn a_release_drill_waives_only_the_https_rules_and_only_under_an_invalid_ledger_name() {
+    let loopback = [
+        ("RELEASE_DRILL", Some("true")),
+        ("APP_BASE_URL", Some("http://127.0.0.1:8080")),
+        ("API_BASE_URL", Some("http://127.0.0.1:8080")),
+    ];
+    // Under a real ledger name the drill exception is refused, and waives nothing else.
+    check(&loopback, &["RELEASE_DRILL"]);
+    let mut drill = loopback.to_vec();
+    drill.push(("LEDGER_NAME", Some("drill.invalid")));
+    check(&drill, &[]);
+    drill.push(("JWT_SECRET", None));
+    check(&drill, &["JWT_SECRET"]);
+}
+
+#[test]
 fn prod_is_an_alias_of_production() {
     check(&[("APP_ENV", Some("prod"))], &[]);
     check(
