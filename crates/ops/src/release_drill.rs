@@ -688,6 +688,9 @@ fn random_secret() -> String {
 
 impl DrillEnv {
     async fn new(db_url: &str, work: &Path) -> Result<DrillEnv> {
+        // The library may run outside the ops binary (benchmarks, tests): reqwest needs a TLS
+        // provider installed either way.
+        defendable_store::install_crypto_provider();
         let port = free_port()?;
         let (key, encoded) = SigningKey::generate()?;
         let name = LedgerName::parse(DRILL_LEDGER_NAME)?;
