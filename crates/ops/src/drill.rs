@@ -95,28 +95,42 @@ impl DrillReport {
             self.backup_created_at,
             if self.ok { "PASS" } else { "FAIL" }
         )];
-        for c in &self.checks {
-            out.push(format!(
-                "  [{}] {}: {}",
-                if c.ok { "ok" } else { "FAIL" },
-                c.name,
-                c.detail
-            ));
-        }
-        let times: Vec<String> = self
-            .durations_ms
-            .iter()
-            .map(|(k, v)| format!("{k} {:.2} s", *v as f64 / 1000.0))
-            .collect();
-        out.push(format!("  durations: {}", times.join(", ")));
-        if let Some(id) = &self.receipt_id {
-            out.push(format!("  recorded as receipt {id}"));
-        }
-        if let Some(p) = &self.report_path {
-            out.push(format!("  report: {p}"));
-        }
+        out.extend(report_lines(
+            &self.checks,
+            &self.durations_ms,
+            self.receipt_id.as_deref(),
+            self.report_path.as_deref(),
+        ));
         out.join("\n")
     }
+}
+
+/// A drill report's lines after its title: each check, the durations, the receipt, the file.
+pub(crate) fn report_lines(
+    checks: &[Check],
+    durations_ms: &BTreeMap<String, u64>,
+    receipt_id: Option<&str>,
+    report_path: Option<&str>,
+) -> Vec<String> {
+    let mut out: Vec<String> = checks
+        .iter()
+        .map(|c| {
+            let mark = if c.ok { "ok" } else { "FAIL" };
+            format!("  [{mark}] {}: {}", c.name, c.detail)
+        })
+        .collect();
+    let times: Vec<String> = durations_ms
+        .iter()
+        .map(|(k, v)| format!("{k} {:.2} s", *v as f64 / 1000.0))
+        .collect();
+    out.push(format!("  durations: {}", times.join(", ")));
+    if let Some(id) = receipt_id {
+        out.push(format!("  recorded as receipt {id}"));
+    }
+    if let Some(p) = report_path {
+        out.push(format!("  report: {p}"));
+    }
+    out
 }
 
 struct Drill {

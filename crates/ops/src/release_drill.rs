@@ -20,7 +20,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use crate::drill::{hostname, restore, Check, Isolated, Target};
+use crate::drill::{hostname, report_lines, restore, Check, Isolated, Target};
 use crate::manifest::Manifest;
 use crate::record::{record_operation, Operation};
 use crate::release::{release_public, verify_release, VerifiedRelease, RECEIPT_BUNDLE};
@@ -87,22 +87,12 @@ impl ReleaseDrillReport {
             self.previous_version.as_deref().unwrap_or("none given"),
             if self.ok { "PASS" } else { "FAIL" }
         )];
-        for c in &self.checks {
-            let mark = if c.ok { "ok" } else { "FAIL" };
-            out.push(format!("  [{mark}] {}: {}", c.name, c.detail));
-        }
-        let times: Vec<String> = self
-            .durations_ms
-            .iter()
-            .map(|(k, v)| format!("{k} {:.2} s", *v as f64 / 1000.0))
-            .collect();
-        out.push(format!("  durations: {}", times.join(", ")));
-        if let Some(id) = &self.receipt_id {
-            out.push(format!("  recorded as receipt {id}"));
-        }
-        if let Some(p) = &self.report_path {
-            out.push(format!("  report: {p}"));
-        }
+        out.extend(report_lines(
+            &self.checks,
+            &self.durations_ms,
+            self.receipt_id.as_deref(),
+            self.report_path.as_deref(),
+        ));
         out.join("\n")
     }
 }

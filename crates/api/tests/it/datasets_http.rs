@@ -32,6 +32,16 @@ pub(crate) async fn publish(app: &TestApp, slug: &str, key: &str, bytes: &[u8]) 
     body
 }
 
+/// A grant of `slug` to `token`'s holder: the grant and its share link's path.
+pub(crate) async fn grant_share(app: &TestApp, token: &str, slug: &str) -> (Value, String) {
+    let path = format!("/datasets/catalog/{slug}/download");
+    let (s, grant) = app.call("POST", &path, Some(token), None).await;
+    assert_eq!(s, 201, "{grant}");
+    let download = path_of(grant["download_url"].as_str().expect("url"));
+    let share = download.strip_suffix("/download").expect("a grant link");
+    (grant.clone(), share.to_owned())
+}
+
 fn blake3_hex(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex().to_string()
 }
@@ -298,20 +308,8 @@ async fn the_public_view_of_a_grant_is_redacted_and_still_verifies() {
     let app = TestApp::spawn().await;
     publish(&app, "census", "raw/census-2026.csv", BYTES).await;
     let (token, _, _) = app.sign_in_to_org("private.person@example.com").await;
-    let (_, grant) = app
-        .call(
-            "POST",
-            "/datasets/catalog/census/download",
-            Some(&token),
-            None,
-        )
-        .await;
-    let download = grant["download_url"].as_str().expect("url");
-    let download_path = path_of(download);
-    let share_path = download_path
-        .strip_suffix("/download")
-        .expect("a download link");
-    let (s, projection) = app.call("GET", share_path, None, None).await;
+    let (grant, share_path) = grant_share(&app, &token, "census").await;
+    let (s, projection) = app.call("GET", &share_path, None, None).await;
     assert_eq!(s, 200);
     let text = projection.to_string();
     let user_id = grant["receipt"]["private"]["user_id"]

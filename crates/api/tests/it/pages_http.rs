@@ -5,7 +5,7 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::datasets_http::publish;
+use crate::datasets_http::{grant_share, publish};
 use crate::helpers::{config, free_port, path_of, TestApp};
 
 const BROWSER_ACCEPT: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
@@ -186,19 +186,8 @@ async fn a_dataset_grant_share_page_shows_the_dataset_and_a_download_button() {
     let bytes = b"year,region,count\n2026,north,41\n";
     publish(&app, "census", "raw/census.csv", bytes).await;
     let (token, _, _) = app.sign_in_to_org("grantee@example.com").await;
-    let (_, grant) = app
-        .call(
-            "POST",
-            "/datasets/catalog/census/download",
-            Some(&token),
-            None,
-        )
-        .await;
-    let download_path = path_of(grant["download_url"].as_str().expect("url"));
-    let share_path = download_path
-        .strip_suffix("/download")
-        .expect("a grant link");
-    let (s, _, page) = browse(&app, share_path).await;
+    let (_, share_path) = grant_share(&app, &token, "census").await;
+    let (s, _, page) = browse(&app, &share_path).await;
     assert_eq!(s, 200, "{page}");
     assert!(page.contains("census@2026.1"), "{page}");
     assert!(page.contains(&blake3::hash(bytes).to_hex().to_string()));

@@ -77,6 +77,32 @@ async fn deployment_with_backup(db: &TestDb, data: &TempDir) -> (Deployment, Pat
     (dep, b.dir)
 }
 
+/// A seeded deployment, its backup, and a copy of the release recorded in its log.
+struct Recorded {
+    _db: TestDb,
+    data: TempDir,
+    dep: Deployment,
+    backup: PathBuf,
+    release: PathBuf,
+}
+
+async fn recorded_release() -> Recorded {
+    let db = TestDb::new().await;
+    let data = TempDir::new();
+    let (dep, backup) = deployment_with_backup(&db, &data).await;
+    let release = copy_release(data.path());
+    release_receipt(&dep, &release, &[])
+        .await
+        .expect("release receipt");
+    Recorded {
+        _db: db,
+        data,
+        dep,
+        backup,
+        release,
+    }
+}
+
 fn drill_options(release: &Path, backup: &Path, previous: Option<&Path>) -> ReleaseDrillOptions {
     ReleaseDrillOptions {
         release: release.to_owned(),
@@ -175,19 +201,13 @@ async fn a_release_is_recorded_drilled_with_its_rollback_and_both_receipts_verif
 
 #[tokio::test]
 async fn a_migration_that_breaks_the_previous_release_fails_the_rollback_check() {
-    let db = TestDb::new().await;
-    let data = TempDir::new();
-    let (dep, backup_dir) = deployment_with_backup(&db, &data).await;
-    let release = copy_release(data.path());
-    release_receipt(&dep, &release, &[])
-        .await
-        .expect("release receipt");
+    let r = recorded_release().await;
     // A contract migration the previous release is not ready for: it still reads `kind`.
-    let sql = data.path().join("breaking.sql");
+    let sql = r.data.path().join("breaking.sql");
     std::fs::write(&sql, "ALTER TABLE receipts DROP COLUMN kind;").expect("sql");
-    let mut opts = drill_options(&release, &backup_dir, Some(&release));
+    let mut opts = drill_options(&r.release, &r.backup, Some(&r.release));
     opts.inject_migration = Some(sql);
-    let report = release_drill(&dep, &opts).await.expect("the drill runs");
+    let report = release_drill(&r.dep, &opts).await.expect("the drill runs");
     assert!(!report.ok, "{}", report.human());
     let failed = failed(&report);
     assert!(
@@ -199,19 +219,13 @@ async fn a_migration_that_breaks_the_previous_release_fails_the_rollback_check()
 
 #[tokio::test]
 async fn one_changed_byte_makes_the_drill_refuse_before_restoring_anything() {
-    let db = TestDb::new().await;
-    let data = TempDir::new();
-    let (dep, backup_dir) = deployment_with_backup(&db, &data).await;
-    let release = copy_release(data.path());
-    release_receipt(&dep, &release, &[])
-        .await
-        .expect("release receipt");
-    let binary = release.join("defendable-api");
+    let r = recorded_release().await;
+    let binary = r.release.join("defendable-api");
     let mut bytes = std::fs::read(&binary).expect("read");
     bytes[4096] ^= 1;
     std::fs::write(&binary, bytes).expect("write");
 
-    let report = release_drill(&dep, &drill_options(&release, &backup_dir, None))
+    let report = release_drill(&r.dep, &drill_options(&r.release, &r.backup, None))
         .await
         .expect("the drill runs");
     assert!(!report.ok);
