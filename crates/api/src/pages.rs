@@ -27,9 +27,15 @@ pub fn wants_html(req: &HttpRequest) -> bool {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| {
-            let t = t.trim();
-            let media = t.split(';').next().unwrap_or("").trim();
-            media.eq_ignore_ascii_case("text/html") && !t.replace(' ', "").contains(";q=0")
+            let mut parts = t.split(';').map(str::trim);
+            let media = parts.next().unwrap_or("");
+            // `q=0` (or 0.0…) means "not acceptable"; any other weight still asks for it.
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            media.eq_ignore_ascii_case("text/html") && !refused
         })
 }
 
@@ -280,6 +286,22 @@ mod tests {
         );
         let back: Value = serde_json::from_str(&s).expect("still JSON");
         assert_eq!(back, v);
+    }
+
+    #[test]
+    fn a_page_is_for_clients_that_accept_html_with_any_weight_but_zero() {
+        let asks = |accept: &str| {
+            let req = actix_web::test::TestRequest::default()
+                .insert_header(("accept", accept))
+                .to_http_request();
+            wants_html(&req)
+        };
+        assert!(asks("text/html,application/xhtml+xml,*/*;q=0.8"));
+        assert!(asks("application/json, text/html;q=0.5"));
+        assert!(!asks("text/html;q=0, application/json"));
+        assert!(!asks("text/html; q=0.0"));
+        assert!(!asks("*/*"));
+        assert!(!asks("application/json"));
     }
 
     #[test]
