@@ -40,7 +40,8 @@ impl Evidence {
 /// Why verification failed (the process exits with [`crate::EXIT_VERIFY`]).
 pub type Failure = ProofFailure;
 
-/// Recognizes the shape of `text`: a tlog-proof file, JSON Lines (export) or one JSON object.
+/// Recognizes the shape of `text`: a tlog-proof file, JSON Lines (export) or one JSON object
+/// (compact or pretty-printed).
 pub fn parse_evidence(text: &str) -> Result<Evidence, Failure> {
     if text.starts_with(bundle::TLOG_PROOF_HEADER) {
         return ProofBundle::from_tlog_proof(text)
@@ -48,7 +49,10 @@ pub fn parse_evidence(text: &str) -> Result<Evidence, Failure> {
             .map_err(|e| Failure::Shape(e.to_string()));
     }
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    if lines.len() > 1 {
+    // Several lines are an export, unless the whole text is one JSON document (a bundle or a
+    // projection saved pretty-printed).
+    let one_document = lines.len() > 1 && serde_json::from_str::<Value>(text).is_ok();
+    if lines.len() > 1 && !one_document {
         let parsed = lines
             .iter()
             .enumerate()

@@ -268,8 +268,7 @@ pub async fn release_receipt(
     .await?;
     let bundle = crate::packet::bundle_of(dep, operator, &receipt_id).await?;
     let path = dir.join(RECEIPT_BUNDLE);
-    // One line, as the API serves bundles (`defendable verify` reads a multi-line file as an
-    // export).
+    // One line, as the API serves bundles.
     let mut text =
         serde_json::to_vec(&bundle).map_err(|e| release_error(format!("the proof bundle: {e}")))?;
     text.push(b'\n');

@@ -143,6 +143,10 @@ fn a_proof_bundle_and_a_single_projection_verify() {
     let key = &c.key.public_key().public_key;
     let (code, out, err) = run(&temp("bundle.json", &bundle.to_string()), key);
     assert_eq!(code, 0, "{out}{err}");
+    // Saved pretty-printed, it is still one document, not an export.
+    let pretty = serde_json::to_string_pretty(&bundle).expect("json");
+    let (code, out, err) = run(&temp("bundle.json", &pretty), key);
+    assert_eq!(code, 0, "{out}{err}");
     let (code, out, _) = run(&temp("one.json", &c.projections[1].to_string()), key);
     assert_eq!(code, 0);
     assert!(out.contains("verified receipt"), "{out}");
