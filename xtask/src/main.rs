@@ -92,6 +92,13 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// List (and with --apply delete) uploads under the dataset prefix that no catalog version
+    /// references (`defendable-ops storage-sweep --prefix P [--older-than 7d] [--apply]`).
+    StorageSweep {
+        /// Arguments passed to `defendable-ops storage-sweep`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Build the enterprise evidence packet (`defendable-ops packet --out DIR [--api URL]`).
     Packet {
         /// Arguments passed to `defendable-ops packet`.
@@ -155,6 +162,7 @@ fn main() -> Result<()> {
             allow_dirty,
         }),
         Cmd::ReleaseReceipt { args } => ops("release-receipt", &args),
+        Cmd::StorageSweep { args } => ops("storage-sweep", &args),
         Cmd::ReleaseDrill { args } => ops("release-drill", &args),
         Cmd::Deps => deps::check(&root()),
         Cmd::Bench { name } if name == "http" => bench_http(),

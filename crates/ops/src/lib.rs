@@ -8,6 +8,7 @@
 //!   result as a `restore_drill` receipt.
 //! - [`rotation`]: the `secret.rotation` receipt that ends a secret rotation.
 //! - [`packet`]: the enterprise evidence packet.
+//! - [`storage`]: the sweep of uploads no catalog version references.
 //! - [`release`]: signed release directories, verified from their files alone, recorded as
 //!   `release` receipts.
 
@@ -21,6 +22,7 @@ pub mod record;
 pub mod release;
 pub mod release_drill;
 pub mod rotation;
+pub mod storage;
 
 pub use deployment::Deployment;
 

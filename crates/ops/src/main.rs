@@ -11,7 +11,7 @@ use defendable_config::Env;
 use defendable_ops::drill::{restore_drill, DrillOptions, Target};
 use defendable_ops::packet::{packet, PacketOptions};
 use defendable_ops::rotation::{rotation_receipt, OldUses};
-use defendable_ops::{backup::backup, release, release_drill, Deployment, OpsError};
+use defendable_ops::{backup::backup, release, release_drill, storage, Deployment, OpsError};
 
 /// Operations on a Defendable deployment.
 #[derive(Parser, Debug)]
@@ -109,6 +109,19 @@ enum Command {
         /// Where to write the JSON report (default: inside the backup directory).
         #[arg(long)]
         report: Option<PathBuf>,
+    },
+    /// List objects under the dataset prefix that no catalog version references and that are
+    /// older than the grace period; with --apply delete them (one `storage.sweep` audit event).
+    StorageSweep {
+        /// The stager's upload prefix, e.g. `raw/` (required: a sweep never lists the whole store).
+        #[arg(long)]
+        prefix: String,
+        /// Grace period: only objects last modified longer ago than this.
+        #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+        older_than: std::time::Duration,
+        /// Delete them (default: only list).
+        #[arg(long)]
+        apply: bool,
     },
     /// Build the enterprise evidence packet.
     Packet {
@@ -215,6 +228,35 @@ async fn run(cli: Cli) -> Result<bool, OpsError> {
             .await?;
             println!("{}", r.human());
             Ok(r.ok)
+        }
+        Command::StorageSweep {
+            prefix,
+            older_than,
+            apply,
+        } => {
+            let r = storage::storage_sweep(
+                &dep,
+                &storage::SweepOptions {
+                    prefix,
+                    older_than,
+                    apply,
+                },
+            )
+            .await?;
+            for o in &r.orphans {
+                println!("{}  {} bytes  {}", o.key, o.size, o.last_modified);
+            }
+            println!(
+                "{} objects listed, {} referenced by no catalog version: {}",
+                r.listed,
+                r.orphans.len(),
+                if r.applied {
+                    "deleted (audit event storage.sweep)"
+                } else {
+                    "not deleted (pass --apply)"
+                }
+            );
+            Ok(true)
         }
         Command::ReleaseReceipt {
             release: dir,

@@ -118,7 +118,7 @@ fn systemd_units_pin_production_on_the_command_line() {
         }
     }
     assert_eq!(
-        checked, 4,
-        "the API's check-config and serve, the backup, the drill"
+        checked, 5,
+        "the API's check-config and serve, the backup, the drill, the storage sweep"
     );
 }

@@ -520,3 +520,67 @@ async fn the_packet_holds_live_evidence_and_a_manifest_of_digests() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_storage_sweep_lists_then_deletes_only_unpublished_uploads_and_records_it() {
+    use defendable_ops::storage::{storage_sweep, SweepOptions};
+    let db = TestDb::new().await;
+    let data = TempDir::new();
+    let (dep, _) = open(&db, &data, &[]).await;
+    seed(&dep).await; // publishes raw/census.csv
+    for key in ["raw/never-published.csv", "raw/abandoned/part-1"] {
+        dep.objects
+            .put(
+                &object_store::path::Path::from(key),
+                b"stale".to_vec().into(),
+            )
+            .await
+            .expect("put");
+    }
+    let events = |dep: &Deployment| {
+        let pool = dep.pool.clone();
+        async move {
+            let client = pool.get().await.expect("client");
+            client
+                .query_one(
+                    "SELECT count(*) FROM audit_events WHERE action = 'storage.sweep'",
+                    &[],
+                )
+                .await
+                .expect("count")
+                .get::<_, i64>(0)
+        }
+    };
+    let opts = |older_than: u64, apply: bool| SweepOptions {
+        prefix: "raw/".into(),
+        older_than: std::time::Duration::from_secs(older_than),
+        apply,
+    };
+
+    // Within the grace period nothing is a candidate.
+    let r = storage_sweep(&dep, &opts(3600, true)).await.expect("sweep");
+    assert_eq!((r.listed, r.orphans.len()), (3, 0));
+    // Past it, the two unpublished uploads are listed, the published object is not.
+    let r = storage_sweep(&dep, &opts(0, false)).await.expect("sweep");
+    let keys: Vec<&str> = r.orphans.iter().map(|o| o.key.as_str()).collect();
+    assert_eq!(keys, ["raw/abandoned/part-1", "raw/never-published.csv"]);
+    assert_eq!(events(&dep).await, 0, "a dry run records nothing");
+    assert!(dep
+        .objects
+        .head(&object_store::path::Path::from("raw/never-published.csv"))
+        .await
+        .is_ok());
+    // --apply deletes exactly them and records one event.
+    storage_sweep(&dep, &opts(0, true)).await.expect("sweep");
+    assert_eq!(events(&dep).await, 1);
+    let r = storage_sweep(&dep, &opts(0, false)).await.expect("sweep");
+    assert_eq!(
+        (r.listed, r.orphans.len()),
+        (1, 0),
+        "only the published object is left"
+    );
+    // A sweep without a prefix is refused.
+    let mut bad = opts(0, true);
+    bad.prefix = "/".into();
+    assert!(storage_sweep(&dep, &bad).await.is_err());
+}
