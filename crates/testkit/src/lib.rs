@@ -8,6 +8,7 @@
 
 pub mod files;
 pub mod http;
+pub mod s3;
 
 use std::path::PathBuf;
 

@@ -3,15 +3,14 @@
 //! last units of quota.
 
 use object_store::ObjectStoreExt as _;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use defendable_datasets::signed_url::UrlSigner;
 use defendable_ledger::ChainVerifier;
 use serde_json::{json, Value};
 
 use crate::helpers::{config, path_of, TempDir, TestApp, OBJECT_URL_KEY};
+use defendable_testkit::s3::{S3Server, ACCESS_KEY, SECRET_KEY};
 
 const BYTES: &[u8] = b"year,region,count\n2026,north,41\n2026,south,58\n";
 
@@ -557,65 +556,17 @@ async fn exactly_the_limit_of_200_racing_grants_succeed_and_the_chain_verifies()
 // ---------------------------------------------------------------------------------------------
 // A real S3-compatible server: s3s-fs on loopback (cargo xtask test installs it).
 
-struct S3Server {
-    child: Child,
-    port: u16,
-    _root: TempDir,
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-const ACCESS: &str = "defendable-test";
-const SECRET: &str = "defendable-test-secret";
-
-fn start_s3(bucket: &str) -> S3Server {
-    let root = TempDir::new();
-    std::fs::create_dir_all(root.path().join(bucket)).expect("bucket dir");
-    let port = crate::helpers::free_port();
-    let child = Command::new("s3s-fs")
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--access-key",
-            ACCESS,
-            "--secret-key",
-            SECRET,
-        ])
-        .arg(root.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("s3s-fs starts (cargo xtask test installs it with cargo install)");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "s3s-fs did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    S3Server {
-        child,
-        port,
-        _root: root,
-    }
-}
-
 #[actix_web::test]
 async fn grants_on_s3_redirect_to_a_presigned_url_that_serves_the_bytes() {
-    let s3 = start_s3("datasets");
+    let s3 = S3Server::start("datasets");
     let store = Arc::new(
         object_store::aws::AmazonS3Builder::new()
             .with_bucket_name("datasets")
-            .with_endpoint(format!("http://127.0.0.1:{}", s3.port))
+            .with_endpoint(s3.endpoint())
             .with_allow_http(true)
             .with_region("us-east-1")
-            .with_access_key_id(ACCESS)
-            .with_secret_access_key(SECRET)
+            .with_access_key_id(ACCESS_KEY)
+            .with_secret_access_key(SECRET_KEY)
             .build()
             .expect("s3 store"),
     );

@@ -521,13 +521,11 @@ async fn the_packet_holds_live_evidence_and_a_manifest_of_digests() {
     }
 }
 
-#[tokio::test]
-async fn the_storage_sweep_lists_then_deletes_only_unpublished_uploads_and_records_it() {
+/// The sweep on `dep`'s object store: within the grace period nothing; past it exactly the
+/// unpublished uploads, listed on a dry run, deleted and audited with --apply.
+async fn sweep_scenario(dep: &Deployment) {
     use defendable_ops::storage::{storage_sweep, SweepOptions};
-    let db = TestDb::new().await;
-    let data = TempDir::new();
-    let (dep, _) = open(&db, &data, &[]).await;
-    seed(&dep).await; // publishes raw/census.csv
+    seed(dep).await; // publishes raw/census.csv
     for key in ["raw/never-published.csv", "raw/abandoned/part-1"] {
         dep.objects
             .put(
@@ -537,19 +535,16 @@ async fn the_storage_sweep_lists_then_deletes_only_unpublished_uploads_and_recor
             .await
             .expect("put");
     }
-    let events = |dep: &Deployment| {
-        let pool = dep.pool.clone();
-        async move {
-            let client = pool.get().await.expect("client");
-            client
-                .query_one(
-                    "SELECT count(*) FROM audit_events WHERE action = 'storage.sweep'",
-                    &[],
-                )
-                .await
-                .expect("count")
-                .get::<_, i64>(0)
-        }
+    let events = || async {
+        let client = dep.pool.get().await.expect("client");
+        client
+            .query_one(
+                "SELECT count(*) FROM audit_events WHERE action = 'storage.sweep'",
+                &[],
+            )
+            .await
+            .expect("count")
+            .get::<_, i64>(0)
     };
     let opts = |older_than: u64, apply: bool| SweepOptions {
         prefix: "raw/".into(),
@@ -557,30 +552,62 @@ async fn the_storage_sweep_lists_then_deletes_only_unpublished_uploads_and_recor
         apply,
     };
 
-    // Within the grace period nothing is a candidate.
-    let r = storage_sweep(&dep, &opts(3600, true)).await.expect("sweep");
-    assert_eq!((r.listed, r.orphans.len()), (3, 0));
-    // Past it, the two unpublished uploads are listed, the published object is not.
-    let r = storage_sweep(&dep, &opts(0, false)).await.expect("sweep");
+    let r = storage_sweep(dep, &opts(3600, true)).await.expect("sweep");
+    assert_eq!(
+        (r.listed, r.orphans.len()),
+        (3, 0),
+        "within the grace period"
+    );
+    let r = storage_sweep(dep, &opts(0, false)).await.expect("sweep");
     let keys: Vec<&str> = r.orphans.iter().map(|o| o.key.as_str()).collect();
     assert_eq!(keys, ["raw/abandoned/part-1", "raw/never-published.csv"]);
-    assert_eq!(events(&dep).await, 0, "a dry run records nothing");
+    assert_eq!(events().await, 0, "a dry run records nothing");
     assert!(dep
         .objects
         .head(&object_store::path::Path::from("raw/never-published.csv"))
         .await
         .is_ok());
-    // --apply deletes exactly them and records one event.
-    storage_sweep(&dep, &opts(0, true)).await.expect("sweep");
-    assert_eq!(events(&dep).await, 1);
-    let r = storage_sweep(&dep, &opts(0, false)).await.expect("sweep");
+    storage_sweep(dep, &opts(0, true)).await.expect("sweep");
+    assert_eq!(events().await, 1);
+    let r = storage_sweep(dep, &opts(0, false)).await.expect("sweep");
     assert_eq!(
         (r.listed, r.orphans.len()),
         (1, 0),
         "only the published object is left"
     );
-    // A sweep without a prefix is refused.
     let mut bad = opts(0, true);
     bad.prefix = "/".into();
-    assert!(storage_sweep(&dep, &bad).await.is_err());
+    assert!(
+        storage_sweep(dep, &bad).await.is_err(),
+        "a sweep needs a prefix"
+    );
+}
+
+#[tokio::test]
+async fn the_storage_sweep_deletes_only_unpublished_uploads_on_the_local_store() {
+    let db = TestDb::new().await;
+    let data = TempDir::new();
+    let (dep, _) = open(&db, &data, &[]).await;
+    sweep_scenario(&dep).await;
+}
+
+#[tokio::test]
+async fn the_storage_sweep_deletes_only_unpublished_uploads_on_s3() {
+    use defendable_testkit::s3::{S3Server, ACCESS_KEY, SECRET_KEY};
+    let s3 = S3Server::start("datasets");
+    let db = TestDb::new().await;
+    let data = TempDir::new();
+    let (mut dep, _) = open(&db, &data, &[]).await;
+    dep.objects = Arc::new(
+        object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name("datasets")
+            .with_endpoint(s3.endpoint())
+            .with_allow_http(true)
+            .with_region("us-east-1")
+            .with_access_key_id(ACCESS_KEY)
+            .with_secret_access_key(SECRET_KEY)
+            .build()
+            .expect("s3 store"),
+    );
+    sweep_scenario(&dep).await;
 }
