@@ -399,12 +399,7 @@ fn alert_rules() -> Result<()> {
 
 /// The S3-compatible server the dataset tests run on loopback: s3s-fs, from the Rust registry.
 fn ensure_s3_server() -> Result<()> {
-    let found = Command::new("s3s-fs")
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if found {
+    if answers_version("s3s-fs") {
         return Ok(());
     }
     eprintln!(
@@ -466,13 +461,7 @@ const POSTGRES: Requirement = Requirement {
 /// promtool, to check and unit-test the alert rules.
 const PROMTOOL: Requirement = Requirement {
     what: "promtool (Prometheus rule checker)",
-    present: || {
-        Command::new("promtool")
-            .arg("--version")
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
-    },
+    present: || answers_version("promtool"),
     debian_package: "prometheus",
 };
 

@@ -10,7 +10,7 @@ use defendable_ledger::ChainVerifier;
 use serde_json::{json, Value};
 
 use crate::helpers::{config, path_of, TempDir, TestApp, OBJECT_URL_KEY};
-use defendable_testkit::s3::{S3Server, ACCESS_KEY, SECRET_KEY};
+use defendable_testkit::s3::S3Server;
 
 const BYTES: &[u8] = b"year,region,count\n2026,north,41\n2026,south,58\n";
 
@@ -559,17 +559,7 @@ async fn exactly_the_limit_of_200_racing_grants_succeed_and_the_chain_verifies()
 #[actix_web::test]
 async fn grants_on_s3_redirect_to_a_presigned_url_that_serves_the_bytes() {
     let s3 = S3Server::start("datasets");
-    let store = Arc::new(
-        object_store::aws::AmazonS3Builder::new()
-            .with_bucket_name("datasets")
-            .with_endpoint(s3.endpoint())
-            .with_allow_http(true)
-            .with_region("us-east-1")
-            .with_access_key_id(ACCESS_KEY)
-            .with_secret_access_key(SECRET_KEY)
-            .build()
-            .expect("s3 store"),
-    );
+    let store = Arc::new(s3.store("datasets"));
     let db = defendable_testkit::TestDb::new().await;
     let app =
         TestApp::spawn_full(db, config(&[]), TempDir::new(), store.clone(), Some(store)).await;

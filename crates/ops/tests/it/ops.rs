@@ -593,21 +593,10 @@ async fn the_storage_sweep_deletes_only_unpublished_uploads_on_the_local_store()
 
 #[tokio::test]
 async fn the_storage_sweep_deletes_only_unpublished_uploads_on_s3() {
-    use defendable_testkit::s3::{S3Server, ACCESS_KEY, SECRET_KEY};
-    let s3 = S3Server::start("datasets");
+    let s3 = defendable_testkit::s3::S3Server::start("datasets");
     let db = TestDb::new().await;
     let data = TempDir::new();
     let (mut dep, _) = open(&db, &data, &[]).await;
-    dep.objects = Arc::new(
-        object_store::aws::AmazonS3Builder::new()
-            .with_bucket_name("datasets")
-            .with_endpoint(s3.endpoint())
-            .with_allow_http(true)
-            .with_region("us-east-1")
-            .with_access_key_id(ACCESS_KEY)
-            .with_secret_access_key(SECRET_KEY)
-            .build()
-            .expect("s3 store"),
-    );
+    dep.objects = Arc::new(s3.store("datasets"));
     sweep_scenario(&dep).await;
 }
