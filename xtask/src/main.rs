@@ -92,6 +92,13 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Report the bucket's versioning and lifecycle rules; in production a missing one fails
+    /// (`defendable-ops storage-check [--json]`).
+    StorageCheck {
+        /// Arguments passed to `defendable-ops storage-check`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// List (and with --apply delete) uploads under the dataset prefix that no catalog version
     /// references (`defendable-ops storage-sweep --prefix P [--older-than 7d] [--apply]`).
     StorageSweep {
@@ -162,6 +169,7 @@ fn main() -> Result<()> {
             allow_dirty,
         }),
         Cmd::ReleaseReceipt { args } => ops("release-receipt", &args),
+        Cmd::StorageCheck { args } => ops("storage-check", &args),
         Cmd::StorageSweep { args } => ops("storage-sweep", &args),
         Cmd::ReleaseDrill { args } => ops("release-drill", &args),
         Cmd::Deps => deps::check(&root()),
@@ -271,7 +279,8 @@ fn test() -> Result<()> {
         CHROMEDRIVER,
     ])?;
     ensure_s3_server()?;
-    ensure_schemathesis()?;
+    ensure_python_tool("schemathesis", "schemathesis", SCHEMATHESIS, "schemathesis")?;
+    ensure_python_tool("moto", "moto[server]", MOTO, "moto_server")?;
     // The release test makes a release from the work tree.
     release::ensure_tool(release::AUDITABLE)?;
     release::ensure_tool(release::CYCLONEDX)?;
@@ -414,22 +423,22 @@ fn ensure_s3_server() -> Result<()> {
     ])
 }
 
-/// The pinned schemathesis for the contract-fuzzing test, in a virtual environment under
-/// `target/tools/` (never in the work tree). The test finds it at the same path.
+/// The pinned schemathesis for the contract-fuzzing test.
 const SCHEMATHESIS: &str = "4.32.5";
+/// The pinned moto, whose server implements the bucket versioning and lifecycle calls the
+/// storage-check test reads (keep in step with `MOTO_VERSION` in crates/testkit/src/s3.rs).
+const MOTO: &str = "5.2.5";
 
-fn ensure_schemathesis() -> Result<()> {
+/// A pinned Python tool in its own virtual environment under `target/tools/NAME-VERSION` (never
+/// in the work tree); the tests find it at the same path.
+fn ensure_python_tool(name: &str, requirement: &str, version: &str, program: &str) -> Result<()> {
     let venv = root()
         .join("target/tools")
-        .join(format!("schemathesis-{SCHEMATHESIS}"));
-    let bin = venv.join("bin/schemathesis");
-    if bin.is_file() {
+        .join(format!("{name}-{version}"));
+    if venv.join("bin").join(program).is_file() {
         return Ok(());
     }
-    eprintln!(
-        "installing schemathesis {SCHEMATHESIS} under {}",
-        venv.display()
-    );
+    eprintln!("installing {name} {version} under {}", venv.display());
     let venv_str = venv.to_str().context("target path is not UTF-8")?;
     run("/usr/bin/python3", &["-m", "venv", venv_str])?;
     let pip = venv.join("bin/pip");
@@ -439,7 +448,7 @@ fn ensure_schemathesis() -> Result<()> {
             "install",
             "--quiet",
             "--disable-pip-version-check",
-            &format!("schemathesis=={SCHEMATHESIS}"),
+            &format!("{requirement}=={version}"),
         ],
     )
 }

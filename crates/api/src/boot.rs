@@ -153,12 +153,7 @@ pub fn object_store(config: &Config) -> Result<(Arc<dyn ObjectStore>, Option<Pre
             Ok((local(&path)?, None))
         }
         Some(url) if url.scheme() == "s3" => {
-            let bucket = url.host_str().context("OBJECT_STORE_URL: s3:// needs a bucket name")?;
-            // Credentials, region and AWS_ENDPOINT_URL come from the usual AWS_* variables.
-            let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-            if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
-                builder = builder.with_endpoint(&endpoint).with_allow_http(endpoint.starts_with("http://"));
-            }
+            let builder = s3_builder(url)?;
             let s3 = Arc::new(builder.build().context("configuring S3 object storage")?);
             Ok((s3.clone(), Some(s3)))
         }
@@ -167,6 +162,22 @@ pub fn object_store(config: &Config) -> Result<(Arc<dyn ObjectStore>, Option<Pre
             url.scheme()
         ),
     }
+}
+
+/// The S3 client settings for an `s3://bucket` OBJECT_STORE_URL: credentials, region and
+/// `AWS_ENDPOINT_URL` from the usual `AWS_*` variables (`defendable-ops storage-check` reads the
+/// bucket's own settings through the same ones).
+pub fn s3_builder(url: &defendable_config::Url) -> Result<AmazonS3Builder> {
+    let bucket = url
+        .host_str()
+        .context("OBJECT_STORE_URL: s3:// needs a bucket name")?;
+    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
+        builder = builder
+            .with_endpoint(&endpoint)
+            .with_allow_http(endpoint.starts_with("http://"));
+    }
+    Ok(builder)
 }
 
 fn local(path: &Path) -> Result<Arc<dyn ObjectStore>> {

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use secrecy::{ExposeSecret, SecretString};
-use url::Url;
+pub use url::Url;
 
 pub use checks::{production_problems, strong_secret_problem};
 pub use docs::{env_markdown, inventory, InventoryRow};

@@ -244,6 +244,7 @@ async fn main() {
                 vkeys: Vec::new(),
                 inject_migration: None,
                 report: None,
+                sweep_prefix: "raw/".into(),
             },
         )
         .await

@@ -8,7 +8,8 @@
 //!   result as a `restore_drill` receipt.
 //! - [`rotation`]: the `secret.rotation` receipt that ends a secret rotation.
 //! - [`packet`]: the enterprise evidence packet.
-//! - [`storage`]: the sweep of uploads no catalog version references.
+//! - [`storage`]: the bucket's versioning and lifecycle rules, read from the bucket, and the
+//!   sweep of uploads no catalog version references.
 //! - [`release`]: signed release directories, verified from their files alone, recorded as
 //!   `release` receipts.
 

@@ -109,6 +109,16 @@ enum Command {
         /// Where to write the JSON report (default: inside the backup directory).
         #[arg(long)]
         report: Option<PathBuf>,
+        /// The stager's upload prefix the drill's storage sweep lists (it deletes nothing).
+        #[arg(long, default_value = "raw/")]
+        sweep_prefix: String,
+    },
+    /// Read the bucket's versioning and lifecycle rules (non-current versions, incomplete
+    /// multipart uploads) and report what is missing; in production a missing one fails.
+    StorageCheck {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// List objects under the dataset prefix that no catalog version references and that are
     /// older than the grace period; with --apply delete them (one `storage.sweep` audit event).
@@ -122,6 +132,9 @@ enum Command {
         /// Delete them (default: only list).
         #[arg(long)]
         apply: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Build the enterprise evidence packet.
     Packet {
@@ -201,10 +214,32 @@ async fn run(cli: Cli) -> Result<bool, OpsError> {
     if let Some(outcome) = offline(&cli.command) {
         return outcome;
     }
+    if let Command::StorageCheck { json } = cli.command {
+        // Reads the bucket only: no database.
+        let config = defendable_config::Config::parse(&Env::from_process())
+            .map_err(|e| OpsError::Setup(e.to_string()))?;
+        let r = storage::storage_check(&storage::StorageTarget::from_config(&config)?).await?;
+        if json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&r).map_err(|e| OpsError::Setup(e.to_string()))?
+            );
+        } else {
+            println!("{}", r.human());
+        }
+        let production = config.app_env.is_production();
+        if !r.ok && !production {
+            eprintln!("defendable-ops: a production deployment would fail this check");
+        }
+        return Ok(r.ok || !production);
+    }
     let dep = Deployment::from_env().await?;
     match cli.command {
-        Command::ReleaseSign { .. } | Command::ReleaseVerify { .. } | Command::ReleaseVkey => {
-            unreachable!("offline() ran it")
+        Command::ReleaseSign { .. }
+        | Command::ReleaseVerify { .. }
+        | Command::ReleaseVkey
+        | Command::StorageCheck { .. } => {
+            unreachable!("ran above without a deployment")
         }
         Command::ReleaseDrill {
             release,
@@ -213,6 +248,7 @@ async fn run(cli: Cli) -> Result<bool, OpsError> {
             vkeys,
             inject_migration,
             report,
+            sweep_prefix,
         } => {
             let r = release_drill::release_drill(
                 &dep,
@@ -223,6 +259,7 @@ async fn run(cli: Cli) -> Result<bool, OpsError> {
                     vkeys,
                     inject_migration,
                     report,
+                    sweep_prefix,
                 },
             )
             .await?;
@@ -233,6 +270,7 @@ async fn run(cli: Cli) -> Result<bool, OpsError> {
             prefix,
             older_than,
             apply,
+            json,
         } => {
             let r = storage::storage_sweep(
                 &dep,
@@ -243,6 +281,13 @@ async fn run(cli: Cli) -> Result<bool, OpsError> {
                 },
             )
             .await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&r).map_err(|e| OpsError::Setup(e.to_string()))?
+                );
+                return Ok(true);
+            }
             for o in &r.orphans {
                 println!("{}  {} bytes  {}", o.key, o.size, o.last_modified);
             }

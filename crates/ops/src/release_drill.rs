@@ -49,6 +49,9 @@ pub struct ReleaseDrillOptions {
     pub inject_migration: Option<PathBuf>,
     /// Where to write the JSON report (default: `BACKUP/release-drill-<time>.json`).
     pub report: Option<PathBuf>,
+    /// The stager's upload prefix the drill's storage sweep lists (never deletes) against the
+    /// restored catalog.
+    pub sweep_prefix: String,
 }
 
 /// A release drill's outcome.
@@ -124,6 +127,14 @@ impl Steps {
                 self.check(name, false, e);
                 None
             }
+        }
+    }
+
+    /// A check whose finding is its outcome's text, either way.
+    fn outcome(&mut self, name: &str, r: std::result::Result<String, String>) -> bool {
+        match r {
+            Ok(detail) => self.check(name, true, detail),
+            Err(e) => self.check(name, false, e),
         }
     }
 
@@ -325,7 +336,7 @@ async fn rehearse(
                 true,
                 "decrypted and restored into a throwaway cluster",
             );
-            on_restored(opts, release, previous, &isolated.url, work, steps).await
+            on_restored(dep, opts, release, previous, &isolated.url, work, steps).await
         }
         Err(e) => {
             steps.check("restore", false, e.to_string());
@@ -341,6 +352,7 @@ async fn rehearse(
 
 /// Everything that runs against the restored database.
 async fn on_restored(
+    dep: &Deployment,
     opts: &ReleaseDrillOptions,
     release: &VerifiedRelease,
     previous: Option<&VerifiedRelease>,
@@ -374,6 +386,9 @@ async fn on_restored(
     if !restored_ok {
         return Ok(());
     }
+    let t = Instant::now();
+    storage(dep, opts, release, db_url, steps).await;
+    steps.time("storage", t);
 
     let t = Instant::now();
     let smoke = {
@@ -456,6 +471,69 @@ async fn restored_ledgers(db_url: &str, steps: &mut Steps) -> bool {
         }
         Err(e) => steps.check("restored ledgers", false, e.to_string()),
     }
+}
+
+/// The new release's storage commands against the deployment's object store: `storage-check`
+/// (its bucket settings; in production a missing one fails the drill) and `storage-sweep`
+/// without `--apply` against the restored catalog (a listing: the drill deletes nothing).
+async fn storage(
+    dep: &Deployment,
+    opts: &ReleaseDrillOptions,
+    release: &VerifiedRelease,
+    db_url: &str,
+    steps: &mut Steps,
+) {
+    let ops = release.dir.join("defendable-ops");
+    let mut vars = object_store_vars(dep);
+    steps.outcome(
+        "storage check",
+        run(&ops, &["storage-check"], &vars, None)
+            .await
+            .map(|out| out.lines().map(str::trim).collect::<Vec<_>>().join("; ")),
+    );
+    vars.push(("DATABASE_URL".into(), db_url.to_owned()));
+    let swept = run(
+        &ops,
+        &["storage-sweep", "--prefix", &opts.sweep_prefix, "--json"],
+        &vars,
+        None,
+    )
+    .await
+    .and_then(|out| {
+        let r: Value = serde_json::from_str(&out).map_err(|e| format!("its report: {e}"))?;
+        Ok(format!(
+            "{} objects under {}, {} referenced by no restored catalog version (listed, not deleted)",
+            r["listed"],
+            opts.sweep_prefix,
+            r["orphans"].as_array().map_or(0, Vec::len)
+        ))
+    });
+    steps.outcome("storage sweep", swept);
+}
+
+/// The deployment's object store settings, for the drilled release's storage commands: its
+/// `APP_ENV`, `DATA_DIR` (the default store), `OBJECT_STORE_URL` and the `AWS_*` variables.
+fn object_store_vars(dep: &Deployment) -> Vec<(String, String)> {
+    let data_dir =
+        std::fs::canonicalize(&dep.config.data_dir).unwrap_or_else(|_| dep.config.data_dir.clone());
+    let mut vars = vec![
+        (
+            "APP_ENV".to_owned(),
+            if dep.config.app_env.is_production() {
+                "production"
+            } else {
+                "development"
+            }
+            .to_owned(),
+        ),
+        ("DATA_DIR".to_owned(), data_dir.display().to_string()),
+    ];
+    if let Some(url) = &dep.config.object_store_url {
+        vars.push(("OBJECT_STORE_URL".to_owned(), url.to_string()));
+    }
+    // The S3 client reads these from the environment, in the deployment as in the release.
+    vars.extend(std::env::vars().filter(|(k, _)| k.starts_with("AWS_")));
+    vars
 }
 
 /// What the new release's smoke suite left for the read-only checks.
@@ -808,11 +886,18 @@ async fn run(
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
-        Err(format!(
-            "`{what}` exited {}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        // A command that reports on standard output (storage-check) says why there.
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let said = if stderr.trim().is_empty() {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .join("; ")
+        } else {
+            stderr.trim().to_owned()
+        };
+        Err(format!("`{what}` exited {}: {said}", out.status))
     }
 }
 

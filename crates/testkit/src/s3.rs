@@ -1,5 +1,9 @@
-//! A real S3-compatible server on loopback for tests: `s3s-fs` (from the Rust registry; `cargo
-//! xtask test` installs it), serving one bucket from a temporary directory.
+//! Real S3-compatible servers on loopback for tests, both installed by `cargo xtask test`:
+//!
+//! - [`S3Server`]: `s3s-fs` (from the Rust registry), serving one bucket from a temporary
+//!   directory; it checks request signatures.
+//! - [`Moto`]: moto's server (from PyPI, in a virtual environment under `target/tools/`), which
+//!   implements the bucket versioning and lifecycle calls s3s-fs lacks.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -34,10 +38,7 @@ impl S3Server {
         defendable_store::install_crypto_provider();
         let root = TempDir::new();
         std::fs::create_dir_all(root.path().join(bucket)).expect("bucket dir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = free_port();
         let child = Command::new("s3s-fs")
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
@@ -46,11 +47,7 @@ impl S3Server {
             .stderr(Stdio::null())
             .spawn()
             .expect("s3s-fs starts (cargo xtask test installs it with cargo install)");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "s3s-fs did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for(port, "s3s-fs");
         S3Server {
             child,
             port,
@@ -65,14 +62,103 @@ impl S3Server {
 
     /// An S3 client for `bucket` on this server (it also presigns URLs).
     pub fn store(&self, bucket: &str) -> object_store::aws::AmazonS3 {
-        object_store::aws::AmazonS3Builder::new()
-            .with_bucket_name(bucket)
-            .with_endpoint(self.endpoint())
-            .with_allow_http(true)
-            .with_region("us-east-1")
-            .with_access_key_id(ACCESS_KEY)
-            .with_secret_access_key(SECRET_KEY)
-            .build()
-            .expect("s3 store")
+        self.builder(bucket).build().expect("s3 store")
+    }
+
+    /// The client settings for `bucket` on this server.
+    pub fn builder(&self, bucket: &str) -> object_store::aws::AmazonS3Builder {
+        client_settings(&self.endpoint(), bucket)
+    }
+}
+
+fn client_settings(endpoint: &str, bucket: &str) -> object_store::aws::AmazonS3Builder {
+    object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name(bucket)
+        .with_endpoint(endpoint)
+        .with_allow_http(true)
+        .with_region("us-east-1")
+        .with_access_key_id(ACCESS_KEY)
+        .with_secret_access_key(SECRET_KEY)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn wait_for(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The pinned moto; keep in step with `MOTO` in xtask/src/main.rs, which installs it.
+pub const MOTO_VERSION: &str = "5.2.5";
+
+/// A running moto server, stopped when dropped. It keeps everything in memory.
+#[derive(Debug)]
+pub struct Moto {
+    child: Child,
+    /// The port it listens on (127.0.0.1).
+    pub port: u16,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Moto {
+    /// Starts a server with no buckets.
+    pub fn start() -> Moto {
+        defendable_store::install_crypto_provider();
+        let bin = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../target/tools")
+            .join(format!("moto-{MOTO_VERSION}/bin/moto_server"));
+        assert!(
+            bin.is_file(),
+            "{} is missing: `cargo xtask test` installs moto {MOTO_VERSION}",
+            bin.display()
+        );
+        let port = free_port();
+        let child = Command::new(bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server starts");
+        wait_for(port, "moto_server");
+        Moto { child, port }
+    }
+
+    /// Its endpoint URL.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The client settings for `bucket` on this server.
+    pub fn builder(&self, bucket: &str) -> object_store::aws::AmazonS3Builder {
+        client_settings(&self.endpoint(), bucket)
+    }
+
+    /// Sends a bucket-level request as an administrator would (moto does not check signatures
+    /// unless asked to): `PUT /bucket` creates it, `PUT /bucket?versioning` with a
+    /// `VersioningConfiguration` turns versioning on, `PUT /bucket?lifecycle` sets the rules.
+    pub async fn put(&self, path_and_query: &str, body: &str) {
+        let response = reqwest::Client::new()
+            .put(format!("{}/{path_and_query}", self.endpoint()))
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("moto answers");
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        assert!(status.is_success(), "PUT {path_and_query}: {status} {text}");
     }
 }

@@ -118,7 +118,7 @@ fn systemd_units_pin_production_on_the_command_line() {
         }
     }
     assert_eq!(
-        checked, 5,
-        "the API's check-config and serve, the backup, the drill, the storage sweep"
+        checked, 6,
+        "the API's check-config and serve, the backup, the drill, the storage check and sweep"
     );
 }

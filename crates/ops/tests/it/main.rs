@@ -3,3 +3,4 @@
 mod docs;
 mod ops;
 mod release;
+mod storage;

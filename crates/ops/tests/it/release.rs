@@ -111,6 +111,7 @@ fn drill_options(release: &Path, backup: &Path, previous: Option<&Path>) -> Rele
         vkeys: Vec::new(),
         inject_migration: None,
         report: None,
+        sweep_prefix: "raw/".into(),
     }
 }
 
@@ -172,6 +173,8 @@ async fn a_release_is_recorded_drilled_with_its_rollback_and_both_receipts_verif
         "restore",
         "migrations",
         "restored ledgers",
+        "storage check",
+        "storage sweep",
         "new server",
         "sign-in",
         "record a receipt",
@@ -184,6 +187,16 @@ async fn a_release_is_recorded_drilled_with_its_rollback_and_both_receipts_verif
     ] {
         assert!(names.contains(&step), "no {step:?} in {names:?}");
     }
+    let sweep = report
+        .checks
+        .iter()
+        .find(|c| c.name == "storage sweep")
+        .expect("sweep");
+    assert_eq!(
+        sweep.detail,
+        "1 objects under raw/, 0 referenced by no restored catalog version (listed, not deleted)",
+        "the seeded dataset's object, referenced by the restored catalog"
+    );
 
     // The release_drill receipt, as a bundle, verifies offline too.
     let (operator, _) = dep.operator_org().await.expect("operator");
