@@ -277,6 +277,7 @@ fn test() -> Result<()> {
         NODE,
         CHROMIUM,
         CHROMEDRIVER,
+        DNS_SERVER,
     ])?;
     ensure_s3_server()?;
     ensure_python_tool("schemathesis", "schemathesis", SCHEMATHESIS, "schemathesis")?;
@@ -521,6 +522,14 @@ const SMTP_CAPTURE: Requirement = Requirement {
     what: "the aiosmtpd SMTP capture server for /usr/bin/python3",
     present: aiosmtpd_present,
     debian_package: "python3-aiosmtpd",
+};
+
+/// A DNS server the domain-verification tests start on loopback with the TXT records they
+/// publish: dnsmasq (from dnsmasq-base, which starts no system service).
+const DNS_SERVER: Requirement = Requirement {
+    what: "dnsmasq (a DNS server for the domain-verification tests)",
+    present: || Path::new("/usr/sbin/dnsmasq").is_file(),
+    debian_package: "dnsmasq-base",
 };
 
 /// Python's venv (with ensurepip) for /usr/bin/python3: schemathesis is installed into a

@@ -74,7 +74,8 @@ pub async fn prepare(config: &Config) -> Result<(Dependencies, Option<Cluster>)>
     ))
 }
 
-/// Development only: fills unset JWT_SECRET, OBJECT_URL_SIGNING_KEY and LEDGER_SIGNING_KEY with
+/// Development only: fills unset JWT_SECRET, OBJECT_URL_SIGNING_KEY, SSO_SECRET_KEY and
+/// LEDGER_SIGNING_KEY with
 /// values generated once
 /// and kept (mode 0600) under `DATA_DIR/dev-secrets/`, so sessions survive restarts.
 pub fn dev_secrets(config: &mut Config) -> Result<()> {
@@ -100,6 +101,16 @@ pub fn dev_secrets(config: &mut Config) -> Result<()> {
             ))
         })?;
         config.object_url_signing_key.current = Some(value.into());
+    }
+    if config.sso_secret_key.current.is_none() {
+        let value = kept_secret(&config.data_dir, "sso_secret_key", || {
+            Ok(format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            ))
+        })?;
+        config.sso_secret_key.current = Some(value.into());
     }
     if config.ledger_signing_key.is_none() {
         let value = kept_secret(&config.data_dir, "ledger_signing_key", || {

@@ -80,6 +80,12 @@ error_codes! {
     AlreadyMember = "already_member", CONFLICT;
     /// Another organization has this slug.
     SlugTaken = "slug_taken", CONFLICT;
+    /// The organization already claims this domain.
+    DomainExists = "domain_exists", CONFLICT;
+    /// Another organization has verified this domain.
+    DomainTaken = "domain_taken", CONFLICT;
+    /// Another of the organization's SSO connections already routes this domain.
+    DomainRouted = "domain_routed", CONFLICT;
     /// The dataset grant has expired.
     GrantExpired = "grant_expired", GONE;
     /// The body needs a length.
@@ -130,6 +136,11 @@ error_codes! {
     DigestMismatch = "digest_mismatch", UNPROCESSABLE_ENTITY;
     /// The object is not in storage.
     ObjectMissing = "object_missing", UNPROCESSABLE_ENTITY;
+    /// The domain's TXT record does not hold its challenge (yet); the detail says what the
+    /// lookup saw.
+    DomainNotVerified = "domain_not_verified", UNPROCESSABLE_ENTITY;
+    /// A declared per-organization limit (domains, SSO connections, group mappings) is reached.
+    LimitReached = "limit_reached", UNPROCESSABLE_ENTITY;
     /// A rate limit of `config::limits` refused the request.
     RateLimited = "rate_limited", TOO_MANY_REQUESTS;
     /// The daily dataset quota is used up.
@@ -154,6 +165,10 @@ error_codes! {
     InternalNotConfigured = "internal_not_configured", SERVICE_UNAVAILABLE;
     /// `STRIPE_WEBHOOK_SECRET` is not configured.
     WebhookNotConfigured = "webhook_not_configured", SERVICE_UNAVAILABLE;
+    /// `SSO_SECRET_KEY` is not configured, or no configured key opens a stored client secret.
+    SsoUnavailable = "sso_unavailable", SERVICE_UNAVAILABLE;
+    /// The DNS lookup itself failed (timeout, refused); retry shortly.
+    DnsUnavailable = "dns_unavailable", SERVICE_UNAVAILABLE;
 }
 
 /// `docs/errors.md`: every code with its status and meaning (a test keeps the file current).
@@ -504,6 +519,38 @@ impl From<defendable_datasets::DatasetsError> for ApiError {
             DatasetsError::GrantExpired => ApiError::new(ErrorCode::GrantExpired, detail),
             DatasetsError::Ledger(inner) => inner.into(),
             DatasetsError::Store(inner) => ApiError::store(inner),
+        }
+    }
+}
+
+impl From<defendable_sso::SsoError> for ApiError {
+    fn from(e: defendable_sso::SsoError) -> Self {
+        use defendable_sso::SsoError as E;
+        let detail = e.to_string();
+        match e {
+            E::InvalidInput(_) => ApiError::new(ErrorCode::InvalidInput, detail),
+            E::NotFound => ApiError::not_found(),
+            E::DomainExists => ApiError::new(ErrorCode::DomainExists, detail),
+            E::DomainTaken => ApiError::new(ErrorCode::DomainTaken, detail),
+            E::DomainRouted(_) => ApiError::new(ErrorCode::DomainRouted, detail),
+            E::DomainNotVerified(_) => ApiError::new(ErrorCode::DomainNotVerified, detail),
+            E::LimitReached(_) => ApiError::new(ErrorCode::LimitReached, detail),
+            E::SealedWithUnknownKey => {
+                tracing::error!(
+                    "a stored SSO client secret opens under no configured SSO_SECRET_KEY"
+                );
+                ApiError::new(ErrorCode::SsoUnavailable, detail)
+            }
+            E::Dns(cause) => {
+                tracing::warn!(error = %cause, "DNS lookup failed");
+                ApiError::new(
+                    ErrorCode::DnsUnavailable,
+                    "the DNS lookup failed; try again shortly",
+                )
+                .with_retry_after(5)
+            }
+            E::Store(inner) => ApiError::store(inner),
+            E::Ledger(inner) => inner.into(),
         }
     }
 }

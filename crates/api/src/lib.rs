@@ -64,6 +64,10 @@ pub struct AppState {
     pub url_signer: UrlSigner,
     /// `/readyz`'s object-store probe, reused for a second.
     pub object_probe: routes::health::ObjectProbe,
+    /// Seals SSO client secrets; `None` when SSO_SECRET_KEY is not configured.
+    pub sso_keys: Option<Arc<defendable_sso::sealed::SecretKeys>>,
+    /// Looks up domain verification records (DNS_RESOLVER or the system's).
+    pub dns: defendable_sso::dns::TxtResolver,
 }
 
 impl std::fmt::Debug for AppState {
@@ -196,6 +200,20 @@ impl Application {
                 .as_ref()
                 .map(|p| p.expose_secret().as_bytes()),
         );
+        let sso_keys = config.sso_secret_key.current.as_ref().map(|current| {
+            Arc::new(defendable_sso::sealed::SecretKeys::new(
+                current.expose_secret(),
+                config
+                    .sso_secret_key
+                    .previous
+                    .as_ref()
+                    .map(|p| p.expose_secret()),
+            ))
+        });
+        let dns = match &config.dns_resolver {
+            Some(server) => defendable_sso::dns::TxtResolver::parse(server)?,
+            None => defendable_sso::dns::TxtResolver::system(),
+        };
         let listener = TcpListener::bind(config.bind_addr)
             .with_context(|| format!("binding {}", config.bind_addr))?;
         let port = listener.local_addr()?.port();
@@ -212,6 +230,8 @@ impl Application {
             presigner: deps.presigner,
             url_signer,
             object_probe: Default::default(),
+            sso_keys,
+            dns,
         });
         ratelimit::spawn_pruner(
             state.db.pool().clone(),

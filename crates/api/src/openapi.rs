@@ -9,7 +9,7 @@ use utoipa::Modify;
 use crate::error::Problem;
 use crate::routes::{
     api_keys, auth, datasets, dto, health, invites, ledger, me, objects, ops, orgs, pages,
-    receipts, share, wellknown,
+    receipts, share, sso, wellknown,
 };
 
 /// The API description served at `/openapi.json`.
@@ -28,6 +28,9 @@ use crate::routes::{
         orgs::post_orgs, orgs::get_orgs, orgs::get_org, orgs::get_org_members, orgs::patch_org_member, orgs::delete_org_member,
         invites::post_org_invites, invites::get_org_invites, invites::delete_org_invite,
         api_keys::post_org_api_keys, api_keys::get_org_api_keys, api_keys::delete_org_api_key,
+        sso::post_org_domains, sso::get_org_domains, sso::post_org_domain_verify, sso::delete_org_domain,
+        sso::post_org_sso_connections, sso::get_org_sso_connections, sso::get_org_sso_connection,
+        sso::patch_org_sso_connection, sso::delete_org_sso_connection,
         receipts::post_org_receipts, receipts::get_org_receipts, receipts::get_org_receipt,
         receipts::post_receipt_share, receipts::delete_receipt_share, receipts::get_receipt_proof,
         ledger::get_ledger_verify, ledger::get_ledger_checkpoint, ledger::get_ledger_export, ledger::get_ledger_keys,
@@ -47,6 +50,7 @@ use crate::routes::{
         (name = "orgs", description = "Organizations and members"),
         (name = "invites", description = "Invites (owners)"),
         (name = "api-keys", description = "API keys (owners, by session)"),
+        (name = "sso", description = "Enterprise SSO settings (owners, by session): verified domains and identity-provider connections, each change an `idp.config_change` receipt"),
         (name = "receipts", description = "Hash-chained receipts of an organization"),
         (name = "ledger", description = "Chain and tree verification, signed-note checkpoints, consistency proofs, tiles, export, keys"),
         (name = "share", description = "Public share links: the projection, its proof bundle, consistency proofs"),

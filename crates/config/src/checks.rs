@@ -155,7 +155,7 @@ pub fn production_problems(config: &Config) -> Vec<Problem> {
     }
     // Optional secrets and every overlap twin: when set, as strong as the secrets they sit
     // beside (a weak previous value would stay accepted for the whole rotation window).
-    let optional: [(&'static str, &Option<secrecy::SecretString>); 7] = [
+    let optional: [(&'static str, &Option<secrecy::SecretString>); 9] = [
         ("JWT_SECRET_PREVIOUS", &config.jwt_secret.previous),
         (
             "INTERNAL_API_KEY_PREVIOUS",
@@ -175,6 +175,8 @@ pub fn production_problems(config: &Config) -> Vec<Problem> {
             "OBJECT_URL_SIGNING_KEY_PREVIOUS",
             &config.object_url_signing_key.previous,
         ),
+        ("SSO_SECRET_KEY", &config.sso_secret_key.current),
+        ("SSO_SECRET_KEY_PREVIOUS", &config.sso_secret_key.previous),
     ];
     for (var, value) in optional {
         if let Some(why) = value

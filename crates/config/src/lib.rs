@@ -136,6 +136,10 @@ pub struct Config {
     pub download_url_ttl: Duration,
     /// Key for the API's own signed object URLs.
     pub object_url_signing_key: Rotating,
+    /// Key that seals SSO client secrets.
+    pub sso_secret_key: Rotating,
+    /// The name server for domain verification (`ip[:port]`); `None`: the system's.
+    pub dns_resolver: Option<String>,
     /// Ledger checkpoint signing key.
     pub ledger_signing_key: Option<SecretString>,
     /// Public keys of earlier signing keys (base64url), still published.
@@ -507,6 +511,8 @@ impl Config {
                 .unwrap_or(Duration::from_secs(900)),
             object_url_signing_key: p
                 .rotating("OBJECT_URL_SIGNING_KEY", "OBJECT_URL_SIGNING_KEY_PREVIOUS"),
+            sso_secret_key: p.rotating("SSO_SECRET_KEY", "SSO_SECRET_KEY_PREVIOUS"),
+            dns_resolver: p.raw("DNS_RESOLVER").map(str::to_owned),
             ledger_signing_key: p.secret("LEDGER_SIGNING_KEY"),
             ledger_signing_keys_previous: p
                 .raw("LEDGER_SIGNING_KEYS_PREVIOUS")
@@ -623,7 +629,7 @@ impl Config {
 
     /// Every critical secret that is set, with its variable name (for the equality rule).
     pub fn critical_secrets(&self) -> Vec<(&'static str, &str)> {
-        let all: [(&'static str, &Option<SecretString>); 13] = [
+        let all: [(&'static str, &Option<SecretString>); 15] = [
             ("JWT_SECRET", &self.jwt_secret.current),
             ("JWT_SECRET_PREVIOUS", &self.jwt_secret.previous),
             ("INTERNAL_API_KEY", &self.internal_api_key.current),
@@ -646,6 +652,8 @@ impl Config {
                 "OBJECT_URL_SIGNING_KEY_PREVIOUS",
                 &self.object_url_signing_key.previous,
             ),
+            ("SSO_SECRET_KEY", &self.sso_secret_key.current),
+            ("SSO_SECRET_KEY_PREVIOUS", &self.sso_secret_key.previous),
         ];
         all.into_iter()
             .filter_map(|(name, s)| s.as_ref().map(|s| (name, s.expose_secret())))

@@ -117,6 +117,15 @@ pub static RATE_LIMITS: &[RateLimit] = &[
         limit: 5,
         window: DAY,
     },
+    // Each verification is an outbound DNS lookup an owner can trigger; a domain needs a few.
+    RateLimit {
+        id: "domain-verify-org",
+        method: "POST",
+        route: "/orgs/{org}/domains/{domain}/verify",
+        key: LimitKey::Org,
+        limit: 30,
+        window: HOUR,
+    },
     RateLimit {
         id: "dataset-grant-org",
         method: "POST",
@@ -264,3 +273,14 @@ pub const EXPORTS_PER_PRINCIPAL: u32 = 2;
 /// How long an export lease lives without a heartbeat: a process killed mid-export frees its
 /// slots after this long.
 pub const EXPORT_LEASE: Duration = Duration::from_secs(120);
+
+/// Domains one organization may claim (verified or not): enough for every brand and subsidiary
+/// of an enterprise, few enough that no one squats a registry's worth of names.
+pub const SSO_DOMAINS_PER_ORG: i64 = 50;
+/// Identity-provider connections per organization: one per IdP an enterprise runs, with room for
+/// a migration between two.
+pub const SSO_CONNECTIONS_PER_ORG: i64 = 10;
+/// IdP groups one connection maps to roles.
+pub const SSO_GROUP_MAPPINGS: usize = 100;
+/// One DNS lookup for a domain verification, all attempts included.
+pub const DNS_LOOKUP: Duration = Duration::from_secs(5);

@@ -6,6 +6,7 @@
 //! The template is named after a fingerprint of the migrations, so changing a migration builds
 //! a new one.
 
+pub mod dns;
 pub mod files;
 pub mod http;
 pub mod s3;

@@ -15,6 +15,7 @@ pub mod pages;
 pub mod proof;
 pub mod receipts;
 pub mod share;
+pub mod sso;
 pub mod wellknown;
 
 use actix_cors::Cors;
@@ -83,6 +84,27 @@ pub fn configure(config: &Config) -> impl FnOnce(&mut web::ServiceConfig) + '_ {
             )
             .service(
                 web::resource("/orgs/{org}/api-keys/{id}").delete(api_keys::delete_org_api_key),
+            )
+            .service(
+                web::resource("/orgs/{org}/domains")
+                    .post(sso::post_org_domains)
+                    .get(sso::get_org_domains),
+            )
+            .service(web::resource("/orgs/{org}/domains/{domain}").delete(sso::delete_org_domain))
+            .service(
+                web::resource("/orgs/{org}/domains/{domain}/verify")
+                    .post(sso::post_org_domain_verify),
+            )
+            .service(
+                web::resource("/orgs/{org}/sso/connections")
+                    .post(sso::post_org_sso_connections)
+                    .get(sso::get_org_sso_connections),
+            )
+            .service(
+                web::resource("/orgs/{org}/sso/connections/{id}")
+                    .get(sso::get_org_sso_connection)
+                    .patch(sso::patch_org_sso_connection)
+                    .delete(sso::delete_org_sso_connection),
             )
             .service(
                 web::resource("/orgs/{org}/receipts")

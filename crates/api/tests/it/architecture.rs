@@ -29,6 +29,7 @@ fn core_crates_do_not_depend_on_actix_web() {
         "defendable-ledger",
         "defendable-identity",
         "defendable-datasets",
+        "defendable-sso",
     ] {
         let tree = cargo_tree(core, &["-e", "normal,build"]);
         assert!(tree.lines().count() >= 1, "empty tree for {core}");
@@ -145,6 +146,16 @@ const ALLOWED_CORE_DEPS: &[(&str, &[&str])] = &[
     (
         "defendable-datasets",
         &["defendable-store", "defendable-ledger", "defendable-config"],
+    ),
+    // SSO composes identity and the ledger (IdP changes are receipts); neither depends on it.
+    (
+        "defendable-sso",
+        &[
+            "defendable-store",
+            "defendable-ledger",
+            "defendable-identity",
+            "defendable-config",
+        ],
     ),
 ];
 

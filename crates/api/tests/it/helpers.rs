@@ -17,6 +17,7 @@ pub const OBJECT_URL_KEY: &str = "test-url-Pq8Wn3Ez5Rt7Yu1Io4As6Df9Gh2Jk0";
 pub const INTERNAL_KEY: &str = "test-internal-Zx9Cv8Bn7Mq6Wr5Ty4Ui3Op2";
 pub const RUNNER_TOKEN: &str = "test-runner-Lk3Jh5Gf7Ds9Aq2We4Rt6Yu8";
 pub const STRIPE_SECRET: &str = "whsec_test_Mn1Bv2Cx3Za4Sd5Fg6Hj7Kl8";
+pub const SSO_KEY: &str = "test-sso-Rv4Ty7Ui1Op3As6Df8Gh2Jk5Lz9Xc";
 
 /// One checkpoint signing key for every server in this test process (PKCS#8, base64url).
 pub fn signing_key() -> &'static str {
@@ -46,6 +47,7 @@ pub fn config(vars: &[(&str, &str)]) -> Config {
         ("INTERNAL_API_KEY".into(), INTERNAL_KEY.into()),
         ("RUNNER_TOKEN".into(), RUNNER_TOKEN.into()),
         ("STRIPE_WEBHOOK_SECRET".into(), STRIPE_SECRET.into()),
+        ("SSO_SECRET_KEY".into(), SSO_KEY.into()),
     ];
     pairs.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     Config::parse(&Env::from_pairs(pairs)).expect("test config parses")

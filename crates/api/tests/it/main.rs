@@ -22,3 +22,4 @@ mod pool_http;
 mod prepared;
 mod proofs_http;
 mod smtp;
+mod sso_http;

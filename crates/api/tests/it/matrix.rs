@@ -11,7 +11,7 @@ use defendable_identity::{Email, OrgName, OrgSlug, Role};
 use defendable_store::audit::AuditContext;
 use serde_json::{json, Value};
 
-use crate::helpers::{TestApp, JWT_SECRET};
+use crate::helpers::{TestApp, JWT_SECRET, SSO_KEY};
 
 const PRINCIPALS: [&str; 10] = [
     "anonymous",
@@ -58,6 +58,17 @@ const MATRIX: &[(&str, &str, [u16; 10])] = &[
     ("POST",   "/orgs/{org}/api-keys",               [401, 403, 201, 404, 403, 404, 401, 401, 401, 401]),
     ("GET",    "/orgs/{org}/api-keys",               [401, 403, 200, 404, 403, 404, 401, 401, 401, 401]),
     ("DELETE", "/orgs/{org}/api-keys/{id}",          [401, 403, 204, 404, 403, 404, 401, 401, 401, 401]),
+    // SSO settings: owners, by session.
+    ("POST",   "/orgs/{org}/domains",                [401, 403, 201, 404, 403, 404, 401, 401, 401, 401]),
+    ("GET",    "/orgs/{org}/domains",                [401, 403, 200, 404, 403, 404, 401, 401, 401, 401]),
+    ("DELETE", "/orgs/{org}/domains/{domain}",       [401, 403, 204, 404, 403, 404, 401, 401, 401, 401]),
+    // The fixture's domain is verified already: no DNS lookup.
+    ("POST",   "/orgs/{org}/domains/{domain}/verify", [401, 403, 200, 404, 403, 404, 401, 401, 401, 401]),
+    ("POST",   "/orgs/{org}/sso/connections",        [401, 403, 201, 404, 403, 404, 401, 401, 401, 401]),
+    ("GET",    "/orgs/{org}/sso/connections",        [401, 403, 200, 404, 403, 404, 401, 401, 401, 401]),
+    ("GET",    "/orgs/{org}/sso/connections/{id}",   [401, 403, 200, 404, 403, 404, 401, 401, 401, 401]),
+    ("PATCH",  "/orgs/{org}/sso/connections/{id}",   [401, 403, 200, 404, 403, 404, 401, 401, 401, 401]),
+    ("DELETE", "/orgs/{org}/sso/connections/{id}",   [401, 403, 204, 404, 403, 404, 401, 401, 401, 401]),
     ("POST",   "/orgs/{org}/receipts",               [401, 201, 201, 404, 201, 404, 401, 401, 401, 401]),
     ("GET",    "/orgs/{org}/receipts",               [401, 200, 200, 404, 200, 404, 401, 401, 401, 401]),
     ("GET",    "/orgs/{org}/receipts/{id}",          [401, 200, 200, 404, 200, 404, 401, 401, 401, 401]),
@@ -98,6 +109,8 @@ struct Fixture {
     member_id: String,
     invite_id: String,
     spare_key_id: String,
+    connection_id: String,
+    domain: String,
     credentials: Vec<Option<String>>,
 }
 
@@ -265,6 +278,39 @@ async fn fixture(app: &TestApp, n: usize) -> Fixture {
     .await
     .expect("invite");
 
+    let domain = format!("d{n}.matrix.test");
+    client
+        .execute(
+            "INSERT INTO org_domains (org_id, domain, challenge, verified_at) VALUES ($1, $2, 'c', now())",
+            &[&org.id.as_uuid(), &domain],
+        )
+        .await
+        .expect("domain");
+    let connection = defendable_sso::store::create_connection(
+        &mut pool.get().await.expect("client"),
+        &defendable_sso::sealed::SecretKeys::new(SSO_KEY, None),
+        defendable_sso::store::Change {
+            org: org.id,
+            actor: owner,
+            ctx: &ctx,
+        },
+        defendable_sso::store::NewConnection {
+            provider: defendable_sso::Provider::Generic,
+            issuer: defendable_sso::Issuer::parse("https://idp.matrix.test", false)
+                .expect("issuer"),
+            client_id: defendable_sso::ClientId::parse("matrix").expect("client id"),
+            client_secret: defendable_sso::ClientSecret::parse("matrix-secret").expect("secret"),
+            domains: vec![
+                defendable_sso::DomainName::parse(&format!("c{n}.matrix.test")).expect("domain"),
+            ],
+            group_roles: Default::default(),
+            default_role: None,
+            enforced: false,
+        },
+    )
+    .await
+    .expect("connection");
+
     let mut client = pool.get().await.expect("client");
     let tx = client.transaction().await.expect("tx");
     let draft = defendable_ledger::Draft::new(
@@ -296,6 +342,8 @@ async fn fixture(app: &TestApp, n: usize) -> Fixture {
         member_id: member.to_string(),
         invite_id: invite.id.to_string(),
         spare_key_id: spare.id.to_string(),
+        connection_id: connection.id.to_string(),
+        domain,
         credentials: vec![
             None,
             Some(member_token),
@@ -324,6 +372,14 @@ fn body_for(method: &str, path: &str, n: usize, org: &str) -> Option<Value> {
             Some(json!({"email": format!("inv-{}@example.com", &unique[..12]), "role": "member"}))
         }
         ("POST", "/orgs/{org}/api-keys") => Some(json!({"name": "matrix"})),
+        ("POST", "/orgs/{org}/domains") => {
+            Some(json!({"domain": format!("n{}.matrix.test", &unique[..12])}))
+        }
+        ("POST", "/orgs/{org}/sso/connections") => Some(json!({
+            "provider": "generic", "issuer": "https://idp.matrix.test", "client_id": "c",
+            "client_secret": "s", "domains": [format!("n{}.matrix.test", &unique[..12])],
+        })),
+        ("PATCH", "/orgs/{org}/sso/connections/{id}") => Some(json!({"enforced": true})),
         ("POST", "/datasets/catalog/{slug}/download") => Some(json!({"org": org})),
         ("POST", "/internal/receipts") => Some(json!({"org": org, "kind": "run", "public": {}})),
         ("POST", "/webhooks/stripe") => Some(json!({"id": "evt_1", "type": "ping"})),
@@ -367,6 +423,8 @@ async fn every_route_answers_every_principal_with_the_exact_status() {
             let fx = fixture(&app, n).await;
             let id = if template.contains("/invites/") {
                 &fx.invite_id
+            } else if template.contains("/sso/connections/") {
+                &fx.connection_id
             } else if template.contains("/receipts/") {
                 &fx.receipt_id
             } else {
@@ -375,6 +433,7 @@ async fn every_route_answers_every_principal_with_the_exact_status() {
             let path = template
                 .replace("{org}", &fx.slug)
                 .replace("{user}", &fx.member_id)
+                .replace("{domain}", &fx.domain)
                 .replace("{id}", id)
                 .replace("{token}", &fx.share_token)
                 .replace("{slug}", "matrix-data")

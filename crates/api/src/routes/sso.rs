@@ -1,0 +1,403 @@
+//! Enterprise SSO settings (owners, by session): verified domains and identity-provider
+//! connections. Every change is an `idp.config_change` receipt in the organization's chain.
+
+use std::collections::BTreeMap;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use defendable_config::limits::LimitKey;
+use defendable_identity::Role;
+use defendable_sso::store::{self as sso, Change, ConnectionPatch, NewConnection};
+use defendable_sso::view::{ConnectionList, ConnectionView, DomainList, DomainView};
+use defendable_sso::{
+    ClientId, ClientSecret, ConnectionId, DomainName, GroupRoles, Issuer, Provider,
+};
+use serde::Deserialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorCode, Problem};
+use crate::AppState;
+
+/// `POST /orgs/{org}/domains` body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ClaimDomain {
+    /// The domain, e.g. `example.com` (an internationalized name in its `xn--` form).
+    pub domain: String,
+}
+
+/// Claims a domain; the answer names the DNS TXT record that proves it.
+#[utoipa::path(post, path = "/orgs/{org}/domains", tag = "sso", request_body = ClaimDomain, security(("bearer" = [])),
+    params(("org" = String, Path, description = "Organization slug or id")),
+    responses(
+        (status = 201, description = "Claimed; publish the TXT record, then verify", body = DomainView),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an owner, or an API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organization, or not a member", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already claimed here (`domain_exists`) or verified by another organization (`domain_taken`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not a domain name, or the organization claims 50 already", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn post_org_domains(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Json<ClaimDomain>,
+) -> Result<HttpResponse, ApiError> {
+    let (access, user) = caller.owner(&state, &path).await?;
+    let domain = DomainName::parse(&body.domain)?;
+    let change = Change {
+        org: access.org.id,
+        actor: user,
+        ctx: &caller.ctx,
+    };
+    let claim = sso::add_domain(&mut *state.db.get().await?, change, &domain).await?;
+    Ok(HttpResponse::Created().json(DomainView::from(claim)))
+}
+
+/// The organization's claimed domains with their TXT records.
+#[utoipa::path(get, path = "/orgs/{org}/domains", tag = "sso", security(("bearer" = [])),
+    params(("org" = String, Path, description = "Organization slug or id")),
+    responses(
+        (status = 200, description = "Every claimed domain (at most 50)", body = DomainList),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an owner, or an API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organization, or not a member", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_org_domains(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<web::Json<DomainList>, ApiError> {
+    let (access, _) = caller.owner(&state, &path).await?;
+    let claims = sso::list_domains(&*state.db.get().await?, access.org.id).await?;
+    Ok(web::Json(DomainList {
+        items: claims.into_iter().map(DomainView::from).collect(),
+    }))
+}
+
+const VERIFY_ROUTE: &str = "/orgs/{org}/domains/{domain}/verify";
+
+/// Looks the domain's TXT record up (through `DNS_RESOLVER`) and verifies the domain when it
+/// holds the challenge. Verifying a verified domain answers it unchanged.
+#[utoipa::path(post, path = "/orgs/{org}/domains/{domain}/verify", tag = "sso", security(("bearer" = [])),
+    params(("org" = String, Path, description = "Organization slug or id"), ("domain" = String, Path, description = "A claimed domain")),
+    responses(
+        (status = 200, description = "Verified", body = DomainView),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an owner, or an API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organization or claimed domain", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Another organization verified it first (`domain_taken`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The TXT record does not hold the challenge (`domain_not_verified`; the detail says what was seen)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The DNS lookup failed (`dns_unavailable`), or the database is unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn post_org_domain_verify(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<web::Json<DomainView>, ApiError> {
+    let (org, domain) = path.into_inner();
+    let (access, user) = caller.owner(&state, &org).await?;
+    let domain = DomainName::parse(&domain)?;
+    crate::ratelimit::check(&req, &state, "POST", VERIFY_ROUTE, |k| match k {
+        LimitKey::Org => Some(access.org.id.to_string()),
+        _ => None,
+    })
+    .await?;
+    let claim = sso::get_domain(&*state.db.get().await?, access.org.id, &domain).await?;
+    if claim.verified_at.is_some() {
+        return Ok(web::Json(claim.into()));
+    }
+    // No database connection is held while DNS answers.
+    let found = state.dns.challenge_records(&domain).await?;
+    sso::challenge_found(&claim, &found)?;
+    let change = Change {
+        org: access.org.id,
+        actor: user,
+        ctx: &caller.ctx,
+    };
+    let verified = sso::mark_verified(&mut *state.db.get().await?, change, &domain).await?;
+    Ok(web::Json(verified.into()))
+}
+
+/// Removes a claimed domain; connections that list it stop routing it.
+#[utoipa::path(delete, path = "/orgs/{org}/domains/{domain}", tag = "sso", security(("bearer" = [])),
+    params(("org" = String, Path, description = "Organization slug or id"), ("domain" = String, Path, description = "A claimed domain")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an owner, or an API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organization or claimed domain", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete_org_domain(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (org, domain) = path.into_inner();
+    let (access, user) = caller.owner(&state, &org).await?;
+    let domain = DomainName::parse(&domain)?;
+    let change = Change {
+        org: access.org.id,
+        actor: user,
+        ctx: &caller.ctx,
+    };
+    sso::remove_domain(&mut *state.db.get().await?, change, &domain).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `POST /orgs/{org}/sso/connections` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateConnection {
+    /// The provider preset: `generic`, `google`, `entra` or `okta`.
+    pub provider: Provider,
+    /// The OpenID Provider's issuer (`https://`), exactly as its ID tokens name it.
+    pub issuer: String,
+    /// The OAuth client id.
+    pub client_id: String,
+    /// The OAuth client secret: sealed at rest, never returned.
+    pub client_secret: String,
+    /// Email domains this connection signs in (each routes once verified).
+    pub domains: Vec<String>,
+    /// IdP group → `owner` | `member` (at most 100 groups).
+    #[serde(default)]
+    pub group_roles: BTreeMap<String, String>,
+    /// The role of a user in no mapped group; absent: such a user is refused.
+    #[serde(default)]
+    pub default_role: Option<String>,
+    /// Accept only sessions from this connection in the organization.
+    #[serde(default)]
+    pub enforced: bool,
+}
+
+/// `PATCH /orgs/{org}/sso/connections/{id}` body: each field present replaces that setting.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchConnection {
+    /// A new issuer.
+    pub issuer: Option<String>,
+    /// A new client id.
+    pub client_id: Option<String>,
+    /// A new client secret (rotation at the IdP).
+    pub client_secret: Option<String>,
+    /// New domains.
+    pub domains: Option<Vec<String>>,
+    /// A new group mapping.
+    pub group_roles: Option<BTreeMap<String, String>>,
+    /// A new default role; `null` removes it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub default_role: Option<Option<String>>,
+    /// Enforcement on or off.
+    pub enforced: Option<bool>,
+}
+
+/// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn double_option<'de, D>(d: D) -> Result<Option<Option<String>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Option::<String>::deserialize(d).map(Some)
+}
+
+fn domains(list: &[String]) -> Result<Vec<DomainName>, ApiError> {
+    Ok(list
+        .iter()
+        .map(|d| DomainName::parse(d))
+        .collect::<Result<_, _>>()?)
+}
+
+fn role(r: &str) -> Result<Role, ApiError> {
+    Ok(Role::parse(r)?)
+}
+
+fn allow_http_issuers(state: &AppState) -> bool {
+    !state.config.app_env.is_production()
+}
+
+fn keys(state: &AppState) -> Result<&defendable_sso::sealed::SecretKeys, ApiError> {
+    state.sso_keys.as_deref().ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::SsoUnavailable,
+            "SSO_SECRET_KEY is not configured on this deployment",
+        )
+    })
+}
+
+/// Creates a connection; the receipt names what was set, never the secret.
+#[utoipa::path(post, path = "/orgs/{org}/sso/connections", tag = "sso", request_body = CreateConnection, security(("bearer" = [])),
+    params(("org" = String, Path, description = "Organization slug or id")),
+    responses(
+        (status = 201, description = "Created", body = ConnectionView),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an owner, or an API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organization, or not a member", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A domain already routes to another connection (`domain_routed`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An invalid setting, or the organization has 10 connections", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "SSO_SECRET_KEY is not configured (`sso_unavailable`), or the database is unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn post_org_sso_connections(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Json<CreateConnection>,
+) -> Result<HttpResponse, ApiError> {
+    let (access, user) = caller.owner(&state, &path).await?;
+    let body = body.into_inner();
+    let new = NewConnection {
+        provider: body.provider,
+        issuer: Issuer::parse(&body.issuer, allow_http_issuers(&state))?,
+        client_id: ClientId::parse(&body.client_id)?,
+        client_secret: ClientSecret::parse(&body.client_secret)?,
+        domains: domains(&body.domains)?,
+        group_roles: GroupRoles::parse(&body.group_roles)?,
+        default_role: body.default_role.as_deref().map(role).transpose()?,
+        enforced: body.enforced,
+    };
+    let change = Change {
+        org: access.org.id,
+        actor: user,
+        ctx: &caller.ctx,
+    };
+    let created =
+        sso::create_connection(&mut *state.db.get().await?, keys(&state)?, change, new).await?;
+    Ok(HttpResponse::Created().json(ConnectionView::from(created)))
+}
+
+/// The organization's connections, without secrets.
+#[utoipa::path(get, path = "/orgs/{org}/sso/connections", tag = "sso", security(("bearer" = [])),
+    params(("org" = String, Path, description = "Organization slug or id")),
+    responses(
+        (status = 200, description = "Every connection (at most 10)", body = ConnectionList),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an owner, or an API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organization, or not a member", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_org_sso_connections(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<web::Json<ConnectionList>, ApiError> {
+    let (access, _) = caller.owner(&state, &path).await?;
+    let list = sso::list_connections(&*state.db.get().await?, access.org.id).await?;
+    Ok(web::Json(ConnectionList {
+        items: list.into_iter().map(ConnectionView::from).collect(),
+    }))
+}
+
+/// One connection, without its secret.
+#[utoipa::path(get, path = "/orgs/{org}/sso/connections/{id}", tag = "sso", security(("bearer" = [])),
+    params(("org" = String, Path, description = "Organization slug or id"), ("id" = Uuid, Path, description = "Connection id")),
+    responses(
+        (status = 200, description = "The connection", body = ConnectionView),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an owner, or an API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organization or connection", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_org_sso_connection(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, Uuid)>,
+) -> Result<web::Json<ConnectionView>, ApiError> {
+    let (org, id) = path.into_inner();
+    let (access, _) = caller.owner(&state, &org).await?;
+    let c = sso::get_connection(
+        &*state.db.get().await?,
+        access.org.id,
+        ConnectionId::from_uuid(id),
+    )
+    .await?;
+    Ok(web::Json(c.into()))
+}
+
+/// Changes a connection; the receipt names the settings that changed.
+#[utoipa::path(patch, path = "/orgs/{org}/sso/connections/{id}", tag = "sso", request_body = PatchConnection, security(("bearer" = [])),
+    params(("org" = String, Path, description = "Organization slug or id"), ("id" = Uuid, Path, description = "Connection id")),
+    responses(
+        (status = 200, description = "The connection as it is now", body = ConnectionView),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an owner, or an API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organization or connection", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A domain already routes to another connection (`domain_routed`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An invalid setting", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "SSO_SECRET_KEY is not configured or opens no stored secret (`sso_unavailable`), or the database is unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn patch_org_sso_connection(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, Uuid)>,
+    body: web::Json<PatchConnection>,
+) -> Result<web::Json<ConnectionView>, ApiError> {
+    let (org, id) = path.into_inner();
+    let (access, user) = caller.owner(&state, &org).await?;
+    let body = body.into_inner();
+    let patch = ConnectionPatch {
+        issuer: body
+            .issuer
+            .as_deref()
+            .map(|i| Issuer::parse(i, allow_http_issuers(&state)))
+            .transpose()?,
+        client_id: body.client_id.as_deref().map(ClientId::parse).transpose()?,
+        client_secret: body
+            .client_secret
+            .as_deref()
+            .map(ClientSecret::parse)
+            .transpose()?,
+        domains: body.domains.as_deref().map(domains).transpose()?,
+        group_roles: body
+            .group_roles
+            .as_ref()
+            .map(GroupRoles::parse)
+            .transpose()?,
+        default_role: body
+            .default_role
+            .map(|r| r.as_deref().map(role).transpose())
+            .transpose()?,
+        enforced: body.enforced,
+    };
+    let change = Change {
+        org: access.org.id,
+        actor: user,
+        ctx: &caller.ctx,
+    };
+    let updated = sso::update_connection(
+        &mut *state.db.get().await?,
+        keys(&state)?,
+        change,
+        ConnectionId::from_uuid(id),
+        patch,
+    )
+    .await?;
+    Ok(web::Json(updated.into()))
+}
+
+/// Deletes a connection (its sign-ins stop; sessions it made are the users' like any other).
+#[utoipa::path(delete, path = "/orgs/{org}/sso/connections/{id}", tag = "sso", security(("bearer" = [])),
+    params(("org" = String, Path, description = "Organization slug or id"), ("id" = Uuid, Path, description = "Connection id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an owner, or an API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organization or connection", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete_org_sso_connection(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, Uuid)>,
+) -> Result<HttpResponse, ApiError> {
+    let (org, id) = path.into_inner();
+    let (access, user) = caller.owner(&state, &org).await?;
+    let change = Change {
+        org: access.org.id,
+        actor: user,
+        ctx: &caller.ctx,
+    };
+    sso::delete_connection(
+        &mut *state.db.get().await?,
+        change,
+        ConnectionId::from_uuid(id),
+    )
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,75 @@
+//! Enterprise SSO (docs/sso-roadmap.md): verified domains and identity-provider connections.
+//! Plain Rust over PostgreSQL; the HTTP shell maps [`SsoError`] to statuses.
+//!
+//! - [`domain`]: the values — domain names, issuers, client ids and secrets, provider presets,
+//!   group→role mappings.
+//! - [`sealed`]: client secrets sealed with AES-256-GCM under `SSO_SECRET_KEY` (the previous key
+//!   still opens during a rotation); only sealed bytes reach storage.
+//! - [`dns`]: the TXT lookup that verifies a domain, through `DNS_RESOLVER` or the system's.
+//! - [`store`]: domains and connections; every change records its audit event and an
+//!   `idp.config_change` receipt in the organization's chain in one transaction.
+//! - [`view`]: the API shapes.
+//!
+//! This crate composes identity (organizations, users, roles) and the ledger (receipts); neither
+//! of those depends on it.
+
+pub mod dns;
+pub mod domain;
+pub mod sealed;
+pub mod store;
+pub mod view;
+
+pub use domain::{ClientId, ClientSecret, ConnectionId, DomainName, GroupRoles, Issuer, Provider};
+
+/// Everything SSO can refuse or fail at.
+#[derive(Debug, thiserror::Error)]
+pub enum SsoError {
+    /// Some input is malformed; the message says which and why.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// The connection or domain does not exist in this organization.
+    #[error("not found")]
+    NotFound,
+    /// The organization already claims this domain.
+    #[error("the organization already claims this domain")]
+    DomainExists,
+    /// Another organization holds this domain verified.
+    #[error("another organization has verified this domain")]
+    DomainTaken,
+    /// The TXT record was not found (the message says what the lookup saw).
+    #[error("{0}")]
+    DomainNotVerified(String),
+    /// A connection names a domain another of the organization's connections already routes.
+    #[error("{0}")]
+    DomainRouted(String),
+    /// A declared limit (config::limits) would be exceeded.
+    #[error("{0}")]
+    LimitReached(String),
+    /// No SSO_SECRET_KEY opens a stored secret (the key was replaced without a rotation).
+    #[error("no configured SSO_SECRET_KEY opens this connection's client secret")]
+    SealedWithUnknownKey,
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] defendable_store::StoreError),
+    /// The ledger refused or failed.
+    #[error(transparent)]
+    Ledger(#[from] defendable_ledger::LedgerError),
+    /// The DNS lookup itself failed (not "no such record").
+    #[error("DNS lookup failed: {0}")]
+    Dns(String),
+}
+
+impl From<tokio_postgres::Error> for SsoError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        SsoError::Store(e.into())
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for SsoError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        SsoError::Store(e.into())
+    }
+}
+
+/// This crate's results.
+pub type Result<T> = std::result::Result<T, SsoError>;

@@ -1,0 +1,115 @@
+//! The API shapes of domains and connections (the server's OpenAPI document derives from these
+//! with the `openapi` feature). A connection's client secret never appears in any of them.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::domain::Provider;
+use crate::store::{Connection, DomainClaim};
+
+/// A claimed domain and how to verify it.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DomainView {
+    /// The domain.
+    pub domain: String,
+    /// Whether its TXT record has been seen.
+    pub verified: bool,
+    /// The record's name: `_defendable-challenge.<domain>`.
+    pub txt_name: String,
+    /// The record's value.
+    pub txt_value: String,
+    /// When it was claimed.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When it was verified.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub verified_at: Option<OffsetDateTime>,
+}
+
+impl From<DomainClaim> for DomainView {
+    fn from(c: DomainClaim) -> Self {
+        DomainView {
+            txt_name: c.domain.challenge_name(),
+            domain: c.domain.as_str().to_owned(),
+            verified: c.verified_at.is_some(),
+            txt_value: c.challenge,
+            created_at: c.created_at,
+            verified_at: c.verified_at,
+        }
+    }
+}
+
+/// The organization's domains.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DomainList {
+    /// Every claimed domain, by name (an organization claims at most 50).
+    pub items: Vec<DomainView>,
+}
+
+/// An identity-provider connection, without its secret.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConnectionView {
+    /// Its id.
+    pub id: Uuid,
+    /// Always `oidc` today (SAML 2.0 is on the roadmap).
+    pub protocol: &'static str,
+    /// The provider preset.
+    pub provider: Provider,
+    /// The issuer.
+    pub issuer: String,
+    /// The OAuth client id.
+    pub client_id: String,
+    /// Always true: a connection has a client secret, which is never returned.
+    pub client_secret_set: bool,
+    /// The email domains it signs in (each routes only once the organization has verified it).
+    pub domains: Vec<String>,
+    /// IdP group → `owner` | `member`.
+    pub group_roles: BTreeMap<String, String>,
+    /// The role of a user in no mapped group; absent: such a user is refused.
+    pub default_role: Option<String>,
+    /// Whether the organization accepts only sessions from this connection.
+    pub enforced: bool,
+    /// When it was created.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When it last changed.
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl From<Connection> for ConnectionView {
+    fn from(c: Connection) -> Self {
+        ConnectionView {
+            id: c.id.as_uuid(),
+            protocol: "oidc",
+            provider: c.provider,
+            issuer: c.issuer.as_str().to_owned(),
+            client_id: c.client_id.as_str().to_owned(),
+            client_secret_set: true,
+            domains: c.domains.iter().map(|d| d.as_str().to_owned()).collect(),
+            group_roles: c
+                .group_roles
+                .iter()
+                .map(|(g, r)| (g.clone(), r.as_str().to_owned()))
+                .collect(),
+            default_role: c.default_role.map(|r| r.as_str().to_owned()),
+            enforced: c.enforced,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        }
+    }
+}
+
+/// The organization's connections.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConnectionList {
+    /// Every connection, oldest first (an organization has at most 10).
+    pub items: Vec<ConnectionView>,
+}

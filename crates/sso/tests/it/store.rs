@@ -1,0 +1,127 @@
+use std::time::Duration;
+
+use defendable_identity::store as identity;
+use defendable_identity::{Email, OrgName, OrgSlug, Role};
+use defendable_sso::sealed::SecretKeys;
+use defendable_sso::store::{self, Change, ConnectionPatch, NewConnection};
+use defendable_sso::{ClientId, ClientSecret, DomainName, Issuer, Provider, SsoError};
+use defendable_store::audit::AuditContext;
+use defendable_testkit::TestDb;
+
+const OLD: &str = "sso-old-key-Qw3Er6Ty9Ui2Op5As8Df1Gh4";
+const NEW: &str = "sso-new-key-Zx4Cv7Bn0Mq3Wr6Ty9Ui2Op5";
+
+/// An organization and its owner on a fresh database.
+async fn org(db: &TestDb) -> (defendable_identity::OrgId, defendable_identity::UserId) {
+    let ctx = AuditContext::default();
+    let email = Email::parse("owner@rotate.test").expect("email");
+    let link = identity::request_magic_link(
+        &mut db.pool.get().await.expect("client"),
+        &email,
+        Duration::from_secs(60),
+        &ctx,
+    )
+    .await
+    .expect("link");
+    let signed_in = identity::verify_magic_link(
+        &mut db.pool.get().await.expect("client"),
+        &link.token,
+        Duration::from_secs(3600),
+        &ctx,
+    )
+    .await
+    .expect("verify");
+    let org = identity::create_org(
+        &mut db.pool.get().await.expect("client"),
+        signed_in.user.id,
+        &OrgSlug::parse("rotate").expect("slug"),
+        &OrgName::parse("Rotate").expect("name"),
+        &ctx,
+    )
+    .await
+    .expect("org");
+    (org.id, signed_in.user.id)
+}
+
+#[tokio::test]
+async fn a_rotation_reseals_on_the_next_change_and_the_old_key_alone_no_longer_opens() {
+    let db = TestDb::new().await;
+    let (org, owner) = org(&db).await;
+    let ctx = AuditContext::default();
+    let change = Change {
+        org,
+        actor: owner,
+        ctx: &ctx,
+    };
+    let old = SecretKeys::new(OLD, None);
+    let created = store::create_connection(
+        &mut db.pool.get().await.expect("client"),
+        &old,
+        change,
+        NewConnection {
+            provider: Provider::Generic,
+            issuer: Issuer::parse("https://idp.rotate.test", false).expect("issuer"),
+            client_id: ClientId::parse("rotate").expect("id"),
+            client_secret: ClientSecret::parse("first-secret").expect("secret"),
+            domains: vec![DomainName::parse("rotate.test").expect("domain")],
+            group_roles: Default::default(),
+            default_role: Some(Role::Member),
+            enforced: false,
+        },
+    )
+    .await
+    .expect("create");
+    assert_eq!(created.secret_key_id(), old.current_id());
+
+    // During the rotation both keys are configured: the stored secret still opens.
+    let rotating = SecretKeys::new(NEW, Some(OLD));
+    let read = store::get_connection(&db.pool.get().await.expect("client"), org, created.id)
+        .await
+        .expect("get");
+    assert_eq!(
+        read.client_secret(&rotating).expect("opens").expose(),
+        "first-secret"
+    );
+
+    // The next change re-seals under the new key, secret unchanged.
+    let updated = store::update_connection(
+        &mut db.pool.get().await.expect("client"),
+        &rotating,
+        change,
+        created.id,
+        ConnectionPatch {
+            enforced: Some(true),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("update");
+    assert_eq!(updated.secret_key_id(), rotating.current_id());
+    let after = SecretKeys::new(NEW, None);
+    assert_eq!(
+        updated.client_secret(&after).expect("opens").expose(),
+        "first-secret"
+    );
+    assert!(matches!(
+        updated.client_secret(&old),
+        Err(SsoError::SealedWithUnknownKey)
+    ));
+
+    // Both changes are receipts in the organization's chain, which verifies.
+    let client = db.pool.get().await.expect("client");
+    let kinds: Vec<String> = client
+        .query(
+            "SELECT kind FROM receipts WHERE org_id = $1 ORDER BY seq",
+            &[&org.as_uuid()],
+        )
+        .await
+        .expect("receipts")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(kinds, ["idp.config_change", "idp.config_change"]);
+    let report = defendable_ledger::store::verify_org(&client, org.as_uuid())
+        .await
+        .expect("verify");
+    assert!(report.failure.is_none(), "{report:?}");
+}
