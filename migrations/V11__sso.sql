@@ -34,3 +34,18 @@ CREATE TABLE sso_connections (
     updated_at         TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 CREATE INDEX sso_connections_org_idx ON sso_connections (org_id, id);
+
+-- An OIDC sign-in in progress: single use, short-lived, bound to the browser that started it
+-- (the hash of a cookie set on /auth/sso/start), so a login-CSRF cannot plant someone else's
+-- session. Only the state's hash is a lookup key.
+CREATE TABLE sso_logins (
+    state_hash    BYTEA PRIMARY KEY CHECK (length(state_hash) = 32),
+    connection_id UUID NOT NULL REFERENCES sso_connections (id) ON DELETE CASCADE,
+    nonce         TEXT NOT NULL,
+    code_verifier TEXT NOT NULL,
+    browser_hash  BYTEA NOT NULL CHECK (length(browser_hash) = 32),
+    created_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
+    expires_at    TIMESTAMPTZ NOT NULL,
+    consumed_at   TIMESTAMPTZ
+);
+CREATE INDEX sso_logins_expiry_idx ON sso_logins (expires_at);

@@ -278,10 +278,12 @@ fn test() -> Result<()> {
         CHROMIUM,
         CHROMEDRIVER,
         DNS_SERVER,
+        NPM,
     ])?;
     ensure_s3_server()?;
     ensure_python_tool("schemathesis", "schemathesis", SCHEMATHESIS, "schemathesis")?;
     ensure_python_tool("moto", "moto[server]", MOTO, "moto_server")?;
+    ensure_npm_tool("oidc-provider", OIDC_PROVIDER)?;
     // The release test makes a release from the work tree.
     release::ensure_tool(release::AUDITABLE)?;
     release::ensure_tool(release::CYCLONEDX)?;
@@ -454,6 +456,36 @@ fn ensure_python_tool(name: &str, requirement: &str, version: &str, program: &st
     )
 }
 
+/// The pinned oidc-provider (npm) the SSO tests sign in through; keep in step with
+/// `OIDC_PROVIDER_VERSION` in crates/testkit/src/oidc.rs.
+const OIDC_PROVIDER: &str = "8.8.1";
+
+/// An npm package, pinned, in its own directory under `target/tools/NAME-VERSION` (never in the
+/// work tree); the tests find it at the same path.
+fn ensure_npm_tool(name: &str, version: &str) -> Result<()> {
+    let dir = root()
+        .join("target/tools")
+        .join(format!("{name}-{version}"));
+    if dir.join("node_modules").join(name).is_dir() {
+        return Ok(());
+    }
+    eprintln!("installing {name} {version} under {}", dir.display());
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("package.json"), "{\"private\": true}\n")?;
+    run(
+        "npm",
+        &[
+            "install",
+            "--prefix",
+            dir.to_str().context("target path is not UTF-8")?,
+            "--no-audit",
+            "--no-fund",
+            "--save-exact",
+            &format!("{name}@{version}"),
+        ],
+    )
+}
+
 /// A system requirement: how to tell it is there, and the Debian package that provides it.
 struct Requirement {
     what: &'static str,
@@ -501,6 +533,13 @@ const NODE: Requirement = Requirement {
     what: "node (runs the share page's verifier against the test vectors)",
     present: || answers_version("node"),
     debian_package: "nodejs",
+};
+
+/// npm, which installs the pinned oidc-provider the SSO tests sign in through.
+const NPM: Requirement = Requirement {
+    what: "npm (installs the OpenID Provider the SSO tests run)",
+    present: || answers_version("npm"),
+    debian_package: "npm",
 };
 
 /// Headless Chromium for the page tests.

@@ -50,6 +50,8 @@ error_codes! {
     InvalidSignature = "invalid_signature", BAD_REQUEST;
     /// No valid credential.
     Unauthorized = "unauthorized", UNAUTHORIZED;
+    /// A single sign-on was refused; the detail names the check that failed.
+    SsoRefused = "sso_refused", UNAUTHORIZED;
     /// A one-time token is unknown, used or expired.
     InvalidToken = "invalid_token", UNAUTHORIZED;
     /// The internal key or runner token is wrong or missing.
@@ -165,6 +167,8 @@ error_codes! {
     InternalNotConfigured = "internal_not_configured", SERVICE_UNAVAILABLE;
     /// `STRIPE_WEBHOOK_SECRET` is not configured.
     WebhookNotConfigured = "webhook_not_configured", SERVICE_UNAVAILABLE;
+    /// The identity provider could not be reached or answered nonsense.
+    SsoProviderUnavailable = "sso_provider_unavailable", BAD_GATEWAY;
     /// `SSO_SECRET_KEY` is not configured, or no configured key opens a stored client secret.
     SsoUnavailable = "sso_unavailable", SERVICE_UNAVAILABLE;
     /// The DNS lookup itself failed (timeout, refused); retry shortly.
@@ -548,6 +552,11 @@ impl From<defendable_sso::SsoError> for ApiError {
                     "the DNS lookup failed; try again shortly",
                 )
                 .with_retry_after(5)
+            }
+            E::Refused(_) => ApiError::new(ErrorCode::SsoRefused, detail),
+            E::Provider(cause) => {
+                tracing::warn!(error = %cause, "identity provider failure");
+                ApiError::new(ErrorCode::SsoProviderUnavailable, detail)
             }
             E::Store(inner) => ApiError::store(inner),
             E::Ledger(inner) => inner.into(),

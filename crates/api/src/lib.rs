@@ -68,6 +68,8 @@ pub struct AppState {
     pub sso_keys: Option<Arc<defendable_sso::sealed::SecretKeys>>,
     /// Looks up domain verification records (DNS_RESOLVER or the system's).
     pub dns: defendable_sso::dns::TxtResolver,
+    /// Talks to identity providers (no redirects, bounded time).
+    pub oidc: defendable_sso::oidc::OidcClient,
 }
 
 impl std::fmt::Debug for AppState {
@@ -232,6 +234,7 @@ impl Application {
             object_probe: Default::default(),
             sso_keys,
             dns,
+            oidc: defendable_sso::oidc::OidcClient::new()?,
         });
         ratelimit::spawn_pruner(
             state.db.pool().clone(),

@@ -24,6 +24,7 @@ use crate::routes::{
         health::get_healthz, health::get_readyz, get_openapi, wellknown::get_security_txt,
         pages::get_sign_in_page, pages::get_invite_page, pages::post_link_form, pages::get_asset,
         auth::post_auth_request, auth::post_auth_verify, auth::post_auth_accept_invite, auth::post_auth_logout,
+        sso::post_auth_sso_start, sso::get_auth_sso_callback,
         me::get_me,
         orgs::post_orgs, orgs::get_orgs, orgs::get_org, orgs::get_org_members, orgs::patch_org_member, orgs::delete_org_member,
         invites::post_org_invites, invites::get_org_invites, invites::delete_org_invite,

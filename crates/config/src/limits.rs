@@ -117,6 +117,23 @@ pub static RATE_LIMITS: &[RateLimit] = &[
         limit: 5,
         window: DAY,
     },
+    // Single sign-on: each start and callback makes requests to an identity provider.
+    RateLimit {
+        id: "sso-start-ip",
+        method: "POST",
+        route: "/auth/sso/start",
+        key: LimitKey::Ip,
+        limit: 20,
+        window: TEN_MINUTES,
+    },
+    RateLimit {
+        id: "sso-callback-ip",
+        method: "GET",
+        route: "/auth/sso/callback",
+        key: LimitKey::Ip,
+        limit: 20,
+        window: TEN_MINUTES,
+    },
     // Each verification is an outbound DNS lookup an owner can trigger; a domain needs a few.
     RateLimit {
         id: "domain-verify-org",
@@ -284,3 +301,7 @@ pub const SSO_CONNECTIONS_PER_ORG: i64 = 10;
 pub const SSO_GROUP_MAPPINGS: usize = 100;
 /// One DNS lookup for a domain verification, all attempts included.
 pub const DNS_LOOKUP: Duration = Duration::from_secs(5);
+/// One request to an identity provider (discovery, keys, token exchange).
+pub const SSO_PROVIDER_REQUEST: Duration = Duration::from_secs(10);
+/// How long a started single sign-on may take before its callback is refused.
+pub const SSO_LOGIN_TTL: Duration = Duration::from_secs(600);

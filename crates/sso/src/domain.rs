@@ -155,6 +155,16 @@ impl Provider {
         }
     }
 
+    /// The scopes a sign-in asks for: Google and Entra ID refuse scopes they do not know, and
+    /// neither puts group names in ID tokens through a scope.
+    pub fn scopes(self) -> &'static str {
+        match self {
+            Provider::Google => "openid email",
+            Provider::Entra => "openid email profile",
+            Provider::Okta | Provider::Generic => "openid email groups",
+        }
+    }
+
     /// Refuses an issuer the preset's provider never uses, so a typo fails at configuration,
     /// not at someone's first sign-in.
     pub fn check_issuer(self, issuer: &Issuer) -> Result<()> {

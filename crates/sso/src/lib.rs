@@ -15,6 +15,8 @@
 
 pub mod dns;
 pub mod domain;
+pub mod login;
+pub mod oidc;
 pub mod sealed;
 pub mod store;
 pub mod view;
@@ -54,6 +56,13 @@ pub enum SsoError {
     /// The ledger refused or failed.
     #[error(transparent)]
     Ledger(#[from] defendable_ledger::LedgerError),
+    /// A sign-in was refused: the message names the check that failed (state, browser, nonce,
+    /// issuer, audience, signature, expiry, email, domain, role).
+    #[error("single sign-on refused: {0}")]
+    Refused(String),
+    /// The identity provider could not be reached or answered nonsense.
+    #[error("the identity provider is unavailable: {0}")]
+    Provider(String),
     /// The DNS lookup itself failed (not "no such record").
     #[error("DNS lookup failed: {0}")]
     Dns(String),

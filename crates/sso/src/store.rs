@@ -577,6 +577,25 @@ pub async fn get_connection(
     row_connection(&row)
 }
 
+/// A connection by id alone (a sign-in in progress names it).
+pub async fn get_connection_by_id(
+    client: &impl GenericClient,
+    id: ConnectionId,
+) -> Result<Connection> {
+    let row = client
+        .query_opt(
+            &client
+                .prepare_cached(&format!(
+                    "SELECT {CONNECTION_COLUMNS} FROM sso_connections WHERE id = $1"
+                ))
+                .await?,
+            &[&id.as_uuid()],
+        )
+        .await?
+        .ok_or(SsoError::NotFound)?;
+    row_connection(&row)
+}
+
 /// Changes a connection. Only the settings that differ are written and named in the receipt; a
 /// patch that changes nothing records nothing. A secret sealed under the previous key is
 /// re-sealed under the current one whenever the connection changes.

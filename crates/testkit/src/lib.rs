@@ -9,6 +9,7 @@
 pub mod dns;
 pub mod files;
 pub mod http;
+pub mod oidc;
 pub mod s3;
 
 use std::path::PathBuf;

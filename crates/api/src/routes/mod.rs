@@ -57,6 +57,8 @@ pub fn configure(config: &Config) -> impl FnOnce(&mut web::ServiceConfig) + '_ {
                     .post(pages::post_link_form),
             )
             .service(web::resource("/assets/{name}").get(pages::get_asset))
+            .service(web::resource("/auth/sso/start").post(sso::post_auth_sso_start))
+            .service(web::resource("/auth/sso/callback").get(sso::get_auth_sso_callback))
             .service(web::resource("/auth/logout").post(auth::post_auth_logout))
             .service(web::resource("/me").get(me::get_me))
             .service(

@@ -1,21 +1,26 @@
-//! Enterprise SSO settings (owners, by session): verified domains and identity-provider
-//! connections. Every change is an `idp.config_change` receipt in the organization's chain.
+//! Enterprise SSO: its settings (owners, by session) — verified domains and identity-provider
+//! connections, every change an `idp.config_change` receipt in the organization's chain — and
+//! the OIDC sign-in (`/auth/sso/start`, `/auth/sso/callback`).
 
 use std::collections::BTreeMap;
 
+use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use defendable_config::limits::LimitKey;
+use defendable_identity::store as identity;
 use defendable_identity::Role;
+use defendable_identity::{Email, OrgRef};
 use defendable_sso::store::{self as sso, Change, ConnectionPatch, NewConnection};
 use defendable_sso::view::{ConnectionList, ConnectionView, DomainList, DomainView};
+use defendable_sso::{login, oidc, SsoError};
 use defendable_sso::{
     ClientId, ClientSecret, ConnectionId, DomainName, GroupRoles, Issuer, Provider,
 };
-use serde::Deserialize;
-use utoipa::ToSchema;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::auth::Caller;
+use crate::auth::{audit_context, Caller};
 use crate::error::{ApiError, ErrorCode, Problem};
 use crate::AppState;
 
@@ -400,4 +405,219 @@ pub async fn delete_org_sso_connection(
     )
     .await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// The cookie that binds a single sign-on to the browser that started it.
+pub const SSO_COOKIE: &str = "__Host-defendable-sso";
+const START_ROUTE: &str = "/auth/sso/start";
+const CALLBACK_ROUTE: &str = "/auth/sso/callback";
+
+/// `POST /auth/sso/start` body: an email address (its domain picks the connection) or an
+/// organization with one connection.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartSso {
+    /// The address to sign in; its verified domain names the organization and connection.
+    pub email: Option<String>,
+    /// Or an organization (slug or id) that has exactly one connection.
+    pub org: Option<String>,
+}
+
+/// Where to send the browser.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SsoStarted {
+    /// The identity provider's authorization URL (code flow, PKCE S256, state, nonce).
+    pub authorization_url: String,
+    /// Seconds the sign-in may take.
+    pub expires_in: u64,
+}
+
+/// Starts a single sign-on: answers the provider's authorization URL and sets a cookie that
+/// binds the sign-in to this browser (the callback must come back with it).
+#[utoipa::path(post, path = "/auth/sso/start", tag = "auth", request_body = StartSso,
+    responses(
+        (status = 200, description = "Go to `authorization_url` in this browser", body = SsoStarted,
+            headers(("Set-Cookie" = String, description = "`__Host-defendable-sso`: binds the sign-in to this browser"))),
+        (status = 401, description = "No connection signs this address or organization in (`sso_refused`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Neither or both of `email` and `org`, or a malformed one", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The identity provider is unreachable (`sso_provider_unavailable`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn post_auth_sso_start(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<StartSso>,
+) -> Result<HttpResponse, ApiError> {
+    let ctx = audit_context(&req, &state);
+    let ip = ctx.ip.map(|ip| ip.to_string());
+    crate::ratelimit::check(&req, &state, "POST", START_ROUTE, |k| match k {
+        LimitKey::Ip => ip.clone(),
+        _ => None,
+    })
+    .await?;
+    let (connection, started) = {
+        let client = state.db.get().await?;
+        let connection = match (&body.email, &body.org) {
+            (Some(email), None) => {
+                login::connection_for_email(&*client, &Email::parse(email)?).await?
+            }
+            (None, Some(org)) => {
+                let org = identity::find_org(&*client, &OrgRef::parse(org)?)
+                    .await?
+                    .ok_or_else(|| SsoError::Refused("no such organization".into()))?;
+                login::connection_for_org(&*client, org.id).await?
+            }
+            _ => {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidInput,
+                    "send either `email` or `org`",
+                ))
+            }
+        };
+        let started = login::start(&*client, connection.id).await?;
+        (connection, started)
+    };
+    // No database connection is held while the provider answers.
+    let discovery = state
+        .oidc
+        .discover(&connection.issuer, allow_http_issuers(&state))
+        .await?;
+    let mut url = defendable_config::Url::parse(&discovery.authorization_endpoint)
+        .map_err(|e| SsoError::Provider(e.to_string()))?;
+    url.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", connection.client_id.as_str())
+        .append_pair("redirect_uri", &callback_url(&state))
+        .append_pair("scope", connection.provider.scopes())
+        .append_pair("state", &started.state)
+        .append_pair("nonce", &started.nonce)
+        .append_pair("code_challenge", &oidc::pkce_challenge(&started.verifier))
+        .append_pair("code_challenge_method", "S256");
+    let ttl = defendable_config::limits::SSO_LOGIN_TTL.as_secs();
+    Ok(HttpResponse::Ok()
+        .insert_header((
+            header::SET_COOKIE,
+            format!(
+                "{SSO_COOKIE}={}; Path=/; Max-Age={ttl}; HttpOnly; Secure; SameSite=Lax",
+                started.browser
+            ),
+        ))
+        .json(SsoStarted {
+            authorization_url: url.to_string(),
+            expires_in: ttl,
+        }))
+}
+
+/// The value of the request's cookie `name`.
+fn cookie(req: &HttpRequest, name: &str) -> Option<String> {
+    req.headers()
+        .get_all(header::COOKIE)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+fn callback_url(state: &AppState) -> String {
+    let base = state.config.api_base_url();
+    format!("{}{CALLBACK_ROUTE}", base.as_str().trim_end_matches('/'))
+}
+
+/// `GET /auth/sso/callback` query: what the provider redirects back with.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct SsoCallback {
+    /// The authorization code.
+    pub code: Option<String>,
+    /// The state the sign-in started with.
+    pub state: Option<String>,
+    /// The issuer (RFC 9207), when the provider sends it.
+    pub iss: Option<String>,
+    /// The provider's error, when it refused.
+    pub error: Option<String>,
+}
+
+/// Completes a single sign-on: the state (once, in the browser that started it), the code
+/// exchange, the ID token (issuer, audience, signature, expiry, nonce), a verified email in one
+/// of the connection's verified domains, and the role from the group mapping. Then redirects the
+/// browser to the sign-in page with a one-time link, as a mailed link would.
+#[utoipa::path(get, path = "/auth/sso/callback", tag = "auth", params(SsoCallback),
+    responses(
+        (status = 303, description = "Signed in: to `APP_BASE_URL/auth/callback?token=…`"),
+        (status = 401, description = "Refused (`sso_refused`; the detail names the check)", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The identity provider is unreachable (`sso_provider_unavailable`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_auth_sso_callback(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<SsoCallback>,
+) -> Result<HttpResponse, ApiError> {
+    let ctx = audit_context(&req, &state);
+    let ip = ctx.ip.map(|ip| ip.to_string());
+    crate::ratelimit::check(&req, &state, "GET", CALLBACK_ROUTE, |k| match k {
+        LimitKey::Ip => ip.clone(),
+        _ => None,
+    })
+    .await?;
+    let query = query.into_inner();
+    if let Some(error) = &query.error {
+        return Err(SsoError::Refused(format!("the identity provider answered {error}")).into());
+    }
+    let (Some(code), Some(sso_state)) = (&query.code, &query.state) else {
+        return Err(SsoError::Refused("the callback carries no code or state".into()).into());
+    };
+    let browser = cookie(&req, SSO_COOKIE);
+    let pending = login::take(&*state.db.get().await?, sso_state, browser.as_deref()).await?;
+    let connection = &pending.connection;
+    if query
+        .iss
+        .as_deref()
+        .is_some_and(|iss| iss != connection.issuer.as_str())
+    {
+        return Err(SsoError::Refused("wrong issuer (iss)".into()).into());
+    }
+    let allow_http = allow_http_issuers(&state);
+    let discovery = state.oidc.discover(&connection.issuer, allow_http).await?;
+    let secret = connection.client_secret(keys(&state)?)?;
+    let id_token = state
+        .oidc
+        .exchange(
+            &discovery,
+            connection.client_id.as_str(),
+            secret.expose(),
+            code,
+            &pending.verifier,
+            &callback_url(&state),
+            allow_http,
+        )
+        .await?;
+    let jwks = state.oidc.jwks(&discovery, allow_http).await?;
+    let claims = oidc::validate_id_token(
+        &id_token,
+        &jwks,
+        &connection.issuer,
+        connection.client_id.as_str(),
+        &pending.nonce,
+    )?;
+    let email = Email::parse(claims.verified_email(connection.provider)?)?;
+    let link = {
+        let mut client = state.db.get().await?;
+        let tx = client.transaction().await.map_err(SsoError::from)?;
+        login::complete(&tx, connection, &email, &claims.groups, &ctx).await?;
+        tx.commit().await.map_err(SsoError::from)?;
+        identity::request_magic_link(&mut client, &email, state.config.magic_link_ttl, &ctx).await?
+    };
+    let mut target = state.config.app_base_url();
+    target.set_path("/auth/callback");
+    target
+        .query_pairs_mut()
+        .append_pair("token", link.token.expose());
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, target.to_string()))
+        .insert_header((
+            header::SET_COOKIE,
+            format!("{SSO_COOKIE}=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Lax"),
+        ))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        .finish())
 }

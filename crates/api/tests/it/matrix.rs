@@ -43,6 +43,9 @@ const MATRIX: &[(&str, &str, [u16; 10])] = &[
     // The pages' button with a token nobody was mailed.
     ("POST",   "/auth/callback",                     [401, 401, 401, 401, 401, 401, 401, 401, 401, 401]),
     ("GET",    "/assets/{name}",                     [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+    // Single sign-on is public; these name no connection and carry no state.
+    ("POST",   "/auth/sso/start",                    [401, 401, 401, 401, 401, 401, 401, 401, 401, 401]),
+    ("GET",    "/auth/sso/callback",                 [401, 401, 401, 401, 401, 401, 401, 401, 401, 401]),
     ("POST",   "/auth/logout",                       [401, 204, 204, 204, 403, 403, 401, 401, 401, 401]),
     ("GET",    "/me",                                [401, 200, 200, 200, 403, 403, 401, 401, 401, 401]),
     ("POST",   "/orgs",                              [401, 201, 201, 201, 403, 403, 401, 401, 401, 401]),
@@ -372,6 +375,7 @@ fn body_for(method: &str, path: &str, n: usize, org: &str) -> Option<Value> {
             Some(json!({"email": format!("inv-{}@example.com", &unique[..12]), "role": "member"}))
         }
         ("POST", "/orgs/{org}/api-keys") => Some(json!({"name": "matrix"})),
+        ("POST", "/auth/sso/start") => Some(json!({"email": "nobody@nowhere.test"})),
         ("POST", "/orgs/{org}/domains") => {
             Some(json!({"domain": format!("n{}.matrix.test", &unique[..12])}))
         }

@@ -3,6 +3,7 @@
 //! returned, and an `idp.config_change` receipt for every change, in the same transaction.
 
 use defendable_testkit::dns::{free_port, DnsServer};
+use defendable_testkit::oidc::OidcProvider;
 use serde_json::{json, Value};
 
 use crate::helpers::{config, TestApp};
@@ -354,4 +355,319 @@ async fn members_and_api_keys_cannot_change_sso_settings() {
         .call("GET", &format!("/orgs/{slug}/domains"), Some(&key), None)
         .await;
     assert_eq!(s.as_u16(), 403);
+}
+
+/// What the browser sees at the end of a single sign-on: the callback's status, its `Location`
+/// and its body.
+struct Outcome {
+    status: u16,
+    location: Option<String>,
+    body: Value,
+    callback: String,
+}
+
+/// Starts a single sign-on for `email`, signs in at the provider as `account`, and returns to
+/// the callback with the browser cookie (`cookie: false` plays another browser).
+async fn sso(
+    app: &TestApp,
+    provider: &OidcProvider,
+    email: &str,
+    account: &str,
+    cookie: bool,
+) -> Outcome {
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let start = no_redirects
+        .post(app.url("/auth/sso/start"))
+        .json(&json!({"email": email}))
+        .send()
+        .await
+        .expect("start");
+    assert_eq!(start.status(), 200);
+    let set_cookie = start
+        .headers()
+        .get("set-cookie")
+        .expect("the start sets its cookie")
+        .to_str()
+        .expect("cookie")
+        .to_owned();
+    assert!(
+        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"),
+        "{set_cookie}"
+    );
+    let pair = set_cookie.split(';').next().expect("pair").to_owned();
+    let started: Value = start.json().await.expect("json");
+    let callback = provider
+        .sign_in(started["authorization_url"].as_str().expect("url"), account)
+        .await;
+    finish(&callback, cookie.then_some(pair.as_str())).await
+}
+
+async fn finish(callback: &str, cookie: Option<&str>) -> Outcome {
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let mut request = no_redirects.get(callback);
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    let res = request.send().await.expect("callback");
+    let status = res.status().as_u16();
+    let location = res
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().expect("location").to_owned());
+    let body = res.json().await.unwrap_or(Value::Null);
+    Outcome {
+        status,
+        location,
+        body,
+        callback: callback.to_owned(),
+    }
+}
+
+/// Follows a successful sign-on's redirect as the sign-in page would: the one-time token to a
+/// session. Returns the session's access token.
+async fn session_from(app: &TestApp, outcome: &Outcome) -> String {
+    assert_eq!(outcome.status, 303, "{}", outcome.body);
+    let location =
+        defendable_config::Url::parse(outcome.location.as_deref().expect("location")).expect("url");
+    assert_eq!(location.path(), "/auth/callback");
+    let token = location
+        .query_pairs()
+        .find(|(k, _)| k == "token")
+        .expect("token")
+        .1
+        .into_owned();
+    let signed_in = app
+        .expect(
+            200,
+            "POST",
+            "/auth/verify",
+            None,
+            Some(json!({"token": token})),
+        )
+        .await;
+    signed_in["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_owned()
+}
+
+fn refusal(outcome: &Outcome) -> String {
+    assert_eq!(outcome.status, 401, "{}", outcome.body);
+    assert_eq!(outcome.body["code"], "sso_refused", "{}", outcome.body);
+    outcome.body["detail"].as_str().expect("detail").to_owned()
+}
+
+/// The role `token`'s user has in `slug`, if any.
+async fn role_in(app: &TestApp, token: &str, slug: &str) -> Option<String> {
+    let me = app.expect(200, "GET", "/me", Some(token), None).await;
+    me["memberships"]
+        .as_array()
+        .expect("memberships")
+        .iter()
+        .find(|m| m["org"]["slug"] == slug)
+        .map(|m| m["role"].as_str().expect("role").to_owned())
+}
+
+#[actix_web::test]
+async fn oidc_sign_in_provisions_users_with_mapped_roles_and_refuses_every_bad_callback() {
+    let port = free_port();
+    let app = TestApp::spawn_with(config(&[("BIND_ADDR", &format!("127.0.0.1:{port}"))])).await;
+    let provider = OidcProvider::start(
+        &json!({
+            "ann": {"email": "ann@corp.test", "email_verified": true, "groups": ["defendable-admins"]},
+            "bob": {"email": "bob@corp.test", "email_verified": true, "groups": ["engineering", "sales"]},
+            "eve": {"email": "eve@corp.test", "email_verified": false, "groups": ["engineering"]},
+            "out": {"email": "out@elsewhere.test", "email_verified": true, "groups": ["engineering"]},
+            "nog": {"email": "nog@corp.test", "email_verified": true, "groups": ["sales"]},
+        }),
+        &json!([{
+            "client_id": "defendable",
+            "client_secret": "provider-secret-Hj4Kl7Zx1Cv9",
+            "redirect_uris": [format!("http://127.0.0.1:{port}/auth/sso/callback")],
+        }]),
+    );
+    let (owner, slug, _) = app.sign_in_to_org("admin@corp.test").await;
+    let client = app.db.pool.get().await.expect("client");
+    client
+        .execute(
+            "INSERT INTO org_domains (org_id, domain, challenge, verified_at)
+             SELECT id, 'corp.test', 'c', now() FROM orgs WHERE slug = $1",
+            &[&slug],
+        )
+        .await
+        .expect("verified domain");
+    app.expect(
+        201,
+        "POST",
+        &format!("/orgs/{slug}/sso/connections"),
+        Some(&owner),
+        Some(json!({
+            "provider": "generic",
+            "issuer": provider.issuer,
+            "client_id": "defendable",
+            "client_secret": "provider-secret-Hj4Kl7Zx1Cv9",
+            "domains": ["corp.test", "elsewhere.test"],
+            "group_roles": {"defendable-admins": "owner", "engineering": "member"},
+        })),
+    )
+    .await;
+
+    // Just-in-time users, their roles from their groups.
+    let ann = sso(&app, &provider, "ann@corp.test", "ann", true).await;
+    let ann_token = session_from(&app, &ann).await;
+    assert_eq!(
+        role_in(&app, &ann_token, &slug).await.as_deref(),
+        Some("owner")
+    );
+    let bob = session_from(
+        &app,
+        &sso(&app, &provider, "bob@corp.test", "bob", true).await,
+    )
+    .await;
+    assert_eq!(role_in(&app, &bob, &slug).await.as_deref(), Some("member"));
+
+    // Each refusal names its check.
+    let replay = finish(&ann.callback, None).await;
+    assert!(refusal(&replay).contains("unknown, used or expired state"));
+    let other_browser = sso(&app, &provider, "bob@corp.test", "bob", false).await;
+    assert!(refusal(&other_browser).contains("another browser"));
+    assert!(
+        refusal(&sso(&app, &provider, "eve@corp.test", "eve", true).await)
+            .contains("did not verify")
+    );
+    assert!(
+        refusal(&sso(&app, &provider, "ann@corp.test", "out", true).await)
+            .contains("elsewhere.test is not a verified domain")
+    );
+    assert!(
+        refusal(&sso(&app, &provider, "nog@corp.test", "nog", true).await).contains("no group")
+    );
+    let (s, body) = app
+        .call(
+            "POST",
+            "/auth/sso/start",
+            None,
+            Some(json!({"email": "x@elsewhere.test"})),
+        )
+        .await;
+    assert_eq!(
+        (s.as_u16(), body["code"].as_str()),
+        (401, Some("sso_refused")),
+        "an unverified domain routes nowhere"
+    );
+
+    // A forged state, and a nonce that is not the one the sign-in started with.
+    let mut forged = defendable_config::Url::parse(&ann.callback).expect("url");
+    let pairs: Vec<(String, String)> = forged
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == "state" {
+                "forged".to_owned()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    forged.query_pairs_mut().clear().extend_pairs(pairs);
+    assert!(refusal(&finish(forged.as_str(), None).await).contains("state"));
+    let tampered = {
+        let no_redirects = reqwest::Client::new();
+        let start = no_redirects
+            .post(app.url("/auth/sso/start"))
+            .json(&json!({"email": "bob@corp.test"}))
+            .send()
+            .await
+            .expect("start");
+        let pair = start.headers()["set-cookie"]
+            .to_str()
+            .expect("cookie")
+            .split(';')
+            .next()
+            .expect("pair")
+            .to_owned();
+        let started: Value = start.json().await.expect("json");
+        client
+            .execute(
+                "UPDATE sso_logins SET nonce = 'not-the-nonce' WHERE consumed_at IS NULL",
+                &[],
+            )
+            .await
+            .expect("tamper");
+        let back = provider
+            .sign_in(started["authorization_url"].as_str().expect("url"), "bob")
+            .await;
+        finish(&back, Some(&pair)).await
+    };
+    assert!(refusal(&tampered).contains("wrong nonce"));
+
+    // An issuer that is not the provider's exactly is refused before the browser leaves.
+    let (_, list) = app
+        .call(
+            "GET",
+            &format!("/orgs/{slug}/sso/connections"),
+            Some(&owner),
+            None,
+        )
+        .await;
+    let id = list["items"][0]["id"].as_str().expect("id").to_owned();
+    app.expect(
+        200,
+        "PATCH",
+        &format!("/orgs/{slug}/sso/connections/{id}"),
+        Some(&owner),
+        Some(json!({"issuer": format!("{}/", provider.issuer)})),
+    )
+    .await;
+    let (s, body) = app
+        .call(
+            "POST",
+            "/auth/sso/start",
+            None,
+            Some(json!({"email": "ann@corp.test"})),
+        )
+        .await;
+    assert_eq!(s.as_u16(), 401, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("discovery names issuer"),
+        "{body}"
+    );
+
+    // Every role the provider set is a member.role_change receipt; the chain verifies.
+    let (_, changes) = app
+        .call(
+            "GET",
+            &format!("/orgs/{slug}/receipts?kind=member.role_change"),
+            Some(&owner),
+            None,
+        )
+        .await;
+    let roles: Vec<(Value, Value)> = changes["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|r| {
+            (
+                r["body"]["public"]["from"].clone(),
+                r["body"]["public"]["to"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            (Value::Null, json!("owner")),
+            (Value::Null, json!("member"))
+        ]
+    );
+    assert_eq!(app.verify(&owner, &slug).await["valid"], true);
 }

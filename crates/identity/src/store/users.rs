@@ -25,7 +25,9 @@ pub async fn user(client: &impl GenericClient, id: UserId) -> Result<User> {
     Ok(row_user(&row, 0))
 }
 
-pub(super) async fn upsert_user(tx: &Transaction<'_>, email: &Email) -> Result<(User, bool)> {
+/// Finds or creates the user with `email` inside the caller's transaction (also used by SSO's
+/// just-in-time provisioning); true when it was created.
+pub async fn upsert_user(tx: &Transaction<'_>, email: &Email) -> Result<(User, bool)> {
     let row = tx
         .query_one(
             &tx.prepare_cached(
