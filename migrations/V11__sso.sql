@@ -49,3 +49,22 @@ CREATE TABLE sso_logins (
     consumed_at   TIMESTAMPTZ
 );
 CREATE INDEX sso_logins_expiry_idx ON sso_logins (expires_at);
+
+-- Sessions, and the one-time links that start them, remember the connection they came through,
+-- so an organization that enforces SSO can tell its sessions from magic-link ones.
+ALTER TABLE magic_links ADD COLUMN sso_connection_id UUID REFERENCES sso_connections (id) ON DELETE SET NULL;
+-- The longest session the link may start (SSO_SESSION_TTL for SSO links: without SCIM, removal
+-- at the identity provider takes effect at the next sign-in).
+ALTER TABLE magic_links ADD COLUMN session_max_secs DOUBLE PRECISION;
+ALTER TABLE sessions ADD COLUMN sso_connection_id UUID REFERENCES sso_connections (id) ON DELETE SET NULL;
+
+-- Break-glass owners keep access without SSO where it is enforced (at most two per organization).
+ALTER TABLE memberships ADD COLUMN break_glass BOOLEAN NOT NULL DEFAULT false;
+
+-- A break-glass session's first use in an organization, recorded once.
+CREATE TABLE break_glass_uses (
+    session_id UUID NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    org_id     UUID NOT NULL REFERENCES orgs (id) ON DELETE CASCADE,
+    used_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (session_id, org_id)
+);

@@ -11,6 +11,7 @@ use defendable_identity::jwt::KeyUsed;
 use defendable_identity::store::{self as identity, Org};
 use defendable_identity::{IdentityError, OrgRef, Role, SessionId, UserId};
 use defendable_store::audit::{Actor, AuditContext};
+use uuid::Uuid;
 
 use crate::client_ip::client_ip;
 use crate::error::{ApiError, ErrorCode};
@@ -56,7 +57,7 @@ impl Caller {
     /// Requires a user session (API keys are refused with 403).
     pub fn session(&self) -> Result<(UserId, SessionId), ApiError> {
         match self.principal {
-            Principal::User { user, session } => Ok((user, session)),
+            Principal::User { user, session, .. } => Ok((user, session)),
             Principal::ApiKey { .. } => Err(ApiError::new(
                 ErrorCode::SessionRequired,
                 "this operation needs a signed-in user; API keys cannot perform it",
@@ -75,15 +76,15 @@ impl Caller {
         // A grant this process looked up within the authentication cache period is reused
         // (revocations reach every process within that period); otherwise one round trip
         // fetches the organization and the caller's role in it.
-        let (org, role) = match state.auth.cached_access(principal, org) {
+        let access = match state.auth.cached_access(principal, org) {
             Some(access) => access,
             None => {
                 let access = identity::org_with_role(&*state.db.get().await?, &org_ref, user)
                     .await?
                     .ok_or(IdentityError::NotFound)?;
                 let granted = match self.principal {
-                    Principal::User { .. } => access.1.is_some(),
-                    Principal::ApiKey { org: key_org, .. } => key_org == access.0.id,
+                    Principal::User { .. } => access.role.is_some(),
+                    Principal::ApiKey { org: key_org, .. } => key_org == access.org.id,
                 };
                 if granted {
                     state.auth.remember_access(principal, org, access.clone());
@@ -92,15 +93,63 @@ impl Caller {
             }
         };
         match self.principal {
-            Principal::User { .. } => Ok(OrgAccess {
-                org,
-                role: Some(role.ok_or(IdentityError::NotFound)?),
-            }),
-            Principal::ApiKey { org: key_org, .. } if key_org == org.id => {
-                Ok(OrgAccess { org, role: None })
+            Principal::User { user, session, sso } => {
+                let role = access.role.ok_or(IdentityError::NotFound)?;
+                self.sso_boundary(state, &access, user, session, sso)
+                    .await?;
+                Ok(OrgAccess {
+                    org: access.org,
+                    role: Some(role),
+                })
             }
+            // API keys keep working where SSO is enforced: they belong to the organization.
+            Principal::ApiKey { org: key_org, .. } if key_org == access.org.id => Ok(OrgAccess {
+                org: access.org,
+                role: None,
+            }),
             Principal::ApiKey { .. } => Err(IdentityError::NotFound.into()),
         }
+    }
+
+    /// Where the organization enforces single sign-on, admits only sessions from an enforcing
+    /// connection, and a break-glass owner's other sessions, each such session's first use in
+    /// the organization recorded (audit event, `sso.break_glass` receipt, warning log and
+    /// metric for the alert).
+    async fn sso_boundary(
+        &self,
+        state: &AppState,
+        access: &identity::Access,
+        user: UserId,
+        session: SessionId,
+        sso: Option<Uuid>,
+    ) -> Result<(), ApiError> {
+        if access.sso_enforced.is_empty() || sso.is_some_and(|c| access.sso_enforced.contains(&c)) {
+            return Ok(());
+        }
+        if !(access.break_glass && access.role == Some(Role::Owner)) {
+            return Err(ApiError::new(
+                ErrorCode::SsoRequired,
+                "this organization requires single sign-on: sign in through POST /auth/sso/start",
+            ));
+        }
+        let first = defendable_sso::store::record_break_glass_use(
+            &mut *state.db.get().await?,
+            access.org.id,
+            user,
+            session.as_uuid(),
+            &self.ctx,
+        )
+        .await?;
+        if first {
+            state.metrics.break_glass_use();
+            tracing::warn!(
+                alert = "sso_break_glass_use",
+                org_id = %access.org.id,
+                user_id = %user,
+                "a break-glass owner entered an organization that enforces single sign-on without it"
+            );
+        }
+        Ok(())
     }
 
     /// Requires an owner acting through a session.

@@ -58,6 +58,8 @@ error_codes! {
     InvalidInternalKey = "invalid_internal_key", UNAUTHORIZED;
     /// The caller may not do this.
     Forbidden = "forbidden", FORBIDDEN;
+    /// The organization enforces single sign-on and this session did not come through it.
+    SsoRequired = "sso_required", FORBIDDEN;
     /// Only a person's session may do this, not an API key.
     SessionRequired = "session_required", FORBIDDEN;
     /// The caller's network may not reach this route.
@@ -86,6 +88,9 @@ error_codes! {
     DomainExists = "domain_exists", CONFLICT;
     /// Another organization has verified this domain.
     DomainTaken = "domain_taken", CONFLICT;
+    /// Enforcing single sign-on needs a break-glass owner, and the last one cannot go while it
+    /// is enforced.
+    BreakGlassRequired = "break_glass_required", CONFLICT;
     /// Another of the organization's SSO connections already routes this domain.
     DomainRouted = "domain_routed", CONFLICT;
     /// The dataset grant has expired.
@@ -554,6 +559,7 @@ impl From<defendable_sso::SsoError> for ApiError {
                 .with_retry_after(5)
             }
             E::Refused(_) => ApiError::new(ErrorCode::SsoRefused, detail),
+            E::BreakGlassRequired(_) => ApiError::new(ErrorCode::BreakGlassRequired, detail),
             E::Provider(cause) => {
                 tracing::warn!(error = %cause, "identity provider failure");
                 ApiError::new(ErrorCode::SsoProviderUnavailable, detail)

@@ -94,6 +94,7 @@ pub struct Metrics {
     webhook_signature_failures: Counter,
     public_projection_errors: Counter,
     storage_failures: Counter,
+    break_glass_uses: Counter,
     dataset_grants: Counter,
     dataset_quota_refusals: Counter,
     refusals: Family<Action, Counter>,
@@ -186,6 +187,11 @@ impl Metrics {
             "defendable_object_storage_errors",
             "Object storage failures while serving downloads.",
         );
+        let break_glass_uses = counter(
+            &mut registry,
+            "defendable_sso_break_glass_uses",
+            "First uses of a break-glass owner's non-SSO session in an organization that enforces single sign-on (alerted on).",
+        );
         let dataset_grants = counter(
             &mut registry,
             "defendable_dataset_grants",
@@ -243,6 +249,7 @@ impl Metrics {
             webhook_signature_failures,
             public_projection_errors,
             storage_failures,
+            break_glass_uses,
             dataset_grants,
             dataset_quota_refusals,
             refusals,
@@ -327,6 +334,11 @@ impl Metrics {
     /// Counts an object storage failure on a download.
     pub fn storage_failure(&self) {
         self.storage_failures.inc();
+    }
+
+    /// Counts a break-glass owner's first use of a non-SSO session in an enforcing organization.
+    pub fn break_glass_use(&self) {
+        self.break_glass_uses.inc();
     }
 
     /// Counts a Stripe webhook with a bad signature.

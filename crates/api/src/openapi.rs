@@ -32,6 +32,7 @@ use crate::routes::{
         sso::post_org_domains, sso::get_org_domains, sso::post_org_domain_verify, sso::delete_org_domain,
         sso::post_org_sso_connections, sso::get_org_sso_connections, sso::get_org_sso_connection,
         sso::patch_org_sso_connection, sso::delete_org_sso_connection,
+        sso::put_org_break_glass, sso::delete_org_break_glass,
         receipts::post_org_receipts, receipts::get_org_receipts, receipts::get_org_receipt,
         receipts::post_receipt_share, receipts::delete_receipt_share, receipts::get_receipt_proof,
         ledger::get_ledger_verify, ledger::get_ledger_checkpoint, ledger::get_ledger_export, ledger::get_ledger_keys,

@@ -138,6 +138,8 @@ pub struct Config {
     pub object_url_signing_key: Rotating,
     /// Key that seals SSO client secrets.
     pub sso_secret_key: Rotating,
+    /// The longest session a single sign-on starts.
+    pub sso_session_ttl: Duration,
     /// The name server for domain verification (`ip[:port]`); `None`: the system's.
     pub dns_resolver: Option<String>,
     /// Ledger checkpoint signing key.
@@ -513,6 +515,9 @@ impl Config {
                 .rotating("OBJECT_URL_SIGNING_KEY", "OBJECT_URL_SIGNING_KEY_PREVIOUS"),
             sso_secret_key: p.rotating("SSO_SECRET_KEY", "SSO_SECRET_KEY_PREVIOUS"),
             dns_resolver: p.raw("DNS_RESOLVER").map(str::to_owned),
+            sso_session_ttl: p
+                .duration("SSO_SESSION_TTL")
+                .unwrap_or(Duration::from_secs(8 * 3600)),
             ledger_signing_key: p.secret("LEDGER_SIGNING_KEY"),
             ledger_signing_keys_previous: p
                 .raw("LEDGER_SIGNING_KEYS_PREVIOUS")

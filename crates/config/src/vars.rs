@@ -182,6 +182,8 @@ pub static VARS: &[Var] = &[
         "When set: at least 32 bytes, not a placeholder, not low-entropy, not equal to another secret."),
     var!("SSO_SECRET_KEY_PREVIOUS", Kind::Secret, None, true,
         "The previous SSO_SECRET_KEY during a rotation: secrets it sealed still open, and each connection change re-seals under the current key.", "When set: at least 32 bytes, not a placeholder, not low-entropy."),
+    var!("SSO_SESSION_TTL", Kind::Duration, Some("8h"), false,
+        "The longest session a single sign-on starts (at most JWT_TTL applies too): without SCIM, a user removed at the identity provider loses access at the next sign-in.", ""),
     var!("DNS_RESOLVER", Kind::Text, None, false,
         "The name server that domain verification asks for TXT records: `ip` or `ip:port`. Unset: the system's resolver (`/etc/resolv.conf`).",
         ""),

@@ -14,8 +14,8 @@ use deadpool_postgres::Pool;
 use time::OffsetDateTime;
 
 use crate::jwt::{KeyUsed, SessionKeys};
-use crate::store::{self, ApiKeyRow, Org, SessionRow};
-use crate::{ApiKeyId, ApiKeySecret, IdentityError, OrgId, Role, SessionId, UserId};
+use crate::store::{self, Access, ApiKeyRow, SessionRow};
+use crate::{ApiKeyId, ApiKeySecret, IdentityError, OrgId, SessionId, UserId};
 use uuid::Uuid;
 
 /// How long a process trusts a cached session or key state.
@@ -33,6 +33,8 @@ pub enum Principal {
         user: UserId,
         /// The session the token names.
         session: SessionId,
+        /// The SSO connection the session came through, if any.
+        sso: Option<Uuid>,
     },
     /// An organization API key; acts as a member of `org` only.
     ApiKey {
@@ -103,7 +105,7 @@ pub struct Authenticator {
     sessions: Cache<SessionId, SessionRow>,
     api_keys: Cache<[u8; 32], KeyState>,
     touched: Cache<ApiKeyId, ()>,
-    access: Cache<(Uuid, String), (Org, Option<Role>)>,
+    access: Cache<(Uuid, String), Access>,
 }
 
 impl Authenticator {
@@ -121,12 +123,12 @@ impl Authenticator {
     /// A granted authorization lookup (`principal` in the organization named `org`), if this
     /// process made it within [`CACHE_TTL`]. Only grants are cached: a refusal is always
     /// looked up again, so a new member is never refused from the cache.
-    pub fn cached_access(&self, principal: Uuid, org: &str) -> Option<(Org, Option<Role>)> {
+    pub fn cached_access(&self, principal: Uuid, org: &str) -> Option<Access> {
         self.access.get(&(principal, org.to_owned())).flatten()
     }
 
     /// Remembers a granted authorization lookup for [`CACHE_TTL`].
-    pub fn remember_access(&self, principal: Uuid, org: &str, access: (Org, Option<Role>)) {
+    pub fn remember_access(&self, principal: Uuid, org: &str, access: Access) {
         self.access.put((principal, org.to_owned()), Some(access));
     }
 
@@ -180,6 +182,7 @@ impl Authenticator {
                     Principal::User {
                         user: r.user,
                         session,
+                        sso: r.sso_connection,
                     },
                     Some(used),
                 ))

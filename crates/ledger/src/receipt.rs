@@ -68,7 +68,7 @@ impl fmt::Debug for Hash {
 }
 
 /// Kinds only the server and the operations tools record (grants, drills, rotations, releases,
-/// identity-provider and role changes); refused from every API route.
+/// identity-provider and role changes, break-glass uses); refused from every API route.
 pub const RESERVED_KINDS: &[&str] = &[
     "dataset.download",
     "restore_drill",
@@ -77,6 +77,7 @@ pub const RESERVED_KINDS: &[&str] = &[
     "release_drill",
     "idp.config_change",
     "member.role_change",
+    "sso.break_glass",
 ];
 
 /// A receipt kind: dotted lowercase segments of `[a-z][a-z0-9_]*`, at most 64 bytes.

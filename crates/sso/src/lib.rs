@@ -44,6 +44,9 @@ pub enum SsoError {
     /// A connection names a domain another of the organization's connections already routes.
     #[error("{0}")]
     DomainRouted(String),
+    /// Enforcement needs a break-glass owner (the message says which change was refused).
+    #[error("{0}")]
+    BreakGlassRequired(String),
     /// A declared limit (config::limits) would be exceeded.
     #[error("{0}")]
     LimitReached(String),

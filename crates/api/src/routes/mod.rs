@@ -109,6 +109,11 @@ pub fn configure(config: &Config) -> impl FnOnce(&mut web::ServiceConfig) + '_ {
                     .delete(sso::delete_org_sso_connection),
             )
             .service(
+                web::resource("/orgs/{org}/sso/break-glass/{user}")
+                    .put(sso::put_org_break_glass)
+                    .delete(sso::delete_org_break_glass),
+            )
+            .service(
                 web::resource("/orgs/{org}/receipts")
                     .post(receipts::post_org_receipts)
                     .get(receipts::get_org_receipts),

@@ -267,6 +267,9 @@ pub async fn post_org_sso_connections(
     };
     let created =
         sso::create_connection(&mut *state.db.get().await?, keys(&state)?, change, new).await?;
+    // Enforcement travels with cached grants: this process forgets them now, others within
+    // the authentication cache period.
+    state.auth.forget_access();
     Ok(HttpResponse::Created().json(ConnectionView::from(created)))
 }
 
@@ -374,6 +377,7 @@ pub async fn patch_org_sso_connection(
         patch,
     )
     .await?;
+    state.auth.forget_access();
     Ok(web::Json(updated.into()))
 }
 
@@ -404,6 +408,7 @@ pub async fn delete_org_sso_connection(
         ConnectionId::from_uuid(id),
     )
     .await?;
+    state.auth.forget_access();
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -604,7 +609,15 @@ pub async fn get_auth_sso_callback(
         let tx = client.transaction().await.map_err(SsoError::from)?;
         login::complete(&tx, connection, &email, &claims.groups, &ctx).await?;
         tx.commit().await.map_err(SsoError::from)?;
-        identity::request_magic_link(&mut client, &email, state.config.magic_link_ttl, &ctx).await?
+        identity::request_sso_link(
+            &mut client,
+            &email,
+            state.config.magic_link_ttl,
+            connection.id.as_uuid(),
+            state.config.sso_session_ttl,
+            &ctx,
+        )
+        .await?
     };
     let mut target = state.config.app_base_url();
     target.set_path("/auth/callback");
@@ -620,4 +633,65 @@ pub async fn get_auth_sso_callback(
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::REFERRER_POLICY, "no-referrer"))
         .finish())
+}
+
+/// Makes an owner a break-glass owner: they keep access without single sign-on where it is
+/// enforced, each such session's first use audited, receipted and alerted.
+#[utoipa::path(put, path = "/orgs/{org}/sso/break-glass/{user}", tag = "sso", security(("bearer" = [])),
+    params(("org" = String, Path, description = "Organization slug or id"), ("user" = Uuid, Path, description = "An owner's user id")),
+    responses(
+        (status = 204, description = "The owner is a break-glass owner"),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an owner, or an API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organization or member", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not an owner, or the organization has two break-glass owners", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn put_org_break_glass(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, Uuid)>,
+) -> Result<HttpResponse, ApiError> {
+    set_break_glass(state, caller, path, true).await
+}
+
+/// Withdraws break-glass status (the last one stays while single sign-on is enforced).
+#[utoipa::path(delete, path = "/orgs/{org}/sso/break-glass/{user}", tag = "sso", security(("bearer" = [])),
+    params(("org" = String, Path, description = "Organization slug or id"), ("user" = Uuid, Path, description = "A member's user id")),
+    responses(
+        (status = 204, description = "Not a break-glass owner (any more)"),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an owner, or an API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organization or member", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The last break-glass owner while single sign-on is enforced (`break_glass_required`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete_org_break_glass(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, Uuid)>,
+) -> Result<HttpResponse, ApiError> {
+    set_break_glass(state, caller, path, false).await
+}
+
+async fn set_break_glass(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, Uuid)>,
+    on: bool,
+) -> Result<HttpResponse, ApiError> {
+    let (org, user) = path.into_inner();
+    let (access, actor) = caller.owner(&state, &org).await?;
+    let change = Change {
+        org: access.org.id,
+        actor,
+        ctx: &caller.ctx,
+    };
+    sso::set_break_glass(
+        &mut *state.db.get().await?,
+        change,
+        defendable_identity::UserId::from_uuid(user),
+        on,
+    )
+    .await?;
+    state.auth.forget_access();
+    Ok(HttpResponse::NoContent().finish())
 }

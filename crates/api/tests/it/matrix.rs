@@ -72,6 +72,9 @@ const MATRIX: &[(&str, &str, [u16; 10])] = &[
     ("GET",    "/orgs/{org}/sso/connections/{id}",   [401, 403, 200, 404, 403, 404, 401, 401, 401, 401]),
     ("PATCH",  "/orgs/{org}/sso/connections/{id}",   [401, 403, 200, 404, 403, 404, 401, 401, 401, 401]),
     ("DELETE", "/orgs/{org}/sso/connections/{id}",   [401, 403, 204, 404, 403, 404, 401, 401, 401, 401]),
+    // {user} is the owner here: an owner may be a break-glass owner.
+    ("PUT",    "/orgs/{org}/sso/break-glass/{user}", [401, 403, 204, 404, 403, 404, 401, 401, 401, 401]),
+    ("DELETE", "/orgs/{org}/sso/break-glass/{user}", [401, 403, 204, 404, 403, 404, 401, 401, 401, 401]),
     ("POST",   "/orgs/{org}/receipts",               [401, 201, 201, 404, 201, 404, 401, 401, 401, 401]),
     ("GET",    "/orgs/{org}/receipts",               [401, 200, 200, 404, 200, 404, 401, 401, 401, 401]),
     ("GET",    "/orgs/{org}/receipts/{id}",          [401, 200, 200, 404, 200, 404, 401, 401, 401, 401]),
@@ -110,6 +113,7 @@ struct Fixture {
     receipt_id: String,
     share_token: String,
     member_id: String,
+    owner_id: String,
     invite_id: String,
     spare_key_id: String,
     connection_id: String,
@@ -343,6 +347,7 @@ async fn fixture(app: &TestApp, n: usize) -> Fixture {
         receipt_id: receipt.id.clone(),
         share_token: share.expose().to_owned(),
         member_id: member.to_string(),
+        owner_id: owner.to_string(),
         invite_id: invite.id.to_string(),
         spare_key_id: spare.id.to_string(),
         connection_id: connection.id.to_string(),
@@ -383,7 +388,7 @@ fn body_for(method: &str, path: &str, n: usize, org: &str) -> Option<Value> {
             "provider": "generic", "issuer": "https://idp.matrix.test", "client_id": "c",
             "client_secret": "s", "domains": [format!("n{}.matrix.test", &unique[..12])],
         })),
-        ("PATCH", "/orgs/{org}/sso/connections/{id}") => Some(json!({"enforced": true})),
+        ("PATCH", "/orgs/{org}/sso/connections/{id}") => Some(json!({"default_role": "member"})),
         ("POST", "/datasets/catalog/{slug}/download") => Some(json!({"org": org})),
         ("POST", "/internal/receipts") => Some(json!({"org": org, "kind": "run", "public": {}})),
         ("POST", "/webhooks/stripe") => Some(json!({"id": "evt_1", "type": "ping"})),
@@ -436,7 +441,14 @@ async fn every_route_answers_every_principal_with_the_exact_status() {
             };
             let path = template
                 .replace("{org}", &fx.slug)
-                .replace("{user}", &fx.member_id)
+                .replace(
+                    "{user}",
+                    if template.contains("/break-glass/") {
+                        &fx.owner_id
+                    } else {
+                        &fx.member_id
+                    },
+                )
                 .replace("{domain}", &fx.domain)
                 .replace("{id}", id)
                 .replace("{token}", &fx.share_token)

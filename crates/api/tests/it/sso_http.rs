@@ -241,6 +241,22 @@ async fn a_connection_keeps_its_secret_sealed_and_every_change_is_a_receipt() {
     let (s, same) = patch(json!({"client_id": "0oa1corp", "enforced": false})).await;
     assert_eq!(s.as_u16(), 200);
     assert_eq!(same["updated_at"], created["updated_at"]);
+    // Enforcing needs a break-glass owner first.
+    let (s, refused) = patch(json!({"enforced": true})).await;
+    assert_eq!(
+        (s.as_u16(), refused["code"].as_str()),
+        (409, Some("break_glass_required"))
+    );
+    let me = app.expect(200, "GET", "/me", Some(&token), None).await;
+    let owner_id = me["user"]["id"].as_str().expect("id");
+    app.expect(
+        204,
+        "PUT",
+        &format!("/orgs/{slug}/sso/break-glass/{owner_id}"),
+        Some(&token),
+        None,
+    )
+    .await;
     let (s, changed) = patch(json!({"client_secret": "rotated-secret-Zx7Cv4Bn1Mq8", "enforced": true, "default_role": "member"})).await;
     assert_eq!(s.as_u16(), 200, "{changed}");
     assert_eq!(
@@ -314,6 +330,7 @@ async fn a_connection_keeps_its_secret_sealed_and_every_change_is_a_receipt() {
                     "enforced"
                 ])
             ),
+            ("break_glass.grant".to_owned(), json!(["break_glass"])),
             (
                 "connection.update".to_owned(),
                 json!(["default_role", "enforced", "client_secret"])
@@ -322,8 +339,8 @@ async fn a_connection_keeps_its_secret_sealed_and_every_change_is_a_receipt() {
             ("connection.delete".to_owned(), json!([])),
         ]
     );
-    assert_eq!(receipts[1]["enforced"], true);
-    assert_eq!(receipts[3]["was_enforced"], true);
+    assert_eq!(receipts[2]["enforced"], true);
+    assert_eq!(receipts[4]["was_enforced"], true);
     let everything = serde_json::to_string(&receipts).expect("json");
     assert!(!everything.contains("rotated-secret") && !everything.contains(secret));
     // Each change's audit event sits beside its receipt.
@@ -606,6 +623,133 @@ async fn oidc_sign_in_provisions_users_with_mapped_roles_and_refuses_every_bad_c
         finish(&back, Some(&pair)).await
     };
     assert!(refusal(&tampered).contains("wrong nonce"));
+
+    // Sessions remember their connection; an SSO session lives at most SSO_SESSION_TTL (8 h),
+    // a magic-link one JWT_TTL (12 h).
+    let lifetimes: Vec<(bool, f64)> = client
+        .query(
+            "SELECT sso_connection_id IS NOT NULL, extract(epoch FROM expires_at - created_at)::float8 FROM sessions",
+            &[],
+        )
+        .await
+        .expect("sessions")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert!(
+        lifetimes.iter().filter(|(sso, _)| *sso).count() >= 2,
+        "{lifetimes:?}"
+    );
+    for (sso, secs) in &lifetimes {
+        let bound = if *sso { 8.0 * 3600.0 } else { 12.0 * 3600.0 };
+        assert!(
+            (bound - 60.0..=bound + 60.0).contains(secs),
+            "{lifetimes:?}"
+        );
+    }
+
+    // Enforcement: only sessions from the connection, break-glass owners and API keys get in.
+    let (_, conn_list) = app
+        .call(
+            "GET",
+            &format!("/orgs/{slug}/sso/connections"),
+            Some(&owner),
+            None,
+        )
+        .await;
+    let conn_id = conn_list["items"][0]["id"].as_str().expect("id").to_owned();
+    let connection = format!("/orgs/{slug}/sso/connections/{conn_id}");
+    let key = app.api_key(&owner, &slug).await;
+    let (s, body) = app
+        .call(
+            "PATCH",
+            &connection,
+            Some(&owner),
+            Some(json!({"enforced": true})),
+        )
+        .await;
+    assert_eq!(
+        (s.as_u16(), body["code"].as_str()),
+        (409, Some("break_glass_required")),
+        "{body}"
+    );
+    let me = app.expect(200, "GET", "/me", Some(&owner), None).await;
+    let admin_id = me["user"]["id"].as_str().expect("id").to_owned();
+    let break_glass = |user: &str| format!("/orgs/{slug}/sso/break-glass/{user}");
+    app.expect(204, "PUT", &break_glass(&admin_id), Some(&owner), None)
+        .await;
+    app.expect(
+        200,
+        "PATCH",
+        &connection,
+        Some(&owner),
+        Some(json!({"enforced": true})),
+    )
+    .await;
+    let (carl, _) = app.sign_in("carl@corp.test").await;
+    let carl_me = app.expect(200, "GET", "/me", Some(&carl), None).await;
+    let carl_id = carl_me["user"]["id"].as_str().expect("id").to_owned();
+    client
+        .execute(
+            "INSERT INTO memberships (org_id, user_id, role) SELECT id, $2, 'member' FROM orgs WHERE slug = $1",
+            &[&slug, &uuid::Uuid::parse_str(&carl_id).expect("uuid")],
+        )
+        .await
+        .expect("membership");
+    let receipts = format!("/orgs/{slug}/receipts");
+    let (s, body) = app.call("GET", &receipts, Some(&carl), None).await;
+    assert_eq!(
+        (s.as_u16(), body["code"].as_str()),
+        (403, Some("sso_required")),
+        "a magic-link member: {body}"
+    );
+    app.expect(200, "GET", &receipts, Some(&bob), None).await;
+    app.expect(200, "GET", &receipts, Some(&key), None).await;
+    app.expect(200, "GET", &receipts, Some(&owner), None).await;
+    app.expect(200, "GET", &format!("/orgs/{slug}"), Some(&owner), None)
+        .await;
+    let (_, uses) = app
+        .call(
+            "GET",
+            &format!("{receipts}?kind=sso.break_glass"),
+            Some(&owner),
+            None,
+        )
+        .await;
+    assert_eq!(
+        uses["items"].as_array().expect("items").len(),
+        1,
+        "one receipt per session: {uses}"
+    );
+    assert!(app
+        .metrics()
+        .await
+        .contains("defendable_sso_break_glass_uses_total 1"));
+    let (s, body) = app
+        .call("DELETE", &break_glass(&admin_id), Some(&owner), None)
+        .await;
+    assert_eq!(
+        (s.as_u16(), body["code"].as_str()),
+        (409, Some("break_glass_required")),
+        "{body}"
+    );
+    let (s, body) = app
+        .call("PUT", &break_glass(&carl_id), Some(&owner), None)
+        .await;
+    assert_eq!(
+        (s.as_u16(), body["code"].as_str()),
+        (422, Some("invalid_input")),
+        "a member: {body}"
+    );
+    app.expect(
+        200,
+        "PATCH",
+        &connection,
+        Some(&owner),
+        Some(json!({"enforced": false})),
+    )
+    .await;
+    app.expect(200, "GET", &receipts, Some(&carl), None).await;
 
     // An issuer that is not the provider's exactly is refused before the browser leaves.
     let (_, list) = app

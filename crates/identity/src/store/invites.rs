@@ -159,7 +159,7 @@ pub async fn accept_invite(
     if !add_member(&tx, org, user.id, role).await? {
         return Err(IdentityError::AlreadyMember);
     }
-    let (session, expires_at) = create_session(&tx, user.id, session_ttl).await?;
+    let (session, expires_at) = create_session(&tx, user.id, session_ttl, None).await?;
     let e = event("invite.accept", user.id, Some(org), ctx)
         .on(format!("invite:{invite}"))
         .with(json!({"outcome": "ok", "role": role.as_str()}));

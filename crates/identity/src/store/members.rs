@@ -110,7 +110,8 @@ pub async fn set_role(
     let row = tx
         .query_one(
             &tx.prepare_cached(
-                "UPDATE memberships m SET role = $3 FROM users u
+                // A demoted owner stops being a break-glass owner.
+                "UPDATE memberships m SET role = $3, break_glass = m.break_glass AND $3 = 'owner' FROM users u
              WHERE m.org_id = $1 AND m.user_id = $2 AND u.id = m.user_id
              RETURNING u.id, u.email, m.role, m.created_at",
             )

@@ -77,14 +77,32 @@ pub async fn find_org(client: &impl GenericClient, org: &OrgRef) -> Result<Optio
     Ok(row.map(|r| row_org(&r, 0)))
 }
 
+/// What the authorization lookup finds: the organization, the user's role and break-glass flag
+/// in it, and the SSO connections that enforce sign-in there.
+#[derive(Debug, Clone)]
+pub struct Access {
+    /// The organization.
+    pub org: Org,
+    /// The user's role (`None`: not a member, or no user given).
+    pub role: Option<Role>,
+    /// Whether the user is a break-glass owner (keeps access without SSO where it is enforced).
+    pub break_glass: bool,
+    /// The connections whose sessions alone the organization admits (empty: any session).
+    pub sso_enforced: Vec<Uuid>,
+}
+
 /// An organization by slug or id, with `user`'s role in it (`None` when not a member, or when
 /// no user is given), in one statement: the authorization lookup of every org-scoped request.
+/// The organization's SSO enforcement travels in the same round trip; `sso_connections` is
+/// defendable-sso's table, read here only for this.
 pub async fn org_with_role(
     client: &impl GenericClient,
     org: &OrgRef,
     user: Option<UserId>,
-) -> Result<Option<(Org, Option<Role>)>> {
-    const SELECT: &str = "SELECT o.id, o.slug, o.name, o.personal, o.created_at, m.role
+) -> Result<Option<Access>> {
+    const SELECT: &str = "SELECT o.id, o.slug, o.name, o.personal, o.created_at, m.role,
+                                 coalesce(m.break_glass, false),
+                                 ARRAY(SELECT c.id FROM sso_connections c WHERE c.org_id = o.id AND c.enforced)
                           FROM orgs o LEFT JOIN memberships m ON m.org_id = o.id AND m.user_id = $2";
     let user = user.map(|u| u.as_uuid());
     let row = match org {
@@ -109,7 +127,12 @@ pub async fn org_with_role(
         let role = r
             .get::<_, Option<&str>>(5)
             .map(|role| Role::parse(role).expect("the role column is constrained"));
-        (row_org(&r, 0), role)
+        Access {
+            org: row_org(&r, 0),
+            role,
+            break_glass: r.get(6),
+            sso_enforced: r.get(7),
+        }
     }))
 }
 

@@ -10,6 +10,32 @@ pub async fn request_magic_link(
     ttl: Duration,
     ctx: &AuditContext,
 ) -> Result<IssuedLink> {
+    issue_link(client, email, ttl, None, ctx).await
+}
+
+/// Issues the one-time link a completed single sign-on hands to the browser: like a magic link,
+/// but the session it starts remembers `connection` (an organization that enforces SSO admits
+/// only such sessions).
+pub async fn request_sso_link(
+    client: &mut Client,
+    email: &Email,
+    ttl: Duration,
+    connection: Uuid,
+    session_max: Duration,
+    ctx: &AuditContext,
+) -> Result<IssuedLink> {
+    issue_link(client, email, ttl, Some((connection, session_max)), ctx).await
+}
+
+async fn issue_link(
+    client: &mut Client,
+    email: &Email,
+    ttl: Duration,
+    sso: Option<(Uuid, Duration)>,
+    ctx: &AuditContext,
+) -> Result<IssuedLink> {
+    let connection = sso.map(|(c, _)| c);
+    let session_max = sso.map(|(_, max)| max.as_secs_f64());
     let token = OneTimeToken::generate();
     let tx = client.transaction().await?;
     tx.execute(
@@ -24,8 +50,8 @@ pub async fn request_magic_link(
     let expires_at: OffsetDateTime = tx
         .query_one(
             &tx.prepare_cached(
-                "INSERT INTO magic_links (id, email, token_hash, expires_at)
-             VALUES ($1, $2, $3, now() + make_interval(secs => $4)) RETURNING expires_at",
+                "INSERT INTO magic_links (id, email, token_hash, expires_at, sso_connection_id, session_max_secs)
+             VALUES ($1, $2, $3, now() + make_interval(secs => $4), $5, $6) RETURNING expires_at",
             )
             .await?,
             &[
@@ -33,11 +59,18 @@ pub async fn request_magic_link(
                 &email.as_str(),
                 &token.hash().as_bytes(),
                 &(ttl.as_secs_f64()),
+                &connection,
+                &session_max,
             ],
         )
         .await?
         .get(0);
-    let e = event("auth.request", Actor::Anonymous, None, ctx).on(email.to_string());
+    let e = event("auth.request", Actor::Anonymous, None, ctx)
+        .on(email.to_string())
+        .with(match connection {
+            Some(c) => json!({"via": "sso", "connection": c}),
+            None => json!({}),
+        });
     record(&tx, &e).await?;
     tx.commit().await?;
     Ok(IssuedLink {
@@ -62,7 +95,7 @@ pub async fn verify_magic_link(
                 "UPDATE magic_links SET consumed_at = now()
              WHERE token_hash = $1 AND consumed_at IS NULL AND superseded_at IS NULL
                AND expires_at > now()
-             RETURNING email",
+             RETURNING email, sso_connection_id, session_max_secs",
             )
             .await?,
             &[&token.hash().as_bytes()],
@@ -78,7 +111,12 @@ pub async fn verify_magic_link(
     if created {
         create_personal_org(&tx, &user, &email, ctx).await?;
     }
-    let (session, expires_at) = create_session(&tx, user.id, session_ttl).await?;
+    let sso: Option<Uuid> = row.get(1);
+    let session_ttl = match row.get::<_, Option<f64>>(2) {
+        Some(max) => session_ttl.min(Duration::from_secs_f64(max)),
+        None => session_ttl,
+    };
+    let (session, expires_at) = create_session(&tx, user.id, session_ttl, sso).await?;
     let e = event("auth.verify", user.id, None, ctx)
         .on(format!("session:{session}"))
         .with(json!({"outcome": "ok", "new_user": created}));
@@ -131,13 +169,16 @@ pub(super) async fn create_session(
     tx: &Transaction<'_>,
     user: UserId,
     ttl: Duration,
+    sso: Option<Uuid>,
 ) -> Result<(SessionId, OffsetDateTime)> {
     let id = SessionId::generate();
     let expires_at = OffsetDateTime::now_utc() + pg_duration(ttl);
     tx.execute(
-        &tx.prepare_cached("INSERT INTO sessions (id, user_id, expires_at) VALUES ($1, $2, $3)")
-            .await?,
-        &[&id.as_uuid(), &user.as_uuid(), &expires_at],
+        &tx.prepare_cached(
+            "INSERT INTO sessions (id, user_id, expires_at, sso_connection_id) VALUES ($1, $2, $3, $4)",
+        )
+        .await?,
+        &[&id.as_uuid(), &user.as_uuid(), &expires_at, &sso],
     )
     .await?;
     Ok((id, expires_at))
@@ -152,13 +193,15 @@ pub struct SessionRow {
     pub expires_at: OffsetDateTime,
     /// Whether it was revoked.
     pub revoked: bool,
+    /// The SSO connection it came through (`None`: a magic link or an invite).
+    pub sso_connection: Option<Uuid>,
 }
 
 /// Looks a session up.
 pub async fn session(client: &impl GenericClient, id: SessionId) -> Result<Option<SessionRow>> {
     let row = client
         .query_opt(
-            &client.prepare_cached("SELECT user_id, expires_at, revoked_at IS NOT NULL FROM sessions WHERE id = $1").await?,
+            &client.prepare_cached("SELECT user_id, expires_at, revoked_at IS NOT NULL, sso_connection_id FROM sessions WHERE id = $1").await?,
             &[&id.as_uuid()],
         )
         .await?;
@@ -166,6 +209,7 @@ pub async fn session(client: &impl GenericClient, id: SessionId) -> Result<Optio
         user: UserId::from_uuid(r.get(0)),
         expires_at: r.get(1),
         revoked: r.get(2),
+        sso_connection: r.get(3),
     }))
 }
 

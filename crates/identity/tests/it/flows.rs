@@ -609,7 +609,8 @@ async fn sessions_verify_with_the_previous_secret_during_rotation_and_end_on_log
         p,
         Principal::User {
             user: s.user.id,
-            session: s.session
+            session: s.session,
+            sso: None,
         }
     );
     let unrotated = Authenticator::new(SessionKeys::new(

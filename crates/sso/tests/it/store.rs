@@ -90,7 +90,7 @@ async fn a_rotation_reseals_on_the_next_change_and_the_old_key_alone_no_longer_o
         change,
         created.id,
         ConnectionPatch {
-            enforced: Some(true),
+            default_role: Some(None),
             ..Default::default()
         },
     )
