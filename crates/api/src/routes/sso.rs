@@ -133,6 +133,7 @@ pub async fn post_org_domain_verify(
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an owner, or an API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such organization or claimed domain", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not a domain name", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn delete_org_domain(
     state: web::Data<AppState>,
@@ -466,9 +467,12 @@ pub async fn post_auth_sso_start(
                 login::connection_for_email(&*client, &Email::parse(email)?).await?
             }
             (None, Some(org)) => {
-                let org = identity::find_org(&*client, &OrgRef::parse(org)?)
+                // An unknown or malformed organization is refused like one without a connection.
+                let no_such = || SsoError::Refused("no such organization".into());
+                let org = OrgRef::parse(org).map_err(|_| no_such())?;
+                let org = identity::find_org(&*client, &org)
                     .await?
-                    .ok_or_else(|| SsoError::Refused("no such organization".into()))?;
+                    .ok_or_else(no_such)?;
                 login::connection_for_org(&*client, org.id).await?
             }
             _ => {

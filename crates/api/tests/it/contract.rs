@@ -105,7 +105,18 @@ async fn the_served_contract_holds_under_schemathesis() {
     )
     .expect("config");
 
-    // The owner's run leaves out logout, which would end its own session midway.
-    fuzz(&app, &dir, "an owner", &owner, &["/auth/logout"]).await;
-    fuzz(&app, &dir, "an API key", &key, &[]).await;
+    // The owner's run leaves out logout, which would end its own session midway. Both leave out
+    // the SSO callback: schemathesis 4.32.5 stops with an internal error while generating its
+    // coverage cases ("AST constructor recursion depth mismatch" inside hypothesis), and its
+    // inputs are what an identity provider sends, which the OIDC end-to-end test and the matrix
+    // cover (tests/it/sso_http.rs).
+    fuzz(
+        &app,
+        &dir,
+        "an owner",
+        &owner,
+        &["/auth/logout", "/auth/sso/callback"],
+    )
+    .await;
+    fuzz(&app, &dir, "an API key", &key, &["/auth/sso/callback"]).await;
 }

@@ -752,19 +752,10 @@ async fn oidc_sign_in_provisions_users_with_mapped_roles_and_refuses_every_bad_c
     app.expect(200, "GET", &receipts, Some(&carl), None).await;
 
     // An issuer that is not the provider's exactly is refused before the browser leaves.
-    let (_, list) = app
-        .call(
-            "GET",
-            &format!("/orgs/{slug}/sso/connections"),
-            Some(&owner),
-            None,
-        )
-        .await;
-    let id = list["items"][0]["id"].as_str().expect("id").to_owned();
     app.expect(
         200,
         "PATCH",
-        &format!("/orgs/{slug}/sso/connections/{id}"),
+        &connection,
         Some(&owner),
         Some(json!({"issuer": format!("{}/", provider.issuer)})),
     )
