@@ -7,15 +7,14 @@
 use deadpool_postgres::{GenericClient, Transaction};
 use defendable_identity::store as identity;
 use defendable_identity::{Email, OrgId, Role, UserId};
-use defendable_ledger::store as ledger;
 use defendable_ledger::{Draft, ReceiptKind};
-use defendable_store::audit::{self, Actor, AuditAction, AuditContext, AuditEvent};
+use defendable_store::audit::{Actor, AuditAction, AuditContext, AuditEvent};
 use serde_json::json;
 use subtle::ConstantTimeEq as _;
 
 use crate::domain::{ConnectionId, DomainName};
 use crate::oidc::random_value;
-use crate::store::{get_connection_by_id, Connection};
+use crate::store::{get_connection_by_id, receipt_with_event, Connection};
 use crate::{Result, SsoError};
 
 fn sha256(s: &str) -> Vec<u8> {
@@ -306,8 +305,7 @@ async fn role_change(
         }),
         Some(json!({ "user": user.to_string() })),
     )?;
-    let sealed = ledger::append_in(tx, connection.org.as_uuid(), draft).await?;
-    let mut event = AuditEvent::new(
+    let event = AuditEvent::new(
         AuditAction::parse("member.role_change")?,
         Actor::User(user.as_uuid()),
     )
@@ -317,10 +315,7 @@ async fn role_change(
         "to": to.map(Role::as_str),
         "source": "sso",
         "connection": connection.id.to_string(),
-        "receipt": sealed.id,
     }));
-    event.org_id = Some(connection.org.as_uuid());
-    event.context = ctx.clone();
-    audit::record(tx, &event).await?;
+    receipt_with_event(tx, connection.org, draft, event, ctx).await?;
     Ok(())
 }

@@ -153,6 +153,23 @@ fn secret_fingerprint(secret: &ClientSecret) -> String {
     d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Appends `receipt` to `org`'s chain and records `event` naming it, both in `tx`: the one way
+/// this crate writes a receipt with its audit event. Returns the receipt's id.
+pub(crate) async fn receipt_with_event(
+    tx: &Transaction<'_>,
+    org: OrgId,
+    receipt: Draft,
+    mut event: AuditEvent,
+    ctx: &AuditContext,
+) -> Result<String> {
+    let sealed = ledger::append_in(tx, org.as_uuid(), receipt).await?;
+    event.details["receipt"] = json!(sealed.id);
+    event.org_id = Some(org.as_uuid());
+    event.context = ctx.clone();
+    audit::record(tx, &event).await?;
+    Ok(sealed.id)
+}
+
 /// Records the change's audit event and its `idp.config_change` receipt in `tx`.
 async fn record_change(
     tx: &Transaction<'_>,
@@ -170,17 +187,13 @@ async fn record_change(
         public.clone(),
         Some(json!({ "actor": change.actor.to_string(), "values": private })),
     )?;
-    let sealed = ledger::append_in(tx, change.org.as_uuid(), draft).await?;
-    let mut event = AuditEvent::new(
+    let event = AuditEvent::new(
         AuditAction::parse(&format!("sso.{action}"))?,
         Actor::User(change.actor.as_uuid()),
     )
     .on(target)
-    .with(json!({ "receipt": sealed.id, "fields": public.get("fields") }));
-    event.org_id = Some(change.org.as_uuid());
-    event.context = change.ctx.clone();
-    audit::record(tx, &event).await?;
-    Ok(sealed.id)
+    .with(json!({ "fields": public.get("fields") }));
+    receipt_with_event(tx, change.org, draft, event, change.ctx).await
 }
 
 fn row_claim(row: &Row) -> Result<DomainClaim> {
@@ -900,16 +913,12 @@ pub async fn record_break_glass_use(
             json!({ "by": Role::Owner.as_str(), "use": "first in this session" }),
             Some(json!({ "user": user.to_string(), "session": session.to_string() })),
         )?;
-        let sealed = ledger::append_in(&tx, org.as_uuid(), draft).await?;
-        let mut event = AuditEvent::new(
+        let event = AuditEvent::new(
             AuditAction::parse("sso.break_glass_use")?,
             Actor::User(user.as_uuid()),
         )
-        .on(format!("session:{session}"))
-        .with(json!({ "receipt": sealed.id }));
-        event.org_id = Some(org.as_uuid());
-        event.context = ctx.clone();
-        audit::record(&tx, &event).await?;
+        .on(format!("session:{session}"));
+        receipt_with_event(&tx, org, draft, event, ctx).await?;
     }
     tx.commit().await?;
     Ok(first)
