@@ -281,8 +281,15 @@ fn test() -> Result<()> {
         NPM,
     ])?;
     ensure_s3_server()?;
-    ensure_python_tool("schemathesis", "schemathesis", SCHEMATHESIS, "schemathesis")?;
-    ensure_python_tool("moto", "moto[server]", MOTO, "moto_server")?;
+    ensure_python_tool(
+        "schemathesis",
+        "schemathesis",
+        SCHEMATHESIS,
+        "schemathesis",
+        &[],
+    )?;
+    ensure_python_tool("moto", "moto[server]", MOTO, "moto_server", &[])?;
+    ensure_python_tool("scim2-cli", "scim2-cli", SCIM2_CLI, "scim2", SCIM2_PINS)?;
     ensure_npm_tool("oidc-provider", OIDC_PROVIDER)?;
     // The release test makes a release from the work tree.
     release::ensure_tool(release::AUDITABLE)?;
@@ -431,10 +438,25 @@ const SCHEMATHESIS: &str = "4.32.5";
 /// The pinned moto, whose server implements the bucket versioning and lifecycle calls the
 /// storage-check test reads (keep in step with `MOTO_VERSION` in crates/testkit/src/s3.rs).
 const MOTO: &str = "5.2.5";
+/// The SCIM compliance suite (scim2-tester, through scim2-cli's `test` command) the SCIM test
+/// runs against the server; keep in step with `SCIM2_CLI` in crates/api/tests/it/scim_http.rs.
+const SCIM2_CLI: &str = "0.6.0";
+/// What scim2-cli 0.6.0 runs, pinned too, so the suite's checks do not change under us.
+const SCIM2_PINS: &[&str] = &[
+    "scim2-tester==0.5.2",
+    "scim2-client==0.13.2",
+    "scim2-models==0.12.3",
+];
 
 /// A pinned Python tool in its own virtual environment under `target/tools/NAME-VERSION` (never
 /// in the work tree); the tests find it at the same path.
-fn ensure_python_tool(name: &str, requirement: &str, version: &str, program: &str) -> Result<()> {
+fn ensure_python_tool(
+    name: &str,
+    requirement: &str,
+    version: &str,
+    program: &str,
+    pins: &[&str],
+) -> Result<()> {
     let venv = root()
         .join("target/tools")
         .join(format!("{name}-{version}"));
@@ -445,15 +467,10 @@ fn ensure_python_tool(name: &str, requirement: &str, version: &str, program: &st
     let venv_str = venv.to_str().context("target path is not UTF-8")?;
     run("/usr/bin/python3", &["-m", "venv", venv_str])?;
     let pip = venv.join("bin/pip");
-    run(
-        pip.to_str().context("target path is not UTF-8")?,
-        &[
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            &format!("{requirement}=={version}"),
-        ],
-    )
+    let top = format!("{requirement}=={version}");
+    let mut args = vec!["install", "--quiet", "--disable-pip-version-check", &top];
+    args.extend_from_slice(pins);
+    run(pip.to_str().context("target path is not UTF-8")?, &args)
 }
 
 /// The pinned oidc-provider (npm) the SSO tests sign in through; keep in step with

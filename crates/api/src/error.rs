@@ -107,6 +107,13 @@ error_codes! {
     RangeNotSatisfiable = "range_not_satisfiable", RANGE_NOT_SATISFIABLE;
     /// Well-formed but not acceptable.
     Unprocessable = "unprocessable", UNPROCESSABLE_ENTITY;
+    /// A SCIM request was refused; its `scimType` (invalidValue, invalidSyntax, invalidFilter,
+    /// invalidPath, noTarget, mutability, tooMany) says why.
+    ScimInvalid = "scim_invalid", BAD_REQUEST;
+    /// A SCIM userName (or the account an address names) is taken in this directory.
+    ScimUniqueness = "scim_uniqueness", CONFLICT;
+    /// The SCIM operation is not supported (bulk, searching across types, sorting).
+    NotImplemented = "not_implemented", NOT_IMPLEMENTED;
     /// The JSON body does not have the expected shape.
     InvalidBody = "invalid_body", UNPROCESSABLE_ENTITY;
     /// A field's value is not acceptable.
@@ -563,6 +570,16 @@ impl From<defendable_sso::SsoError> for ApiError {
             E::Provider(cause) => {
                 tracing::warn!(error = %cause, "identity provider failure");
                 ApiError::new(ErrorCode::SsoProviderUnavailable, detail)
+            }
+            E::Scim(fault, _) => {
+                use defendable_sso::scim::ScimFault as F;
+                let code = match fault {
+                    F::Uniqueness => ErrorCode::ScimUniqueness,
+                    F::LastOwner => ErrorCode::LastOwner,
+                    F::NotImplemented => ErrorCode::NotImplemented,
+                    _ => ErrorCode::ScimInvalid,
+                };
+                ApiError::new(code, detail)
             }
             E::Store(inner) => ApiError::store(inner),
             E::Ledger(inner) => inner.into(),

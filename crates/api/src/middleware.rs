@@ -116,9 +116,13 @@ async fn respond(
 
     let status = res.status();
     let is_problem = res.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
-        v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()) || v.as_bytes().starts_with(b"text/html")
+        v.as_bytes().starts_with(PROBLEM_JSON.as_bytes())
+            || v.as_bytes().starts_with(b"text/html")
+            // SCIM's routes answer RFC 7644 error bodies.
+            || v.as_bytes().starts_with(b"application/scim+json")
     });
-    // A page's error is a page (it was asked for by a browser); every other error is a problem.
+    // A page's error is a page (it was asked for by a browser), a SCIM error is SCIM's; every
+    // other error is a problem.
     if status.as_u16() >= 400 && !is_problem {
         // A status produced by the framework itself (405, a CORS refusal, a bare 404) still
         // answers with a problem document, so clients parse one error shape.

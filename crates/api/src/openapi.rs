@@ -9,7 +9,7 @@ use utoipa::Modify;
 use crate::error::Problem;
 use crate::routes::{
     api_keys, auth, datasets, dto, health, invites, ledger, me, objects, ops, orgs, pages,
-    receipts, share, sso, wellknown,
+    receipts, scim, share, sso, wellknown,
 };
 
 /// The API description served at `/openapi.json`.
@@ -33,6 +33,7 @@ use crate::routes::{
         sso::post_org_sso_connections, sso::get_org_sso_connections, sso::get_org_sso_connection,
         sso::patch_org_sso_connection, sso::delete_org_sso_connection,
         sso::put_org_break_glass, sso::delete_org_break_glass,
+        scim::post_org_scim_token, scim::delete_org_scim_token,
         receipts::post_org_receipts, receipts::get_org_receipts, receipts::get_org_receipt,
         receipts::post_receipt_share, receipts::delete_receipt_share, receipts::get_receipt_proof,
         ledger::get_ledger_verify, ledger::get_ledger_checkpoint, ledger::get_ledger_export, ledger::get_ledger_keys,

@@ -12,7 +12,8 @@ const MANAGED_RULESET: &str = "efb7b8c949ac4650a09736fc376e9aee";
 /// The Cloudflare OWASP Core Ruleset.
 const OWASP_RULESET: &str = "4814384a9e5d4991b9815dcfc25d2f1f";
 
-/// Cloudflare's match for a route pattern of ours (`{…}` matches one path segment).
+/// Cloudflare's match for a route pattern of ours (`{…}` matches one path segment, a final `*`
+/// the rest of the path; the method `*` any method).
 fn path_expression(method: &str, route: &str) -> String {
     let path = if route.contains('{') {
         let mut regex = String::from("^");
@@ -22,6 +23,8 @@ fn path_expression(method: &str, route: &str) -> String {
             }
             if segment.starts_with('{') {
                 regex.push_str("[^/]+");
+            } else if segment == "*" {
+                regex.push_str(".*");
             } else {
                 regex.push_str(&segment.replace('.', "\\\\."));
             }
@@ -31,6 +34,9 @@ fn path_expression(method: &str, route: &str) -> String {
     } else {
         format!("http.request.uri.path eq \"{route}\"")
     };
+    if method == "*" {
+        return format!("({path})");
+    }
     format!("(http.request.method eq \"{method}\" and {path})")
 }
 

@@ -39,9 +39,9 @@ impl LimitKey {
 pub struct RateLimit {
     /// Stable id, also the name in `RateLimit-Policy` and in `RATE_LIMITS` overrides.
     pub id: &'static str,
-    /// HTTP method.
+    /// HTTP method (`*`: any).
     pub method: &'static str,
-    /// Route pattern as the API declares it.
+    /// Route pattern as the API declares it (a final `/*`: every route under the prefix).
     pub route: &'static str,
     /// What is counted.
     pub key: LimitKey,
@@ -132,6 +132,26 @@ pub static RATE_LIMITS: &[RateLimit] = &[
         route: "/auth/sso/callback",
         key: LimitKey::Ip,
         limit: 20,
+        window: TEN_MINUTES,
+    },
+    // SCIM: every request, before its token is looked up (bounds what a caller without a
+    // token can make us do), then per organization once authenticated. An identity provider's
+    // first push of a large directory is thousands of requests; ten a second sustained is
+    // more than Okta or Entra send.
+    RateLimit {
+        id: "scim-ip",
+        method: "*",
+        route: "/scim/v2/{org}/*",
+        key: LimitKey::Ip,
+        limit: 6000,
+        window: TEN_MINUTES,
+    },
+    RateLimit {
+        id: "scim-org",
+        method: "*",
+        route: "/scim/v2/{org}/*",
+        key: LimitKey::Org,
+        limit: 6000,
         window: TEN_MINUTES,
     },
     // Each verification is an outbound DNS lookup an owner can trigger; a domain needs a few.
@@ -308,3 +328,15 @@ pub const SSO_LOGIN_TTL: Duration = Duration::from_secs(600);
 /// Break-glass owners per organization: enough to survive one owner's absence, few enough that
 /// bypassing single sign-on stays an exception.
 pub const SSO_BREAK_GLASS_OWNERS: i64 = 2;
+/// SCIM list pages: resources per page unless `count` asks otherwise, and the most a page holds.
+/// A hundred answers an identity provider's reconciliation in few requests; a thousand bounds
+/// what one request reads.
+pub const SCIM_PAGE_DEFAULT: i64 = 100;
+/// The most resources one SCIM list page holds (also `filter.maxResults`).
+pub const SCIM_PAGE_MAX: i64 = 1_000;
+/// Members one SCIM group may list in one request; larger directories send PATCH operations.
+pub const SCIM_GROUP_MEMBERS: usize = 10_000;
+/// Email addresses one SCIM user may carry.
+pub const SCIM_EMAILS: usize = 10;
+/// Operations in one SCIM PATCH.
+pub const SCIM_PATCH_OPERATIONS: usize = 100;

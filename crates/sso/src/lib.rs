@@ -8,6 +8,8 @@
 //! - [`dns`]: the TXT lookup that verifies a domain, through `DNS_RESOLVER` or the system's.
 //! - [`store`]: domains and connections; every change records its audit event and an
 //!   `idp.config_change` receipt in the organization's chain in one transaction.
+//! - [`scim`]: SCIM 2.0 provisioning — the directory's users and groups, what they grant, and
+//!   deprovisioning.
 //! - [`view`]: the API shapes.
 //!
 //! This crate composes identity (organizations, users, roles) and the ledger (receipts); neither
@@ -17,6 +19,7 @@ pub mod dns;
 pub mod domain;
 pub mod login;
 pub mod oidc;
+pub mod scim;
 pub mod sealed;
 pub mod store;
 pub mod view;
@@ -69,6 +72,9 @@ pub enum SsoError {
     /// The DNS lookup itself failed (not "no such record").
     #[error("DNS lookup failed: {0}")]
     Dns(String),
+    /// A SCIM request was refused (RFC 7644 §3.12's keyword and a message).
+    #[error("{1}")]
+    Scim(scim::ScimFault, String),
 }
 
 impl From<tokio_postgres::Error> for SsoError {

@@ -214,6 +214,17 @@ pub async fn complete(
     let (user, created) = identity::upsert_user(tx, email)
         .await
         .map_err(identity_error)?;
+    // Where the directory (SCIM) knows the user, a deactivated entry refuses the sign-in and
+    // the entry's groups count with the token's (Google's tokens carry none).
+    let mut groups = groups.to_vec();
+    if let Some(entry) = crate::scim::store::entry_of(tx, connection.id, user.id).await? {
+        if !entry.active {
+            return Err(refused(
+                "your directory entry at the identity provider is deactivated",
+            ));
+        }
+        groups.extend(entry.groups);
+    }
     let current: Option<Role> = tx
         .query_opt(
             &tx.prepare_cached("SELECT role FROM memberships WHERE org_id = $1 AND user_id = $2")
@@ -249,7 +260,15 @@ pub async fn complete(
                 &[&org, &user.id.as_uuid()],
             )
             .await?;
-            role_change(tx, connection, user.id, Some(role), None, ctx).await?;
+            role_change(
+                tx,
+                connection,
+                user.id,
+                (Some(role), None),
+                Source::SignIn,
+                ctx,
+            )
+            .await?;
             return Err(refused(
                 "no group of yours is mapped to a role in this organization (your membership was removed)",
             ));
@@ -270,7 +289,15 @@ pub async fn complete(
             &[&org, &user.id.as_uuid(), &target.as_str()],
         )
         .await?;
-        role_change(tx, connection, user.id, current, Some(target), ctx).await?;
+        role_change(
+            tx,
+            connection,
+            user.id,
+            (current, Some(target)),
+            Source::SignIn,
+            ctx,
+        )
+        .await?;
     }
     Ok(Completed {
         user: user.id,
@@ -286,36 +313,42 @@ fn identity_error(e: defendable_identity::IdentityError) -> SsoError {
     }
 }
 
+/// What set a role: a sign-in's ID token or the directory (SCIM).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// An OIDC sign-in (the user acts).
+    SignIn,
+    /// SCIM provisioning (the connection acts).
+    Scim,
+}
+
 /// A role set by the identity provider: its audit event and `member.role_change` receipt.
-async fn role_change(
+pub(crate) async fn role_change(
     tx: &Transaction<'_>,
     connection: &Connection,
     user: UserId,
-    from: Option<Role>,
-    to: Option<Role>,
+    (from, to): (Option<Role>, Option<Role>),
+    source: Source,
     ctx: &AuditContext,
 ) -> Result<()> {
-    let draft = Draft::new(
-        ReceiptKind::parse("member.role_change")?,
-        json!({
-            "from": from.map(Role::as_str),
-            "to": to.map(Role::as_str),
-            "source": "sso",
-            "connection": connection.id.to_string(),
-        }),
-        Some(json!({ "user": user.to_string() })),
-    )?;
-    let event = AuditEvent::new(
-        AuditAction::parse("member.role_change")?,
-        Actor::User(user.as_uuid()),
-    )
-    .on(format!("user:{user}"))
-    .with(json!({
+    let (source, actor) = match source {
+        Source::SignIn => ("sso", Actor::User(user.as_uuid())),
+        Source::Scim => ("scim", Actor::Scim(connection.id.as_uuid())),
+    };
+    let facts = json!({
         "from": from.map(Role::as_str),
         "to": to.map(Role::as_str),
-        "source": "sso",
+        "source": source,
         "connection": connection.id.to_string(),
-    }));
+    });
+    let draft = Draft::new(
+        ReceiptKind::parse("member.role_change")?,
+        facts.clone(),
+        Some(json!({ "user": user.to_string() })),
+    )?;
+    let event = AuditEvent::new(AuditAction::parse("member.role_change")?, actor)
+        .on(format!("user:{user}"))
+        .with(facts);
     receipt_with_event(tx, connection.org, draft, event, ctx).await?;
     Ok(())
 }

@@ -70,6 +70,8 @@ pub struct Connection {
     pub created_at: OffsetDateTime,
     /// When it last changed.
     pub updated_at: OffsetDateTime,
+    /// When its SCIM token was issued (`None`: provisioning is off).
+    pub scim_token_created_at: Option<OffsetDateTime>,
     sealed_secret: Sealed,
 }
 
@@ -171,7 +173,7 @@ pub(crate) async fn receipt_with_event(
 }
 
 /// Records the change's audit event and its `idp.config_change` receipt in `tx`.
-async fn record_change(
+pub(crate) async fn record_change(
     tx: &Transaction<'_>,
     change: Change<'_>,
     action: &str,
@@ -392,9 +394,9 @@ pub async fn remove_domain(
     Ok(())
 }
 
-const CONNECTION_COLUMNS: &str = "id, org_id, provider, issuer, client_id, client_secret, secret_key_id, domains, group_roles, default_role, enforced, created_at, updated_at";
+pub(crate) const CONNECTION_COLUMNS: &str = "id, org_id, provider, issuer, client_id, client_secret, secret_key_id, domains, group_roles, default_role, enforced, created_at, updated_at, scim_token_created_at";
 
-fn row_connection(row: &Row) -> Result<Connection> {
+pub(crate) fn row_connection(row: &Row) -> Result<Connection> {
     let domains: Vec<String> = row.get("domains");
     let default_role: Option<String> = row.get("default_role");
     Ok(Connection {
@@ -415,6 +417,7 @@ fn row_connection(row: &Row) -> Result<Connection> {
         enforced: row.get("enforced"),
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
+        scim_token_created_at: row.get("scim_token_created_at"),
         sealed_secret: Sealed {
             bytes: row.get("client_secret"),
             key_id: row.get("secret_key_id"),

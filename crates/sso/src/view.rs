@@ -81,6 +81,23 @@ pub struct ConnectionView {
     /// When it last changed.
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+    /// When its SCIM token was issued; absent: SCIM provisioning is off.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub scim_token_created_at: Option<OffsetDateTime>,
+}
+
+/// A connection's new SCIM token, shown once.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ScimTokenView {
+    /// The bearer token for `/scim/v2/{org}/…` (`dscim_…`). Only its hash is stored: it is
+    /// never shown again; the previous token stopped working.
+    pub token: String,
+    /// The SCIM base URL to give the identity provider.
+    pub base_url: String,
+    /// When it was issued.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
 }
 
 impl From<Connection> for ConnectionView {
@@ -102,6 +119,7 @@ impl From<Connection> for ConnectionView {
             enforced: c.enforced,
             created_at: c.created_at,
             updated_at: c.updated_at,
+            scim_token_created_at: c.scim_token_created_at,
         }
     }
 }

@@ -60,6 +60,9 @@ pub enum Actor {
     Webhook,
     /// The service itself (jobs, boot, xtask).
     System,
+    /// An identity provider provisioning through SCIM with a connection's token (the id is
+    /// the connection's).
+    Scim(Uuid),
 }
 
 impl Actor {
@@ -72,12 +75,13 @@ impl Actor {
             Actor::Runner => "runner",
             Actor::Webhook => "webhook",
             Actor::System => "system",
+            Actor::Scim(_) => "scim",
         }
     }
 
     fn id(self) -> Option<Uuid> {
         match self {
-            Actor::User(id) | Actor::ApiKey(id) => Some(id),
+            Actor::User(id) | Actor::ApiKey(id) | Actor::Scim(id) => Some(id),
             _ => None,
         }
     }

@@ -14,6 +14,7 @@ pub mod orgs;
 pub mod pages;
 pub mod proof;
 pub mod receipts;
+pub mod scim;
 pub mod share;
 pub mod sso;
 pub mod wellknown;
@@ -108,6 +109,12 @@ pub fn configure(config: &Config) -> impl FnOnce(&mut web::ServiceConfig) + '_ {
                     .patch(sso::patch_org_sso_connection)
                     .delete(sso::delete_org_sso_connection),
             )
+            .service(
+                web::resource("/orgs/{org}/sso/connections/{id}/scim-token")
+                    .post(scim::post_org_scim_token)
+                    .delete(scim::delete_org_scim_token),
+            )
+            .configure(scim::configure)
             .service(
                 web::resource("/orgs/{org}/sso/break-glass/{user}")
                     .put(sso::put_org_break_glass)

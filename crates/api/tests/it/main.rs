@@ -21,5 +21,6 @@ mod pages_http;
 mod pool_http;
 mod prepared;
 mod proofs_http;
+mod scim_http;
 mod smtp;
 mod sso_http;

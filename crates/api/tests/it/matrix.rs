@@ -72,6 +72,8 @@ const MATRIX: &[(&str, &str, [u16; 10])] = &[
     ("GET",    "/orgs/{org}/sso/connections/{id}",   [401, 403, 200, 404, 403, 404, 401, 401, 401, 401]),
     ("PATCH",  "/orgs/{org}/sso/connections/{id}",   [401, 403, 200, 404, 403, 404, 401, 401, 401, 401]),
     ("DELETE", "/orgs/{org}/sso/connections/{id}",   [401, 403, 204, 404, 403, 404, 401, 401, 401, 401]),
+    ("POST",   "/orgs/{org}/sso/connections/{id}/scim-token", [401, 403, 201, 404, 403, 404, 401, 401, 401, 401]),
+    ("DELETE", "/orgs/{org}/sso/connections/{id}/scim-token", [401, 403, 204, 404, 403, 404, 401, 401, 401, 401]),
     // {user} is the owner here: an owner may be a break-glass owner.
     ("PUT",    "/orgs/{org}/sso/break-glass/{user}", [401, 403, 204, 404, 403, 404, 401, 401, 401, 401]),
     ("DELETE", "/orgs/{org}/sso/break-glass/{user}", [401, 403, 204, 404, 403, 404, 401, 401, 401, 401]),

@@ -149,7 +149,21 @@ pub async fn remove_member(
         .on(format!("user:{target}"))
         .with(json!({"role": target_role.as_str(), "self": actor == target}));
     record(&tx, &e).await?;
-    // The keys they created leave with them, as personal tokens do on a code host.
+    revoke_keys_created_by(&tx, org, target, actor.into(), ctx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Revokes the API keys `creator` created in `org`, each with an `api_key.revoke` event
+/// (`reason: creator_left`) by `actor`: the keys leave with the member, as personal tokens do on
+/// a code host. Runs in the caller's transaction; returns how many were revoked.
+pub async fn revoke_keys_created_by(
+    tx: &Transaction<'_>,
+    org: OrgId,
+    creator: UserId,
+    actor: Actor,
+    ctx: &AuditContext,
+) -> Result<usize> {
     let revoked = tx
         .query(
             &tx.prepare_cached(
@@ -157,18 +171,17 @@ pub async fn remove_member(
              WHERE org_id = $1 AND created_by = $2 AND revoked_at IS NULL RETURNING id",
             )
             .await?,
-            &[&org.as_uuid(), &target.as_uuid()],
+            &[&org.as_uuid(), &creator.as_uuid()],
         )
         .await?;
     for row in &revoked {
         let key: Uuid = row.get(0);
         let e = event("api_key.revoke", actor, Some(org), ctx)
             .on(format!("api_key:{key}"))
-            .with(json!({"reason": "creator_left", "creator": format!("user:{target}")}));
-        record(&tx, &e).await?;
+            .with(json!({"reason": "creator_left", "creator": format!("user:{creator}")}));
+        record(tx, &e).await?;
     }
-    tx.commit().await?;
-    Ok(())
+    Ok(revoked.len())
 }
 
 pub(super) async fn add_member(
