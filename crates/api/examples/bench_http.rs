@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use defendable_testkit::bench::durable_database;
 use defendable_testkit::files::TempDir;
+use defendable_testkit::free_port;
 use defendable_testkit::http::{sign_in_by_mail, wait_ready, SignedIn};
 use serde_json::{json, Value};
 
@@ -187,14 +188,6 @@ async fn setup(base: &str, data: &std::path::Path) -> (String, String, String, S
     .await;
     let share_token = share["token"].as_str().expect("token").to_owned();
     (token, slug, key, share_token)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 fn main() {

@@ -58,7 +58,8 @@ error_codes! {
     InvalidInternalKey = "invalid_internal_key", UNAUTHORIZED;
     /// The caller may not do this.
     Forbidden = "forbidden", FORBIDDEN;
-    /// The organization enforces single sign-on and this session did not come through it.
+    /// The organization enforces single sign-on and this session did not come through it (or
+    /// an invite to one of its single sign-on domains was not accepted through it).
     SsoRequired = "sso_required", FORBIDDEN;
     /// Only a person's session may do this, not an API key.
     SessionRequired = "session_required", FORBIDDEN;
@@ -481,6 +482,7 @@ impl From<defendable_identity::IdentityError> for ApiError {
             E::LastOwner => Self::new(ErrorCode::LastOwner, detail),
             E::AlreadyMember => Self::new(ErrorCode::AlreadyMember, detail),
             E::SlugTaken => Self::new(ErrorCode::SlugTaken, detail),
+            E::SsoRequired(_) => Self::new(ErrorCode::SsoRequired, detail),
             E::Store(inner) => Self::store(inner),
         }
     }

@@ -261,6 +261,10 @@ pub struct SignedInPage<'a> {
     pub joined: Option<&'a str>,
     /// Why not, on failure.
     pub problem: String,
+    /// For an invite the organization accepts only through single sign-on: the identity
+    /// provider's authorization URL to continue at (a link: the pages' `form-action 'self'`
+    /// would stop a form's redirect to another site).
+    pub continue_sso: Option<String>,
 }
 
 /// An error as a page.

@@ -36,11 +36,25 @@ pub struct Cli {
 /// The top-level commands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Mail yourself a sign-in link, then paste the link (or its token) to start a session.
+    /// Mail yourself a sign-in link, then paste the link (or its token) to start a session; or
+    /// with --sso, sign in through your organization's identity provider in a browser on this
+    /// machine.
     Login {
-        /// Your email address.
+        /// Your email address (with --sso, its verified domain picks the organization; without
+        /// it, --org names an organization with one connection).
+        #[arg(long, required_unless_present = "sso")]
+        email: Option<String>,
+        /// Sign in with single sign-on: the browser comes back to a port on 127.0.0.1 that this
+        /// command listens on, and the session is redeemed with a verifier only it holds.
         #[arg(long)]
-        email: String,
+        sso: bool,
+        /// With --sso: an invite link (or its token) to accept by signing in, instead of
+        /// --email; needed where the organization requires single sign-on for your address.
+        #[arg(long, requires = "sso", conflicts_with = "email")]
+        invite: Option<String>,
+        /// With --sso: print the sign-in URL without opening a browser.
+        #[arg(long, requires = "sso")]
+        no_browser: bool,
     },
     /// End the session on the server and forget it here.
     Logout,

@@ -86,7 +86,28 @@ impl Context<'_> {
 /// Runs a parsed command line.
 pub async fn run(cli: Cli, ctx: &mut Context<'_>) -> Result<Output, Exit> {
     match cli.command {
-        Command::Login { email } => login(ctx, &email).await,
+        Command::Login {
+            email, sso: false, ..
+        } => login(ctx, email.as_deref().unwrap_or_default()).await,
+        Command::Login {
+            email,
+            invite,
+            no_browser,
+            ..
+        } => {
+            let by = match (email, invite, ctx.org.clone()) {
+                (Some(email), None, _) => crate::sso::By::Email(email),
+                (None, Some(invite), _) => crate::sso::By::Invite(token_from_pasted(&invite)?),
+                (None, None, Some(org)) => crate::sso::By::Org(org),
+                _ => {
+                    return Err(Exit::usage(
+                        "with --sso, give --email, --invite or --org (an organization with one connection)",
+                    ))
+                }
+            };
+            let session = crate::sso::sign_in(&ctx.api, by, !no_browser).await?;
+            save_session(ctx, session).await
+        }
         Command::Logout => logout(ctx).await,
         Command::Whoami => whoami(ctx).await,
         Command::Orgs(c) => orgs(ctx, c).await,
@@ -160,12 +181,19 @@ async fn login(ctx: &mut Context<'_>, email: &str) -> Result<Output, Exit> {
             )
             .await?,
     )?;
+    save_session(ctx, session).await
+}
+
+/// Saves a new session for this server with a default organization (the one given, else the
+/// personal one, else the first).
+async fn save_session(ctx: &mut Context<'_>, session: SessionView) -> Result<Output, Exit> {
     let access = session.access_token;
     let api = Api::new(
         &ctx.api,
         Some(Token::new(access.clone(), TokenSource::File)),
     )?;
     let me: MeView = api.get_as("/me").await?;
+    let email = me.user.email.clone();
     let org = ctx.org.clone().or_else(|| {
         me.memberships
             .iter()
@@ -179,7 +207,7 @@ async fn login(ctx: &mut Context<'_>, email: &str) -> Result<Output, Exit> {
         ctx.api.clone(),
         Saved {
             token: access,
-            email: email.to_owned(),
+            email: email.clone(),
             org: org.clone(),
         },
     );

@@ -13,6 +13,7 @@ pub mod credentials;
 pub mod download;
 pub mod monitor;
 pub mod output;
+pub mod sso;
 pub mod trust;
 pub mod verify;
 

@@ -54,6 +54,10 @@ pub enum IdentityError {
     /// The slug is taken.
     #[error("that organization slug is taken")]
     SlugTaken,
+    /// The organization requires single sign-on for this (an invite to an address in a domain
+    /// whose connection enforces it is accepted by signing in through the connection).
+    #[error("{0}")]
+    SsoRequired(String),
     /// Storage failed.
     #[cfg(feature = "postgres")]
     #[error(transparent)]

@@ -6,7 +6,7 @@
 
 use deadpool_postgres::{GenericClient, Transaction};
 use defendable_identity::store as identity;
-use defendable_identity::{Email, OrgId, Role, UserId};
+use defendable_identity::{Email, InviteId, OrgId, Role, UserId};
 use defendable_ledger::{Draft, ReceiptKind};
 use defendable_store::audit::{Actor, AuditAction, AuditContext, AuditEvent};
 use serde_json::json;
@@ -27,6 +27,46 @@ fn refused(why: impl Into<String>) -> SsoError {
     SsoError::Refused(why.into())
 }
 
+/// What a sign-in is bound to, so that only whoever started it can finish it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Binding {
+    /// The browser that started it: a cookie whose value's hash the sign-in keeps.
+    Browser,
+    /// The CLI that started it (RFC 8252): the callback sends the browser to
+    /// `http://127.0.0.1:{port}/` with a one-time link, which is redeemed only with the
+    /// verifier whose SHA-256 is `challenge` (RFC 7636 S256).
+    Cli {
+        /// The CLI's loopback port.
+        port: u16,
+        /// SHA-256 of the CLI's verifier.
+        challenge: [u8; 32],
+    },
+}
+
+impl Binding {
+    /// A CLI binding from its loopback `port` and its S256 `code_challenge` (base64url of the
+    /// SHA-256 of a verifier only the CLI holds).
+    pub fn cli(port: u16, code_challenge: &str) -> Result<Binding> {
+        use base64::Engine as _;
+        let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(code_challenge)
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .ok_or_else(|| {
+                SsoError::InvalidInput(
+                    "code_challenge must be the base64url (no padding) SHA-256 of a verifier"
+                        .into(),
+                )
+            })?;
+        if port == 0 {
+            return Err(SsoError::InvalidInput(
+                "port must be the CLI's loopback port (1–65535)".into(),
+            ));
+        }
+        Ok(Binding::Cli { port, challenge })
+    }
+}
+
 /// A started sign-in: what the authorization request carries and the browser cookie's value.
 #[derive(Debug)]
 pub struct Started {
@@ -36,25 +76,35 @@ pub struct Started {
     pub nonce: String,
     /// The PKCE verifier (its S256 challenge goes in the request).
     pub verifier: String,
-    /// The value of the cookie that binds the sign-in to this browser.
-    pub browser: String,
+    /// The value of the cookie that binds the sign-in to this browser (browser sign-ins).
+    pub browser: Option<String>,
 }
 
-/// Records a new sign-in through `connection`.
-pub async fn start(client: &impl GenericClient, connection: ConnectionId) -> Result<Started> {
+/// Records a new sign-in through `connection`, bound to `binding`, using `invite` when it
+/// completes.
+pub async fn start(
+    client: &impl GenericClient,
+    connection: ConnectionId,
+    binding: &Binding,
+    invite: Option<InviteId>,
+) -> Result<Started> {
     let started = Started {
         state: random_value(),
         nonce: random_value(),
         verifier: random_value(),
-        browser: random_value(),
+        browser: (*binding == Binding::Browser).then(random_value),
+    };
+    let (port, challenge) = match binding {
+        Binding::Browser => (None, None),
+        Binding::Cli { port, challenge } => (Some(i32::from(*port)), Some(challenge.to_vec())),
     };
     let ttl = defendable_config::limits::SSO_LOGIN_TTL.as_secs_f64();
     client
         .execute(
             &client
                 .prepare_cached(
-                    "INSERT INTO sso_logins (state_hash, connection_id, nonce, code_verifier, browser_hash, expires_at)
-                     VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))",
+                    "INSERT INTO sso_logins (state_hash, connection_id, nonce, code_verifier, browser_hash, expires_at, invite_id, cli_port, cli_challenge)
+                     VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6), $7, $8, $9)",
                 )
                 .await?,
             &[
@@ -62,8 +112,11 @@ pub async fn start(client: &impl GenericClient, connection: ConnectionId) -> Res
                 &connection.as_uuid(),
                 &started.nonce,
                 &started.verifier,
-                &sha256(&started.browser),
+                &started.browser.as_deref().map(sha256),
                 &ttl,
+                &invite.map(|i| i.as_uuid()),
+                &port,
+                &challenge,
             ],
         )
         .await?;
@@ -79,11 +132,17 @@ pub struct Pending {
     pub nonce: String,
     /// The PKCE verifier for the token request.
     pub verifier: String,
+    /// The invite it accepts, if it started from one.
+    pub invite: Option<InviteId>,
+    /// For a sign-in the CLI started: its loopback port and verifier challenge.
+    pub cli: Option<(u16, Vec<u8>)>,
 }
 
-/// Takes the sign-in `state` names, once: a second use, an expired one, or one started in
-/// another browser (`browser` is the cookie the callback came with) is refused. It is consumed
-/// whatever the outcome, so a forwarded callback URL is burnt.
+/// Takes the sign-in `state` names, once: a second use, an expired one, or a browser sign-in
+/// coming back in another browser (`browser` is the cookie the callback came with) is refused.
+/// It is consumed whatever the outcome, so a forwarded callback URL is burnt. A CLI sign-in
+/// needs no cookie: its link goes back to the CLI's loopback port and is redeemed only with
+/// the CLI's verifier.
 pub async fn take(
     client: &impl GenericClient,
     state: &str,
@@ -95,25 +154,41 @@ pub async fn take(
                 .prepare_cached(
                     "UPDATE sso_logins SET consumed_at = now()
                      WHERE state_hash = $1 AND consumed_at IS NULL AND expires_at > now()
-                     RETURNING connection_id, nonce, code_verifier, browser_hash",
+                     RETURNING connection_id, nonce, code_verifier, browser_hash, invite_id, cli_port, cli_challenge",
                 )
                 .await?,
             &[&sha256(state)],
         )
         .await?
         .ok_or_else(|| refused("unknown, used or expired state"))?;
-    let expected: Vec<u8> = row.get(3);
-    let same_browser = browser.is_some_and(|b| bool::from(sha256(b).ct_eq(&expected)));
-    if !same_browser {
-        return Err(refused(
-            "the sign-in was started in another browser (its cookie is missing or different)",
-        ));
+    let cli = match (
+        row.get::<_, Option<i32>>(5),
+        row.get::<_, Option<Vec<u8>>>(6),
+    ) {
+        (Some(port), Some(challenge)) => Some((
+            u16::try_from(port).map_err(|_| refused("a malformed sign-in"))?,
+            challenge,
+        )),
+        _ => None,
+    };
+    if cli.is_none() {
+        let expected: Option<Vec<u8>> = row.get(3);
+        let same_browser = browser
+            .zip(expected)
+            .is_some_and(|(b, expected)| bool::from(sha256(b).ct_eq(&expected)));
+        if !same_browser {
+            return Err(refused(
+                "the sign-in was started in another browser (its cookie is missing or different)",
+            ));
+        }
     }
     let connection = get_connection_by_id(client, ConnectionId::from_uuid(row.get(0))).await?;
     Ok(Pending {
         connection,
         nonce: row.get(1),
         verifier: row.get(2),
+        invite: row.get::<_, Option<uuid::Uuid>>(4).map(InviteId::from_uuid),
+        cli,
     })
 }
 
@@ -123,11 +198,7 @@ pub async fn connection_for_email(
     client: &impl GenericClient,
     email: &Email,
 ) -> Result<Connection> {
-    let domain = email
-        .as_str()
-        .rsplit_once('@')
-        .map(|(_, d)| d)
-        .unwrap_or_default();
+    let domain = email.domain();
     let row = client
         .query_opt(
             &client
@@ -146,6 +217,27 @@ pub async fn connection_for_email(
             ))
         })?;
     get_connection_by_id(client, ConnectionId::from_uuid(row.get(0))).await
+}
+
+/// The connection an invite is accepted through, and the invite: it must be pending and its
+/// address in a domain that one of the inviting organization's connections lists and the
+/// organization verified.
+pub async fn connection_for_invite(
+    client: &impl GenericClient,
+    token: &defendable_identity::OneTimeToken,
+) -> Result<(Connection, InviteId)> {
+    let invite = identity::find_invite(client, token)
+        .await
+        .map_err(identity_error)?
+        .ok_or_else(|| refused("the invite is invalid or has expired; ask for a new one"))?;
+    let connection = connection_for_email(client, &invite.email)
+        .await
+        .ok()
+        .filter(|c| c.org == invite.org)
+        .ok_or_else(|| {
+            refused("the organization does not sign this invite's address in with single sign-on: accept it with its link")
+        })?;
+    Ok((connection, invite.id))
 }
 
 /// The organization's connection when it has exactly one.
@@ -167,41 +259,40 @@ pub struct Completed {
     pub user: UserId,
     /// Whether the user was created now.
     pub created: bool,
-    /// Their role in the organization now.
-    pub role: Role,
+    /// Their role in the organization now; `None` when their groups no longer map and nothing
+    /// else covers them: this sign-in removed their membership and is refused.
+    pub role: Option<Role>,
+}
+
+impl Completed {
+    /// Why the sign-in is refused, when it is. The caller commits first: the removal stands.
+    pub fn refusal(&self) -> Option<SsoError> {
+        self.role.is_none().then(|| {
+            refused(
+                "no group of yours is mapped to a role in this organization (your membership was removed)",
+            )
+        })
+    }
 }
 
 /// Completes a sign-in whose ID token validated: the email's domain must be one the connection
 /// lists and its organization verified; the user is found or created; their role comes from
-/// `groups` through the mapping (or the default role). A user no group maps and no default
-/// covers is refused and loses a membership they had, unless they are its last owner; a mapping
-/// never demotes the last owner.
+/// `groups` through the mapping (or the default role, or the invite the sign-in started from,
+/// which it uses). A user no group maps and nothing else covers loses a membership they had,
+/// unless they are its last owner, and [`Completed::refusal`] refuses them once the caller has
+/// committed; a mapping never demotes the last owner.
 pub async fn complete(
     tx: &Transaction<'_>,
     connection: &Connection,
     email: &Email,
     groups: &[String],
+    invite: Option<InviteId>,
     ctx: &AuditContext,
 ) -> Result<Completed> {
-    let domain = DomainName::parse(
-        email
-            .as_str()
-            .rsplit_once('@')
-            .map(|(_, d)| d)
-            .unwrap_or_default(),
-    )?;
-    let verified = tx
-        .query_opt(
-            &tx.prepare_cached(
-                "SELECT 1 FROM org_domains WHERE org_id = $1 AND domain = $2 AND verified_at IS NOT NULL",
-            )
-            .await?,
-            &[&connection.org.as_uuid(), &domain.as_str()],
-        )
-        .await?;
-    if verified.is_none() || !connection.domains.contains(&domain) {
+    if verified_domain(tx, connection, email).await?.is_none() {
         return Err(refused(format!(
-            "{domain} is not a verified domain of this connection"
+            "{} is not a verified domain of this connection",
+            email.domain()
         )));
     }
     let org = connection.org.as_uuid();
@@ -225,15 +316,20 @@ pub async fn complete(
         }
         groups.extend(entry.groups);
     }
-    let current: Option<Role> = tx
+    let membership = tx
         .query_opt(
-            &tx.prepare_cached("SELECT role FROM memberships WHERE org_id = $1 AND user_id = $2")
-                .await?,
+            &tx.prepare_cached(
+                "SELECT role, idp_managed FROM memberships WHERE org_id = $1 AND user_id = $2",
+            )
+            .await?,
             &[&org, &user.id.as_uuid()],
         )
-        .await?
+        .await?;
+    let current: Option<Role> = membership
+        .as_ref()
         .map(|r| Role::parse(r.get(0)).map_err(identity_error))
         .transpose()?;
+    let managed = membership.as_ref().is_some_and(|r| r.get::<_, bool>(1));
     let owners: i64 = tx
         .query_one(
             &tx.prepare_cached(
@@ -245,21 +341,33 @@ pub async fn complete(
         .await?
         .get(0);
     let last_owner = current == Some(Role::Owner) && owners <= 1;
+    let invited = match invite {
+        Some(invite) => Some(
+            identity::use_invite(tx, invite, connection.org, email, user.id, ctx)
+                .await
+                .map_err(|e| match e {
+                    defendable_identity::IdentityError::InvalidToken => refused(
+                        "the invite is for another address, or it was used, revoked or has expired",
+                    ),
+                    other => identity_error(other),
+                })?,
+        ),
+        None => None,
+    };
     let mapped = connection
         .group_roles
         .role_for(groups.iter().map(String::as_str))
         .or(connection.default_role);
-    let target = match (mapped, current) {
-        (Some(Role::Member), Some(Role::Owner)) if last_owner => Role::Owner,
-        (Some(role), _) => role,
-        (None, Some(_)) if last_owner => Role::Owner,
-        (None, Some(role)) => {
-            tx.execute(
-                &tx.prepare_cached("DELETE FROM memberships WHERE org_id = $1 AND user_id = $2")
-                    .await?,
-                &[&org, &user.id.as_uuid()],
-            )
-            .await?;
+    // (role, whether the identity provider gave it): the mapping or default role does; an
+    // invite, a role an owner gave, and the last owner's kept role do not.
+    let (target, from_idp) = match (mapped, invited, current) {
+        (Some(Role::Member), _, Some(Role::Owner)) if last_owner => (Role::Owner, managed),
+        (Some(role), _, _) => (role, true),
+        (None, Some(role), _) => (role, false),
+        // Groups that stop mapping remove only a membership the identity provider gave.
+        (None, None, Some(role)) if last_owner || !managed => (role, managed),
+        (None, None, Some(role)) => {
+            deprovision(tx, connection, user.id, Source::SignIn, ctx).await?;
             role_change(
                 tx,
                 connection,
@@ -269,26 +377,33 @@ pub async fn complete(
                 ctx,
             )
             .await?;
-            return Err(refused(
-                "no group of yours is mapped to a role in this organization (your membership was removed)",
-            ));
+            return Ok(Completed {
+                user: user.id,
+                created,
+                role: None,
+            });
         }
-        (None, None) => {
+        // Nothing to keep: the refusal rolls back the account a first sign-in would create.
+        (None, None, None) => {
             return Err(refused(
                 "no group of yours is mapped to a role in this organization",
             ))
         }
     };
-    if current != Some(target) {
+    if current != Some(target) || managed != from_idp {
         tx.execute(
             &tx.prepare_cached(
-                "INSERT INTO memberships (org_id, user_id, role) VALUES ($1, $2, $3)
-                 ON CONFLICT (org_id, user_id) DO UPDATE SET role = EXCLUDED.role",
+                "INSERT INTO memberships (org_id, user_id, role, idp_managed) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (org_id, user_id) DO UPDATE
+                 SET role = EXCLUDED.role, idp_managed = EXCLUDED.idp_managed,
+                     break_glass = memberships.break_glass AND EXCLUDED.role = 'owner'",
             )
             .await?,
-            &[&org, &user.id.as_uuid(), &target.as_str()],
+            &[&org, &user.id.as_uuid(), &target.as_str(), &from_idp],
         )
         .await?;
+    }
+    if current != Some(target) {
         role_change(
             tx,
             connection,
@@ -302,11 +417,38 @@ pub async fn complete(
     Ok(Completed {
         user: user.id,
         created,
-        role: target,
+        role: Some(target),
     })
 }
 
-fn identity_error(e: defendable_identity::IdentityError) -> SsoError {
+/// The domain of `email` when `connection` lists it and its organization verified it: the rule
+/// for which addresses a connection speaks for, at sign-in and in the directory alike.
+pub(crate) async fn verified_domain(
+    client: &impl GenericClient,
+    connection: &Connection,
+    email: &Email,
+) -> Result<Option<DomainName>> {
+    let Ok(domain) = DomainName::parse(email.domain()) else {
+        return Ok(None);
+    };
+    if !connection.domains.contains(&domain) {
+        return Ok(None);
+    }
+    let verified = client
+        .query_opt(
+            &client
+                .prepare_cached(
+                    "SELECT 1 FROM org_domains WHERE org_id = $1 AND domain = $2 AND verified_at IS NOT NULL",
+                )
+                .await?,
+            &[&connection.org.as_uuid(), &domain.as_str()],
+        )
+        .await?;
+    Ok(verified.map(|_| domain))
+}
+
+/// An identity error as this crate reports it.
+pub(crate) fn identity_error(e: defendable_identity::IdentityError) -> SsoError {
     match e {
         defendable_identity::IdentityError::Store(s) => SsoError::Store(s),
         other => SsoError::InvalidInput(other.to_string()),
@@ -350,5 +492,71 @@ pub(crate) async fn role_change(
         .on(format!("user:{user}"))
         .with(facts);
     receipt_with_event(tx, connection.org, draft, event, ctx).await?;
+    Ok(())
+}
+
+/// Whether `user`'s membership in the connection's organization has a role the identity
+/// provider gave (its mapping or default role, at sign-in or through SCIM).
+pub(crate) async fn idp_managed(
+    tx: &Transaction<'_>,
+    connection: &Connection,
+    user: UserId,
+) -> Result<bool> {
+    let row = tx
+        .query_opt(
+            &tx.prepare_cached(
+                "SELECT idp_managed FROM memberships WHERE org_id = $1 AND user_id = $2",
+            )
+            .await?,
+            &[&connection.org.as_uuid(), &user.as_uuid()],
+        )
+        .await?;
+    Ok(row.is_some_and(|r| r.get(0)))
+}
+
+/// Removes the membership the identity provider no longer grants, revokes the user's sessions
+/// that came through this organization's connections and the API keys they created in it, and
+/// records `sso.deprovision` (a sign-in whose groups stopped mapping) or `scim.deprovision`.
+/// Their other sessions stay (the account is theirs in other organizations too) and lose this
+/// organization with the membership; every process sees both within the authentication cache
+/// period.
+pub(crate) async fn deprovision(
+    tx: &Transaction<'_>,
+    connection: &Connection,
+    user: UserId,
+    source: Source,
+    ctx: &AuditContext,
+) -> Result<()> {
+    let org = connection.org.as_uuid();
+    tx.execute(
+        &tx.prepare_cached("DELETE FROM memberships WHERE org_id = $1 AND user_id = $2")
+            .await?,
+        &[&org, &user.as_uuid()],
+    )
+    .await?;
+    let sessions = tx
+        .execute(
+            &tx.prepare_cached(
+                "UPDATE sessions SET revoked_at = now()
+                 WHERE user_id = $1 AND revoked_at IS NULL
+                   AND sso_connection_id IN (SELECT id FROM sso_connections WHERE org_id = $2)",
+            )
+            .await?,
+            &[&user.as_uuid(), &org],
+        )
+        .await?;
+    let (action, actor) = match source {
+        Source::SignIn => ("sso.deprovision", Actor::User(user.as_uuid())),
+        Source::Scim => ("scim.deprovision", Actor::Scim(connection.id.as_uuid())),
+    };
+    let keys = identity::revoke_keys_created_by(tx, connection.org, user, actor, ctx)
+        .await
+        .map_err(identity_error)?;
+    let mut e = AuditEvent::new(AuditAction::parse(action)?, actor)
+        .on(format!("user:{user}"))
+        .with(json!({ "sessions_revoked": sessions, "api_keys_revoked": keys }));
+    e.org_id = Some(org);
+    e.context = ctx.clone();
+    defendable_store::audit::record(tx, &e).await?;
     Ok(())
 }

@@ -20,18 +20,6 @@ impl Drop for DnsServer {
     }
 }
 
-/// A free port on 127.0.0.1 for a server to start on later (UDP and TCP are both free when
-/// this returns).
-pub fn free_port() -> u16 {
-    loop {
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-        let port = tcp.local_addr().expect("addr").port();
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
 impl DnsServer {
     /// Serves `records` (name, TXT value) on `port`; names must end in `.test`.
     pub fn start(port: u16, records: &[(&str, &str)]) -> DnsServer {

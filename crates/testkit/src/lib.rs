@@ -421,3 +421,15 @@ pub mod bench {
         rate
     }
 }
+
+/// A free port on 127.0.0.1 for a server to start on later (UDP and TCP are both free when
+/// this returns).
+pub fn free_port() -> u16 {
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let port = tcp.local_addr().expect("addr").port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}

@@ -18,6 +18,8 @@ pub struct OidcProvider {
     child: Child,
     /// Its issuer: `http://127.0.0.1:<port>`.
     pub issuer: String,
+    /// Holds the accounts file the provider reads at every sign-in.
+    dir: crate::files::TempDir,
 }
 
 impl Drop for OidcProvider {
@@ -28,8 +30,8 @@ impl Drop for OidcProvider {
 }
 
 impl OidcProvider {
-    /// Starts a provider with `accounts` (`{"sub": {claims}}`) and `clients` (oidc-provider
-    /// client metadata).
+    /// Starts a provider with `accounts` (`{"sub": {claims}}`, see `provider.mjs` for the
+    /// `_id_token` misbehaviours) and `clients` (oidc-provider client metadata).
     pub fn start(accounts: &Value, clients: &Value) -> OidcProvider {
         let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("../../target/tools")
@@ -46,13 +48,16 @@ impl OidcProvider {
             &script,
         )
         .expect("copy provider.mjs");
-        let port = crate::dns::free_port();
+        let port = crate::free_port();
         let issuer = format!("http://127.0.0.1:{port}");
+        let dir = crate::files::TempDir::new();
+        let accounts_file = dir.path().join("accounts.json");
+        std::fs::write(&accounts_file, accounts.to_string()).expect("accounts file");
         let child = Command::new("node")
             .arg(&script)
             .env("PORT", port.to_string())
             .env("ISSUER", &issuer)
-            .env("OIDC_ACCOUNTS", accounts.to_string())
+            .env("OIDC_ACCOUNTS_FILE", &accounts_file)
             .env("OIDC_CLIENTS", clients.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -63,7 +68,16 @@ impl OidcProvider {
             assert!(Instant::now() < deadline, "oidc-provider did not listen");
             std::thread::sleep(Duration::from_millis(50));
         }
-        OidcProvider { child, issuer }
+        OidcProvider { child, issuer, dir }
+    }
+
+    /// Replaces the accounts (as an administrator changes a user's groups at the provider);
+    /// the next sign-in sees them.
+    pub fn set_accounts(&self, accounts: &Value) {
+        let file = self.dir.path().join("accounts.json");
+        let next = self.dir.path().join("accounts.json.next");
+        std::fs::write(&next, accounts.to_string()).expect("accounts file");
+        std::fs::rename(&next, &file).expect("accounts file");
     }
 
     /// Follows `authorization_url` as a browser would: signs in as `account` on the provider's

@@ -38,7 +38,7 @@ impl S3Server {
         defendable_store::install_crypto_provider();
         let root = TempDir::new();
         std::fs::create_dir_all(root.path().join(bucket)).expect("bucket dir");
-        let port = free_port();
+        let port = crate::free_port();
         let child = Command::new("s3s-fs")
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
@@ -81,13 +81,6 @@ fn client_settings(endpoint: &str, bucket: &str) -> object_store::aws::AmazonS3B
         .with_secret_access_key(SECRET_KEY)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 fn wait_for(port: u16, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -126,7 +119,7 @@ impl Moto {
             "{} is missing: `cargo xtask test` installs moto {MOTO_VERSION}",
             bin.display()
         );
-        let port = free_port();
+        let port = crate::free_port();
         let child = Command::new(bin)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())

@@ -36,6 +36,17 @@ pub struct TokenBody {
     pub token: String,
 }
 
+/// `POST /auth/verify` body: a one-time sign-in token, and the CLI's verifier for a link a
+/// single sign-on handed to it.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct VerifyBody {
+    /// The `token` query parameter of the mailed link (or of the single sign-on's redirect).
+    pub token: String,
+    /// For a link a single sign-on sent to a CLI's loopback port: the verifier whose SHA-256
+    /// the CLI sent as `cli.code_challenge` when it started. Such a link is refused without it.
+    pub code_verifier: Option<String>,
+}
+
 const REQUESTED: &str = "If this address can receive mail, a sign-in link is on its way.";
 
 /// Mails a one-time sign-in link. The answer is the same whether or not the address is known.
@@ -183,7 +194,7 @@ fn session_body(state: &AppState, session: NewSession) -> SessionDto {
 
 /// Consumes a magic-link token and starts a session. The first sign-in of an address creates
 /// the user and a personal organization they own.
-#[utoipa::path(post, path = "/auth/verify", tag = "auth", request_body = TokenBody,
+#[utoipa::path(post, path = "/auth/verify", tag = "auth", request_body = VerifyBody,
     responses(
         (status = 200, description = "Signed in", body = SessionDto),
         (status = 401, description = "Invalid, used or expired token", body = Problem, content_type = "application/problem+json"),
@@ -191,9 +202,11 @@ fn session_body(state: &AppState, session: NewSession) -> SessionDto {
 pub async fn post_auth_verify(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<TokenBody>,
+    body: web::Json<VerifyBody>,
 ) -> Result<web::Json<SessionDto>, ApiError> {
-    Ok(web::Json(sign_in(&req, &state, &body.token).await?))
+    Ok(web::Json(
+        sign_in(&req, &state, &body.token, body.code_verifier.as_deref()).await?,
+    ))
 }
 
 /// Consumes a magic-link token (the JSON route and the sign-in page's button): limited per IP,
@@ -202,13 +215,15 @@ pub async fn sign_in(
     req: &HttpRequest,
     state: &AppState,
     raw: &str,
+    verifier: Option<&str>,
 ) -> Result<SessionDto, ApiError> {
     let ctx = audit_context(req, state);
     limit_by_ip(req, state, "/auth/verify", &ctx).await?;
     let token = parse_token(state, raw, "auth.verify", &ctx).await?;
-    let session = identity::verify_magic_link(
+    let session = identity::redeem_link(
         &mut *state.db.get().await?,
         &token,
+        verifier,
         state.config.jwt_ttl,
         &ctx,
     )
@@ -217,11 +232,13 @@ pub async fn sign_in(
 }
 
 /// Accepts an invite: the token proves the invited address. Creates the user if needed, adds the
-/// membership and starts a session.
+/// membership and starts a session. An invite to an address in a domain whose connection
+/// enforces single sign-on is accepted only by signing in through it.
 #[utoipa::path(post, path = "/auth/accept-invite", tag = "auth", request_body = TokenBody,
     responses(
         (status = 200, description = "Joined and signed in", body = SessionDto),
         (status = 401, description = "Invalid, used, expired or revoked invite", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The address is in a domain whose connection enforces single sign-on: accept through `POST /auth/sso/start {\"invite\": …}` (`sso_required`; the invite stays unused)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already a member", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn post_auth_accept_invite(

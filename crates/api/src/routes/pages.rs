@@ -8,11 +8,13 @@ use serde::Deserialize;
 use time::format_description::well_known::Rfc3339;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::pages::{self, SessionFacts, SignInPage, SignedInPage};
 use crate::routes::auth::{accept_invite, app_link, sign_in};
 use crate::routes::dto::SessionDto;
+use crate::routes::sso::{begin, StartFrom};
 use crate::AppState;
+use defendable_sso::login::Binding;
 
 /// The token of a mailed link.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -137,7 +139,7 @@ fn session_facts(s: SessionDto) -> SessionFacts {
 #[utoipa::path(post, path = "/auth/callback", tag = "pages",
     request_body(content = LinkForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 200, description = "Signed in: the outcome page", content_type = "text/html", body = String),
+        (status = 200, description = "Signed in: the outcome page; or, for an invite the organization accepts only through single sign-on, a page linking to the identity provider, with the `__Host-defendable-sso` cookie binding that sign-in (which uses the invite)", content_type = "text/html", body = String),
         (status = 401, description = "The link was used, has expired or is invalid", content_type = "text/html", body = String),
         (status = 409, description = "Already a member (invites)", content_type = "text/html", body = String),
         (status = 429, description = "Rate limited", content_type = "text/html", body = String),
@@ -149,8 +151,25 @@ pub async fn post_link_form(
 ) -> Result<HttpResponse, ApiError> {
     let api = state.config.api_base_url().to_string();
     let outcome = match form.link {
-        LinkKind::SignIn => sign_in(&req, &state, &form.token).await,
+        LinkKind::SignIn => sign_in(&req, &state, &form.token, None).await,
         LinkKind::Invite => accept_invite(&req, &state, &form.token).await,
+    };
+    // An invite the organization accepts only through single sign-on: the sign-in is recorded
+    // (bound to this browser by its cookie, carrying the invite) and the page links to the
+    // identity provider.
+    let mut sso_cookie = None;
+    let outcome = match outcome {
+        Err(e) if form.link == LinkKind::Invite && e.code() == ErrorCode::SsoRequired => {
+            match begin(&state, StartFrom::Invite(&form.token), &Binding::Browser).await {
+                Ok(begun) => {
+                    sso_cookie = begun.cookie;
+                    Err(Ok(begun.authorization_url))
+                }
+                Err(e) => Err(Err(e)),
+            }
+        }
+        Err(e) => Err(Err(e)),
+        Ok(session) => Ok(session),
     };
     let (status, page) = match outcome {
         Ok(session) => (
@@ -161,9 +180,21 @@ pub async fn post_link_form(
                 session: Some(session_facts(session)),
                 joined: (form.link == LinkKind::Invite).then_some("the organization"),
                 problem: String::new(),
+                continue_sso: None,
             },
         ),
-        Err(e) => (
+        Err(Ok(url)) => (
+            StatusCode::OK,
+            SignedInPage {
+                api: &api,
+                heading: "Continue with single sign-on",
+                session: None,
+                joined: None,
+                problem: String::new(),
+                continue_sso: Some(url),
+            },
+        ),
+        Err(Err(e)) => (
             e.status(),
             SignedInPage {
                 api: &api,
@@ -171,10 +202,18 @@ pub async fn post_link_form(
                 session: None,
                 joined: None,
                 problem: link_problem(&e),
+                continue_sso: None,
             },
         ),
     };
-    pages::render(status, &page)
+    let mut response = pages::render(status, &page)?;
+    if let Some(cookie) = sso_cookie {
+        response.headers_mut().insert(
+            header::SET_COOKIE,
+            header::HeaderValue::from_str(&cookie).map_err(ApiError::internal)?,
+        );
+    }
+    Ok(response)
 }
 
 /// What a person is told when the button fails.

@@ -9,7 +9,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use defendable_config::limits::LimitKey;
 use defendable_identity::store as identity;
 use defendable_identity::Role;
-use defendable_identity::{Email, OrgRef};
+use defendable_identity::{Email, OneTimeToken, OrgRef};
 use defendable_sso::store::{self as sso, Change, ConnectionPatch, NewConnection};
 use defendable_sso::view::{ConnectionList, ConnectionView, DomainList, DomainView};
 use defendable_sso::{login, oidc, SsoError};
@@ -418,8 +418,9 @@ pub const SSO_COOKIE: &str = "__Host-defendable-sso";
 const START_ROUTE: &str = "/auth/sso/start";
 const CALLBACK_ROUTE: &str = "/auth/sso/callback";
 
-/// `POST /auth/sso/start` body: an email address (its domain picks the connection) or an
-/// organization with one connection.
+/// `POST /auth/sso/start` body: an email address (its domain picks the connection), an
+/// organization with one connection, or an invite to accept; and, for the CLI, its loopback
+/// binding.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartSso {
@@ -427,6 +428,23 @@ pub struct StartSso {
     pub email: Option<String>,
     /// Or an organization (slug or id) that has exactly one connection.
     pub org: Option<String>,
+    /// Or an invite's token: the sign-in accepts it (its address must be the one signed in).
+    /// This is how an invite to a domain whose connection enforces single sign-on is accepted.
+    pub invite: Option<String>,
+    /// Set by a CLI (RFC 8252): the callback sends the browser to its loopback port with the
+    /// one-time link instead of to the web app, and no browser cookie is set.
+    pub cli: Option<CliStart>,
+}
+
+/// A CLI's binding of a single sign-on it starts.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CliStart {
+    /// The port the CLI listens on at `127.0.0.1`.
+    pub port: u16,
+    /// base64url (no padding) of the SHA-256 of a verifier only the CLI holds (RFC 7636 S256);
+    /// `POST /auth/verify` redeems the link only with that `code_verifier`.
+    pub code_challenge: String,
 }
 
 /// Where to send the browser.
@@ -439,13 +457,14 @@ pub struct SsoStarted {
 }
 
 /// Starts a single sign-on: answers the provider's authorization URL and sets a cookie that
-/// binds the sign-in to this browser (the callback must come back with it).
+/// binds the sign-in to this browser (the callback must come back with it). A CLI sends
+/// `cli` instead and gets no cookie: its sign-in is bound to its loopback port and verifier.
 #[utoipa::path(post, path = "/auth/sso/start", tag = "auth", request_body = StartSso,
     responses(
         (status = 200, description = "Go to `authorization_url` in this browser", body = SsoStarted,
-            headers(("Set-Cookie" = String, description = "`__Host-defendable-sso`: binds the sign-in to this browser"))),
-        (status = 401, description = "No connection signs this address or organization in (`sso_refused`)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Neither or both of `email` and `org`, or a malformed one", body = Problem, content_type = "application/problem+json"),
+            headers(("Set-Cookie" = String, description = "`__Host-defendable-sso`: binds the sign-in to this browser (not set for `cli`)"))),
+        (status = 401, description = "No connection signs this address, organization or invite in (`sso_refused`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not exactly one of `email`, `org` and `invite`, or a malformed one", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The identity provider is unreachable (`sso_provider_unavailable`)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn post_auth_sso_start(
@@ -460,60 +479,109 @@ pub async fn post_auth_sso_start(
         _ => None,
     })
     .await?;
+    let binding = match &body.cli {
+        Some(cli) => login::Binding::cli(cli.port, &cli.code_challenge)?,
+        None => login::Binding::Browser,
+    };
+    let from = match (&body.email, &body.org, &body.invite) {
+        (Some(email), None, None) => StartFrom::Email(email),
+        (None, Some(org), None) => StartFrom::Org(org),
+        (None, None, Some(invite)) => StartFrom::Invite(invite),
+        _ => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidInput,
+                "send exactly one of `email`, `org` and `invite`",
+            ))
+        }
+    };
+    let begun = begin(&state, from, &binding).await?;
+    let mut response = HttpResponse::Ok();
+    if let Some(cookie) = begun.cookie {
+        response.insert_header((header::SET_COOKIE, cookie));
+    }
+    Ok(response.json(SsoStarted {
+        authorization_url: begun.authorization_url,
+        expires_in: defendable_config::limits::SSO_LOGIN_TTL.as_secs(),
+    }))
+}
+
+/// What names the connection a sign-in goes through.
+#[derive(Debug, Clone, Copy)]
+pub enum StartFrom<'a> {
+    /// An address whose verified domain one of an organization's connections lists.
+    Email(&'a str),
+    /// An organization with exactly one connection.
+    Org(&'a str),
+    /// A pending invite's token: the sign-in accepts it.
+    Invite(&'a str),
+}
+
+/// A recorded sign-in: where to send the browser, and the cookie binding it (browser sign-ins).
+#[derive(Debug)]
+pub struct Begun {
+    /// The provider's authorization URL.
+    pub authorization_url: String,
+    /// The `Set-Cookie` value that binds the sign-in to this browser.
+    pub cookie: Option<String>,
+}
+
+/// Records a sign-in through the connection `from` names and builds the provider's
+/// authorization URL (code flow, PKCE S256, state, nonce). The JSON start route and the invite
+/// page's button share it.
+pub async fn begin(
+    state: &AppState,
+    from: StartFrom<'_>,
+    binding: &login::Binding,
+) -> Result<Begun, ApiError> {
     let (connection, started) = {
         let client = state.db.get().await?;
-        let connection = match (&body.email, &body.org) {
-            (Some(email), None) => {
-                login::connection_for_email(&*client, &Email::parse(email)?).await?
-            }
-            (None, Some(org)) => {
+        let (connection, invite) = match from {
+            StartFrom::Email(email) => (
+                login::connection_for_email(&*client, &Email::parse(email)?).await?,
+                None,
+            ),
+            StartFrom::Org(org) => {
                 // An unknown or malformed organization is refused like one without a connection.
                 let no_such = || SsoError::Refused("no such organization".into());
                 let org = OrgRef::parse(org).map_err(|_| no_such())?;
                 let org = identity::find_org(&*client, &org)
                     .await?
                     .ok_or_else(no_such)?;
-                login::connection_for_org(&*client, org.id).await?
+                (login::connection_for_org(&*client, org.id).await?, None)
             }
-            _ => {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidInput,
-                    "send either `email` or `org`",
-                ))
+            StartFrom::Invite(invite) => {
+                let invalid = || SsoError::Refused("the invite is invalid or has expired".into());
+                let token = OneTimeToken::parse(invite).map_err(|_| invalid())?;
+                let (connection, invite) = login::connection_for_invite(&*client, &token).await?;
+                (connection, Some(invite))
             }
         };
-        let started = login::start(&*client, connection.id).await?;
+        let started = login::start(&*client, connection.id, binding, invite).await?;
         (connection, started)
     };
     // No database connection is held while the provider answers.
     let discovery = state
         .oidc
-        .discover(&connection.issuer, allow_http_issuers(&state))
+        .discover(&connection.issuer, allow_http_issuers(state))
         .await?;
     let mut url = defendable_config::Url::parse(&discovery.authorization_endpoint)
         .map_err(|e| SsoError::Provider(e.to_string()))?;
     url.query_pairs_mut()
         .append_pair("response_type", "code")
         .append_pair("client_id", connection.client_id.as_str())
-        .append_pair("redirect_uri", &callback_url(&state))
+        .append_pair("redirect_uri", &callback_url(state))
         .append_pair("scope", connection.provider.scopes())
         .append_pair("state", &started.state)
         .append_pair("nonce", &started.nonce)
         .append_pair("code_challenge", &oidc::pkce_challenge(&started.verifier))
         .append_pair("code_challenge_method", "S256");
     let ttl = defendable_config::limits::SSO_LOGIN_TTL.as_secs();
-    Ok(HttpResponse::Ok()
-        .insert_header((
-            header::SET_COOKIE,
-            format!(
-                "{SSO_COOKIE}={}; Path=/; Max-Age={ttl}; HttpOnly; Secure; SameSite=Lax",
-                started.browser
-            ),
-        ))
-        .json(SsoStarted {
-            authorization_url: url.to_string(),
-            expires_in: ttl,
-        }))
+    Ok(Begun {
+        authorization_url: url.to_string(),
+        cookie: started.browser.map(|browser| {
+            format!("{SSO_COOKIE}={browser}; Path=/; Max-Age={ttl}; HttpOnly; Secure; SameSite=Lax")
+        }),
+    })
 }
 
 /// The value of the request's cookie `name`.
@@ -551,7 +619,7 @@ pub struct SsoCallback {
 /// browser to the sign-in page with a one-time link, as a mailed link would.
 #[utoipa::path(get, path = "/auth/sso/callback", tag = "auth", params(SsoCallback),
     responses(
-        (status = 303, description = "Signed in: to `APP_BASE_URL/auth/callback?token=…`"),
+        (status = 303, description = "Signed in: to `APP_BASE_URL/auth/callback?token=…`, or for a CLI's sign-in to `http://127.0.0.1:{port}/?token=…`"),
         (status = 401, description = "Refused (`sso_refused`; the detail names the check)", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The identity provider is unreachable (`sso_provider_unavailable`)", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -611,20 +679,43 @@ pub async fn get_auth_sso_callback(
     let link = {
         let mut client = state.db.get().await?;
         let tx = client.transaction().await.map_err(SsoError::from)?;
-        login::complete(&tx, connection, &email, &claims.groups, &ctx).await?;
+        let completed = login::complete(
+            &tx,
+            connection,
+            &email,
+            &claims.groups,
+            pending.invite,
+            &ctx,
+        )
+        .await?;
         tx.commit().await.map_err(SsoError::from)?;
+        if let Some(refusal) = completed.refusal() {
+            return Err(refusal.into());
+        }
         identity::request_sso_link(
             &mut client,
             &email,
             state.config.magic_link_ttl,
             connection.id.as_uuid(),
             state.config.sso_session_ttl,
+            pending
+                .cli
+                .as_ref()
+                .map(|(_, challenge)| challenge.as_slice()),
             &ctx,
         )
         .await?
     };
-    let mut target = state.config.app_base_url();
-    target.set_path("/auth/callback");
+    // The web app's sign-in page, or the loopback port of the CLI that started the sign-in.
+    let mut target = match pending.cli {
+        Some((port, _)) => defendable_config::Url::parse(&format!("http://127.0.0.1:{port}/"))
+            .map_err(|e| SsoError::InvalidInput(e.to_string()))?,
+        None => {
+            let mut page = state.config.app_base_url();
+            page.set_path("/auth/callback");
+            page
+        }
+    };
     target
         .query_pairs_mut()
         .append_pair("token", link.token.expose());

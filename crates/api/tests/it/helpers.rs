@@ -212,6 +212,35 @@ impl TestApp {
         quota
     }
 
+    /// The public parts of the organization's receipts of `kind`, oldest first.
+    pub async fn receipts_of(&self, token: &str, slug: &str, kind: &str) -> Vec<Value> {
+        let (_, list) = self
+            .call(
+                "GET",
+                &format!("/orgs/{slug}/receipts?kind={kind}&limit=100"),
+                Some(token),
+                None,
+            )
+            .await;
+        list["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|r| r["body"]["public"].clone())
+            .collect()
+    }
+
+    /// The role `token`'s user has in `slug`, if any (from `GET /me`).
+    pub async fn role_in(&self, token: &str, slug: &str) -> Option<String> {
+        let me = self.expect(200, "GET", "/me", Some(token), None).await;
+        me["memberships"]
+            .as_array()
+            .expect("memberships")
+            .iter()
+            .find(|m| m["org"]["slug"] == slug)
+            .map(|m| m["role"].as_str().expect("role").to_owned())
+    }
+
     /// The verifier keys `/ledger/keys` publishes.
     pub async fn vkeys(&self) -> defendable_ledger::Vkeys {
         let (_, keys) = self.call("GET", "/ledger/keys", None, None).await;
@@ -457,11 +486,22 @@ pub fn http_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
 }
 
-/// A port free on loopback now (for a process the test starts).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port()
+pub use defendable_testkit::free_port;
+
+/// Polls `check` until it holds or `within` passes (the revocation window).
+pub async fn eventually<F, Fut>(within: std::time::Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = std::time::Instant::now() + within;
+    loop {
+        if check().await {
+            return true;
+        }
+        if std::time::Instant::now() > until {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }

@@ -2,13 +2,13 @@
 //! scim2-cli's `test` command, pinned and installed by `cargo xtask test` under `target/tools/`),
 //! deprovisioning, the last-owner rule, filters and pages, and every SCIM route × principal.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use defendable_identity::{OrgId, UserId};
 use defendable_store::audit::AuditContext;
 use serde_json::{json, Value};
 
-use crate::helpers::{TestApp, SSO_KEY};
+use crate::helpers::{eventually, TestApp, SSO_KEY};
 
 /// Keep in step with `SCIM2_CLI` in xtask/src/main.rs, which installs it.
 const SCIM2_CLI: &str = "0.6.0";
@@ -186,41 +186,6 @@ async fn the_scim_compliance_suite_passes_against_the_server() {
     );
 }
 
-/// Polls `check` until it holds or `within` passes (the revocation window).
-async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let until = Instant::now() + within;
-    loop {
-        if check().await {
-            return true;
-        }
-        if Instant::now() > until {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn role_receipts(app: &TestApp, token: &str, slug: &str) -> Vec<Value> {
-    let (_, list) = app
-        .call(
-            "GET",
-            &format!("/orgs/{slug}/receipts?kind=member.role_change&limit=100"),
-            Some(token),
-            None,
-        )
-        .await;
-    list["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .map(|r| r["body"]["public"].clone())
-        .collect()
-}
-
 #[actix_web::test]
 async fn scim_deprovisioning_revokes_sessions_and_api_keys_with_receipts() {
     let app = TestApp::spawn().await;
@@ -357,7 +322,9 @@ async fn scim_deprovisioning_revokes_sessions_and_api_keys_with_receipts() {
         "deprovisioning did not reach the session and the key within 5 s"
     );
 
-    let receipts = role_receipts(&app, &owner_token, &slug).await;
+    let receipts = app
+        .receipts_of(&owner_token, &slug, "member.role_change")
+        .await;
     let scim_changes: Vec<(Value, Value)> = receipts
         .iter()
         .filter(|r| r["source"] == "scim")
@@ -389,14 +356,14 @@ async fn scim_deprovisioning_revokes_sessions_and_api_keys_with_receipts() {
         .await;
     assert_eq!(verify["valid"], true, "{verify}");
 
-    // Alice is now the only owner: an entry that names her in no mapped group is refused,
-    // and nothing of it is kept.
+    // Alice is now the only owner: an entry that deactivates her is refused, and nothing of
+    // it is kept.
     let (status, body, code) = scim(
         &app,
         "POST",
         &format!("{base}/Users"),
         t,
-        Some(json!({"userName": "alice@corp.test"})),
+        Some(json!({"userName": "alice@corp.test", "active": false})),
     )
     .await;
     assert_eq!(
@@ -417,6 +384,21 @@ async fn scim_deprovisioning_revokes_sessions_and_api_keys_with_receipts() {
         .call("GET", &format!("/orgs/{slug}"), Some(&owner_token), None)
         .await;
     assert_eq!(status, 200);
+    // An active entry that names her in no mapped group leaves her role alone: it came from
+    // her own sign-up, not from the identity provider.
+    let (status, body, _) = scim(
+        &app,
+        "POST",
+        &format!("{base}/Users"),
+        t,
+        Some(json!({"userName": "alice@corp.test"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        app.role_in(&owner_token, &slug).await.as_deref(),
+        Some("owner")
+    );
 
     // An address outside the verified domains is a directory entry that grants nothing.
     for name in ["carol@elsewhere.test", "dave", "erin"] {
@@ -444,12 +426,12 @@ async fn scim_deprovisioning_revokes_sessions_and_api_keys_with_receipts() {
             page["startIndex"].as_i64(),
             page["itemsPerPage"].as_i64()
         ),
-        (Some(4), Some(2), Some(2)),
+        (Some(5), Some(2), Some(2)),
         "{page}"
     );
     assert_eq!(
-        page["Resources"][0],
-        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "id": page["Resources"][0]["id"], "userName": "carol@elsewhere.test"})
+        page["Resources"][1],
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "id": page["Resources"][1]["id"], "userName": "carol@elsewhere.test"})
     );
     let (_, by_external, _) = scim(
         &app,

@@ -2,11 +2,14 @@
 //! DNS server on loopback (dnsmasq), connections whose client secret is sealed at rest and never
 //! returned, and an `idp.config_change` receipt for every change, in the same transaction.
 
-use defendable_testkit::dns::{free_port, DnsServer};
+use std::time::Duration;
+
+use defendable_testkit::dns::DnsServer;
+use defendable_testkit::free_port;
 use defendable_testkit::oidc::OidcProvider;
 use serde_json::{json, Value};
 
-use crate::helpers::{config, TestApp};
+use crate::helpers::{config, eventually, TestApp};
 
 /// A server whose DNS_RESOLVER is `port` on loopback (no server there until a test starts one).
 async fn app_with_dns(port: u16) -> TestApp {
@@ -14,23 +17,6 @@ async fn app_with_dns(port: u16) -> TestApp {
 }
 
 /// The organization's `idp.config_change` receipts' public parts, oldest first.
-async fn idp_receipts(app: &TestApp, token: &str, slug: &str) -> Vec<Value> {
-    let (_, list) = app
-        .call(
-            "GET",
-            &format!("/orgs/{slug}/receipts?kind=idp.config_change&limit=100"),
-            Some(token),
-            None,
-        )
-        .await;
-    list["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .map(|r| r["body"]["public"].clone())
-        .collect()
-}
-
 #[actix_web::test]
 async fn a_domain_is_verified_by_its_txt_record_and_only_one_organization_holds_it() {
     let port = free_port();
@@ -138,7 +124,7 @@ async fn a_domain_is_verified_by_its_txt_record_and_only_one_organization_holds_
     let list = app.expect(200, "GET", &path, Some(&token), None).await;
     assert_eq!(list["items"].as_array().expect("items").len(), 1);
 
-    let receipts = idp_receipts(&app, &token, &slug).await;
+    let receipts = app.receipts_of(&token, &slug, "idp.config_change").await;
     let changes: Vec<&str> = receipts
         .iter()
         .map(|r| r["change"].as_str().expect("change"))
@@ -305,7 +291,7 @@ async fn a_connection_keeps_its_secret_sealed_and_every_change_is_a_receipt() {
     app.expect(404, "GET", &format!("{path}/{id}"), Some(&token), None)
         .await;
 
-    let receipts = idp_receipts(&app, &token, &slug).await;
+    let receipts = app.receipts_of(&token, &slug, "idp.config_change").await;
     let summary: Vec<(String, Value)> = receipts
         .iter()
         .map(|r| {
@@ -392,13 +378,24 @@ async fn sso(
     account: &str,
     cookie: bool,
 ) -> Outcome {
+    sso_with(app, provider, json!({"email": email}), account, cookie).await
+}
+
+/// [`sso`] from any `POST /auth/sso/start` body.
+async fn sso_with(
+    app: &TestApp,
+    provider: &OidcProvider,
+    body: Value,
+    account: &str,
+    cookie: bool,
+) -> Outcome {
     let no_redirects = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
     let start = no_redirects
         .post(app.url("/auth/sso/start"))
-        .json(&json!({"email": email}))
+        .json(&body)
         .send()
         .await
         .expect("start");
@@ -480,29 +477,27 @@ fn refusal(outcome: &Outcome) -> String {
     outcome.body["detail"].as_str().expect("detail").to_owned()
 }
 
-/// The role `token`'s user has in `slug`, if any.
-async fn role_in(app: &TestApp, token: &str, slug: &str) -> Option<String> {
-    let me = app.expect(200, "GET", "/me", Some(token), None).await;
-    me["memberships"]
-        .as_array()
-        .expect("memberships")
-        .iter()
-        .find(|m| m["org"]["slug"] == slug)
-        .map(|m| m["role"].as_str().expect("role").to_owned())
-}
-
 #[actix_web::test]
 async fn oidc_sign_in_provisions_users_with_mapped_roles_and_refuses_every_bad_callback() {
     let port = free_port();
     let app = TestApp::spawn_with(config(&[("BIND_ADDR", &format!("127.0.0.1:{port}"))])).await;
+    let mut accounts = json!({
+        "ann": {"email": "ann@corp.test", "email_verified": true, "groups": ["defendable-admins"]},
+        "bob": {"email": "bob@corp.test", "email_verified": true, "groups": ["engineering", "sales"]},
+        "eve": {"email": "eve@corp.test", "email_verified": false, "groups": ["engineering"]},
+        "out": {"email": "out@elsewhere.test", "email_verified": true, "groups": ["engineering"]},
+        "nog": {"email": "nog@corp.test", "email_verified": true, "groups": ["sales"]},
+        // A provider that mixes up its clients, one whose clock is slow, and one that names
+        // another issuer in its tokens: each token is signed with its published key.
+        "mal": {"email": "mal@corp.test", "email_verified": true, "groups": ["engineering"],
+                "_id_token": {"claims": {"aud": "another-client"}}},
+        "old": {"email": "old@corp.test", "email_verified": true, "groups": ["engineering"],
+                "_id_token": {"expired_secs_ago": 600}},
+        "iss": {"email": "iss@corp.test", "email_verified": true, "groups": ["engineering"],
+                "_id_token": {"claims": {"iss": "https://idp.elsewhere.test"}}},
+    });
     let provider = OidcProvider::start(
-        &json!({
-            "ann": {"email": "ann@corp.test", "email_verified": true, "groups": ["defendable-admins"]},
-            "bob": {"email": "bob@corp.test", "email_verified": true, "groups": ["engineering", "sales"]},
-            "eve": {"email": "eve@corp.test", "email_verified": false, "groups": ["engineering"]},
-            "out": {"email": "out@elsewhere.test", "email_verified": true, "groups": ["engineering"]},
-            "nog": {"email": "nog@corp.test", "email_verified": true, "groups": ["sales"]},
-        }),
+        &accounts,
         &json!([{
             "client_id": "defendable",
             "client_secret": "provider-secret-Hj4Kl7Zx1Cv9",
@@ -539,7 +534,7 @@ async fn oidc_sign_in_provisions_users_with_mapped_roles_and_refuses_every_bad_c
     let ann = sso(&app, &provider, "ann@corp.test", "ann", true).await;
     let ann_token = session_from(&app, &ann).await;
     assert_eq!(
-        role_in(&app, &ann_token, &slug).await.as_deref(),
+        app.role_in(&ann_token, &slug).await.as_deref(),
         Some("owner")
     );
     let bob = session_from(
@@ -547,7 +542,7 @@ async fn oidc_sign_in_provisions_users_with_mapped_roles_and_refuses_every_bad_c
         &sso(&app, &provider, "bob@corp.test", "bob", true).await,
     )
     .await;
-    assert_eq!(role_in(&app, &bob, &slug).await.as_deref(), Some("member"));
+    assert_eq!(app.role_in(&bob, &slug).await.as_deref(), Some("member"));
 
     // Each refusal names its check.
     let replay = finish(&ann.callback, None).await;
@@ -565,6 +560,25 @@ async fn oidc_sign_in_provisions_users_with_mapped_roles_and_refuses_every_bad_c
     assert!(
         refusal(&sso(&app, &provider, "nog@corp.test", "nog", true).await).contains("no group")
     );
+    for (account, check) in [
+        ("mal", "ID token: wrong audience"),
+        ("old", "ID token: expired"),
+        ("iss", "ID token: wrong issuer"),
+    ] {
+        let outcome = sso(
+            &app,
+            &provider,
+            &format!("{account}@corp.test"),
+            account,
+            true,
+        )
+        .await;
+        assert!(
+            refusal(&outcome).contains(check),
+            "{account}: {}",
+            outcome.body
+        );
+    }
     let (s, body) = app
         .call(
             "POST",
@@ -751,6 +765,57 @@ async fn oidc_sign_in_provisions_users_with_mapped_roles_and_refuses_every_bad_c
     .await;
     app.expect(200, "GET", &receipts, Some(&carl), None).await;
 
+    // The provider is the authority on roles it gave: a group removed there demotes or removes
+    // the member at their next sign-in, each a receipt; the removal stands though the sign-in
+    // is refused, and takes the API keys the member created with it.
+    let ann_key = app.api_key(&ann_token, &slug).await;
+    app.expect(200, "GET", &receipts, Some(&ann_key), None)
+        .await;
+    let sign_in_as = |who: &'static str| {
+        let (app, provider) = (&app, &provider);
+        async move { sso(app, provider, &format!("{who}@corp.test"), who, true).await }
+    };
+    accounts["bob"]["groups"] = json!(["defendable-admins"]);
+    accounts["ann"]["groups"] = json!([]);
+    provider.set_accounts(&accounts);
+    let bob_owner = session_from(&app, &sign_in_as("bob").await).await;
+    assert_eq!(
+        app.role_in(&bob_owner, &slug).await.as_deref(),
+        Some("owner")
+    );
+    let removed = refusal(&sign_in_as("ann").await);
+    assert!(removed.contains("your membership was removed"), "{removed}");
+    let gone = eventually(Duration::from_secs(5), || {
+        let (app, ann_token, ann_key, receipts) = (&app, &ann_token, &ann_key, &receipts);
+        async move {
+            let (s1, _) = app.call("GET", "/me", Some(ann_token), None).await;
+            let (s2, _) = app.call("GET", receipts, Some(ann_key), None).await;
+            s1 == 401 && s2 == 401
+        }
+    })
+    .await;
+    assert!(
+        gone,
+        "the removed member's SSO session and API key were not refused within 5 s"
+    );
+    accounts["bob"]["groups"] = json!(["engineering"]);
+    provider.set_accounts(&accounts);
+    let bob_member = session_from(&app, &sign_in_as("bob").await).await;
+    assert_eq!(
+        app.role_in(&bob_member, &slug).await.as_deref(),
+        Some("member")
+    );
+    // Carl's membership came from an owner, not the provider: his unmapped groups keep it.
+    // (He is in no group the mapping names, and no default role is set.)
+    accounts["carl"] =
+        json!({"email": "carl@corp.test", "email_verified": true, "groups": ["sales"]});
+    provider.set_accounts(&accounts);
+    let carl_sso = session_from(&app, &sign_in_as("carl").await).await;
+    assert_eq!(
+        app.role_in(&carl_sso, &slug).await.as_deref(),
+        Some("member")
+    );
+
     // An issuer that is not the provider's exactly is refused before the browser leaves.
     app.expect(
         200,
@@ -801,8 +866,349 @@ async fn oidc_sign_in_provisions_users_with_mapped_roles_and_refuses_every_bad_c
         roles,
         [
             (Value::Null, json!("owner")),
-            (Value::Null, json!("member"))
+            (Value::Null, json!("member")),
+            (json!("member"), json!("owner")),
+            (json!("owner"), Value::Null),
+            (json!("owner"), json!("member")),
         ]
     );
+    let deprovisions: i64 = client
+        .query_one(
+            "SELECT count(*) FROM audit_events WHERE action = 'sso.deprovision'",
+            &[],
+        )
+        .await
+        .expect("events")
+        .get(0);
+    assert_eq!(deprovisions, 1);
+    assert_eq!(app.verify(&owner, &slug).await["valid"], true);
+}
+
+#[actix_web::test]
+async fn invites_to_an_enforced_domain_are_accepted_through_sso_and_cli_links_need_their_verifier()
+{
+    let port = free_port();
+    let app = TestApp::spawn_with(config(&[("BIND_ADDR", &format!("127.0.0.1:{port}"))])).await;
+    let provider = OidcProvider::start(
+        &json!({
+            "dan": {"email": "dan@corp.test", "email_verified": true, "groups": ["contractors"]},
+            "fay": {"email": "fay@corp.test", "email_verified": true, "groups": []},
+            "eve": {"email": "eve@corp.test", "email_verified": true, "groups": ["contractors"]},
+            "ann": {"email": "ann@corp.test", "email_verified": true, "groups": ["defendable-admins"]},
+        }),
+        &json!([{
+            "client_id": "defendable",
+            "client_secret": "provider-secret-Hj4Kl7Zx1Cv9",
+            "redirect_uris": [format!("http://127.0.0.1:{port}/auth/sso/callback")],
+        }]),
+    );
+    let (owner, slug, _) = app.sign_in_to_org("admin@corp.test").await;
+    let client = app.db.pool.get().await.expect("client");
+    client
+        .execute(
+            "INSERT INTO org_domains (org_id, domain, challenge, verified_at)
+             SELECT id, 'corp.test', 'c', now() FROM orgs WHERE slug = $1",
+            &[&slug],
+        )
+        .await
+        .expect("verified domain");
+    // Only admins are mapped, and there is no default role: contractors come in by invite.
+    app.expect(
+        201,
+        "POST",
+        &format!("/orgs/{slug}/sso/connections"),
+        Some(&owner),
+        Some(json!({
+            "provider": "generic",
+            "issuer": provider.issuer,
+            "client_id": "defendable",
+            "client_secret": "provider-secret-Hj4Kl7Zx1Cv9",
+            "domains": ["corp.test"],
+            "group_roles": {"defendable-admins": "owner"},
+        })),
+    )
+    .await;
+    let invite = |email: &'static str| {
+        let (app, owner, slug) = (&app, &owner, &slug);
+        async move {
+            app.expect(
+                201,
+                "POST",
+                &format!("/orgs/{slug}/invites"),
+                Some(owner),
+                Some(json!({"email": email, "role": "member"})),
+            )
+            .await;
+            app.outbox_token(email)
+        }
+    };
+
+    // Without enforcement an invite is accepted with its link, as always.
+    let early = invite("early@corp.test").await;
+    app.expect(
+        200,
+        "POST",
+        "/auth/accept-invite",
+        None,
+        Some(json!({"token": early})),
+    )
+    .await;
+
+    let me = app.expect(200, "GET", "/me", Some(&owner), None).await;
+    let admin_id = me["user"]["id"].as_str().expect("id").to_owned();
+    app.expect(
+        204,
+        "PUT",
+        &format!("/orgs/{slug}/sso/break-glass/{admin_id}"),
+        Some(&owner),
+        None,
+    )
+    .await;
+    let (_, list) = app
+        .call(
+            "GET",
+            &format!("/orgs/{slug}/sso/connections"),
+            Some(&owner),
+            None,
+        )
+        .await;
+    let conn_id = list["items"][0]["id"].as_str().expect("id").to_owned();
+    app.expect(
+        200,
+        "PATCH",
+        &format!("/orgs/{slug}/sso/connections/{conn_id}"),
+        Some(&owner),
+        Some(json!({"enforced": true})),
+    )
+    .await;
+
+    // With enforcement the link alone is refused and the invite stays pending; an address
+    // outside the connection's domains still accepts with its link.
+    let dans = invite("dan@corp.test").await;
+    let (s, body) = app
+        .call(
+            "POST",
+            "/auth/accept-invite",
+            None,
+            Some(json!({"token": dans})),
+        )
+        .await;
+    assert_eq!(
+        (s.as_u16(), body["code"].as_str()),
+        (403, Some("sso_required")),
+        "{body}"
+    );
+    let pending = app
+        .expect(
+            200,
+            "GET",
+            &format!("/orgs/{slug}/invites"),
+            Some(&owner),
+            None,
+        )
+        .await;
+    assert_eq!(
+        pending["items"].as_array().map(Vec::len),
+        Some(1),
+        "{pending}"
+    );
+    let outside = invite("pat@outside.test").await;
+    app.expect(
+        200,
+        "POST",
+        "/auth/accept-invite",
+        None,
+        Some(json!({"token": outside})),
+    )
+    .await;
+
+    // Someone else cannot use Dan's invite through SSO, and an unmapped person without one
+    // is refused; neither uses the invite.
+    let stolen = sso_with(&app, &provider, json!({"invite": dans}), "eve", true).await;
+    assert!(
+        refusal(&stolen).contains("the invite is for another address"),
+        "{}",
+        stolen.body
+    );
+    assert!(
+        refusal(&sso(&app, &provider, "eve@corp.test", "eve", true).await).contains("no group")
+    );
+
+    // Dan accepts by signing in: the invite's role, an SSO session the enforcing organization
+    // admits, the invite used, a receipt.
+    let dan = session_from(
+        &app,
+        &sso_with(&app, &provider, json!({"invite": dans}), "dan", true).await,
+    )
+    .await;
+    assert_eq!(app.role_in(&dan, &slug).await.as_deref(), Some("member"));
+    app.expect(
+        200,
+        "GET",
+        &format!("/orgs/{slug}/receipts"),
+        Some(&dan),
+        None,
+    )
+    .await;
+    let (s, _) = app
+        .call(
+            "POST",
+            "/auth/accept-invite",
+            None,
+            Some(json!({"token": dans})),
+        )
+        .await;
+    assert_eq!(s.as_u16(), 401, "the invite is used");
+    let (s, body) = app
+        .call(
+            "POST",
+            "/auth/sso/start",
+            None,
+            Some(json!({"invite": dans})),
+        )
+        .await;
+    assert_eq!(
+        (s.as_u16(), body["code"].as_str()),
+        (401, Some("sso_refused"))
+    );
+    // His groups still map nothing, but the membership came from the invite: it stays.
+    let again = session_from(
+        &app,
+        &sso(&app, &provider, "dan@corp.test", "dan", true).await,
+    )
+    .await;
+    assert_eq!(app.role_in(&again, &slug).await.as_deref(), Some("member"));
+    let changes = app.receipts_of(&owner, &slug, "member.role_change").await;
+    assert!(
+        changes
+            .iter()
+            .any(|r| r["from"].is_null() && r["to"] == "member" && r["source"] == "sso"),
+        "{changes:?}"
+    );
+
+    // The invite page's button leads to the identity provider (a link, which the pages'
+    // `form-action 'self'` allows), with the cookie binding the sign-in to this browser.
+    let fays = invite("fay@corp.test").await;
+    let pressed = reqwest::Client::new()
+        .post(app.url("/auth/callback"))
+        .form(&[("token", fays.as_str()), ("link", "invite")])
+        .send()
+        .await
+        .expect("button");
+    assert_eq!(pressed.status(), 200);
+    let cookie = pressed.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .split(';')
+        .next()
+        .expect("pair")
+        .to_owned();
+    let page = pressed.text().await.expect("page");
+    let to_provider = page
+        .split("id=\"continue-sso\" href=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no link to the provider: {page}"))
+        .replace("&#38;", "&")
+        .replace("&amp;", "&");
+    assert!(to_provider.starts_with(&provider.issuer), "{to_provider}");
+    let back = provider.sign_in(&to_provider, "fay").await;
+    let fay = session_from(&app, &finish(&back, Some(&cookie)).await).await;
+    assert_eq!(app.role_in(&fay, &slug).await.as_deref(), Some("member"));
+
+    // A CLI's sign-in: no cookie, the browser sent to its loopback port, the link redeemed only
+    // with its verifier.
+    let verifier = "cli-verifier-Qw3Er5Ty7Ui9Op1As3Df5Gh7Jk9Lz";
+    let challenge = defendable_sso::oidc::pkce_challenge(verifier);
+    let (s, body) = app
+        .call(
+            "POST",
+            "/auth/sso/start",
+            None,
+            Some(
+                json!({"email": "ann@corp.test", "cli": {"port": 0, "code_challenge": challenge}}),
+            ),
+        )
+        .await;
+    assert_eq!(
+        (s.as_u16(), body["code"].as_str()),
+        (422, Some("invalid_input")),
+        "{body}"
+    );
+    let (s, body) = app
+        .call(
+            "POST",
+            "/auth/sso/start",
+            None,
+            Some(json!({"email": "ann@corp.test", "cli": {"port": 45678, "code_challenge": "short"}})),
+        )
+        .await;
+    assert_eq!(
+        (s.as_u16(), body["code"].as_str()),
+        (422, Some("invalid_input")),
+        "{body}"
+    );
+    let start = reqwest::Client::new()
+        .post(app.url("/auth/sso/start"))
+        .json(
+            &json!({"email": "ann@corp.test", "cli": {"port": 45678, "code_challenge": challenge}}),
+        )
+        .send()
+        .await
+        .expect("start");
+    assert_eq!(start.status(), 200);
+    assert!(
+        start.headers().get("set-cookie").is_none(),
+        "no browser cookie for a CLI"
+    );
+    let started: Value = start.json().await.expect("json");
+    let back = provider
+        .sign_in(started["authorization_url"].as_str().expect("url"), "ann")
+        .await;
+    let outcome = finish(&back, None).await;
+    assert_eq!(outcome.status, 303, "{}", outcome.body);
+    let location =
+        defendable_config::Url::parse(outcome.location.as_deref().expect("location")).expect("url");
+    assert_eq!(
+        (location.host_str(), location.port()),
+        (Some("127.0.0.1"), Some(45678))
+    );
+    let token = location
+        .query_pairs()
+        .find(|(k, _)| k == "token")
+        .expect("token")
+        .1
+        .into_owned();
+    for wrong in [
+        json!({"token": token}),
+        json!({"token": token, "code_verifier": "not-it"}),
+    ] {
+        let (s, body) = app.call("POST", "/auth/verify", None, Some(wrong)).await;
+        assert_eq!(
+            (s.as_u16(), body["code"].as_str()),
+            (401, Some("invalid_token")),
+            "{body}"
+        );
+    }
+    let signed_in = app
+        .expect(
+            200,
+            "POST",
+            "/auth/verify",
+            None,
+            Some(json!({"token": token, "code_verifier": verifier})),
+        )
+        .await;
+    let ann = signed_in["access_token"].as_str().expect("token");
+    assert_eq!(app.role_in(ann, &slug).await.as_deref(), Some("owner"));
+    let (s, _) = app
+        .call(
+            "POST",
+            "/auth/verify",
+            None,
+            Some(json!({"token": token, "code_verifier": verifier})),
+        )
+        .await;
+    assert_eq!(s.as_u16(), 401, "the link works once");
     assert_eq!(app.verify(&owner, &slug).await["valid"], true);
 }

@@ -5,4 +5,5 @@ mod e2e;
 mod help;
 mod ledger_v2;
 mod server;
+mod sso;
 mod verify;

@@ -170,6 +170,7 @@ impl Server {
                 "cli-url-Mn3Bv5Cx7Za9Sd2Fg4Hj6Kl8Qw",
             ),
             ("INTERNAL_API_KEY", INTERNAL_KEY),
+            ("SSO_SECRET_KEY", "cli-sso-Lk8Jh6Gf4Ds2Aq9Wz7Xc5Vb3Nm"),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -213,7 +214,7 @@ impl Server {
         finish(child).await
     }
 
-    fn command(&self, args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
+    pub fn command(&self, args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_defendable"));
         cmd.args(args)
             .env("DEFENDABLE_API", &self.base)
@@ -280,7 +281,7 @@ impl Server {
     }
 }
 
-async fn finish(child: tokio::process::Child) -> Run {
+pub async fn finish(child: tokio::process::Child) -> Run {
     let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
         .await
         .expect("the CLI finishes")

@@ -155,6 +155,18 @@ pub async fn accept_invite(
     let org = OrgId::from_uuid(row.get(1));
     let email = Email::parse(row.get::<_, &str>(2))?;
     let role = row_role(&row, 3);
+    if sso_enforced_for(&tx, org, &email).await? {
+        // The invite stays unused: it is accepted by signing in through the connection.
+        drop(tx);
+        let e = event("invite.accept", Actor::Anonymous, Some(org), ctx)
+            .on(format!("invite:{invite}"))
+            .with(json!({"outcome": "sso_required"}));
+        record(&*client, &e).await?;
+        return Err(IdentityError::SsoRequired(format!(
+            "this organization signs in {} with single sign-on: accept the invite through POST /auth/sso/start {{\"invite\": …}}",
+            email.domain()
+        )));
+    }
     let (user, _created) = upsert_user(&tx, &email).await?;
     if !add_member(&tx, org, user.id, role).await? {
         return Err(IdentityError::AlreadyMember);
@@ -173,4 +185,94 @@ pub async fn accept_invite(
         },
         org,
     ))
+}
+
+/// Whether `org` has a connection that enforces single sign-on for `email`'s domain (one it
+/// lists and the organization verified).
+async fn sso_enforced_for(client: &impl GenericClient, org: OrgId, email: &Email) -> Result<bool> {
+    let row = client
+        .query_opt(
+            &client
+                .prepare_cached(
+                    "SELECT 1 FROM sso_connections c
+                     JOIN org_domains d ON d.org_id = c.org_id AND d.verified_at IS NOT NULL
+                     WHERE c.org_id = $1 AND c.enforced AND d.domain = $2 AND d.domain = ANY(c.domains)",
+                )
+                .await?,
+            &[&org.as_uuid(), &email.domain()],
+        )
+        .await?;
+    Ok(row.is_some())
+}
+
+/// A pending invite as a single sign-on started from it sees it: unused, unrevoked, unexpired.
+#[derive(Debug, Clone)]
+pub struct PendingInvite {
+    /// The invite.
+    pub id: InviteId,
+    /// The organization it joins.
+    pub org: OrgId,
+    /// The only address that may accept it.
+    pub email: Email,
+}
+
+/// Looks up a pending invite by its token without using it (a single sign-on starts from it
+/// and uses it when it completes, through [`use_invite`]).
+pub async fn find_invite(
+    client: &impl GenericClient,
+    token: &OneTimeToken,
+) -> Result<Option<PendingInvite>> {
+    let row = client
+        .query_opt(
+            &client
+                .prepare_cached(
+                    "SELECT id, org_id, email FROM invites
+                     WHERE token_hash = $1 AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > now()",
+                )
+                .await?,
+            &[&token.hash().as_bytes()],
+        )
+        .await?;
+    row.map(|r| {
+        Ok(PendingInvite {
+            id: InviteId::from_uuid(r.get(0)),
+            org: OrgId::from_uuid(r.get(1)),
+            email: Email::parse(r.get::<_, &str>(2))?,
+        })
+    })
+    .transpose()
+}
+
+/// Uses a pending invite to `org` inside the caller's transaction for `user`, signed in as
+/// `email` some other way than the invite's link (single sign-on): the invite must still be
+/// pending and be for that address. Returns the role it grants and records `invite.accept`; the caller adds
+/// the membership. [`IdentityError::InvalidToken`] when it is used, revoked, expired or for
+/// another address.
+pub async fn use_invite(
+    tx: &Transaction<'_>,
+    invite: InviteId,
+    org: OrgId,
+    email: &Email,
+    user: UserId,
+    ctx: &AuditContext,
+) -> Result<Role> {
+    let row = tx
+        .query_opt(
+            &tx.prepare_cached(
+                "UPDATE invites SET accepted_at = now()
+                 WHERE id = $1 AND org_id = $2 AND email = $3
+                   AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > now()
+                 RETURNING role",
+            )
+            .await?,
+            &[&invite.as_uuid(), &org.as_uuid(), &email.as_str()],
+        )
+        .await?
+        .ok_or(IdentityError::InvalidToken)?;
+    let role = row_role(&row, 0);
+    let e = event("invite.accept", user, Some(org), ctx)
+        .on(format!("invite:{invite}"))
+        .with(json!({"outcome": "ok", "role": role.as_str(), "via": "sso"}));
+    record(tx, &e).await?;
+    Ok(role)
 }

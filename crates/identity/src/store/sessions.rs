@@ -10,7 +10,7 @@ pub async fn request_magic_link(
     ttl: Duration,
     ctx: &AuditContext,
 ) -> Result<IssuedLink> {
-    issue_link(client, email, ttl, None, ctx).await
+    issue_link(client, email, ttl, None, None, ctx).await
 }
 
 /// Issues the one-time link a completed single sign-on hands to the browser: like a magic link,
@@ -22,9 +22,18 @@ pub async fn request_sso_link(
     ttl: Duration,
     connection: Uuid,
     session_max: Duration,
+    handoff: Option<&[u8]>,
     ctx: &AuditContext,
 ) -> Result<IssuedLink> {
-    issue_link(client, email, ttl, Some((connection, session_max)), ctx).await
+    issue_link(
+        client,
+        email,
+        ttl,
+        Some((connection, session_max)),
+        handoff,
+        ctx,
+    )
+    .await
 }
 
 async fn issue_link(
@@ -32,6 +41,7 @@ async fn issue_link(
     email: &Email,
     ttl: Duration,
     sso: Option<(Uuid, Duration)>,
+    handoff: Option<&[u8]>,
     ctx: &AuditContext,
 ) -> Result<IssuedLink> {
     let connection = sso.map(|(c, _)| c);
@@ -50,8 +60,8 @@ async fn issue_link(
     let expires_at: OffsetDateTime = tx
         .query_one(
             &tx.prepare_cached(
-                "INSERT INTO magic_links (id, email, token_hash, expires_at, sso_connection_id, session_max_secs)
-             VALUES ($1, $2, $3, now() + make_interval(secs => $4), $5, $6) RETURNING expires_at",
+                "INSERT INTO magic_links (id, email, token_hash, expires_at, sso_connection_id, session_max_secs, handoff_challenge)
+             VALUES ($1, $2, $3, now() + make_interval(secs => $4), $5, $6, $7) RETURNING expires_at",
             )
             .await?,
             &[
@@ -61,6 +71,7 @@ async fn issue_link(
                 &(ttl.as_secs_f64()),
                 &connection,
                 &session_max,
+                &handoff,
             ],
         )
         .await?
@@ -88,6 +99,24 @@ pub async fn verify_magic_link(
     session_ttl: Duration,
     ctx: &AuditContext,
 ) -> Result<NewSession> {
+    redeem_link(client, token, None, session_ttl, ctx).await
+}
+
+/// [`verify_magic_link`] for a link that may have been handed to the CLI that started a
+/// single sign-on: such a link is redeemed only with the verifier whose SHA-256 the CLI sent
+/// when it started (RFC 7636 S256); without it, or with another, it is refused as unknown.
+pub async fn redeem_link(
+    client: &mut Client,
+    token: &OneTimeToken,
+    verifier: Option<&str>,
+    session_ttl: Duration,
+    ctx: &AuditContext,
+) -> Result<NewSession> {
+    let challenge = verifier.map(|v| {
+        ring::digest::digest(&ring::digest::SHA256, v.as_bytes())
+            .as_ref()
+            .to_vec()
+    });
     let tx = client.transaction().await?;
     let consumed = tx
         .query_opt(
@@ -95,10 +124,11 @@ pub async fn verify_magic_link(
                 "UPDATE magic_links SET consumed_at = now()
              WHERE token_hash = $1 AND consumed_at IS NULL AND superseded_at IS NULL
                AND expires_at > now()
+               AND (handoff_challenge IS NULL OR handoff_challenge = $2)
              RETURNING email, sso_connection_id, session_max_secs",
             )
             .await?,
-            &[&token.hash().as_bytes()],
+            &[&token.hash().as_bytes(), &challenge],
         )
         .await?;
     let Some(row) = consumed else {

@@ -5,7 +5,6 @@
 use std::collections::BTreeSet;
 
 use deadpool_postgres::{GenericClient, Transaction};
-use defendable_identity::store as identity;
 use defendable_identity::{Email, OrgRef, Role, UserId};
 use defendable_store::audit::{self, Actor, AuditAction, AuditContext, AuditEvent};
 use serde_json::{json, Value};
@@ -17,9 +16,9 @@ use super::{
     fault, patch, Filter, GroupInput, GroupRecord, Kind, Page, ScimFault, ScimToken, UserInput,
     UserRecord,
 };
-use crate::login::{role_change, Source};
+use crate::login::{deprovision, role_change, Source};
 use crate::store::{record_change, row_connection, Change, Connection, CONNECTION_COLUMNS};
-use crate::{ConnectionId, DomainName, Result, SsoError};
+use crate::{ConnectionId, Result, SsoError};
 
 /// Issues a new SCIM token for a connection, replacing the one it had (which stops working at
 /// once): an `idp.config_change` receipt whose private part holds the token's fingerprint.
@@ -819,26 +818,10 @@ async fn account_for(
     let Some(email) = address.and_then(|a| Email::parse(a).ok()) else {
         return Ok(None);
     };
-    let Some(domain) = email
-        .as_str()
-        .rsplit_once('@')
-        .and_then(|(_, d)| DomainName::parse(d).ok())
-    else {
-        return Ok(None);
-    };
-    if !connection.domains.contains(&domain) {
-        return Ok(None);
-    }
-    let verified = tx
-        .query_opt(
-            &tx.prepare_cached(
-                "SELECT 1 FROM org_domains WHERE org_id = $1 AND domain = $2 AND verified_at IS NOT NULL",
-            )
-            .await?,
-            &[&connection.org.as_uuid(), &domain.as_str()],
-        )
-        .await?;
-    if verified.is_none() {
+    if crate::login::verified_domain(tx, connection, &email)
+        .await?
+        .is_none()
+    {
         return Ok(None);
     }
     let row = tx
@@ -917,6 +900,14 @@ async fn settle(
     } else {
         None
     };
+    // Groups that stop mapping remove only a role the identity provider gave; a deactivated
+    // entry deprovisions whatever the membership's origin.
+    if role.is_none()
+        && input.active != Some(false)
+        && !crate::login::idp_managed(tx, connection, user).await?
+    {
+        return Ok(());
+    }
     set_role(tx, connection, user, role, ctx).await
 }
 
@@ -960,67 +951,17 @@ async fn set_role(
         Some(role) => {
             tx.execute(
                 &tx.prepare_cached(
-                    "INSERT INTO memberships (org_id, user_id, role) VALUES ($1, $2, $3)
+                    "INSERT INTO memberships (org_id, user_id, role, idp_managed) VALUES ($1, $2, $3, true)
                      ON CONFLICT (org_id, user_id) DO UPDATE
-                     SET role = EXCLUDED.role, break_glass = memberships.break_glass AND EXCLUDED.role = 'owner'",
+                     SET role = EXCLUDED.role, idp_managed = true,
+                         break_glass = memberships.break_glass AND EXCLUDED.role = 'owner'",
                 )
                 .await?,
                 &[&org, &user.as_uuid(), &role.as_str()],
             )
             .await?;
         }
-        None => deprovision(tx, connection, user, ctx).await?,
+        None => deprovision(tx, connection, user, Source::Scim, ctx).await?,
     }
     role_change(tx, connection, user, (from, to), Source::Scim, ctx).await
-}
-
-/// Removes the membership, revokes the user's sessions that came through this organization's
-/// connections and the API keys they created in it. Their other sessions stay (the account is
-/// theirs in other organizations too) and lose this organization with the membership; every
-/// process sees both within the authentication cache period.
-async fn deprovision(
-    tx: &Transaction<'_>,
-    connection: &Connection,
-    user: UserId,
-    ctx: &AuditContext,
-) -> Result<()> {
-    let org = connection.org.as_uuid();
-    tx.execute(
-        &tx.prepare_cached("DELETE FROM memberships WHERE org_id = $1 AND user_id = $2")
-            .await?,
-        &[&org, &user.as_uuid()],
-    )
-    .await?;
-    let sessions = tx
-        .execute(
-            &tx.prepare_cached(
-                "UPDATE sessions SET revoked_at = now()
-                 WHERE user_id = $1 AND revoked_at IS NULL
-                   AND sso_connection_id IN (SELECT id FROM sso_connections WHERE org_id = $2)",
-            )
-            .await?,
-            &[&user.as_uuid(), &org],
-        )
-        .await?;
-    let keys = identity::revoke_keys_created_by(
-        tx,
-        connection.org,
-        user,
-        Actor::Scim(connection.id.as_uuid()),
-        ctx,
-    )
-    .await
-    .map_err(|e| match e {
-        defendable_identity::IdentityError::Store(s) => SsoError::Store(s),
-        other => SsoError::InvalidInput(other.to_string()),
-    })?;
-    event(
-        tx,
-        connection,
-        "scim.deprovision",
-        format!("user:{user}"),
-        json!({ "sessions_revoked": sessions, "api_keys_revoked": keys }),
-        ctx,
-    )
-    .await
 }

@@ -1,0 +1,123 @@
+//! `defendable login --sso` against the real server and a real OpenID Provider on loopback (the
+//! npm `oidc-provider`, as in the API's SSO tests): the CLI listens on a loopback port, the
+//! browser comes back to it, and the CLI redeems the link with its verifier.
+
+use defendable_testkit::oidc::OidcProvider;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+
+use crate::server::{finish, Server};
+
+#[actix_web::test]
+async fn login_with_sso_takes_the_session_the_browser_brings_back_to_the_cli() {
+    let s = Server::start().await;
+    let provider = OidcProvider::start(
+        &json!({
+            "ann": {"email": "ann@corp.test", "email_verified": true, "groups": ["admins"]},
+        }),
+        &json!([{
+            "client_id": "defendable",
+            "client_secret": "provider-secret-Hj4Kl7Zx1Cv9",
+            "redirect_uris": [format!("{}/auth/sso/callback", s.base)],
+        }]),
+    );
+    s.login("admin@corp.test").await.ok();
+    let saved: Value =
+        serde_json::from_slice(&std::fs::read(s.credentials()).expect("credentials"))
+            .expect("json");
+    let owner = saved["servers"][&s.base]["token"]
+        .as_str()
+        .expect("saved session")
+        .to_owned();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let post = |path: &str, body: Value| {
+        http.post(format!("{}{path}", s.base))
+            .bearer_auth(&owner)
+            .json(&body)
+            .send()
+    };
+    let org = post("/orgs", json!({"slug": "corp", "name": "Corp"}))
+        .await
+        .expect("org");
+    assert_eq!(org.status(), 201);
+    s.db.pool
+        .get()
+        .await
+        .expect("client")
+        .execute(
+            "INSERT INTO org_domains (org_id, domain, challenge, verified_at)
+             SELECT id, 'corp.test', 'c', now() FROM orgs WHERE slug = 'corp'",
+            &[],
+        )
+        .await
+        .expect("verified domain");
+    let connection = post(
+        "/orgs/corp/sso/connections",
+        json!({
+            "provider": "generic",
+            "issuer": provider.issuer,
+            "client_id": "defendable",
+            "client_secret": "provider-secret-Hj4Kl7Zx1Cv9",
+            "domains": ["corp.test"],
+            "group_roles": {"admins": "owner"},
+        }),
+    )
+    .await
+    .expect("connection");
+    assert_eq!(connection.status(), 201);
+
+    let mut cli = s
+        .command(
+            &["login", "--sso", "--email", "ann@corp.test", "--no-browser"],
+            &[],
+        )
+        .spawn()
+        .expect("cli starts");
+    let mut stderr = BufReader::new(cli.stderr.take().expect("stderr")).lines();
+    let url = loop {
+        let line = stderr
+            .next_line()
+            .await
+            .expect("stderr")
+            .expect("the CLI prints the sign-in URL");
+        if line.starts_with(&provider.issuer) {
+            break line;
+        }
+    };
+    // The browser: the provider's login, our callback, then the CLI's loopback port.
+    let callback = provider.sign_in(&url, "ann").await;
+    let back = http.get(&callback).send().await.expect("callback");
+    assert_eq!(back.status(), 303);
+    let loopback = back.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    assert!(loopback.starts_with("http://127.0.0.1:"), "{loopback}");
+    let page = http.get(&loopback).send().await.expect("the CLI answers");
+    assert_eq!(page.status(), 200);
+    assert!(page
+        .text()
+        .await
+        .expect("page")
+        .contains("You are signed in"));
+    let run = finish(cli).await.ok();
+    assert!(run.stdout.contains("as ann@corp.test"), "{run:?}");
+
+    let me = s.cli(&["whoami", "--json"], &[], None).await.ok().json();
+    assert_eq!(me["user"]["email"], "ann@corp.test");
+    let corp = me["memberships"]
+        .as_array()
+        .expect("memberships")
+        .iter()
+        .find(|m| m["org"]["slug"] == "corp")
+        .cloned()
+        .expect("a member of corp");
+    assert_eq!(corp["role"], "owner", "{me}");
+
+    // The link went to the CLI's port and was used: the callback cannot be replayed.
+    let replay = http.get(&callback).send().await.expect("replay");
+    assert_eq!(replay.status(), 401);
+}
