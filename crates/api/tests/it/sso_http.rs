@@ -477,27 +477,21 @@ fn refusal(outcome: &Outcome) -> String {
     outcome.body["detail"].as_str().expect("detail").to_owned()
 }
 
-#[actix_web::test]
-async fn oidc_sign_in_provisions_users_with_mapped_roles_and_refuses_every_bad_callback() {
+/// A single sign-on scene: a server on a known port, a real provider with `accounts` whose one
+/// client redirects to it, and an organization (its owner's session and slug) that verified
+/// corp.test and has a connection to the provider for `domains` with `group_roles`.
+struct Scene {
+    app: TestApp,
+    provider: OidcProvider,
+    owner: String,
+    slug: String,
+}
+
+async fn scene(accounts: &Value, domains: &[&str], group_roles: Value) -> Scene {
     let port = free_port();
     let app = TestApp::spawn_with(config(&[("BIND_ADDR", &format!("127.0.0.1:{port}"))])).await;
-    let mut accounts = json!({
-        "ann": {"email": "ann@corp.test", "email_verified": true, "groups": ["defendable-admins"]},
-        "bob": {"email": "bob@corp.test", "email_verified": true, "groups": ["engineering", "sales"]},
-        "eve": {"email": "eve@corp.test", "email_verified": false, "groups": ["engineering"]},
-        "out": {"email": "out@elsewhere.test", "email_verified": true, "groups": ["engineering"]},
-        "nog": {"email": "nog@corp.test", "email_verified": true, "groups": ["sales"]},
-        // A provider that mixes up its clients, one whose clock is slow, and one that names
-        // another issuer in its tokens: each token is signed with its published key.
-        "mal": {"email": "mal@corp.test", "email_verified": true, "groups": ["engineering"],
-                "_id_token": {"claims": {"aud": "another-client"}}},
-        "old": {"email": "old@corp.test", "email_verified": true, "groups": ["engineering"],
-                "_id_token": {"expired_secs_ago": 600}},
-        "iss": {"email": "iss@corp.test", "email_verified": true, "groups": ["engineering"],
-                "_id_token": {"claims": {"iss": "https://idp.elsewhere.test"}}},
-    });
     let provider = OidcProvider::start(
-        &accounts,
+        accounts,
         &json!([{
             "client_id": "defendable",
             "client_secret": "provider-secret-Hj4Kl7Zx1Cv9",
@@ -505,8 +499,11 @@ async fn oidc_sign_in_provisions_users_with_mapped_roles_and_refuses_every_bad_c
         }]),
     );
     let (owner, slug, _) = app.sign_in_to_org("admin@corp.test").await;
-    let client = app.db.pool.get().await.expect("client");
-    client
+    app.db
+        .pool
+        .get()
+        .await
+        .expect("client")
         .execute(
             "INSERT INTO org_domains (org_id, domain, challenge, verified_at)
              SELECT id, 'corp.test', 'c', now() FROM orgs WHERE slug = $1",
@@ -524,11 +521,48 @@ async fn oidc_sign_in_provisions_users_with_mapped_roles_and_refuses_every_bad_c
             "issuer": provider.issuer,
             "client_id": "defendable",
             "client_secret": "provider-secret-Hj4Kl7Zx1Cv9",
-            "domains": ["corp.test", "elsewhere.test"],
-            "group_roles": {"defendable-admins": "owner", "engineering": "member"},
+            "domains": domains,
+            "group_roles": group_roles,
         })),
     )
     .await;
+    Scene {
+        app,
+        provider,
+        owner,
+        slug,
+    }
+}
+
+#[actix_web::test]
+async fn oidc_sign_in_provisions_users_with_mapped_roles_and_refuses_every_bad_callback() {
+    let mut accounts = json!({
+        "ann": {"email": "ann@corp.test", "email_verified": true, "groups": ["defendable-admins"]},
+        "bob": {"email": "bob@corp.test", "email_verified": true, "groups": ["engineering", "sales"]},
+        "eve": {"email": "eve@corp.test", "email_verified": false, "groups": ["engineering"]},
+        "out": {"email": "out@elsewhere.test", "email_verified": true, "groups": ["engineering"]},
+        "nog": {"email": "nog@corp.test", "email_verified": true, "groups": ["sales"]},
+        // A provider that mixes up its clients, one whose clock is slow, and one that names
+        // another issuer in its tokens: each token is signed with its published key.
+        "mal": {"email": "mal@corp.test", "email_verified": true, "groups": ["engineering"],
+                "_id_token": {"claims": {"aud": "another-client"}}},
+        "old": {"email": "old@corp.test", "email_verified": true, "groups": ["engineering"],
+                "_id_token": {"expired_secs_ago": 600}},
+        "iss": {"email": "iss@corp.test", "email_verified": true, "groups": ["engineering"],
+                "_id_token": {"claims": {"iss": "https://idp.elsewhere.test"}}},
+    });
+    let Scene {
+        app,
+        provider,
+        owner,
+        slug,
+    } = scene(
+        &accounts,
+        &["corp.test", "elsewhere.test"],
+        json!({"defendable-admins": "owner", "engineering": "member"}),
+    )
+    .await;
+    let client = app.db.pool.get().await.expect("client");
 
     // Just-in-time users, their roles from their groups.
     let ann = sso(&app, &provider, "ann@corp.test", "ann", true).await;
@@ -887,45 +921,21 @@ async fn oidc_sign_in_provisions_users_with_mapped_roles_and_refuses_every_bad_c
 #[actix_web::test]
 async fn invites_to_an_enforced_domain_are_accepted_through_sso_and_cli_links_need_their_verifier()
 {
-    let port = free_port();
-    let app = TestApp::spawn_with(config(&[("BIND_ADDR", &format!("127.0.0.1:{port}"))])).await;
-    let provider = OidcProvider::start(
+    // Only admins are mapped, and there is no default role: contractors come in by invite.
+    let Scene {
+        app,
+        provider,
+        owner,
+        slug,
+    } = scene(
         &json!({
             "dan": {"email": "dan@corp.test", "email_verified": true, "groups": ["contractors"]},
             "fay": {"email": "fay@corp.test", "email_verified": true, "groups": []},
             "eve": {"email": "eve@corp.test", "email_verified": true, "groups": ["contractors"]},
             "ann": {"email": "ann@corp.test", "email_verified": true, "groups": ["defendable-admins"]},
         }),
-        &json!([{
-            "client_id": "defendable",
-            "client_secret": "provider-secret-Hj4Kl7Zx1Cv9",
-            "redirect_uris": [format!("http://127.0.0.1:{port}/auth/sso/callback")],
-        }]),
-    );
-    let (owner, slug, _) = app.sign_in_to_org("admin@corp.test").await;
-    let client = app.db.pool.get().await.expect("client");
-    client
-        .execute(
-            "INSERT INTO org_domains (org_id, domain, challenge, verified_at)
-             SELECT id, 'corp.test', 'c', now() FROM orgs WHERE slug = $1",
-            &[&slug],
-        )
-        .await
-        .expect("verified domain");
-    // Only admins are mapped, and there is no default role: contractors come in by invite.
-    app.expect(
-        201,
-        "POST",
-        &format!("/orgs/{slug}/sso/connections"),
-        Some(&owner),
-        Some(json!({
-            "provider": "generic",
-            "issuer": provider.issuer,
-            "client_id": "defendable",
-            "client_secret": "provider-secret-Hj4Kl7Zx1Cv9",
-            "domains": ["corp.test"],
-            "group_roles": {"defendable-admins": "owner"},
-        })),
+        &["corp.test"],
+        json!({"defendable-admins": "owner"}),
     )
     .await;
     let invite = |email: &'static str| {
