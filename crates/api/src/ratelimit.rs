@@ -157,7 +157,8 @@ pub async fn record_refusal(state: &AppState, event: &AuditEvent) -> Result<(), 
 }
 
 /// Prunes old counters every few minutes, on every process (cheap and idempotent). Counters are
-/// kept for twice the longest window in force; refusal counts for a day.
+/// kept for twice the longest window in force; refusal counts for a day; expired single
+/// sign-ons in progress for an hour.
 pub fn spawn_pruner(pool: deadpool_postgres::Pool, longest_window: std::time::Duration) {
     let keep = (longest_window.as_secs() as i64).max(3600) * 2;
     actix_web::rt::spawn(async move {
@@ -170,6 +171,12 @@ pub fn spawn_pruner(pool: deadpool_postgres::Pool, longest_window: std::time::Du
                 }
                 if let Err(e) = audit::prune_refusals(&client, 86_400).await {
                     tracing::warn!(error = %e, "could not prune refusal counts");
+                }
+                if let Err(e) =
+                    defendable_sso::login::prune(&client, defendable_config::limits::SSO_LOGIN_KEPT)
+                        .await
+                {
+                    tracing::warn!(error = %e, "could not prune single sign-ons in progress");
                 }
             }
         }

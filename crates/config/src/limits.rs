@@ -325,6 +325,8 @@ pub const DNS_LOOKUP: Duration = Duration::from_secs(5);
 pub const SSO_PROVIDER_REQUEST: Duration = Duration::from_secs(10);
 /// How long a started single sign-on may take before its callback is refused.
 pub const SSO_LOGIN_TTL: Duration = Duration::from_secs(600);
+/// How long an expired single sign-on in progress is kept before the pruner deletes it.
+pub const SSO_LOGIN_KEPT: Duration = Duration::from_secs(3600);
 /// Break-glass owners per organization: enough to survive one owner's absence, few enough that
 /// bypassing single sign-on stays an exception.
 pub const SSO_BREAK_GLASS_OWNERS: i64 = 2;

@@ -123,6 +123,21 @@ pub async fn start(
     Ok(started)
 }
 
+/// Deletes sign-ins that expired more than `older_than` ago (used or not: an expired one can
+/// never be taken). Returns how many went.
+pub async fn prune(client: &impl GenericClient, older_than: std::time::Duration) -> Result<u64> {
+    Ok(client
+        .execute(
+            &client
+                .prepare_cached(
+                    "DELETE FROM sso_logins WHERE expires_at < now() - make_interval(secs => $1)",
+                )
+                .await?,
+            &[&older_than.as_secs_f64()],
+        )
+        .await?)
+}
+
 /// A sign-in taken for completion.
 #[derive(Debug)]
 pub struct Pending {
@@ -363,7 +378,10 @@ pub async fn complete(
     let (target, from_idp) = match (mapped, invited, current) {
         (Some(Role::Member), _, Some(Role::Owner)) if last_owner => (Role::Owner, managed),
         (Some(role), _, _) => (role, true),
-        (None, Some(role), _) => (role, false),
+        (None, Some(role), None) => (role, false),
+        // Already a member (the invite predates the membership): the invite is used, the role
+        // stays as it is.
+        (None, Some(_), Some(role)) => (role, managed),
         // Groups that stop mapping remove only a membership the identity provider gave.
         (None, None, Some(role)) if last_owner || !managed => (role, managed),
         (None, None, Some(role)) => {

@@ -245,9 +245,9 @@ pub async fn find_invite(
 
 /// Uses a pending invite to `org` inside the caller's transaction for `user`, signed in as
 /// `email` some other way than the invite's link (single sign-on): the invite must still be
-/// pending and be for that address. Returns the role it grants and records `invite.accept`; the caller adds
-/// the membership. [`IdentityError::InvalidToken`] when it is used, revoked, expired or for
-/// another address.
+/// pending and be for that address. Returns the role it grants and records `invite.accept`;
+/// the caller adds the membership. [`IdentityError::InvalidToken`] when it is used, revoked,
+/// expired or for another address.
 pub async fn use_invite(
     tx: &Transaction<'_>,
     invite: InviteId,

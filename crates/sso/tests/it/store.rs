@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use defendable_identity::store as identity;
 use defendable_identity::{Email, OrgName, OrgSlug, Role};
+use defendable_sso::login;
 use defendable_sso::sealed::SecretKeys;
 use defendable_sso::store::{self, Change, ConnectionPatch, NewConnection};
 use defendable_sso::{ClientId, ClientSecret, DomainName, Issuer, Provider, SsoError};
@@ -124,4 +125,65 @@ async fn a_rotation_reseals_on_the_next_change_and_the_old_key_alone_no_longer_o
         .await
         .expect("verify");
     assert!(report.failure.is_none(), "{report:?}");
+}
+
+#[tokio::test]
+async fn expired_sign_ins_are_pruned_and_a_live_one_is_taken_once_by_its_browser() {
+    let db = TestDb::new().await;
+    let (org, owner) = org(&db).await;
+    let ctx = AuditContext::default();
+    let created = store::create_connection(
+        &mut db.pool.get().await.expect("client"),
+        &SecretKeys::new(OLD, None),
+        Change {
+            org,
+            actor: owner,
+            ctx: &ctx,
+        },
+        NewConnection {
+            provider: Provider::Generic,
+            issuer: Issuer::parse("https://idp.rotate.test", false).expect("issuer"),
+            client_id: ClientId::parse("rotate").expect("id"),
+            client_secret: ClientSecret::parse("first-secret").expect("secret"),
+            domains: vec![DomainName::parse("rotate.test").expect("domain")],
+            group_roles: Default::default(),
+            default_role: Some(Role::Member),
+            enforced: false,
+        },
+    )
+    .await
+    .expect("create");
+    let client = db.pool.get().await.expect("client");
+    let old = login::start(&client, created.id, &login::Binding::Browser, None)
+        .await
+        .expect("start");
+    let live = login::start(&client, created.id, &login::Binding::Browser, None)
+        .await
+        .expect("start");
+    client
+        .execute(
+            "UPDATE sso_logins SET expires_at = now() - interval '2 hours'
+             WHERE created_at = (SELECT min(created_at) FROM sso_logins)",
+            &[],
+        )
+        .await
+        .expect("age one");
+    assert_eq!(
+        login::prune(&client, Duration::from_secs(3600))
+            .await
+            .expect("prune"),
+        1
+    );
+    assert!(login::take(&client, &old.state, old.browser.as_deref())
+        .await
+        .is_err());
+    assert!(login::take(&client, &live.state, Some("another-browser"))
+        .await
+        .is_err());
+    let remaining: i64 = client
+        .query_one("SELECT count(*) FROM sso_logins", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(remaining, 1, "a consumed sign-in stays until it expires");
 }
