@@ -48,10 +48,11 @@ pub enum Command {
         /// command listens on, and the session is redeemed with a verifier only it holds.
         #[arg(long)]
         sso: bool,
-        /// With --sso: an invite link (or its token) to accept by signing in, instead of
-        /// --email; needed where the organization requires single sign-on for your address.
+        /// With --sso: accept an invite by signing in, instead of --email (needed where the
+        /// organization requires single sign-on for your address); paste the invite link (or
+        /// its token) when asked, so it never shows in the process list.
         #[arg(long, requires = "sso", conflicts_with = "email")]
-        invite: Option<String>,
+        invite: bool,
         /// With --sso: print the sign-in URL without opening a browser.
         #[arg(long, requires = "sso")]
         no_browser: bool,

@@ -96,9 +96,16 @@ pub async fn run(cli: Cli, ctx: &mut Context<'_>) -> Result<Output, Exit> {
             ..
         } => {
             let by = match (email, invite, ctx.org.clone()) {
-                (Some(email), None, _) => crate::sso::By::Email(email),
-                (None, Some(invite), _) => crate::sso::By::Invite(token_from_pasted(&invite)?),
-                (None, None, Some(org)) => crate::sso::By::Org(org),
+                (Some(email), false, _) => crate::sso::By::Email(email),
+                (None, true, _) => {
+                    eprintln!("Paste the invite link (or its token) and press Enter:");
+                    let mut line = String::new();
+                    ctx.input
+                        .read_line(&mut line)
+                        .map_err(|e| Exit::usage(format!("reading the invite link: {e}")))?;
+                    crate::sso::By::Invite(token_from_pasted(&line)?)
+                }
+                (None, false, Some(org)) => crate::sso::By::Org(org),
                 _ => {
                     return Err(Exit::usage(
                         "with --sso, give --email, --invite or --org (an organization with one connection)",

@@ -2,11 +2,12 @@
 //! npm `oidc-provider`, as in the API's SSO tests): the CLI listens on a loopback port, the
 //! browser comes back to it, and the CLI redeems the link with its verifier.
 
+use defendable_testkit::files::outbox_tokens;
 use defendable_testkit::oidc::OidcProvider;
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 
-use crate::server::{finish, Server};
+use crate::server::{finish, Run, Server};
 
 #[actix_web::test]
 async fn login_with_sso_takes_the_session_the_browser_brings_back_to_the_cli() {
@@ -14,6 +15,7 @@ async fn login_with_sso_takes_the_session_the_browser_brings_back_to_the_cli() {
     let provider = OidcProvider::start(
         &json!({
             "ann": {"email": "ann@corp.test", "email_verified": true, "groups": ["admins"]},
+            "dan": {"email": "dan@corp.test", "email_verified": true, "groups": []},
         }),
         &json!([{
             "client_id": "defendable",
@@ -69,43 +71,15 @@ async fn login_with_sso_takes_the_session_the_browser_brings_back_to_the_cli() {
     .expect("connection");
     assert_eq!(connection.status(), 201);
 
-    let mut cli = s
+    let cli = s
         .command(
             &["login", "--sso", "--email", "ann@corp.test", "--no-browser"],
             &[],
         )
         .spawn()
         .expect("cli starts");
-    let mut stderr = BufReader::new(cli.stderr.take().expect("stderr")).lines();
-    let url = loop {
-        let line = stderr
-            .next_line()
-            .await
-            .expect("stderr")
-            .expect("the CLI prints the sign-in URL");
-        if line.starts_with(&provider.issuer) {
-            break line;
-        }
-    };
-    // The browser: the provider's login, our callback, then the CLI's loopback port.
-    let callback = provider.sign_in(&url, "ann").await;
-    let back = http.get(&callback).send().await.expect("callback");
-    assert_eq!(back.status(), 303);
-    let loopback = back.headers()["location"]
-        .to_str()
-        .expect("location")
-        .to_owned();
-    assert!(loopback.starts_with("http://127.0.0.1:"), "{loopback}");
-    let page = http.get(&loopback).send().await.expect("the CLI answers");
-    assert_eq!(page.status(), 200);
-    assert!(page
-        .text()
-        .await
-        .expect("page")
-        .contains("You are signed in"));
-    let run = finish(cli).await.ok();
+    let (run, callback) = browse(&provider, &http, cli, "ann").await;
     assert!(run.stdout.contains("as ann@corp.test"), "{run:?}");
-
     let me = s.cli(&["whoami", "--json"], &[], None).await.ok().json();
     assert_eq!(me["user"]["email"], "ann@corp.test");
     let corp = me["memberships"]
@@ -120,4 +94,76 @@ async fn login_with_sso_takes_the_session_the_browser_brings_back_to_the_cli() {
     // The link went to the CLI's port and was used: the callback cannot be replayed.
     let replay = http.get(&callback).send().await.expect("replay");
     assert_eq!(replay.status(), 401);
+
+    // An invite, pasted rather than given on the command line, is accepted by signing in.
+    let invited = http
+        .post(format!("{}/orgs/corp/invites", s.base))
+        .bearer_auth(&owner)
+        .json(&json!({"email": "dan@corp.test", "role": "member"}))
+        .send()
+        .await
+        .expect("invite");
+    assert_eq!(invited.status(), 201);
+    let token = outbox_tokens(&s.data.path().join("outbox"), "dan@corp.test")
+        .pop()
+        .expect("the invite was mailed");
+    let mut cli = s
+        .command(&["login", "--sso", "--invite", "--no-browser"], &[])
+        .spawn()
+        .expect("cli starts");
+    let mut stdin = cli.stdin.take().expect("stdin");
+    stdin
+        .write_all(format!("{}/auth/accept-invite?token={token}\n", s.base).as_bytes())
+        .await
+        .expect("paste");
+    drop(stdin);
+    let (run, _) = browse(&provider, &http, cli, "dan").await;
+    assert!(run.stdout.contains("as dan@corp.test"), "{run:?}");
+    let me = s.cli(&["whoami", "--json"], &[], None).await.ok().json();
+    assert!(
+        me["memberships"]
+            .as_array()
+            .expect("memberships")
+            .iter()
+            .any(|m| m["org"]["slug"] == "corp" && m["role"] == "member"),
+        "{me}"
+    );
+}
+
+/// Plays the browser for a `login --sso` run: reads the sign-in URL the CLI prints, signs in at
+/// the provider as `account`, follows our callback to the CLI's loopback port, and returns how
+/// the CLI ended and the callback URL.
+async fn browse(
+    provider: &OidcProvider,
+    http: &reqwest::Client,
+    mut cli: tokio::process::Child,
+    account: &str,
+) -> (Run, String) {
+    let mut stderr = BufReader::new(cli.stderr.take().expect("stderr")).lines();
+    let url = loop {
+        let line = stderr
+            .next_line()
+            .await
+            .expect("stderr")
+            .expect("the CLI prints the sign-in URL");
+        if line.starts_with(&provider.issuer) {
+            break line;
+        }
+    };
+    let callback = provider.sign_in(&url, account).await;
+    let back = http.get(&callback).send().await.expect("callback");
+    assert_eq!(back.status(), 303);
+    let loopback = back.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    assert!(loopback.starts_with("http://127.0.0.1:"), "{loopback}");
+    let page = http.get(&loopback).send().await.expect("the CLI answers");
+    assert_eq!(page.status(), 200);
+    assert!(page
+        .text()
+        .await
+        .expect("page")
+        .contains("You are signed in"));
+    (finish(cli).await.ok(), callback)
 }
