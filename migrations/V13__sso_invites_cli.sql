@@ -25,3 +25,10 @@ ALTER TABLE magic_links ADD COLUMN handoff_challenge BYTEA CHECK (length(handoff
 -- person's groups stop mapping; one an invite or an owner gave stays until an owner removes it
 -- or the directory deactivates the person.
 ALTER TABLE memberships ADD COLUMN idp_managed BOOLEAN NOT NULL DEFAULT false;
+-- Memberships whose role the identity provider set before this column existed: their latest
+-- role change came from a sign-in (source "sso") or the directory (source "scim").
+UPDATE memberships m SET idp_managed = true
+WHERE (SELECT e.details ->> 'source' FROM audit_events e
+       WHERE e.action = 'member.role_change' AND e.org_id = m.org_id
+         AND e.target = 'user:' || m.user_id
+       ORDER BY e.id DESC LIMIT 1) IN ('sso', 'scim');

@@ -839,6 +839,24 @@ async fn oidc_sign_in_provisions_users_with_mapped_roles_and_refuses_every_bad_c
         app.role_in(&bob_member, &slug).await.as_deref(),
         Some("member")
     );
+    // A role an owner sets by hand is the owner's: Bob's groups no longer mapping leaves it.
+    let bob_me = app.expect(200, "GET", "/me", Some(&bob_member), None).await;
+    let bob_id = bob_me["user"]["id"].as_str().expect("id").to_owned();
+    app.expect(
+        200,
+        "PATCH",
+        &format!("/orgs/{slug}/members/{bob_id}"),
+        Some(&owner),
+        Some(json!({"role": "owner"})),
+    )
+    .await;
+    accounts["bob"]["groups"] = json!([]);
+    provider.set_accounts(&accounts);
+    let bob_kept = session_from(&app, &sign_in_as("bob").await).await;
+    assert_eq!(
+        app.role_in(&bob_kept, &slug).await.as_deref(),
+        Some("owner")
+    );
     // Carl's membership came from an owner, not the provider: his unmapped groups keep it.
     // (He is in no group the mapping names, and no default role is set.)
     accounts["carl"] =

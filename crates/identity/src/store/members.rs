@@ -110,8 +110,9 @@ pub async fn set_role(
     let row = tx
         .query_one(
             &tx.prepare_cached(
-                // A demoted owner stops being a break-glass owner.
-                "UPDATE memberships m SET role = $3, break_glass = m.break_glass AND $3 = 'owner' FROM users u
+                // A demoted owner stops being a break-glass owner; a role an owner sets is not
+                // the identity provider's to take away when the person's groups stop mapping.
+                "UPDATE memberships m SET role = $3, break_glass = m.break_glass AND $3 = 'owner', idp_managed = false FROM users u
              WHERE m.org_id = $1 AND m.user_id = $2 AND u.id = m.user_id
              RETURNING u.id, u.email, m.role, m.created_at",
             )

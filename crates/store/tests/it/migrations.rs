@@ -165,3 +165,62 @@ async fn v8_merges_users_whose_emails_differ_only_in_case_and_lowercases_every_a
         "a mixed-case address is refused from now on"
     );
 }
+
+/// V13: a membership whose latest role change came from single sign-on or SCIM becomes
+/// `idp_managed` (groups that stop mapping remove it); one an owner changed last, or one with
+/// no such change, does not.
+#[tokio::test]
+async fn v13_marks_memberships_whose_role_the_identity_provider_set_last() {
+    let db = TestDb::empty().await;
+    defendable_store::migrate_to(&db.pool, 12)
+        .await
+        .expect("V12");
+    let client = db.pool.get().await.expect("client");
+    let org = uuid::Uuid::new_v4();
+    let (sso, scim, owner_changed, invited) = (
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+    );
+    client
+        .batch_execute(&format!(
+            "INSERT INTO users (id, email) VALUES
+                 ('{sso}', 'sso@x.test'), ('{scim}', 'scim@x.test'),
+                 ('{owner_changed}', 'owner@x.test'), ('{invited}', 'invited@x.test');
+             INSERT INTO orgs (id, slug, name) VALUES ('{org}', 'org-v13', 'V13');
+             INSERT INTO memberships (org_id, user_id, role) VALUES
+                 ('{org}', '{sso}', 'member'), ('{org}', '{scim}', 'owner'),
+                 ('{org}', '{owner_changed}', 'owner'), ('{org}', '{invited}', 'member');
+             INSERT INTO audit_events (action, actor_kind, org_id, target, details) VALUES
+                 ('member.role_change', 'user', '{org}', 'user:{sso}', '{{\"from\": null, \"to\": \"member\", \"source\": \"sso\"}}'),
+                 ('member.role_change', 'scim', '{org}', 'user:{scim}', '{{\"from\": null, \"to\": \"owner\", \"source\": \"scim\"}}'),
+                 ('member.role_change', 'user', '{org}', 'user:{owner_changed}', '{{\"from\": null, \"to\": \"member\", \"source\": \"sso\"}}'),
+                 ('member.role_change', 'user', '{org}', 'user:{owner_changed}', '{{\"from\": \"member\", \"to\": \"owner\"}}'),
+                 ('invite.accept', 'user', '{org}', 'invite:x', '{{\"outcome\": \"ok\"}}');"
+        ))
+        .await
+        .expect("V12 data");
+    migrate(&db.pool).await.expect("V13");
+    let managed: Vec<(uuid::Uuid, bool)> = client
+        .query(
+            "SELECT user_id, idp_managed FROM memberships WHERE org_id = $1",
+            &[&org],
+        )
+        .await
+        .expect("memberships")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    for (user, expected) in [
+        (sso, true),
+        (scim, true),
+        (owner_changed, false),
+        (invited, false),
+    ] {
+        assert!(
+            managed.contains(&(user, expected)),
+            "{user}: expected {expected} in {managed:?}"
+        );
+    }
+}
