@@ -157,22 +157,19 @@ pub async fn post_link_form(
     // An invite the organization accepts only through single sign-on: the sign-in is recorded
     // (bound to this browser by its cookie, carrying the invite) and the page links to the
     // identity provider.
-    let mut sso_cookie = None;
     let outcome = match outcome {
+        Ok(session) => Outcome::SignedIn(session),
         Err(e) if form.link == LinkKind::Invite && e.code() == ErrorCode::SsoRequired => {
             match begin(&state, StartFrom::Invite(&form.token), &Binding::Browser).await {
-                Ok(begun) => {
-                    sso_cookie = begun.cookie;
-                    Err(Ok(begun.authorization_url))
-                }
-                Err(e) => Err(Err(e)),
+                Ok(begun) => Outcome::ContinueSso(begun),
+                Err(e) => Outcome::Failed(e),
             }
         }
-        Err(e) => Err(Err(e)),
-        Ok(session) => Ok(session),
+        Err(e) => Outcome::Failed(e),
     };
+    let mut sso_cookie = None;
     let (status, page) = match outcome {
-        Ok(session) => (
+        Outcome::SignedIn(session) => (
             StatusCode::OK,
             SignedInPage {
                 api: &api,
@@ -183,18 +180,21 @@ pub async fn post_link_form(
                 continue_sso: None,
             },
         ),
-        Err(Ok(url)) => (
-            StatusCode::OK,
-            SignedInPage {
-                api: &api,
-                heading: "Continue with single sign-on",
-                session: None,
-                joined: None,
-                problem: String::new(),
-                continue_sso: Some(url),
-            },
-        ),
-        Err(Err(e)) => (
+        Outcome::ContinueSso(begun) => {
+            sso_cookie = begun.cookie;
+            (
+                StatusCode::OK,
+                SignedInPage {
+                    api: &api,
+                    heading: "Continue with single sign-on",
+                    session: None,
+                    joined: None,
+                    problem: String::new(),
+                    continue_sso: Some(begun.authorization_url),
+                },
+            )
+        }
+        Outcome::Failed(e) => (
             e.status(),
             SignedInPage {
                 api: &api,
@@ -214,6 +214,16 @@ pub async fn post_link_form(
         );
     }
     Ok(response)
+}
+
+/// What the pages' button led to.
+enum Outcome {
+    /// A session (and, for an invite, the membership).
+    SignedIn(SessionDto),
+    /// An invite to accept through single sign-on: the sign-in it starts.
+    ContinueSso(crate::routes::sso::Begun),
+    /// A refusal, shown as the page's problem.
+    Failed(ApiError),
 }
 
 /// What a person is told when the button fails.
