@@ -44,6 +44,20 @@ async fn org(db: &TestDb) -> (defendable_identity::OrgId, defendable_identity::U
     (org.id, signed_in.user.id)
 }
 
+/// A generic connection for rotate.test whose secret is `first-secret`.
+fn connection_settings() -> NewConnection {
+    NewConnection {
+        provider: Provider::Generic,
+        issuer: Issuer::parse("https://idp.rotate.test", false).expect("issuer"),
+        client_id: ClientId::parse("rotate").expect("id"),
+        client_secret: ClientSecret::parse("first-secret").expect("secret"),
+        domains: vec![DomainName::parse("rotate.test").expect("domain")],
+        group_roles: Default::default(),
+        default_role: Some(Role::Member),
+        enforced: false,
+    }
+}
+
 #[tokio::test]
 async fn a_rotation_reseals_on_the_next_change_and_the_old_key_alone_no_longer_opens() {
     let db = TestDb::new().await;
@@ -59,16 +73,7 @@ async fn a_rotation_reseals_on_the_next_change_and_the_old_key_alone_no_longer_o
         &mut db.pool.get().await.expect("client"),
         &old,
         change,
-        NewConnection {
-            provider: Provider::Generic,
-            issuer: Issuer::parse("https://idp.rotate.test", false).expect("issuer"),
-            client_id: ClientId::parse("rotate").expect("id"),
-            client_secret: ClientSecret::parse("first-secret").expect("secret"),
-            domains: vec![DomainName::parse("rotate.test").expect("domain")],
-            group_roles: Default::default(),
-            default_role: Some(Role::Member),
-            enforced: false,
-        },
+        connection_settings(),
     )
     .await
     .expect("create");
@@ -140,16 +145,7 @@ async fn expired_sign_ins_are_pruned_and_a_live_one_is_taken_once_by_its_browser
             actor: owner,
             ctx: &ctx,
         },
-        NewConnection {
-            provider: Provider::Generic,
-            issuer: Issuer::parse("https://idp.rotate.test", false).expect("issuer"),
-            client_id: ClientId::parse("rotate").expect("id"),
-            client_secret: ClientSecret::parse("first-secret").expect("secret"),
-            domains: vec![DomainName::parse("rotate.test").expect("domain")],
-            group_roles: Default::default(),
-            default_role: Some(Role::Member),
-            enforced: false,
-        },
+        connection_settings(),
     )
     .await
     .expect("create");
