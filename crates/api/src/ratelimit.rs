@@ -68,7 +68,7 @@ pub async fn check(
 /// [`check`] on the request's connection, so that a handler can send its own lookup on the
 /// same connection at once (pipelined: one round trip for both).
 pub async fn check_on(
-    client: &crate::db::Conn,
+    client: &deadpool_postgres::Object,
     req: &HttpRequest,
     state: &AppState,
     method: &str,
@@ -92,7 +92,7 @@ pub async fn check_on(
             window_secs: r.window.as_secs() as i64,
         })
         .collect();
-    let counts = ratelimit::hit(&**client, &buckets)
+    let counts = ratelimit::hit(client, &buckets)
         .await
         .map_err(ApiError::store)?;
     let policy = rules

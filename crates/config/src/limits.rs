@@ -284,6 +284,10 @@ pub fn effective(overrides: &str) -> Result<Vec<RateLimit>, String> {
 /// milliseconds; two seconds of queueing means the pool is saturated or PostgreSQL is away, and a
 /// prompt 503 lets clients back off instead of piling up.
 pub const DB_POOL_WAIT: Duration = Duration::from_secs(2);
+/// Pool connections the server shares among concurrent read-only statements of hot routes
+/// (`GET /me`, receipt lists and reads, share reads), which tokio-postgres pipelines; at most a
+/// quarter of the pool.
+pub const DB_SHARED_READERS: usize = 2;
 /// How long opening a new database connection (TCP, TLS, startup) may take. On loopback or a
 /// LAN it takes milliseconds; three seconds covers a TLS handshake across regions.
 pub const DB_CONNECT: Duration = Duration::from_secs(3);

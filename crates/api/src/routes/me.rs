@@ -23,7 +23,7 @@ pub async fn get_me(
 ) -> Result<web::Json<MeDto>, ApiError> {
     let (user, _) = caller.session()?;
     let (me, orgs) = identity::user_with_orgs(
-        &*state.db.get().await?,
+        &*state.db.reader().await?,
         user,
         PageRequest::new(None, Some(100)),
     )

@@ -218,7 +218,7 @@ pub async fn get_org_receipts(
         ));
     }
     let limit = query.limit.unwrap_or(100).clamp(1, 500);
-    let client = state.db.get().await?;
+    let client = state.db.reader().await?;
     let mut rows = ledger::list(
         &*client,
         access.org.id.as_uuid(),
@@ -239,7 +239,7 @@ async fn find_receipt(
     org: uuid::Uuid,
     id: &str,
 ) -> Result<ledger::StoredReceipt, ApiError> {
-    let client = state.db.get().await?;
+    let client = state.db.reader().await?;
     ledger::get(&*client, org, id)
         .await?
         .ok_or_else(ApiError::not_found)

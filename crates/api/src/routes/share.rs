@@ -33,7 +33,7 @@ async fn limit_and_resolve(
     let ip = audit_context(req, state).ip.map(|ip| ip.to_string());
     let hash = OneTimeToken::parse(token).ok().map(|t| t.hash());
     let found = {
-        let client = state.db.get().await?;
+        let client = state.db.reader().await?;
         let limited = crate::ratelimit::check_on(&client, req, state, "GET", route, |k| match k {
             LimitKey::Token => Some(token.to_owned()),
             LimitKey::Ip => ip.clone(),

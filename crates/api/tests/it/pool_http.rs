@@ -267,3 +267,45 @@ async fn a_lock_wait_and_a_pool_wait_end_in_503_with_retry_after() {
         "the refused append wrote nothing"
     );
 }
+
+/// Hot reads (`GET /me`, receipt lists and reads, share reads) share a few connections, their
+/// statements pipelined: concurrent readers each get their own answer, and a shared connection
+/// whose backend ends is replaced instead of failing every later read.
+#[actix_web::test]
+async fn shared_read_connections_answer_each_reader_and_are_replaced_when_they_close() {
+    let app = TestApp::spawn().await;
+    let (alice, _) = app.sign_in("alice@example.com").await;
+    let (bob, _) = app.sign_in("bob@example.com").await;
+    let calls = (0..64).map(|i| {
+        let (app, token) = (&app, if i % 2 == 0 { &alice } else { &bob });
+        async move { (i, app.call("GET", "/me", Some(token), None).await) }
+    });
+    for (i, (status, body)) in futures_util::future::join_all(calls).await {
+        let who = if i % 2 == 0 { "alice" } else { "bob" };
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["user"]["email"], format!("{who}@example.com"));
+    }
+
+    // Every backend of the server ends (a failover, an administrator's pg_terminate_backend).
+    let client = app.db.pool.get().await.expect("client");
+    let ended: i64 = client
+        .query_one(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()) t",
+            &[],
+        )
+        .await
+        .expect("terminate")
+        .get(0);
+    assert!(ended >= 1, "the server had connections");
+    let back = crate::helpers::eventually(Duration::from_secs(5), || {
+        let (app, alice) = (&app, &alice);
+        async move { app.call("GET", "/me", Some(alice), None).await.0 == 200 }
+    })
+    .await;
+    assert!(back, "reads did not recover within 5 s");
+    for _ in 0..10 {
+        let (status, body) = app.call("GET", "/me", Some(&bob), None).await;
+        assert_eq!(status, 200, "{body}");
+    }
+}
