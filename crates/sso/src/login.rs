@@ -513,25 +513,6 @@ pub(crate) async fn role_change(
     Ok(())
 }
 
-/// Whether `user`'s membership in the connection's organization has a role the identity
-/// provider gave (its mapping or default role, at sign-in or through SCIM).
-pub(crate) async fn idp_managed(
-    tx: &Transaction<'_>,
-    connection: &Connection,
-    user: UserId,
-) -> Result<bool> {
-    let row = tx
-        .query_opt(
-            &tx.prepare_cached(
-                "SELECT idp_managed FROM memberships WHERE org_id = $1 AND user_id = $2",
-            )
-            .await?,
-            &[&connection.org.as_uuid(), &user.as_uuid()],
-        )
-        .await?;
-    Ok(row.is_some_and(|r| r.get(0)))
-}
-
 /// Removes the membership the identity provider no longer grants, revokes the user's sessions
 /// that came through this organization's connections and the API keys they created in it, and
 /// records `sso.deprovision` (a sign-in whose groups stopped mapping) or `scim.deprovision`.

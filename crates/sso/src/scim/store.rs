@@ -451,7 +451,14 @@ pub async fn delete_user(
         .ok_or(SsoError::NotFound)?
         .get::<_, Option<Uuid>>(0);
     if let Some(user) = linked {
-        set_role(&tx, connection, UserId::from_uuid(user), None, ctx).await?;
+        set_role(
+            &tx,
+            connection,
+            UserId::from_uuid(user),
+            Grant::Revoked,
+            ctx,
+        )
+        .await?;
     }
     tx.execute(
         &tx.prepare_cached("DELETE FROM scim_users WHERE id = $1")
@@ -876,7 +883,7 @@ async fn settle(
     let account = account_for(tx, connection, input.address()).await?;
     if account != linked {
         if let Some(old) = linked {
-            set_role(tx, connection, old, None, ctx).await?;
+            set_role(tx, connection, old, Grant::Revoked, ctx).await?;
         }
         tx.execute(
             &tx.prepare_cached("UPDATE scim_users SET user_id = $2 WHERE id = $1")
@@ -892,56 +899,66 @@ async fn settle(
         })?;
     }
     let Some(user) = account else { return Ok(()) };
-    let role = if input.active != Some(false) {
+    let grant = if input.active == Some(false) {
+        Grant::Revoked
+    } else {
         connection
             .group_roles
             .role_for(groups.iter().map(String::as_str))
             .or(connection.default_role)
-    } else {
-        None
+            .map_or(Grant::Unmapped, Grant::Role)
     };
-    // Groups that stop mapping remove only a role the identity provider gave; a deactivated
-    // entry deprovisions whatever the membership's origin.
-    if role.is_none()
-        && input.active != Some(false)
-        && !crate::login::idp_managed(tx, connection, user).await?
-    {
-        return Ok(());
-    }
-    set_role(tx, connection, user, role, ctx).await
+    set_role(tx, connection, user, grant, ctx).await
 }
 
-/// Gives `user` the role `to` in the connection's organization (`None`: deprovisions). A
-/// change that would leave the organization without an owner is refused.
+/// What the directory says of an account's membership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Grant {
+    /// Its groups (or the default role) give this role: the identity provider now manages it.
+    Role(Role),
+    /// Its groups map to nothing: removes only a membership the identity provider gave.
+    Unmapped,
+    /// Deactivated, deleted, or moved to another account: removes any membership.
+    Revoked,
+}
+
+/// Applies `grant` to `user`'s membership in the connection's organization. A change that would
+/// leave the organization without an owner is refused.
 async fn set_role(
     tx: &Transaction<'_>,
     connection: &Connection,
     user: UserId,
-    to: Option<Role>,
+    grant: Grant,
     ctx: &AuditContext,
 ) -> Result<()> {
     let org = connection.org.as_uuid();
     let row = tx
         .query_opt(
             &tx.prepare_cached(
-                "SELECT role, (SELECT count(*) FROM memberships WHERE org_id = $1 AND role = 'owner')
+                "SELECT role, idp_managed, (SELECT count(*) FROM memberships WHERE org_id = $1 AND role = 'owner')
                  FROM memberships WHERE org_id = $1 AND user_id = $2",
             )
             .await?,
             &[&org, &user.as_uuid()],
         )
         .await?;
-    let (from, owners): (Option<Role>, i64) = match row {
+    let (from, managed, owners): (Option<Role>, bool, i64) = match row {
         Some(r) => (
             Some(Role::parse(r.get(0)).map_err(|e| SsoError::InvalidInput(e.to_string()))?),
             r.get(1),
+            r.get(2),
         ),
-        None => (None, 0),
+        None => (None, false, 0),
     };
-    if from == to {
+    let to = match grant {
+        Grant::Role(role) => Some(role),
+        Grant::Unmapped if !managed => return Ok(()),
+        Grant::Unmapped | Grant::Revoked => None,
+    };
+    if from == to && (to.is_none() || managed) {
         return Ok(());
     }
-    if from == Some(Role::Owner) && owners <= 1 {
+    if from == Some(Role::Owner) && to != from && owners <= 1 {
         return Err(fault(
             ScimFault::LastOwner,
             "this change would leave the organization without an owner: make another owner first",
@@ -962,6 +979,9 @@ async fn set_role(
             .await?;
         }
         None => deprovision(tx, connection, user, Source::Scim, ctx).await?,
+    }
+    if from == to {
+        return Ok(());
     }
     role_change(tx, connection, user, (from, to), Source::Scim, ctx).await
 }
