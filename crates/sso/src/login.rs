@@ -149,8 +149,8 @@ pub struct Pending {
     pub verifier: String,
     /// The invite it accepts, if it started from one.
     pub invite: Option<InviteId>,
-    /// For a sign-in the CLI started: its loopback port and verifier challenge.
-    pub cli: Option<(u16, Vec<u8>)>,
+    /// What it is bound to (a browser's was checked when it was taken).
+    pub binding: Binding,
 }
 
 /// Takes the sign-in `state` names, once: a second use, an expired one, or a browser sign-in
@@ -176,17 +176,18 @@ pub async fn take(
         )
         .await?
         .ok_or_else(|| refused("unknown, used or expired state"))?;
-    let cli = match (
+    let binding = match (
         row.get::<_, Option<i32>>(5),
         row.get::<_, Option<Vec<u8>>>(6),
     ) {
-        (Some(port), Some(challenge)) => Some((
-            u16::try_from(port).map_err(|_| refused("a malformed sign-in"))?,
-            challenge,
-        )),
-        _ => None,
+        (Some(port), Some(challenge)) => Binding::Cli {
+            port: u16::try_from(port).map_err(|_| refused("a malformed sign-in"))?,
+            challenge: <[u8; 32]>::try_from(challenge)
+                .map_err(|_| refused("a malformed sign-in"))?,
+        },
+        _ => Binding::Browser,
     };
-    if cli.is_none() {
+    if binding == Binding::Browser {
         let expected: Option<Vec<u8>> = row.get(3);
         let same_browser = browser
             .zip(expected)
@@ -203,7 +204,7 @@ pub async fn take(
         nonce: row.get(1),
         verifier: row.get(2),
         invite: row.get::<_, Option<uuid::Uuid>>(4).map(InviteId::from_uuid),
-        cli,
+        binding,
     })
 }
 

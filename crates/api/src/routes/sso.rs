@@ -698,19 +698,21 @@ pub async fn get_auth_sso_callback(
             state.config.magic_link_ttl,
             connection.id.as_uuid(),
             state.config.sso_session_ttl,
-            pending
-                .cli
-                .as_ref()
-                .map(|(_, challenge)| challenge.as_slice()),
+            match &pending.binding {
+                login::Binding::Cli { challenge, .. } => Some(challenge.as_slice()),
+                login::Binding::Browser => None,
+            },
             &ctx,
         )
         .await?
     };
     // The web app's sign-in page, or the loopback port of the CLI that started the sign-in.
-    let mut target = match pending.cli {
-        Some((port, _)) => defendable_config::Url::parse(&format!("http://127.0.0.1:{port}/"))
-            .map_err(|e| SsoError::InvalidInput(e.to_string()))?,
-        None => {
+    let mut target = match pending.binding {
+        login::Binding::Cli { port, .. } => {
+            defendable_config::Url::parse(&format!("http://127.0.0.1:{port}/"))
+                .map_err(|e| SsoError::InvalidInput(e.to_string()))?
+        }
+        login::Binding::Browser => {
             let mut page = state.config.app_base_url();
             page.set_path("/auth/callback");
             page
