@@ -224,3 +224,50 @@ async fn v13_marks_memberships_whose_role_the_identity_provider_set_last() {
         );
     }
 }
+
+/// V14: the head hash check is rewritten to be cheaper and keeps its rule: exactly 64 lowercase
+/// hex digits, on rows from before the migration and after it.
+#[tokio::test]
+async fn v14_head_hashes_remain_64_lowercase_hex_digits() {
+    let db = TestDb::empty().await;
+    defendable_store::migrate_to(&db.pool, 13)
+        .await
+        .expect("V13");
+    let client = db.pool.get().await.expect("client");
+    let good = "0123456789abcdef".repeat(4);
+    client
+        .execute(
+            "INSERT INTO ledger_heads (org_id, seq, hash) VALUES ($1, 0, $2)",
+            &[&uuid::Uuid::new_v4(), &good],
+        )
+        .await
+        .expect("a head from before V14");
+    migrate(&db.pool).await.expect("V14");
+    let insert = |hash: String| {
+        let client = &client;
+        async move {
+            client
+                .execute(
+                    "INSERT INTO ledger_heads (org_id, seq, hash) VALUES ($1, 0, $2)",
+                    &[&uuid::Uuid::new_v4(), &hash],
+                )
+                .await
+        }
+    };
+    insert(good.clone()).await.expect("64 lowercase hex digits");
+    for bad in [
+        good.to_uppercase(),
+        good[..63].to_owned(),
+        format!("{good}0"),
+        format!("{}g", &good[..63]),
+        format!("{}\n", &good[..63]),
+        String::new(),
+    ] {
+        let err = insert(bad.clone()).await.expect_err(&bad);
+        assert_eq!(
+            err.code(),
+            Some(&tokio_postgres::error::SqlState::CHECK_VIOLATION),
+            "{bad:?}: {err}"
+        );
+    }
+}
