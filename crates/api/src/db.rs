@@ -133,6 +133,15 @@ impl Db {
         })
     }
 
+    /// The request's one connection slot, without a connection: for waiting on a task that takes
+    /// pooled connections itself (the rate-limit counter). Refused when the request holds a
+    /// connection; while it is held, the request cannot take one.
+    pub fn slot(&self) -> Result<Slot, ApiError> {
+        Ok(Slot {
+            _release: Release::track()?,
+        })
+    }
+
     async fn pooled(&self) -> Result<Object, ApiError> {
         let started = std::time::Instant::now();
         let object = self.pool.get().await;
@@ -171,6 +180,12 @@ impl Drop for Release {
             let _ = HELD.try_with(|held| held.set(held.get().saturating_sub(1)));
         }
     }
+}
+
+/// The request's connection slot, held without a connection ([`Db::slot`]).
+#[derive(Debug)]
+pub struct Slot {
+    _release: Release,
 }
 
 /// A pooled connection, returned to the pool on drop.

@@ -54,6 +54,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The batching receipt appender.
     pub ledger: BatchAppender,
+    /// Counts rate-limited requests in PostgreSQL, concurrent ones in one statement.
+    pub rate_counter: defendable_store::ratelimit::Counter,
     /// Signs checkpoints: the ledger key under `LEDGER_NAME`.
     pub log: LogSigner,
     /// The keys published at `/ledger/keys` (with their vkeys): current first, then earlier ones.
@@ -189,6 +191,10 @@ impl Application {
             512,
             metrics.append_batch_observer(),
         );
+        let rate_counter = defendable_store::ratelimit::Counter::start(
+            deps.pool.clone(),
+            defendable_config::limits::RATE_COUNT_BATCH,
+        );
         let url_key = config
             .object_url_signing_key
             .current
@@ -227,6 +233,7 @@ impl Application {
             mailer,
             metrics,
             ledger,
+            rate_counter,
             log,
             published_keys,
             presigner: deps.presigner,

@@ -1,5 +1,6 @@
 //! Enforcement of the declared rate limits (`defendable_config::limits`). Counts live in
-//! PostgreSQL so every server process shares them; one statement per checked request. A refused
+//! PostgreSQL so every server process shares them; concurrent checks are counted together, one
+//! statement per batch. A refused
 //! request gets 429 with `Retry-After` and the IETF draft's `RateLimit-Policy` / `RateLimit`
 //! headers; allowed requests carry `RateLimit` too (the edge middleware adds it).
 
@@ -53,22 +54,10 @@ pub fn normalize(key: LimitKey, value: &str) -> String {
 }
 
 /// Counts this request against every limit of `method route` for which `key` yields a value,
-/// refusing it when any is exceeded.
+/// refusing it when any is exceeded. The count goes through the process's batching counter
+/// ([`AppState::rate_counter`]), so the request must not hold a connection meanwhile (it holds
+/// its connection slot instead, see [`crate::db`]).
 pub async fn check(
-    req: &HttpRequest,
-    state: &AppState,
-    method: &str,
-    route: &str,
-    key: impl Fn(LimitKey) -> Option<String>,
-) -> Result<(), ApiError> {
-    let client = state.db.get().await?;
-    check_on(&client, req, state, method, route, key).await
-}
-
-/// [`check`] on the request's connection, so that a handler can send its own lookup on the
-/// same connection at once (pipelined: one round trip for both).
-pub async fn check_on(
-    client: &deadpool_postgres::Object,
     req: &HttpRequest,
     state: &AppState,
     method: &str,
@@ -92,9 +81,14 @@ pub async fn check_on(
             window_secs: r.window.as_secs() as i64,
         })
         .collect();
-    let counts = ratelimit::hit(client, &buckets)
-        .await
-        .map_err(ApiError::store)?;
+    let counts = {
+        let _slot = state.db.slot()?;
+        state
+            .rate_counter
+            .hit(buckets)
+            .await
+            .map_err(ApiError::store)?
+    };
     let policy = rules
         .iter()
         .map(|(r, _)| format!("\"{}\";q={};w={}", r.id, r.limit, r.window.as_secs()))

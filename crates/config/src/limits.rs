@@ -288,6 +288,10 @@ pub const DB_POOL_WAIT: Duration = Duration::from_secs(2);
 /// (`GET /me`, receipt lists and reads, share reads), which tokio-postgres pipelines; at most a
 /// quarter of the pool.
 pub const DB_SHARED_READERS: usize = 2;
+/// Rate-limited requests one statement counts at most: the checks that arrive while a count is
+/// in flight are counted together by the next (one write transaction per batch, not per
+/// request; the counts stay exact and shared by every process).
+pub const RATE_COUNT_BATCH: usize = 256;
 /// How long opening a new database connection (TCP, TLS, startup) may take. On loopback or a
 /// LAN it takes milliseconds; three seconds covers a TLS handshake across regions.
 pub const DB_CONNECT: Duration = Duration::from_secs(3);

@@ -56,6 +56,14 @@ pub enum StoreError {
         /// Why it was refused.
         why: String,
     },
+    /// A statement that served several callers at once failed; each caller gets this copy.
+    #[error("database error: {message}")]
+    Shared {
+        /// The failure, as the statement's error displayed it.
+        message: String,
+        /// Whether it was [`StoreError::is_unavailable`].
+        unavailable: bool,
+    },
 }
 
 /// The most specific message of a PostgreSQL error: the server's own words when there are any.
@@ -80,6 +88,7 @@ impl StoreError {
             | StoreError::Postgres(e) => pg_unavailable(e),
             StoreError::Pool(deadpool_postgres::PoolError::Timeout(_)) => true,
             StoreError::Pool(_) => false,
+            StoreError::Shared { unavailable, .. } => *unavailable,
             _ => false,
         }
     }

@@ -21,9 +21,9 @@ use crate::routes::proof::{
 use crate::AppState;
 
 /// Counts a public share request against its declared limits (per token and per IP where the
-/// table declares them) and resolves the token to its receipt, both on one connection and
-/// pipelined (one round trip). Unknown, revoked and malformed tokens are one 404, recorded as
-/// `share.access_error` (aggregated).
+/// table declares them), then resolves the token to its receipt on a shared read connection.
+/// Unknown, revoked and malformed tokens are one 404, recorded as `share.access_error`
+/// (aggregated).
 async fn limit_and_resolve(
     req: &HttpRequest,
     state: &AppState,
@@ -31,23 +31,15 @@ async fn limit_and_resolve(
     token: &str,
 ) -> Result<ledger::StoredReceipt, ApiError> {
     let ip = audit_context(req, state).ip.map(|ip| ip.to_string());
-    let hash = OneTimeToken::parse(token).ok().map(|t| t.hash());
-    let found = {
-        let client = state.db.reader().await?;
-        let limited = crate::ratelimit::check_on(&client, req, state, "GET", route, |k| match k {
-            LimitKey::Token => Some(token.to_owned()),
-            LimitKey::Ip => ip.clone(),
-            _ => None,
-        });
-        let lookup = async {
-            match &hash {
-                Some(h) => ledger::shared_receipt(&*client, h.as_bytes()).await,
-                None => Ok(None),
-            }
-        };
-        let (limited, found) = tokio::join!(limited, lookup);
-        limited?;
-        found?
+    crate::ratelimit::check(req, state, "GET", route, |k| match k {
+        LimitKey::Token => Some(token.to_owned()),
+        LimitKey::Ip => ip.clone(),
+        _ => None,
+    })
+    .await?;
+    let found = match OneTimeToken::parse(token) {
+        Ok(t) => ledger::shared_receipt(&*state.db.reader().await?, t.hash().as_bytes()).await?,
+        Err(_) => None,
     };
     match found {
         Some(r) => Ok(r),
