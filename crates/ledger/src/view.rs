@@ -3,6 +3,7 @@
 //! v1 bundle. The JSON they write is the JSON the API has always written (a test pins it).
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -93,6 +94,43 @@ impl ReceiptView {
             receipt_id: self.receipt_id.clone(),
         }
     }
+}
+
+/// [`Projection`] borrowed from a stored receipt, for writing only: the body is written as the
+/// stored canonical bytes (JSON already), not parsed and serialized again. The same fields in
+/// the same order as [`Projection`], and for a canonical body the same bytes (a test checks it).
+#[derive(Debug, Serialize)]
+pub struct ProjectionOut<'a> {
+    /// The hashed body.
+    pub body: &'a RawValue,
+    /// SHA-256 of JCS(body), hex.
+    pub hash: &'a str,
+    /// `DCR-{seq}-{hash8}`.
+    pub receipt_id: &'a str,
+}
+
+/// [`ReceiptView`] borrowed from a stored receipt, for writing only (see [`ProjectionOut`]).
+#[derive(Debug, Serialize)]
+pub struct ReceiptViewOut<'a> {
+    /// `DCR-{seq}-{hash8}`.
+    pub receipt_id: &'a str,
+    /// SHA-256 of JCS(body), hex.
+    pub hash: &'a str,
+    /// The hashed body.
+    pub body: &'a RawValue,
+    /// The private part, if any (null once erased).
+    pub private: Option<&'a Value>,
+    /// The private digest's salt (hex), if any.
+    pub salt: Option<String>,
+}
+
+/// [`ReceiptPage`] of borrowed views, for writing only.
+#[derive(Debug, Serialize)]
+pub struct ReceiptPageOut<'a> {
+    /// Oldest first.
+    pub items: Vec<ReceiptViewOut<'a>>,
+    /// Pass as `after` for the next page; null on the last page.
+    pub next_cursor: Option<u64>,
 }
 
 /// A page of receipts, oldest first.

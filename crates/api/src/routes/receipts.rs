@@ -4,6 +4,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use defendable_identity::OneTimeToken;
 use defendable_ledger::store::{self as ledger, AppendOptions, Appended};
+use defendable_ledger::view::ReceiptPageOut;
 use defendable_ledger::{parse_strict, Draft, ReceiptKind};
 use defendable_store::audit::{AuditAction, AuditEvent};
 use serde::Deserialize;
@@ -165,10 +166,10 @@ pub async fn record_receipt(
         )
         .await?;
     Ok(match appended {
-        Appended::New(r) => HttpResponse::Created().json(r.member_view()),
+        Appended::New(r) => HttpResponse::Created().json(r.member_view_out()),
         Appended::Existing(r) => HttpResponse::Ok()
             .insert_header(("Idempotency-Replayed", "true"))
-            .json(r.member_view()),
+            .json(r.member_view_out()),
     })
 }
 
@@ -208,7 +209,7 @@ pub async fn get_org_receipts(
     caller: Caller,
     path: web::Path<String>,
     query: web::Query<ReceiptQuery>,
-) -> Result<web::Json<ReceiptPage>, ApiError> {
+) -> Result<HttpResponse, ApiError> {
     let access = caller.member(&state, &path).await?;
     let kind = query.kind.as_deref().map(ReceiptKind::parse).transpose()?;
     if query.after.is_some_and(|a| i64::try_from(a).is_err()) {
@@ -228,8 +229,9 @@ pub async fn get_org_receipts(
     )
     .await?;
     let next_cursor = split_page(&mut rows, limit, |r| r.seq);
-    Ok(web::Json(ReceiptPage {
-        items: rows.iter().map(|r| r.member_view()).collect(),
+    // Written as `ReceiptPage`, each body as its stored canonical bytes (no parse per body).
+    Ok(HttpResponse::Ok().json(ReceiptPageOut {
+        items: rows.iter().map(|r| r.member_view_out()).collect(),
         next_cursor,
     }))
 }
@@ -257,11 +259,11 @@ pub async fn get_org_receipt(
     state: web::Data<AppState>,
     caller: Caller,
     path: web::Path<(String, String)>,
-) -> Result<web::Json<ReceiptDto>, ApiError> {
+) -> Result<HttpResponse, ApiError> {
     let (org, id) = path.into_inner();
     let access = caller.member(&state, &org).await?;
     let receipt = find_receipt(&state, access.org.id.as_uuid(), &id).await?;
-    Ok(web::Json(receipt.member_view()))
+    Ok(HttpResponse::Ok().json(receipt.member_view_out()))
 }
 
 /// Creates a share link: anyone holding it sees the redacted projection and can verify it with

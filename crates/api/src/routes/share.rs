@@ -84,7 +84,7 @@ pub async fn get_share(
     if !page {
         return Ok(HttpResponse::Ok()
             .insert_header((header::VARY, "Accept"))
-            .json(receipt.projection()));
+            .json(receipt.projection_out()));
     }
     let mut res = share_page(&state, &path, &receipt).await?;
     res.headers_mut()

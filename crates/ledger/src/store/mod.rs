@@ -118,6 +118,32 @@ impl StoredReceipt {
         }
     }
 
+    /// The body as the stored canonical bytes, for writing without a parse; `null` if they are
+    /// not JSON (as [`StoredReceipt::body`]).
+    pub fn raw_body(&self) -> &serde_json::value::RawValue {
+        serde_json::from_slice(&self.canonical).unwrap_or(serde_json::value::RawValue::NULL)
+    }
+
+    /// [`StoredReceipt::projection`], borrowed, the body written as stored.
+    pub fn projection_out(&self) -> crate::view::ProjectionOut<'_> {
+        crate::view::ProjectionOut {
+            body: self.raw_body(),
+            hash: &self.hash,
+            receipt_id: &self.receipt_id,
+        }
+    }
+
+    /// [`StoredReceipt::member_view`], borrowed, the body written as stored.
+    pub fn member_view_out(&self) -> crate::view::ReceiptViewOut<'_> {
+        crate::view::ReceiptViewOut {
+            receipt_id: &self.receipt_id,
+            hash: &self.hash,
+            body: self.raw_body(),
+            private: self.private.as_ref(),
+            salt: self.salt.as_ref().map(hex::encode),
+        }
+    }
+
     /// The member view: the projection plus `private` and `salt` (hex).
     pub fn member_view(&self) -> crate::ReceiptView {
         crate::ReceiptView {
@@ -190,5 +216,55 @@ impl Head {
     /// Whether the tree covers the whole chain, so a new receipt extends it directly.
     fn tree_complete(&self) -> bool {
         self.edge.size() as i64 == self.seq + 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use time::OffsetDateTime;
+    use uuid::Uuid;
+
+    use super::StoredReceipt;
+    use crate::{seal, Draft, Hash, ReceiptKind};
+
+    /// The borrowed views write the bytes the owned views write: same fields, same order, and
+    /// a canonical body re-serialized from its parse is the canonical body itself. Bodies with
+    /// escapes, non-ASCII text, nesting and extreme integers; with and without a private part.
+    #[test]
+    fn borrowed_views_write_what_the_owned_views_write() {
+        let bodies = [
+            json!({"suite": "integration", "passed": 42}),
+            json!({"text": "quote \" backslash \\ tab \t nl \n bell \u{7} nul \u{0} é 日本 🎉 \u{2028}",
+                   "nested": {"z": [1, -2, {"b": null, "a": true}], "a": []},
+                   "big": 9007199254740991i64, "neg": -9007199254740991i64, "zero": 0}),
+        ];
+        for (i, public) in bodies.into_iter().enumerate() {
+            for private in [None, Some(json!({"secret": "s3cr3t", "n": i}))] {
+                let draft = Draft::new(
+                    ReceiptKind::parse("run").expect("kind"),
+                    public.clone(),
+                    private,
+                )
+                .expect("draft");
+                let sealed = seal(
+                    Uuid::new_v4(),
+                    i as u64,
+                    Hash::GENESIS,
+                    OffsetDateTime::now_utc(),
+                    draft,
+                )
+                .expect("seal");
+                let stored = StoredReceipt::from(&sealed);
+                assert_eq!(
+                    serde_json::to_string(&stored.member_view_out()).expect("out"),
+                    serde_json::to_string(&stored.member_view()).expect("owned"),
+                );
+                assert_eq!(
+                    serde_json::to_string(&stored.projection_out()).expect("out"),
+                    serde_json::to_string(&stored.projection()).expect("owned"),
+                );
+            }
+        }
     }
 }
