@@ -1,8 +1,8 @@
 //! Enforcement of the declared rate limits (`defendable_config::limits`). Counts live in
-//! PostgreSQL so every server process shares them; concurrent checks are counted together, one
-//! statement per batch. A refused
-//! request gets 429 with `Retry-After` and the IETF draft's `RateLimit-Policy` / `RateLimit`
-//! headers; allowed requests carry `RateLimit` too (the edge middleware adds it).
+//! PostgreSQL so every server process shares them; a process counts concurrent checks together,
+//! one statement per batch. A refused request gets 429 with `Retry-After` and the IETF draft's
+//! `RateLimit-Policy` / `RateLimit` headers; allowed requests carry `RateLimit` too (the edge
+//! middleware adds it).
 
 use actix_web::{HttpMessage, HttpRequest};
 use defendable_config::limits::LimitKey;
