@@ -47,19 +47,23 @@ pub async fn hit_many(
     client: &impl GenericClient,
     requests: &[&[Bucket]],
 ) -> Result<Vec<Vec<Count>>, StoreError> {
-    // One row per distinct bucket, with how many of these requests it counts.
-    let mut index: HashMap<&str, usize> = HashMap::new();
-    let (mut names, mut windows, mut added): (Vec<&str>, Vec<i64>, Vec<i64>) = Default::default();
+    // One row per distinct bucket, with how many of these requests it counts, in name order:
+    // every statement locks the rows it updates in the same order, so two processes' batches
+    // never deadlock on each other's buckets.
+    let mut distinct: std::collections::BTreeMap<&str, (i64, i64)> = Default::default();
     for b in requests.iter().flat_map(|r| r.iter()) {
-        match index.get(b.name.as_str()) {
-            Some(&i) => added[i] += 1,
-            None => {
-                index.insert(&b.name, names.len());
-                names.push(&b.name);
-                windows.push(b.window_secs.max(1));
-                added.push(1);
-            }
-        }
+        distinct
+            .entry(b.name.as_str())
+            .or_insert((b.window_secs.max(1), 0))
+            .1 += 1;
+    }
+    let mut index: HashMap<&str, usize> = HashMap::with_capacity(distinct.len());
+    let (mut names, mut windows, mut added): (Vec<&str>, Vec<i64>, Vec<i64>) = Default::default();
+    for (name, (window, n)) in distinct {
+        index.insert(name, names.len());
+        names.push(name);
+        windows.push(window);
+        added.push(n);
     }
     if names.is_empty() {
         return Ok(requests.iter().map(|_| Vec::new()).collect());
