@@ -2,7 +2,7 @@
 //! One statement counts a request against all of its buckets at once; a [`Counter`] counts
 //! concurrent requests together in one statement.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use deadpool_postgres::{GenericClient, Pool};
 use time::OffsetDateTime;
@@ -50,24 +50,23 @@ pub async fn hit_many(
     // One row per distinct bucket, with how many of these requests it counts, in name order:
     // every statement locks the rows it updates in the same order, so two processes' batches
     // never deadlock on each other's buckets.
-    let mut distinct: std::collections::BTreeMap<&str, (i64, i64)> = Default::default();
+    let mut tallies: BTreeMap<&str, Tally> = BTreeMap::new();
     for b in requests.iter().flat_map(|r| r.iter()) {
-        distinct
+        tallies
             .entry(b.name.as_str())
-            .or_insert((b.window_secs.max(1), 0))
-            .1 += 1;
+            .or_insert(Tally {
+                window: b.window_secs.max(1),
+                added: 0,
+                counted: None,
+            })
+            .added += 1;
     }
-    let mut index: HashMap<&str, usize> = HashMap::with_capacity(distinct.len());
-    let (mut names, mut windows, mut added): (Vec<&str>, Vec<i64>, Vec<i64>) = Default::default();
-    for (name, (window, n)) in distinct {
-        index.insert(name, names.len());
-        names.push(name);
-        windows.push(window);
-        added.push(n);
-    }
-    if names.is_empty() {
+    if tallies.is_empty() {
         return Ok(requests.iter().map(|_| Vec::new()).collect());
     }
+    let names: Vec<&str> = tallies.keys().copied().collect();
+    let windows: Vec<i64> = tallies.values().map(|t| t.window).collect();
+    let added: Vec<i64> = tallies.values().map(|t| t.added).collect();
     let statement = client
         .prepare_cached(
             "INSERT INTO rate_limit_counters (bucket, window_start, hits)
@@ -84,38 +83,45 @@ pub async fn hit_many(
         .query(&statement, &[&names, &windows, &added])
         .await?;
     // Each bucket's count before these requests, and its reset; then handed out in order.
-    let mut next: Vec<Option<(i64, i64)>> = vec![None; names.len()];
     for row in &rows {
-        let Some(&i) = index.get(row.get::<_, &str>(0)) else {
+        let Some(t) = tallies.get_mut(row.get::<_, &str>(0)) else {
             continue;
         };
         let (hits, start, now): (i64, OffsetDateTime, OffsetDateTime) =
             (row.get(1), row.get(2), row.get(3));
-        let reset = (start + time::Duration::seconds(windows[i]) - now)
+        let reset = (start + time::Duration::seconds(t.window) - now)
             .whole_seconds()
             .max(1);
-        next[i] = Some((hits - added[i], reset));
+        t.counted = Some((hits - t.added, reset));
     }
     let mut out = Vec::with_capacity(requests.len());
     for request in requests {
         let mut counts = Vec::with_capacity(request.len());
         for b in request.iter() {
-            let slot =
-                next[index[b.name.as_str()]]
-                    .as_mut()
-                    .ok_or_else(|| StoreError::Invalid {
-                        what: "rate limit",
-                        why: "bucket missing from the count".into(),
-                    })?;
-            slot.0 += 1;
+            let (hits, reset_secs) = tallies
+                .get_mut(b.name.as_str())
+                .and_then(|t| t.counted.as_mut())
+                .ok_or_else(|| StoreError::Invalid {
+                    what: "rate limit",
+                    why: "bucket missing from the count".into(),
+                })?;
+            *hits += 1;
             counts.push(Count {
-                hits: slot.0,
-                reset_secs: slot.1,
+                hits: *hits,
+                reset_secs: *reset_secs,
             });
         }
         out.push(counts);
     }
     Ok(out)
+}
+
+/// One bucket of a [`hit_many`] statement: its window, how many requests it counts, and once
+/// counted, the next count to hand out (less one) and the seconds until its window resets.
+struct Tally {
+    window: i64,
+    added: i64,
+    counted: Option<(i64, i64)>,
 }
 
 /// Counts requests in batches: what arrives while a statement is in flight is counted by the
