@@ -57,9 +57,9 @@ pub enum StoreError {
         why: String,
     },
     /// A statement that served several callers at once failed; each caller gets this copy.
-    #[error("database error: {message}")]
+    #[error("{message}")]
     Shared {
-        /// The failure, as the statement's error displayed it.
+        /// The failure, as the statement's error displayed it (its prefix included).
         message: String,
         /// Whether it was [`StoreError::is_unavailable`].
         unavailable: bool,
