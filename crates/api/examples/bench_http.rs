@@ -1,11 +1,13 @@
 //! The product path as a new user meets it (run with `cargo xtask bench http`): the release
 //! server binary on a durable PostgreSQL cluster, driven over loopback by `wrk -t2 -c32`, one
 //! run per route, beside the same run's baselines: `GET /healthz` (no database) and pgbench
-//! `-S -M prepared -c 32` against the same database. Then the server's RSS after the load and
-//! with 1,000 open connections.
+//! `-S -M prepared -c 32` against the same database, run before and after the reads (each read
+//! is printed as a share of their mean). Then the server's RSS after the load and with 1,000
+//! open connections.
 //!
 //! `BENCH_SERVER_BIN` names the server binary (xtask builds it); `BENCH_SECONDS` the length of
-//! each run (default 10).
+//! each run (default 10); `BENCH_ONLY`, when set, runs only the routes whose row contains it
+//! (for profiling one route; the baselines and RSS still run).
 
 #![allow(clippy::print_stdout)]
 
@@ -107,7 +109,8 @@ fn duration_ms(v: &str) -> f64 {
     }
 }
 
-fn pgbench(url: &str, secs: u64) -> f64 {
+/// Creates pgbench's tables (scale 10) in the bench database.
+fn pgbench_init(url: &str) {
     let bin = defendable_store::cluster::program("pgbench").expect("pgbench");
     let init = Command::new(&bin)
         .args(["-i", "-q", "-s", "10", url])
@@ -118,6 +121,11 @@ fn pgbench(url: &str, secs: u64) -> f64 {
         "{}",
         String::from_utf8_lossy(&init.stderr)
     );
+}
+
+/// pgbench `-S -M prepared -c 32 -j 2` for `secs`: its tps.
+fn pgbench(url: &str, secs: u64) -> f64 {
+    let bin = defendable_store::cluster::program("pgbench").expect("pgbench");
     let out = Command::new(&bin)
         .args([
             "-S",
@@ -253,63 +261,102 @@ fn main() {
     )
     .expect("script");
 
+    pgbench_init(db.url());
+    // pgbench -i writes its 1M rows just before the runs: write them out now, not during one.
+    rt.block_on(async {
+        let client = db.pool.get().await.expect("client");
+        client
+            .batch_execute("CHECKPOINT")
+            .await
+            .expect("checkpoint");
+    });
     println!("\nwrk -t2 -c32 -d{secs}s, release build, loopback, one run each (2 cores shared by server, database and load):");
     println!("{:<52} {:>10} {:>9}", "route", "req/s", "p99 ms");
-    let row = |name: &str, run: &Run| {
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let row = |name: &str, run: &dyn Fn() -> Run| -> Option<f64> {
+        if !name.contains(only.as_str()) && !name.contains("baseline") {
+            return None;
+        }
+        let run = run();
         println!(
             "{name:<52} {:>10.0} {:>9.1}  {}",
             run.rps, run.p99_ms, run.errors
         );
+        Some(run.rps)
+    };
+    let pgbench_row = || {
+        let tps = pgbench(db.url(), secs);
+        println!(
+            "{:<52} {:>10.0} {:>9}",
+            "pgbench -S -M prepared -c 32 -j 2 (baseline)", tps, "—"
+        );
+        tps
     };
     let base = &server.base;
-    row(
-        "GET /healthz (baseline: no database)",
-        &wrk(&format!("{base}/healthz"), None, None, secs),
-    );
-    row(
-        "GET /readyz",
-        &wrk(&format!("{base}/readyz"), None, None, secs),
-    );
-    row(
-        "GET /me (session)",
-        &wrk(&format!("{base}/me"), None, Some(&token), secs),
-    );
-    row(
-        "GET /orgs/{org}/receipts?limit=10 (API key)",
-        &wrk(
-            &format!("{base}/orgs/{slug}/receipts?limit=10"),
-            None,
-            Some(&key),
-            secs,
+    row("GET /healthz (baseline: no database)", &|| {
+        wrk(&format!("{base}/healthz"), None, None, secs)
+    });
+    // pgbench before and after the reads: this machine's throughput drifts from minute to
+    // minute, so the reads are compared with the mean of the runs on either side of them.
+    let before = pgbench_row();
+    row("GET /readyz", &|| {
+        wrk(&format!("{base}/readyz"), None, None, secs)
+    });
+    let reads = [
+        (
+            "GET /me",
+            row("GET /me (session)", &|| {
+                wrk(&format!("{base}/me"), None, Some(&token), secs)
+            }),
         ),
-    );
-    row(
-        "GET /share/{token}",
-        &wrk(&format!("{base}/share/{share_token}"), None, None, secs),
-    );
-    row(
-        "POST /orgs/{org}/receipts (API key)",
-        &wrk(
+        (
+            "GET /orgs/{org}/receipts?limit=10",
+            row("GET /orgs/{org}/receipts?limit=10 (API key)", &|| {
+                wrk(
+                    &format!("{base}/orgs/{slug}/receipts?limit=10"),
+                    None,
+                    Some(&key),
+                    secs,
+                )
+            }),
+        ),
+        (
+            "GET /share/{token}",
+            row("GET /share/{token}", &|| {
+                wrk(&format!("{base}/share/{share_token}"), None, None, secs)
+            }),
+        ),
+    ];
+    let after = pgbench_row();
+    row("POST /orgs/{org}/receipts (API key)", &|| {
+        wrk(
             &format!("{base}/orgs/{slug}/receipts"),
             Some(&post_script),
             Some(&key),
             secs,
-        ),
-    );
+        )
+    });
     row(
         "POST /orgs/{org}/receipts (API key, Idempotency-Key)",
-        &wrk(
-            &format!("{base}/orgs/{slug}/receipts"),
-            Some(&keyed_script),
-            Some(&key),
-            secs,
-        ),
+        &|| {
+            wrk(
+                &format!("{base}/orgs/{slug}/receipts"),
+                Some(&keyed_script),
+                Some(&key),
+                secs,
+            )
+        },
     );
-    let tps = pgbench(db.url(), secs);
+    let mean = (before + after) / 2.0;
     println!(
-        "{:<52} {:>10.0} {:>9}",
-        "pgbench -S -M prepared -c 32 -j 2 (same database)", tps, "—"
+        "
+reads against pgbench (mean of the runs before and after them: {mean:.0} tps; goal 40 %):"
     );
+    for (name, rps) in reads {
+        if let Some(rps) = rps {
+            println!("{name:<52} {:>9.1} %", 100.0 * rps / mean);
+        }
+    }
     println!("\nserver RSS after the load: {:.1} MiB", server.rss_mib());
 
     // 1,000 open keep-alive connections, each having made one request.
