@@ -39,7 +39,8 @@ pub async fn database(config: &Config) -> Result<(String, Option<Cluster>)> {
     }
 }
 
-/// The server's pool: every wait bounded by `config::limits`.
+/// The server's pool: every wait bounded by `config::limits`; statements planned once per
+/// connection (generic plans, see [`defendable_store::PoolSettings::generic_plans`]).
 pub fn server_pool_settings(max_size: usize) -> defendable_store::PoolSettings {
     use defendable_config::limits;
     defendable_store::PoolSettings {
@@ -48,6 +49,7 @@ pub fn server_pool_settings(max_size: usize) -> defendable_store::PoolSettings {
         connect: limits::DB_CONNECT,
         statement_timeout: Some(limits::DB_STATEMENT),
         lock_timeout: Some(limits::DB_LOCK),
+        generic_plans: true,
     }
 }
 

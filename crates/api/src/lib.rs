@@ -28,7 +28,7 @@ use defendable_config::Config;
 use defendable_identity::authn::Authenticator;
 use defendable_identity::jwt::SessionKeys;
 use defendable_ledger::note::LogSigner;
-use defendable_ledger::store::BatchAppender;
+use defendable_ledger::store::{BatchAppender, StoredReceipt};
 use defendable_ledger::{LedgerName, PublicKey, SigningKey};
 use secrecy::ExposeSecret;
 
@@ -56,6 +56,8 @@ pub struct AppState {
     pub ledger: BatchAppender,
     /// Counts rate-limited requests in PostgreSQL, concurrent ones in one statement.
     pub rate_counter: defendable_store::ratelimit::Counter,
+    /// Resolves share tokens (hashes) to their receipts, concurrent reads in one statement.
+    pub share_reads: defendable_store::loader::Loader<Vec<u8>, Arc<StoredReceipt>>,
     /// Signs checkpoints: the ledger key under `LEDGER_NAME`.
     pub log: LogSigner,
     /// The keys published at `/ledger/keys` (with their vkeys): current first, then earlier ones.
@@ -195,6 +197,20 @@ impl Application {
             deps.pool.clone(),
             defendable_config::limits::RATE_COUNT_BATCH,
         );
+        let share_reads = defendable_store::loader::Loader::start(
+            deps.pool.clone(),
+            defendable_config::limits::SHARE_READ_BATCH,
+            |client, hashes: Vec<Vec<u8>>| async move {
+                match defendable_ledger::store::shared_receipts(&client, &hashes).await {
+                    Ok(found) => Ok(found.into_iter().map(|(h, r)| (h, Arc::new(r))).collect()),
+                    Err(defendable_ledger::LedgerError::Store(e)) => Err(e),
+                    Err(e) => Err(defendable_store::StoreError::Shared {
+                        message: e.to_string(),
+                        unavailable: false,
+                    }),
+                }
+            },
+        );
         let url_key = config
             .object_url_signing_key
             .current
@@ -234,6 +250,7 @@ impl Application {
             metrics,
             ledger,
             rate_counter,
+            share_reads,
             log,
             published_keys,
             presigner: deps.presigner,

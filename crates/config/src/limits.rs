@@ -285,13 +285,18 @@ pub fn effective(overrides: &str) -> Result<Vec<RateLimit>, String> {
 /// prompt 503 lets clients back off instead of piling up.
 pub const DB_POOL_WAIT: Duration = Duration::from_secs(2);
 /// Pool connections the server shares among concurrent read-only statements of hot routes
-/// (`GET /me`, receipt lists and reads, share reads), which tokio-postgres pipelines; at most a
+/// (`GET /me`, receipt lists and reads), which tokio-postgres pipelines; at most a
 /// quarter of the pool.
 pub const DB_SHARED_READERS: usize = 2;
 /// Rate-limited requests one statement counts at most: the checks that arrive while a count is
 /// in flight are counted together by the next (one write transaction per batch, not per
 /// request; the counts stay exact and shared by every process).
 pub const RATE_COUNT_BATCH: usize = 256;
+/// Share-link reads one statement answers at most: the reads that arrive while one is in flight
+/// are looked up together by the next (`token_hash = ANY($1)`, each distinct token once), so a
+/// busy public link costs PostgreSQL one statement per batch rather than per request. Nothing is
+/// cached: a revoked link is refused by the next statement.
+pub const SHARE_READ_BATCH: usize = 256;
 /// How long opening a new database connection (TCP, TLS, startup) may take. On loopback or a
 /// LAN it takes milliseconds; three seconds covers a TLS handshake across regions.
 pub const DB_CONNECT: Duration = Duration::from_secs(3);

@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod cluster;
 pub mod conninfo;
+pub mod loader;
 mod migrate;
 pub mod ratelimit;
 pub mod slots;
@@ -143,6 +144,14 @@ pub struct PoolSettings {
     pub statement_timeout: Option<std::time::Duration>,
     /// `lock_timeout` of every connection; `None` leaves the server default.
     pub lock_timeout: Option<std::time::Duration>,
+    /// `plan_cache_mode = force_generic_plan` on every connection: a prepared statement is
+    /// planned once per connection instead of at every execution. PostgreSQL's default keeps
+    /// re-planning a statement whose custom plans look cheaper than its generic one, which is
+    /// every statement given a NULL optional filter (`$3 IS NULL OR kind = $3` folds away) or an
+    /// array (`= ANY($1)`); planning was a third of PostgreSQL's time on the server's hot reads
+    /// (issue 14's profile). For the server, whose statements are keyed lookups and keyset
+    /// pages; tools keep the default.
+    pub generic_plans: bool,
 }
 
 impl PoolSettings {
@@ -155,6 +164,7 @@ impl PoolSettings {
             connect: std::time::Duration::from_secs(5),
             statement_timeout: None,
             lock_timeout: None,
+            generic_plans: false,
         }
     }
 }
@@ -183,6 +193,9 @@ pub fn pool_with(url: &str, settings: PoolSettings) -> Result<Pool, StoreError> 
         if let Some(v) = value {
             options.push_str(&format!(" -c {name}={}", v.as_millis()));
         }
+    }
+    if settings.generic_plans {
+        options.push_str(" -c plan_cache_mode=force_generic_plan");
     }
     if !options.trim().is_empty() {
         pg.options(options.trim());

@@ -29,7 +29,7 @@ async fn limit_and_resolve(
     state: &AppState,
     route: &str,
     token: &str,
-) -> Result<ledger::StoredReceipt, ApiError> {
+) -> Result<std::sync::Arc<ledger::StoredReceipt>, ApiError> {
     let ip = audit_context(req, state).ip.map(|ip| ip.to_string());
     crate::ratelimit::check(req, state, "GET", route, |k| match k {
         LimitKey::Token => Some(token.to_owned()),
@@ -38,7 +38,14 @@ async fn limit_and_resolve(
     })
     .await?;
     let found = match OneTimeToken::parse(token) {
-        Ok(t) => ledger::shared_receipt(&*state.db.reader().await?, t.hash().as_bytes()).await?,
+        Ok(t) => {
+            let _slot = state.db.slot()?;
+            state
+                .share_reads
+                .load(t.hash().as_bytes().to_vec())
+                .await
+                .map_err(ApiError::store)?
+        }
         Err(_) => None,
     };
     match found {

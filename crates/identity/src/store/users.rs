@@ -50,12 +50,16 @@ pub async fn user_with_orgs(
 ) -> Result<(User, Page<Membership>)> {
     let statement = client
         .prepare_cached(
-            "SELECT u.id, u.email, u.created_at, o.id, o.slug, o.name, o.personal, o.created_at, m.role
+            // The page walks `memberships_user_idx` in order under a lateral LIMIT: a plan of
+            // index scans only, no sort or hash join to set up at every execution.
+            "SELECT u.id, u.email, u.created_at, x.id, x.slug, x.name, x.personal, x.created_at, x.role
              FROM users u
-             LEFT JOIN (memberships m JOIN orgs o ON o.id = m.org_id AND o.id > $2)
-                 ON m.user_id = u.id
-             WHERE u.id = $1
-             ORDER BY o.id LIMIT $3",
+             LEFT JOIN LATERAL (
+                 SELECT o.id, o.slug, o.name, o.personal, o.created_at, m.role
+                 FROM memberships m JOIN orgs o ON o.id = m.org_id
+                 WHERE m.user_id = u.id AND m.org_id > $2
+                 ORDER BY m.org_id LIMIT $3) x ON true
+             WHERE u.id = $1",
         )
         .await?;
     let rows = client

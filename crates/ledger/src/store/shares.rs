@@ -103,14 +103,28 @@ pub async fn shared_receipt(
     client: &impl GenericClient,
     token_hash: &[u8],
 ) -> Result<Option<StoredReceipt>> {
+    let mut found = shared_receipts(client, &[token_hash.to_vec()]).await?;
+    Ok(found.pop().map(|(_, receipt)| receipt))
+}
+
+/// The receipts active share tokens point at, for many tokens in one statement (the server
+/// batches concurrent share reads); tokens without an active share are left out.
+pub async fn shared_receipts(
+    client: &impl GenericClient,
+    token_hashes: &[Vec<u8>],
+) -> Result<Vec<(Vec<u8>, StoredReceipt)>> {
     let statement = client
         .prepare_cached(
-            "SELECT r.org_id, r.seq, r.receipt_id, r.hash, r.parent, r.kind, r.created_at, r.canonical, r.private, r.salt
+            "SELECT r.org_id, r.seq, r.receipt_id, r.hash, r.parent, r.kind, r.created_at, r.canonical, r.private, r.salt,
+                    s.token_hash
              FROM receipt_shares s JOIN receipts r ON r.org_id = s.org_id AND r.seq = s.seq
-             WHERE s.token_hash = $1 AND s.revoked_at IS NULL
+             WHERE s.token_hash = ANY($1) AND s.revoked_at IS NULL
                AND (s.expires_at IS NULL OR s.expires_at > now())",
         )
         .await?;
-    let row = client.query_opt(&statement, &[&token_hash]).await?;
-    Ok(row.as_ref().map(row_receipt))
+    let rows = client.query(&statement, &[&token_hashes]).await?;
+    Ok(rows
+        .iter()
+        .map(|row| (row.get(10), row_receipt(row)))
+        .collect())
 }
