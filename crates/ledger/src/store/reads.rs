@@ -51,15 +51,31 @@ pub async fn list(
 ) -> Result<Vec<StoredReceipt>> {
     // A cursor beyond any seq lists nothing (never wraps to a negative seq).
     let after = after_seq.map_or(-1, |s| i64::try_from(s).unwrap_or(i64::MAX));
-    let statement = client
-        .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM receipts WHERE org_id = $1 AND seq > $2 AND ($3::text IS NULL OR kind = $3)
-             ORDER BY seq LIMIT $4"
-        ))
-        .await?;
-    let rows = client
-        .query(&statement, &[&org, &after, &kind, &limit])
-        .await?;
+    // Two statements, not one `($3 IS NULL OR kind = $3)`: the server plans each statement once
+    // per connection (generic plans), and only a statement that always filters by kind can use
+    // `receipts_kind_idx`.
+    let rows = match kind {
+        Some(kind) => {
+            let statement = client
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM receipts WHERE org_id = $1 AND kind = $3 AND seq > $2
+                     ORDER BY seq LIMIT $4"
+                ))
+                .await?;
+            client
+                .query(&statement, &[&org, &after, &kind, &limit])
+                .await?
+        }
+        None => {
+            let statement = client
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM receipts WHERE org_id = $1 AND seq > $2
+                     ORDER BY seq LIMIT $3"
+                ))
+                .await?;
+            client.query(&statement, &[&org, &after, &limit]).await?
+        }
+    };
     Ok(rows.iter().map(row_receipt).collect())
 }
 
