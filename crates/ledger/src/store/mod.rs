@@ -43,8 +43,7 @@ pub use append::{append_in, request_fingerprint, AppendOptions, Appended};
 pub use batch::{BatchAppender, BatchObserver};
 pub use reads::{get, head, list, orgs, projections_page, verify_all, verify_org, ChainReport};
 pub use shares::{
-    create_share, revoke_shares, share_receipt, shared_receipt, shared_receipts, unshare_receipt,
-    NewShare,
+    create_share, revoke_shares, share_receipt, shared_receipts, unshare_receipt, NewShare,
 };
 pub use tree::{
     consistency_proof, integrate, integrate_all, proof_bundle, prove_receipt, signed_checkpoint,

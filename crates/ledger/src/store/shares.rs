@@ -98,15 +98,6 @@ pub async fn unshare_receipt(
     Ok(revoked)
 }
 
-/// The receipt an active (not revoked, not expired) share token points at.
-pub async fn shared_receipt(
-    client: &impl GenericClient,
-    token_hash: &[u8],
-) -> Result<Option<StoredReceipt>> {
-    let mut found = shared_receipts(client, &[token_hash.to_vec()]).await?;
-    Ok(found.pop().map(|(_, receipt)| receipt))
-}
-
 /// The receipts active share tokens point at, for many tokens in one statement (the server
 /// batches concurrent share reads); tokens without an active share are left out.
 pub async fn shared_receipts(
