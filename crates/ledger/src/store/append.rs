@@ -171,7 +171,7 @@ pub(super) async fn insert_sealed(
             "UPDATE ledger_heads h SET seq = n.seq, hash = n.hash, tree_size = n.tree_size, tree_edge = n.tree_edge
              FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::bigint[], $5::bytea[])
                  AS n(org_id, seq, hash, tree_size, tree_edge)
-             WHERE h.org_id = n.org_id",
+             WHERE h.org_id = ANY($1) AND h.org_id = n.org_id",
         )
         .await?;
     tx.execute(&update, &[&org, &seq, &hash, &size, &edge])

@@ -1,11 +1,12 @@
 //! The batching appender: concurrent appends gathered into one statement (compare-and-set fast
 //! path) or one transaction (locking path) per batch, tree nodes included.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use deadpool_postgres::{Pool, Transaction};
 use defendable_store::audit::{log_batch_recorded, record, AuditColumns};
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -119,6 +120,12 @@ impl BatchAppender {
     }
 }
 
+/// How many batches one worker keeps in flight at once, each on its own connection. Batches in
+/// flight together never share an organization (a request for an organization in flight waits
+/// for the next batch), so they take no row lock the other needs and commit side by side: while
+/// one batch waits for its statement and its WAL flush, the next is sealed and sent.
+const IN_FLIGHT: usize = 2;
+
 async fn worker(
     pool: Pool,
     mut rx: mpsc::Receiver<Request>,
@@ -127,39 +134,94 @@ async fn worker(
     observe: BatchObserver,
 ) {
     // The heads this worker last saw, so a batch usually needs a single statement. Another
-    // process may have moved a head since; the compare-and-set below notices and retries.
+    // process may have moved a head since; the compare-and-set below notices and retries. A
+    // batch in flight takes its organizations' heads out of the map and gives them back when it
+    // ends.
     let mut heads: HashMap<Uuid, Head> = HashMap::new();
-    let mut batch = Vec::with_capacity(max_batch);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < max_batch {
-            match rx.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
-            }
-        }
-        observe(batch.len());
-        if heads.len() > 100_000 {
-            heads.clear();
-        }
-        let slow = fast_batch(&pool, &mut heads, std::mem::take(&mut batch), tree).await;
-        if slow.is_empty() {
-            continue;
-        }
-        for r in &slow {
-            heads.remove(&r.org);
-        }
-        if let Err((e, requests)) = commit_batch(&pool, slow, tree).await {
-            tracing::error!(error = %e, receipts = requests.len(), "ledger batch failed; nothing was committed");
-            let message = e.to_string();
-            let unavailable = matches!(&e, LedgerError::Store(s) if s.is_unavailable());
-            for r in requests {
-                let _ = r.reply.send(Err(if unavailable {
-                    LedgerError::Unavailable(message.clone())
+    // Organizations with a batch in flight, and the requests waiting for one of them (at most
+    // `max_batch`: beyond that the channel fills and callers wait in `append`).
+    let mut busy: HashSet<Uuid> = HashSet::new();
+    let mut waiting: VecDeque<Request> = VecDeque::new();
+    let mut running = FuturesUnordered::new();
+    let mut open = true;
+    loop {
+        if running.len() < IN_FLIGHT {
+            let mut batch = Vec::new();
+            let mut held = VecDeque::new();
+            for r in waiting.drain(..) {
+                if batch.len() < max_batch && !busy.contains(&r.org) {
+                    batch.push(r);
                 } else {
-                    LedgerError::BatchFailed(message.clone())
-                }));
+                    held.push_back(r);
+                }
             }
+            waiting = held;
+            while open && batch.len() < max_batch && waiting.len() < max_batch {
+                match rx.try_recv() {
+                    Ok(r) if busy.contains(&r.org) => waiting.push_back(r),
+                    Ok(r) => batch.push(r),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => open = false,
+                }
+            }
+            if !batch.is_empty() {
+                observe(batch.len());
+                if heads.len() > 100_000 {
+                    heads.clear();
+                }
+                let orgs: HashSet<Uuid> = batch.iter().map(|r| r.org).collect();
+                let mut own: HashMap<Uuid, Head> = orgs
+                    .iter()
+                    .filter_map(|o| heads.remove(o).map(|h| (*o, h)))
+                    .collect();
+                busy.extend(orgs.iter().copied());
+                let pool = pool.clone();
+                running.push(async move {
+                    run_batch(&pool, &mut own, batch, tree).await;
+                    (orgs, own)
+                });
+                continue;
+            }
+        }
+        if !open && running.is_empty() {
+            // Every sender is gone and nothing is in flight, so nothing waits either.
+            return;
+        }
+        tokio::select! {
+            Some((orgs, own)) = running.next(), if !running.is_empty() => {
+                for o in &orgs {
+                    busy.remove(o);
+                }
+                heads.extend(own);
+            }
+            r = rx.recv(), if open && running.len() < IN_FLIGHT && waiting.len() < max_batch => match r {
+                Some(r) => waiting.push_back(r),
+                None => open = false,
+            },
+        }
+    }
+}
+
+/// Commits one batch: the fast path first, the locking path for what it hands back. `heads`
+/// holds the cached heads of the batch's organizations (and no others) and is kept current.
+async fn run_batch(pool: &Pool, heads: &mut HashMap<Uuid, Head>, batch: Vec<Request>, tree: Tree) {
+    let slow = fast_batch(pool, heads, batch, tree).await;
+    if slow.is_empty() {
+        return;
+    }
+    for r in &slow {
+        heads.remove(&r.org);
+    }
+    if let Err((e, requests)) = commit_batch(pool, slow, tree).await {
+        tracing::error!(error = %e, receipts = requests.len(), "ledger batch failed; nothing was committed");
+        let message = e.to_string();
+        let unavailable = matches!(&e, LedgerError::Store(s) if s.is_unavailable());
+        for r in requests {
+            let _ = r.reply.send(Err(if unavailable {
+                LedgerError::Unavailable(message.clone())
+            } else {
+                LedgerError::BatchFailed(message.clone())
+            }));
         }
     }
 }
@@ -383,7 +445,10 @@ async fn compare_and_append(
         head_columns(orgs.iter().map(|o| (o, &tip[o])));
     let cols = Columns::of(sealed);
     let client = pool.get().await?;
-    // Prepared once per connection: the hot path then costs one round trip.
+    // Prepared once per connection: the hot path then costs one round trip. `h.org_id = ANY($1)`
+    // beside the join keeps the heads an index lookup: joined to the unnested columns alone,
+    // the plan made for a small or fresh table is a hash join over a sequential scan of every
+    // head, a cost that grows with the organizations and their dead head versions.
     let statement = client
         .prepare_cached(
             "WITH n AS (
@@ -393,8 +458,8 @@ async fn compare_and_append(
              ), moved AS (
                  UPDATE ledger_heads h
                     SET seq = n.new_seq, hash = n.new_hash, tree_size = n.new_size, tree_edge = n.new_edge
-                 FROM n WHERE h.org_id = n.org_id AND h.seq = n.old_seq AND h.hash = n.old_hash
-                          AND h.tree_size = n.old_size
+                 FROM n WHERE h.org_id = ANY($1) AND h.org_id = n.org_id AND h.seq = n.old_seq
+                          AND h.hash = n.old_hash AND h.tree_size = n.old_size
                  RETURNING h.org_id
              ), ins AS (
                  INSERT INTO receipts (org_id, seq, receipt_id, hash, parent, kind, created_at, canonical, private, salt)

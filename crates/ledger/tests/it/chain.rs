@@ -144,6 +144,86 @@ async fn many_orgs_batch_together_and_verify_all() {
 }
 
 #[tokio::test]
+async fn a_worker_commits_other_orgs_while_one_orgs_batch_is_stuck_and_keeps_that_org_in_order() {
+    let db = TestDb::new().await;
+    // One worker: without a second batch in flight, B would queue behind A's stuck batch.
+    let appender = BatchAppender::start(db.pool.clone(), 1, 64);
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    for org in [a, b] {
+        appender
+            .append(org, draft(0), AppendOptions::default())
+            .await
+            .expect("first append");
+    }
+    // Another session holds A's head: A's next batch waits on that row lock.
+    let mut holder = db.pool.get().await.expect("client");
+    let lock = holder.transaction().await.expect("tx");
+    lock.execute(
+        "SELECT 1 FROM ledger_heads WHERE org_id = $1 FOR UPDATE",
+        &[&a],
+    )
+    .await
+    .expect("lock");
+    let first = tokio::spawn({
+        let appender = appender.clone();
+        async move { appender.append(a, draft(1), AppendOptions::default()).await }
+    });
+    // Wait until A's batch is the one waiting for the lock.
+    let watcher = db.pool.get().await.expect("client");
+    let mut stuck = false;
+    for _ in 0..600 {
+        let waiting: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                  WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .expect("activity")
+            .get(0);
+        if waiting > 0 {
+            stuck = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(stuck, "A's batch waits for the held head");
+    // A second request for A must wait for the first; B goes ahead in a batch of its own.
+    let second = tokio::spawn({
+        let appender = appender.clone();
+        async move { appender.append(a, draft(2), AppendOptions::default()).await }
+    });
+    let on_b = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        appender.append(b, draft(1), AppendOptions::default()),
+    )
+    .await
+    .expect("B committed while A's batch was stuck")
+    .expect("append to B");
+    assert!(matches!(on_b, Appended::New(r) if r.seq == 1));
+    assert!(
+        !first.is_finished() && !second.is_finished(),
+        "A is still held"
+    );
+    lock.rollback().await.expect("release");
+    let first = first.await.expect("join").expect("append to A");
+    let second = second.await.expect("join").expect("append to A");
+    let seqs: Vec<u64> = [first, second]
+        .into_iter()
+        .map(|a| match a {
+            Appended::New(r) => r.seq,
+            Appended::Existing(_) => panic!("no key was sent"),
+        })
+        .collect();
+    assert_eq!(seqs, vec![1, 2], "A's requests keep their order");
+    let client = db.pool.get().await.expect("client");
+    for org in [a, b] {
+        let report = store::verify_org(&client, org).await.expect("verify");
+        assert_eq!(report.failure, None);
+    }
+}
+
+#[tokio::test]
 async fn idempotency_keys_return_the_first_receipt_and_refuse_a_different_request() {
     let db = TestDb::new().await;
     let org = Uuid::new_v4();
