@@ -49,9 +49,12 @@ impl Hash {
         Ok(Hash(out))
     }
 
-    /// Lowercase hex.
+    /// Lowercase hex, written straight into a buffer (`hex::encode` collects a char iterator,
+    /// and every append formats several hashes).
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        let mut out = [0u8; 64];
+        hex::encode_to_slice(self.0, &mut out).expect("64 bytes hold 32 in hex");
+        String::from_utf8(out.to_vec()).expect("hex digits are ASCII")
     }
 }
 
