@@ -3,12 +3,15 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
 use deadpool_postgres::{Pool, Transaction};
 use defendable_store::audit::{log_batch_recorded, record, AuditColumns};
+use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::append::{
@@ -120,11 +123,25 @@ impl BatchAppender {
     }
 }
 
-/// How many batches one worker keeps in flight at once, each on its own connection. Batches in
-/// flight together never share an organization (a request for an organization in flight waits
-/// for the next batch), so they take no row lock the other needs and commit side by side: while
-/// one batch waits for its statement and its WAL flush, the next is sealed and sent.
-const IN_FLIGHT: usize = 2;
+/// How many batches one worker keeps in flight at once, each on its own connection and its own
+/// task (so batches are sealed side by side). Batches in flight together never share an
+/// organization (a request for an organization in flight waits for the next batch), so they take
+/// no row lock the other needs and commit side by side: while one batch waits for its statement
+/// and its WAL flush, the next is sealed and sent.
+const IN_FLIGHT: usize = 3;
+
+/// A batch started while another is in flight waits until it has this many requests (or
+/// `max_batch`), for at most [`HOLD`]: each statement has a fixed cost, and a slot that took
+/// whatever had arrived would commit the load in many small batches. With nothing in flight a
+/// batch starts at once, whatever its size.
+const MIN_FILL: usize = 8;
+
+/// The longest a request waits for a batch to fill while another batch is in flight (one stuck
+/// batch never holds the other organizations back for longer).
+const HOLD: Duration = Duration::from_millis(2);
+
+/// What a batch in flight gives back: its organizations and their heads after it.
+type Done = (HashSet<Uuid>, HashMap<Uuid, Head>);
 
 async fn worker(
     pool: Pool,
@@ -142,7 +159,10 @@ async fn worker(
     // `max_batch`: beyond that the channel fills and callers wait in `append`).
     let mut busy: HashSet<Uuid> = HashSet::new();
     let mut waiting: VecDeque<Request> = VecDeque::new();
-    let mut running = FuturesUnordered::new();
+    let mut running: FuturesUnordered<BoxFuture<'static, Done>> = FuturesUnordered::new();
+    // When a small batch, held back to fill, starts anyway.
+    let mut hold_until: Option<Instant> = None;
+    let min_fill = MIN_FILL.min(max_batch);
     let mut open = true;
     loop {
         if running.len() < IN_FLIGHT {
@@ -164,7 +184,21 @@ async fn worker(
                     Err(mpsc::error::TryRecvError::Disconnected) => open = false,
                 }
             }
-            if !batch.is_empty() {
+            let filling = !running.is_empty()
+                && batch.len() < min_fill
+                && open
+                && hold_until.is_none_or(|t| Instant::now() < t);
+            if filling && !batch.is_empty() {
+                // Back to the front, in order: none of them shares an organization with the
+                // requests held behind them for being busy.
+                hold_until.get_or_insert_with(|| Instant::now() + HOLD);
+                for r in batch.into_iter().rev() {
+                    waiting.push_front(r);
+                }
+            } else if batch.is_empty() {
+                hold_until = None;
+            } else {
+                hold_until = None;
                 observe(batch.len());
                 if heads.len() > 100_000 {
                     heads.clear();
@@ -176,10 +210,18 @@ async fn worker(
                     .collect();
                 busy.extend(orgs.iter().copied());
                 let pool = pool.clone();
-                running.push(async move {
-                    run_batch(&pool, &mut own, batch, tree).await;
-                    (orgs, own)
+                let task = tokio::spawn({
+                    let orgs = orgs.clone();
+                    async move {
+                        run_batch(&pool, &mut own, batch, tree).await;
+                        (orgs, own)
+                    }
                 });
+                // A batch task that panicked or was cancelled frees its organizations; their
+                // heads are read again.
+                running.push(Box::pin(async move {
+                    task.await.unwrap_or_else(|_| (orgs, HashMap::new()))
+                }));
                 continue;
             }
         }
@@ -187,6 +229,7 @@ async fn worker(
             // Every sender is gone and nothing is in flight, so nothing waits either.
             return;
         }
+        let hold = hold_until;
         tokio::select! {
             Some((orgs, own)) = running.next(), if !running.is_empty() => {
                 for o in &orgs {
@@ -198,6 +241,7 @@ async fn worker(
                 Some(r) => waiting.push_back(r),
                 None => open = false,
             },
+            () = tokio::time::sleep_until(hold.unwrap_or_else(Instant::now)), if hold.is_some() && running.len() < IN_FLIGHT => {}
         }
     }
 }
