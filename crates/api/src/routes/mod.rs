@@ -41,6 +41,14 @@ pub fn configure(config: &Config) -> impl FnOnce(&mut web::ServiceConfig) + '_ {
             .app_data(
                 web::QueryConfig::default().error_handler(|err, _req| query_error(err).into()),
             )
+            // The busiest routes first: the router tries dynamic patterns in this order, one regex
+            // each, and no other route has these shapes (the route matrix walks every route).
+            .service(
+                web::resource("/orgs/{org}/receipts")
+                    .post(receipts::post_org_receipts)
+                    .get(receipts::get_org_receipts),
+            )
+            .service(web::resource("/share/{token}").get(share::get_share))
             .service(web::resource("/healthz").get(health::get_healthz))
             .service(web::resource("/readyz").get(health::get_readyz))
             .service(web::resource("/openapi.json").get(openapi::get_openapi))
@@ -120,11 +128,6 @@ pub fn configure(config: &Config) -> impl FnOnce(&mut web::ServiceConfig) + '_ {
                     .put(sso::put_org_break_glass)
                     .delete(sso::delete_org_break_glass),
             )
-            .service(
-                web::resource("/orgs/{org}/receipts")
-                    .post(receipts::post_org_receipts)
-                    .get(receipts::get_org_receipts),
-            )
             .service(web::resource("/orgs/{org}/receipts/{id}").get(receipts::get_org_receipt))
             .service(
                 web::resource("/orgs/{org}/receipts/{id}/proof").get(receipts::get_receipt_proof),
@@ -146,7 +149,6 @@ pub fn configure(config: &Config) -> impl FnOnce(&mut web::ServiceConfig) + '_ {
                 web::resource("/orgs/{org}/ledger/tile/{tile:.*}").get(ledger::get_ledger_tile),
             )
             .service(web::resource("/ledger/keys").get(ledger::get_ledger_keys))
-            .service(web::resource("/share/{token}").get(share::get_share))
             .service(web::resource("/share/{token}/proof").get(share::get_share_proof))
             .service(web::resource("/share/{token}/consistency").get(share::get_share_consistency))
             .service(web::resource("/share/{token}/download").get(share::get_share_download))
