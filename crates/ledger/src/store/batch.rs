@@ -195,41 +195,37 @@ async fn worker(
                 for r in batch.into_iter().rev() {
                     waiting.push_front(r);
                 }
-            } else if batch.is_empty() {
-                hold_until = None;
             } else {
                 hold_until = None;
-                observe(batch.len());
-                if heads.len() > 100_000 {
-                    heads.clear();
-                }
-                let orgs: HashSet<Uuid> = batch.iter().map(|r| r.org).collect();
-                let mut own: HashMap<Uuid, Head> = orgs
-                    .iter()
-                    .filter_map(|o| heads.remove(o).map(|h| (*o, h)))
-                    .collect();
-                busy.extend(orgs.iter().copied());
-                let pool = pool.clone();
-                let task = tokio::spawn({
-                    let orgs = orgs.clone();
-                    async move {
-                        run_batch(&pool, &mut own, batch, tree).await;
-                        (orgs, own)
+                if !batch.is_empty() {
+                    observe(batch.len());
+                    if heads.len() > 100_000 {
+                        heads.clear();
                     }
-                });
-                // A batch task that panicked or was cancelled frees its organizations; their
-                // heads are read again.
-                running.push(Box::pin(async move {
-                    task.await.unwrap_or_else(|_| (orgs, HashMap::new()))
-                }));
-                continue;
+                    let orgs: HashSet<Uuid> = batch.iter().map(|r| r.org).collect();
+                    let mut own: HashMap<Uuid, Head> = orgs
+                        .iter()
+                        .filter_map(|o| heads.remove(o).map(|h| (*o, h)))
+                        .collect();
+                    busy.extend(orgs.iter().copied());
+                    let pool = pool.clone();
+                    let task = tokio::spawn(async move {
+                        run_batch(&pool, &mut own, batch, tree).await;
+                        own
+                    });
+                    // A batch task that panicked or was cancelled frees its organizations; their
+                    // heads are read again.
+                    running.push(Box::pin(
+                        async move { (orgs, task.await.unwrap_or_default()) },
+                    ));
+                    continue;
+                }
             }
         }
         if !open && running.is_empty() {
             // Every sender is gone and nothing is in flight, so nothing waits either.
             return;
         }
-        let hold = hold_until;
         tokio::select! {
             Some((orgs, own)) = running.next(), if !running.is_empty() => {
                 for o in &orgs {
@@ -241,7 +237,7 @@ async fn worker(
                 Some(r) => waiting.push_back(r),
                 None => open = false,
             },
-            () = tokio::time::sleep_until(hold.unwrap_or_else(Instant::now)), if hold.is_some() && running.len() < IN_FLIGHT => {}
+            () = tokio::time::sleep_until(hold_until.unwrap_or_else(Instant::now)), if hold_until.is_some() && running.len() < IN_FLIGHT => {}
         }
     }
 }
