@@ -274,56 +274,49 @@ fn grant_lifetime(expires_in: Option<u64>) -> Result<Duration, ApiError> {
 
 /// Who a grant is for and which organization's quota it counts against: an API key's own
 /// organization (a named one must be its own), or the organization a person names, or the only
-/// one they belong to.
+/// one they belong to. Whichever it is, the organization boundary ([`Caller::member`]: membership
+/// and single sign-on enforcement) admits the caller before anything is spent.
 async fn grantee(
     state: &AppState,
     caller: &Caller,
     named: Option<&str>,
 ) -> Result<(uuid::Uuid, Grantee), ApiError> {
-    match caller.principal {
-        Principal::ApiKey { key, org } => {
-            if let Some(named) = named {
-                caller.member(state, named).await?;
-            }
-            Ok((org.as_uuid(), Grantee::ApiKey { id: key.as_uuid() }))
-        }
-        Principal::User { user, .. } => {
-            let org = match named {
-                Some(named) => caller.member(state, named).await?.org.id,
-                None => {
-                    let orgs = identity::list_orgs(
-                        &*state.db.get().await?,
-                        user,
-                        PageRequest::new(None, Some(2)),
+    let org = match (caller.principal, named) {
+        (_, Some(named)) => named.to_owned(),
+        (Principal::ApiKey { org, .. }, None) => org.to_string(),
+        (Principal::User { user, .. }, None) => {
+            let orgs = identity::list_orgs(
+                &*state.db.get().await?,
+                user,
+                PageRequest::new(None, Some(2)),
+            )
+            .await?;
+            match orgs.items.as_slice() {
+                [only] => only.org.id.to_string(),
+                [] => {
+                    return Err(defendable_identity::IdentityError::Forbidden(
+                        "downloads are for members of an organization",
                     )
-                    .await?;
-                    match orgs.items.as_slice() {
-                        [only] => only.org.id,
-                        [] => {
-                            return Err(defendable_identity::IdentityError::Forbidden(
-                                "downloads are for members of an organization",
-                            )
-                            .into())
-                        }
-                        _ => {
-                            return Err(ApiError::new(
-                                ErrorCode::OrgRequired,
-                                "you belong to several organizations: name one in `org`",
-                            ))
-                        }
-                    }
+                    .into())
                 }
-            };
-            let me = identity::user(&*state.db.get().await?, user).await?;
-            Ok((
-                org.as_uuid(),
-                Grantee::User {
-                    id: user.as_uuid(),
-                    email: me.email,
-                },
-            ))
+                _ => {
+                    return Err(ApiError::new(
+                        ErrorCode::OrgRequired,
+                        "you belong to several organizations: name one in `org`",
+                    ))
+                }
+            }
         }
-    }
+    };
+    let access = caller.member(state, &org).await?;
+    let grantee = match caller.principal {
+        Principal::ApiKey { key, .. } => Grantee::ApiKey { id: key.as_uuid() },
+        Principal::User { user, .. } => Grantee::User {
+            id: user.as_uuid(),
+            email: identity::user(&*state.db.get().await?, user).await?.email,
+        },
+    };
+    Ok((access.org.id.as_uuid(), grantee))
 }
 
 /// The organization's dataset quota today.

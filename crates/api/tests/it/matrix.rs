@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::{TestApp, JWT_SECRET, SSO_KEY};
 
-const PRINCIPALS: [&str; 10] = [
+const PRINCIPALS: [&str; 12] = [
     "anonymous",
     "member",
     "owner",
@@ -24,89 +24,94 @@ const PRINCIPALS: [&str; 10] = [
     "expired_key",
     "revoked_session",
     "expired_session",
+    // In an organization that enforces single sign-on: a member whose session did not come
+    // through it (and who, like everyone SSO or SCIM creates, belongs to no other organization),
+    // and a break-glass owner's session that did not either.
+    "sso_outsider",
+    "break_glass",
 ];
 
 /// (method, path, expected statuses in PRINCIPALS order).
 #[rustfmt::skip]
-const MATRIX: &[(&str, &str, [u16; 10])] = &[
-    //                                                anon mem  own  oth  key  okey rkey xkey rses xses
-    ("GET",    "/healthz",                           [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
-    ("GET",    "/.well-known/security.txt",          [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
-    ("GET",    "/readyz",                            [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
-    ("GET",    "/openapi.json",                      [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
-    ("POST",   "/auth/request",                      [202, 202, 202, 202, 202, 202, 202, 202, 202, 202]),
-    ("POST",   "/auth/verify",                       [401, 401, 401, 401, 401, 401, 401, 401, 401, 401]),
-    ("POST",   "/auth/accept-invite",                [401, 401, 401, 401, 401, 401, 401, 401, 401, 401]),
+const MATRIX: &[(&str, &str, [u16; 12])] = &[
+    //                                                anon mem  own  oth  key  okey rkey xkey rses xses sso  bglass
+    ("GET",    "/healthz",                           [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+    ("GET",    "/.well-known/security.txt",          [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+    ("GET",    "/readyz",                            [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+    ("GET",    "/openapi.json",                      [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+    ("POST",   "/auth/request",                      [202, 202, 202, 202, 202, 202, 202, 202, 202, 202, 202, 202]),
+    ("POST",   "/auth/verify",                       [401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401]),
+    ("POST",   "/auth/accept-invite",                [401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401]),
     // The pages mailed links open: public, and a GET consumes nothing.
-    ("GET",    "/auth/callback",                     [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
-    ("GET",    "/auth/accept-invite",                [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+    ("GET",    "/auth/callback",                     [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+    ("GET",    "/auth/accept-invite",                [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
     // The pages' button with a token nobody was mailed.
-    ("POST",   "/auth/callback",                     [401, 401, 401, 401, 401, 401, 401, 401, 401, 401]),
-    ("GET",    "/assets/{name}",                     [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+    ("POST",   "/auth/callback",                     [401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401]),
+    ("GET",    "/assets/{name}",                     [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
     // Single sign-on is public; these name no connection and carry no state.
-    ("POST",   "/auth/sso/start",                    [401, 401, 401, 401, 401, 401, 401, 401, 401, 401]),
-    ("GET",    "/auth/sso/callback",                 [401, 401, 401, 401, 401, 401, 401, 401, 401, 401]),
-    ("POST",   "/auth/logout",                       [401, 204, 204, 204, 403, 403, 401, 401, 401, 401]),
-    ("GET",    "/me",                                [401, 200, 200, 200, 403, 403, 401, 401, 401, 401]),
-    ("POST",   "/orgs",                              [401, 201, 201, 201, 403, 403, 401, 401, 401, 401]),
-    ("GET",    "/orgs",                              [401, 200, 200, 200, 403, 403, 401, 401, 401, 401]),
-    ("GET",    "/orgs/{org}",                        [401, 200, 200, 404, 200, 404, 401, 401, 401, 401]),
-    ("GET",    "/orgs/{org}/members",                [401, 200, 200, 404, 200, 404, 401, 401, 401, 401]),
-    ("PATCH",  "/orgs/{org}/members/{user}",         [401, 403, 200, 404, 403, 404, 401, 401, 401, 401]),
+    ("POST",   "/auth/sso/start",                    [401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401]),
+    ("GET",    "/auth/sso/callback",                 [401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401]),
+    ("POST",   "/auth/logout",                       [401, 204, 204, 204, 403, 403, 401, 401, 401, 401, 204, 204]),
+    ("GET",    "/me",                                [401, 200, 200, 200, 403, 403, 401, 401, 401, 401, 200, 200]),
+    ("POST",   "/orgs",                              [401, 201, 201, 201, 403, 403, 401, 401, 401, 401, 201, 201]),
+    ("GET",    "/orgs",                              [401, 200, 200, 200, 403, 403, 401, 401, 401, 401, 200, 200]),
+    ("GET",    "/orgs/{org}",                        [401, 200, 200, 404, 200, 404, 401, 401, 401, 401, 403, 200]),
+    ("GET",    "/orgs/{org}/members",                [401, 200, 200, 404, 200, 404, 401, 401, 401, 401, 403, 200]),
+    ("PATCH",  "/orgs/{org}/members/{user}",         [401, 403, 200, 404, 403, 404, 401, 401, 401, 401, 403, 200]),
     // {user} is the member, so the member removing itself is allowed.
-    ("DELETE", "/orgs/{org}/members/{user}",         [401, 204, 204, 404, 403, 404, 401, 401, 401, 401]),
-    ("POST",   "/orgs/{org}/invites",                [401, 403, 201, 404, 403, 404, 401, 401, 401, 401]),
-    ("GET",    "/orgs/{org}/invites",                [401, 403, 200, 404, 403, 404, 401, 401, 401, 401]),
-    ("DELETE", "/orgs/{org}/invites/{id}",           [401, 403, 204, 404, 403, 404, 401, 401, 401, 401]),
-    ("POST",   "/orgs/{org}/api-keys",               [401, 403, 201, 404, 403, 404, 401, 401, 401, 401]),
-    ("GET",    "/orgs/{org}/api-keys",               [401, 403, 200, 404, 403, 404, 401, 401, 401, 401]),
-    ("DELETE", "/orgs/{org}/api-keys/{id}",          [401, 403, 204, 404, 403, 404, 401, 401, 401, 401]),
+    ("DELETE", "/orgs/{org}/members/{user}",         [401, 204, 204, 404, 403, 404, 401, 401, 401, 401, 403, 204]),
+    ("POST",   "/orgs/{org}/invites",                [401, 403, 201, 404, 403, 404, 401, 401, 401, 401, 403, 201]),
+    ("GET",    "/orgs/{org}/invites",                [401, 403, 200, 404, 403, 404, 401, 401, 401, 401, 403, 200]),
+    ("DELETE", "/orgs/{org}/invites/{id}",           [401, 403, 204, 404, 403, 404, 401, 401, 401, 401, 403, 204]),
+    ("POST",   "/orgs/{org}/api-keys",               [401, 403, 201, 404, 403, 404, 401, 401, 401, 401, 403, 201]),
+    ("GET",    "/orgs/{org}/api-keys",               [401, 403, 200, 404, 403, 404, 401, 401, 401, 401, 403, 200]),
+    ("DELETE", "/orgs/{org}/api-keys/{id}",          [401, 403, 204, 404, 403, 404, 401, 401, 401, 401, 403, 204]),
     // SSO settings: owners, by session.
-    ("POST",   "/orgs/{org}/domains",                [401, 403, 201, 404, 403, 404, 401, 401, 401, 401]),
-    ("GET",    "/orgs/{org}/domains",                [401, 403, 200, 404, 403, 404, 401, 401, 401, 401]),
-    ("DELETE", "/orgs/{org}/domains/{domain}",       [401, 403, 204, 404, 403, 404, 401, 401, 401, 401]),
+    ("POST",   "/orgs/{org}/domains",                [401, 403, 201, 404, 403, 404, 401, 401, 401, 401, 403, 201]),
+    ("GET",    "/orgs/{org}/domains",                [401, 403, 200, 404, 403, 404, 401, 401, 401, 401, 403, 200]),
+    ("DELETE", "/orgs/{org}/domains/{domain}",       [401, 403, 204, 404, 403, 404, 401, 401, 401, 401, 403, 204]),
     // The fixture's domain is verified already: no DNS lookup.
-    ("POST",   "/orgs/{org}/domains/{domain}/verify", [401, 403, 200, 404, 403, 404, 401, 401, 401, 401]),
-    ("POST",   "/orgs/{org}/sso/connections",        [401, 403, 201, 404, 403, 404, 401, 401, 401, 401]),
-    ("GET",    "/orgs/{org}/sso/connections",        [401, 403, 200, 404, 403, 404, 401, 401, 401, 401]),
-    ("GET",    "/orgs/{org}/sso/connections/{id}",   [401, 403, 200, 404, 403, 404, 401, 401, 401, 401]),
-    ("PATCH",  "/orgs/{org}/sso/connections/{id}",   [401, 403, 200, 404, 403, 404, 401, 401, 401, 401]),
-    ("DELETE", "/orgs/{org}/sso/connections/{id}",   [401, 403, 204, 404, 403, 404, 401, 401, 401, 401]),
-    ("POST",   "/orgs/{org}/sso/connections/{id}/scim-token", [401, 403, 201, 404, 403, 404, 401, 401, 401, 401]),
-    ("DELETE", "/orgs/{org}/sso/connections/{id}/scim-token", [401, 403, 204, 404, 403, 404, 401, 401, 401, 401]),
+    ("POST",   "/orgs/{org}/domains/{domain}/verify", [401, 403, 200, 404, 403, 404, 401, 401, 401, 401, 403, 200]),
+    ("POST",   "/orgs/{org}/sso/connections",        [401, 403, 201, 404, 403, 404, 401, 401, 401, 401, 403, 201]),
+    ("GET",    "/orgs/{org}/sso/connections",        [401, 403, 200, 404, 403, 404, 401, 401, 401, 401, 403, 200]),
+    ("GET",    "/orgs/{org}/sso/connections/{id}",   [401, 403, 200, 404, 403, 404, 401, 401, 401, 401, 403, 200]),
+    ("PATCH",  "/orgs/{org}/sso/connections/{id}",   [401, 403, 200, 404, 403, 404, 401, 401, 401, 401, 403, 200]),
+    ("DELETE", "/orgs/{org}/sso/connections/{id}",   [401, 403, 204, 404, 403, 404, 401, 401, 401, 401, 403, 204]),
+    ("POST",   "/orgs/{org}/sso/connections/{id}/scim-token", [401, 403, 201, 404, 403, 404, 401, 401, 401, 401, 403, 201]),
+    ("DELETE", "/orgs/{org}/sso/connections/{id}/scim-token", [401, 403, 204, 404, 403, 404, 401, 401, 401, 401, 403, 204]),
     // {user} is the owner here: an owner may be a break-glass owner.
-    ("PUT",    "/orgs/{org}/sso/break-glass/{user}", [401, 403, 204, 404, 403, 404, 401, 401, 401, 401]),
-    ("DELETE", "/orgs/{org}/sso/break-glass/{user}", [401, 403, 204, 404, 403, 404, 401, 401, 401, 401]),
-    ("POST",   "/orgs/{org}/receipts",               [401, 201, 201, 404, 201, 404, 401, 401, 401, 401]),
-    ("GET",    "/orgs/{org}/receipts",               [401, 200, 200, 404, 200, 404, 401, 401, 401, 401]),
-    ("GET",    "/orgs/{org}/receipts/{id}",          [401, 200, 200, 404, 200, 404, 401, 401, 401, 401]),
-    ("POST",   "/orgs/{org}/receipts/{id}/share",    [401, 201, 201, 404, 403, 404, 401, 401, 401, 401]),
-    ("DELETE", "/orgs/{org}/receipts/{id}/share",    [401, 204, 204, 404, 403, 404, 401, 401, 401, 401]),
-    ("GET",    "/orgs/{org}/receipts/{id}/proof",    [401, 200, 200, 404, 200, 404, 401, 401, 401, 401]),
-    ("GET",    "/orgs/{org}/ledger/verify",          [401, 200, 200, 404, 200, 404, 401, 401, 401, 401]),
-    ("GET",    "/orgs/{org}/ledger/checkpoint",      [401, 200, 200, 404, 200, 404, 401, 401, 401, 401]),
-    ("GET",    "/orgs/{org}/ledger/export",          [401, 200, 200, 404, 200, 404, 401, 401, 401, 401]),
-    ("GET",    "/orgs/{org}/ledger/consistency",     [401, 200, 200, 404, 200, 404, 401, 401, 401, 401]),
-    ("GET",    "/orgs/{org}/ledger/tile/{tile}",     [401, 200, 200, 404, 200, 404, 401, 401, 401, 401]),
-    ("GET",    "/ledger/keys",                       [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
-    ("GET",    "/share/{token}",                     [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
-    ("GET",    "/share/{token}/proof",               [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
-    ("GET",    "/share/{token}/consistency",         [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
-    ("GET",    "/share/{token}/download",            [200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+    ("PUT",    "/orgs/{org}/sso/break-glass/{user}", [401, 403, 204, 404, 403, 404, 401, 401, 401, 401, 403, 204]),
+    ("DELETE", "/orgs/{org}/sso/break-glass/{user}", [401, 403, 204, 404, 403, 404, 401, 401, 401, 401, 403, 409]),
+    ("POST",   "/orgs/{org}/receipts",               [401, 201, 201, 404, 201, 404, 401, 401, 401, 401, 403, 201]),
+    ("GET",    "/orgs/{org}/receipts",               [401, 200, 200, 404, 200, 404, 401, 401, 401, 401, 403, 200]),
+    ("GET",    "/orgs/{org}/receipts/{id}",          [401, 200, 200, 404, 200, 404, 401, 401, 401, 401, 403, 200]),
+    ("POST",   "/orgs/{org}/receipts/{id}/share",    [401, 201, 201, 404, 403, 404, 401, 401, 401, 401, 403, 201]),
+    ("DELETE", "/orgs/{org}/receipts/{id}/share",    [401, 204, 204, 404, 403, 404, 401, 401, 401, 401, 403, 204]),
+    ("GET",    "/orgs/{org}/receipts/{id}/proof",    [401, 200, 200, 404, 200, 404, 401, 401, 401, 401, 403, 200]),
+    ("GET",    "/orgs/{org}/ledger/verify",          [401, 200, 200, 404, 200, 404, 401, 401, 401, 401, 403, 200]),
+    ("GET",    "/orgs/{org}/ledger/checkpoint",      [401, 200, 200, 404, 200, 404, 401, 401, 401, 401, 403, 200]),
+    ("GET",    "/orgs/{org}/ledger/export",          [401, 200, 200, 404, 200, 404, 401, 401, 401, 401, 403, 200]),
+    ("GET",    "/orgs/{org}/ledger/consistency",     [401, 200, 200, 404, 200, 404, 401, 401, 401, 401, 403, 200]),
+    ("GET",    "/orgs/{org}/ledger/tile/{tile}",     [401, 200, 200, 404, 200, 404, 401, 401, 401, 401, 403, 200]),
+    ("GET",    "/ledger/keys",                       [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+    ("GET",    "/share/{token}",                     [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+    ("GET",    "/share/{token}/proof",               [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+    ("GET",    "/share/{token}/consistency",         [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+    ("GET",    "/share/{token}/download",            [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
     // Nobody here holds the internal key.
-    ("POST",   "/internal/datasets",                 [401, 401, 401, 401, 401, 401, 401, 401, 401, 401]),
-    ("GET",    "/datasets/catalog",                  [401, 200, 200, 200, 200, 200, 401, 401, 401, 401]),
-    ("GET",    "/datasets/catalog/{slug}",           [401, 200, 200, 200, 200, 200, 401, 401, 401, 401]),
+    ("POST",   "/internal/datasets",                 [401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401]),
+    ("GET",    "/datasets/catalog",                  [401, 200, 200, 200, 200, 200, 401, 401, 401, 401, 200, 200]),
+    ("GET",    "/datasets/catalog/{slug}",           [401, 200, 200, 200, 200, 200, 401, 401, 401, 401, 200, 200]),
     // The body names the fixture's org, so outsiders get 404 for it.
-    ("POST",   "/datasets/catalog/{slug}/download",  [401, 201, 201, 404, 201, 404, 401, 401, 401, 401]),
-    ("GET",    "/orgs/{org}/datasets/quota",         [401, 200, 200, 404, 200, 404, 401, 401, 401, 401]),
+    ("POST",   "/datasets/catalog/{slug}/download",  [401, 201, 201, 404, 201, 404, 401, 401, 401, 401, 403, 201]),
+    ("GET",    "/orgs/{org}/datasets/quota",         [401, 200, 200, 404, 200, 404, 401, 401, 401, 401, 403, 200]),
     // Object links are authorized by their signature alone; these carry none.
-    ("GET",    "/objects/{key}",                     [403, 403, 403, 403, 403, 403, 403, 403, 403, 403]),
+    ("GET",    "/objects/{key}",                     [403, 403, 403, 403, 403, 403, 403, 403, 403, 403, 403, 403]),
     // Metrics take the internal key, runner receipts the runner token, the webhook a signature.
-    ("GET",    "/metrics",                           [401, 401, 401, 401, 401, 401, 401, 401, 401, 401]),
-    ("POST",   "/internal/receipts",                 [401, 401, 401, 401, 401, 401, 401, 401, 401, 401]),
-    ("POST",   "/webhooks/stripe",                   [400, 400, 400, 400, 400, 400, 400, 400, 400, 400]),
-    ("GET",    "/orgs/{org}/audit",                  [401, 403, 200, 404, 403, 404, 401, 401, 401, 401]),
+    ("GET",    "/metrics",                           [401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401]),
+    ("POST",   "/internal/receipts",                 [401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401]),
+    ("POST",   "/webhooks/stripe",                   [400, 400, 400, 400, 400, 400, 400, 400, 400, 400, 400, 400]),
+    ("GET",    "/orgs/{org}/audit",                  [401, 403, 200, 404, 403, 404, 401, 401, 401, 401, 403, 200]),
 ];
 
 /// One organization with a member of each kind, plus an outsider organization.
@@ -123,7 +128,10 @@ struct Fixture {
     credentials: Vec<Option<String>>,
 }
 
-async fn fixture(app: &TestApp, n: usize) -> Fixture {
+/// The columns whose organization enforces single sign-on.
+const ENFORCING: [&str; 2] = ["sso_outsider", "break_glass"];
+
+async fn fixture(app: &TestApp, n: usize, enforced: bool) -> Fixture {
     let pool = &app.db.pool;
     let ctx = AuditContext::default();
     let keys = SessionKeys::new(JWT_SECRET.as_bytes(), None, Duration::from_secs(3600));
@@ -163,6 +171,7 @@ async fn fixture(app: &TestApp, n: usize) -> Fixture {
     let (revoked_user, revoked_sid, revoked_token) =
         session(format!("revoked{n}@example.com")).await;
     let (_, expired_sid, expired_token) = session(format!("expired{n}@example.com")).await;
+    let (outsider, _, outsider_token) = session(format!("outsider{n}@example.com")).await;
 
     let slug = format!(
         "org-{n}-{}",
@@ -178,7 +187,11 @@ async fn fixture(app: &TestApp, n: usize) -> Fixture {
     .await
     .expect("org");
     let client = pool.get().await.expect("client");
-    for (user, role) in [(member, Role::Member), (revoked_user, Role::Owner)] {
+    for (user, role) in [
+        (member, Role::Member),
+        (revoked_user, Role::Owner),
+        (outsider, Role::Member),
+    ] {
         client
             .execute(
                 "INSERT INTO memberships (org_id, user_id, role) VALUES ($1, $2, $3)",
@@ -186,6 +199,23 @@ async fn fixture(app: &TestApp, n: usize) -> Fixture {
             )
             .await
             .expect("membership");
+    }
+    // Like a person SSO or SCIM created, the outsider belongs to this organization only.
+    client
+        .execute(
+            "DELETE FROM memberships WHERE user_id = $1 AND org_id <> $2",
+            &[&outsider.as_uuid(), &org.id.as_uuid()],
+        )
+        .await
+        .expect("only one membership");
+    if enforced {
+        client
+            .execute(
+                "UPDATE memberships SET break_glass = true WHERE org_id = $1 AND user_id = $2",
+                &[&org.id.as_uuid(), &owner.as_uuid()],
+            )
+            .await
+            .expect("break-glass owner");
     }
     store::revoke_session(
         &mut pool.get().await.expect("client"),
@@ -314,7 +344,7 @@ async fn fixture(app: &TestApp, n: usize) -> Fixture {
             ],
             group_roles: Default::default(),
             default_role: None,
-            enforced: false,
+            enforced,
         },
     )
     .await
@@ -357,7 +387,7 @@ async fn fixture(app: &TestApp, n: usize) -> Fixture {
         credentials: vec![
             None,
             Some(member_token),
-            Some(owner_token),
+            Some(owner_token.clone()),
             Some(other_token),
             Some(key.expose().to_owned()),
             Some(other_key.expose().to_owned()),
@@ -365,11 +395,13 @@ async fn fixture(app: &TestApp, n: usize) -> Fixture {
             Some(expired_key.expose().to_owned()),
             Some(revoked_token),
             Some(expired_token),
+            Some(outsider_token),
+            Some(owner_token),
         ],
     }
 }
 
-fn body_for(method: &str, path: &str, n: usize, org: &str) -> Option<Value> {
+fn body_for(method: &str, path: &str, n: usize, org: &str, principal: &str) -> Option<Value> {
     let unique = uuid::Uuid::new_v4().simple().to_string();
     match (method, path) {
         ("POST", "/auth/request") => Some(json!({"email": format!("req{n}@example.com")})),
@@ -391,6 +423,11 @@ fn body_for(method: &str, path: &str, n: usize, org: &str) -> Option<Value> {
             "client_secret": "s", "domains": [format!("n{}.matrix.test", &unique[..12])],
         })),
         ("PATCH", "/orgs/{org}/sso/connections/{id}") => Some(json!({"default_role": "member"})),
+        // The outsider names no organization: the server picks its only one, which must still
+        // go through the organization boundary.
+        ("POST", "/datasets/catalog/{slug}/download") if principal == "sso_outsider" => {
+            Some(json!({}))
+        }
         ("POST", "/datasets/catalog/{slug}/download") => Some(json!({"org": org})),
         ("POST", "/internal/receipts") => Some(json!({"org": org, "kind": "run", "public": {}})),
         ("POST", "/webhooks/stripe") => Some(json!({"id": "evt_1", "type": "ping"})),
@@ -405,7 +442,13 @@ fn body_for(method: &str, path: &str, n: usize, org: &str) -> Option<Value> {
 
 #[actix_web::test]
 async fn every_route_answers_every_principal_with_the_exact_status() {
-    let app = TestApp::spawn().await;
+    // Every cell guesses a sign-in token from one address: the table is about who may do
+    // what, so the per-address guessing limits (tested on their own) are lifted here.
+    let app = TestApp::spawn_with(crate::helpers::config(&[(
+        "RATE_LIMITS",
+        "auth-verify-ip=1000/10m,auth-accept-invite-ip=1000/10m",
+    )]))
+    .await;
     publish_fixture_dataset(&app).await;
 
     // The table covers exactly the routes the OpenAPI document declares.
@@ -431,7 +474,7 @@ async fn every_route_answers_every_principal_with_the_exact_status() {
         for (i, principal) in PRINCIPALS.iter().enumerate() {
             n += 1;
             // A fresh fixture per cell, so destructive calls never affect another cell.
-            let fx = fixture(&app, n).await;
+            let fx = fixture(&app, n, ENFORCING.contains(principal)).await;
             let id = if template.contains("/invites/") {
                 &fx.invite_id
             } else if template.contains("/sso/connections/") {
@@ -474,7 +517,7 @@ async fn every_route_answers_every_principal_with_the_exact_status() {
                     method,
                     &path,
                     credential,
-                    body_for(method, template, n, &fx.slug),
+                    body_for(method, template, n, &fx.slug, principal),
                 )
                 .await
             };
