@@ -154,6 +154,9 @@ error_codes! {
     /// The domain's TXT record does not hold its challenge (yet); the detail says what the
     /// lookup saw.
     DomainNotVerified = "domain_not_verified", UNPROCESSABLE_ENTITY;
+    /// An SSO connection's issuer or client id changes only with its client secret in the same
+    /// request.
+    ClientSecretRequired = "client_secret_required", UNPROCESSABLE_ENTITY;
     /// A declared per-organization limit (domains, SSO connections, group mappings) is reached.
     LimitReached = "limit_reached", UNPROCESSABLE_ENTITY;
     /// A rate limit of `config::limits` refused the request.
@@ -480,6 +483,7 @@ impl From<defendable_identity::IdentityError> for ApiError {
             E::Forbidden(_) => Self::new(ErrorCode::Forbidden, detail),
             E::NotFound => Self::not_found(),
             E::LastOwner => Self::new(ErrorCode::LastOwner, detail),
+            E::LastBreakGlass => Self::new(ErrorCode::BreakGlassRequired, detail),
             E::AlreadyMember => Self::new(ErrorCode::AlreadyMember, detail),
             E::SlugTaken => Self::new(ErrorCode::SlugTaken, detail),
             E::SsoRequired(_) => Self::new(ErrorCode::SsoRequired, detail),
@@ -553,6 +557,7 @@ impl From<defendable_sso::SsoError> for ApiError {
             E::DomainRouted(_) => ApiError::new(ErrorCode::DomainRouted, detail),
             E::DomainNotVerified(_) => ApiError::new(ErrorCode::DomainNotVerified, detail),
             E::LimitReached(_) => ApiError::new(ErrorCode::LimitReached, detail),
+            E::SecretRequired(_) => ApiError::new(ErrorCode::ClientSecretRequired, detail),
             E::SealedWithUnknownKey => {
                 tracing::error!(
                     "a stored SSO client secret opens under no configured SSO_SECRET_KEY"

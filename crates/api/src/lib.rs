@@ -241,6 +241,12 @@ impl Application {
         let listener = TcpListener::bind(config.bind_addr)
             .with_context(|| format!("binding {}", config.bind_addr))?;
         let port = listener.local_addr()?.port();
+        // Production reaches identity providers on public addresses only (and the networks
+        // SSO_PROVIDER_ALLOWED_CIDRS lists); development also reaches the test provider on loopback.
+        let oidc = defendable_sso::oidc::OidcClient::new(defendable_sso::egress::Egress {
+            allow_internal: !config.app_env.is_production(),
+            allowed: config.sso_provider_allowed_cidrs.clone(),
+        })?;
         let state = web::Data::new(AppState {
             config,
             db: db::Db::new(deps.pool, metrics.pool_waits()),
@@ -258,7 +264,7 @@ impl Application {
             object_probe: Default::default(),
             sso_keys,
             dns,
-            oidc: defendable_sso::oidc::OidcClient::new()?,
+            oidc,
         });
         ratelimit::spawn_pruner(
             state.db.pool().clone(),

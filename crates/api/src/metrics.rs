@@ -95,6 +95,8 @@ pub struct Metrics {
     public_projection_errors: Counter,
     storage_failures: Counter,
     break_glass_uses: Counter,
+    break_glass_kept: Counter,
+    break_glass_kept_seen: std::sync::atomic::AtomicU64,
     dataset_grants: Counter,
     dataset_quota_refusals: Counter,
     refusals: Family<Action, Counter>,
@@ -192,6 +194,11 @@ impl Metrics {
             "defendable_sso_break_glass_uses",
             "First uses of a break-glass owner's non-SSO session in an organization that enforces single sign-on (alerted on).",
         );
+        let break_glass_kept = counter(
+            &mut registry,
+            "defendable_sso_break_glass_kept",
+            "Identity-provider changes (sign-in mapping, SCIM) not applied because they would have removed the last break-glass owner of an organization that enforces single sign-on.",
+        );
         let dataset_grants = counter(
             &mut registry,
             "defendable_dataset_grants",
@@ -250,6 +257,8 @@ impl Metrics {
             public_projection_errors,
             storage_failures,
             break_glass_uses,
+            break_glass_kept,
+            break_glass_kept_seen: Default::default(),
             dataset_grants,
             dataset_quota_refusals,
             refusals,
@@ -374,6 +383,12 @@ impl Metrics {
         gauge(&self.pool_in_use, pool.size.saturating_sub(pool.available));
         gauge(&self.pool_max, pool.max_size);
         gauge(&self.pool_waiting, pool.waiting);
+        // The SSO core counts what it kept; the counter takes what is new since the last scrape.
+        let kept = defendable_sso::login::break_glass_kept_total();
+        let seen = self
+            .break_glass_kept_seen
+            .swap(kept, std::sync::atomic::Ordering::Relaxed);
+        self.break_glass_kept.inc_by(kept.saturating_sub(seen));
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             tracing::error!(error = %e, "could not encode the metrics");

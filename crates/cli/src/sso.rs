@@ -3,7 +3,9 @@
 //! holds, and sends the person's browser to the identity provider. The server's callback sends
 //! the browser back to the port with a one-time link, which the CLI redeems with its verifier:
 //! the link is useless to anyone else, and a sign-in URL forwarded to someone else sends their
-//! browser to a port on their own machine, never to this one.
+//! browser to a port on their own machine, never to this one. The CLI also chooses a `state`
+//! the callback sends back beside the link, and takes only the request that carries it: a local
+//! process or a web page probing loopback ports cannot hand the CLI a link of its own.
 
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
@@ -15,6 +17,7 @@ use defendable_identity::view::SessionView;
 use reqwest::Method;
 use ring::rand::{SecureRandom as _, SystemRandom};
 use serde_json::json;
+use subtle::ConstantTimeEq as _;
 
 use crate::client::{typed, Api, Body};
 use crate::Exit;
@@ -39,7 +42,8 @@ pub async fn sign_in(api: &str, by: By, open: bool) -> Result<SessionView, Exit>
         .local_addr()
         .map_err(|e| Exit::usage(format!("listening on 127.0.0.1: {e}")))?
         .port();
-    let verifier = random_verifier()?;
+    let verifier = random_value()?;
+    let cli_state = random_value()?;
     let challenge = URL_SAFE_NO_PAD.encode(ring::digest::digest(
         &ring::digest::SHA256,
         verifier.as_bytes(),
@@ -49,7 +53,7 @@ pub async fn sign_in(api: &str, by: By, open: bool) -> Result<SessionView, Exit>
         By::Org(org) => json!({ "org": org }),
         By::Invite(invite) => json!({ "invite": invite }),
     };
-    body["cli"] = json!({ "port": port, "code_challenge": challenge });
+    body["cli"] = json!({ "port": port, "code_challenge": challenge, "state": cli_state });
     let anonymous = Api::new(api, None)?;
     let started = anonymous
         .call(Method::POST, "/auth/sso/start", Body::Json(body))
@@ -65,7 +69,7 @@ pub async fn sign_in(api: &str, by: By, open: bool) -> Result<SessionView, Exit>
     }
     let token = tokio::time::timeout(
         Duration::from_secs(expires_in),
-        tokio::task::spawn_blocking(move || wait_for_link(&listener)),
+        tokio::task::spawn_blocking(move || wait_for_link(&listener, &cli_state)),
     )
     .await
     .map_err(|_| Exit::auth("the sign-in was not completed in time; run the command again"))?
@@ -81,7 +85,8 @@ pub async fn sign_in(api: &str, by: By, open: bool) -> Result<SessionView, Exit>
     )
 }
 
-fn random_verifier() -> Result<String, Exit> {
+/// 256 random bits, base64url: the PKCE verifier and the loopback state.
+fn random_value() -> Result<String, Exit> {
     let mut bytes = [0u8; 32];
     SystemRandom::new()
         .fill(&mut bytes)
@@ -107,9 +112,10 @@ fn open_browser(url: &str) {
         .spawn();
 }
 
-/// Accepts requests on the loopback port until one carries the one-time link's `token` (or
-/// the server's `error`), answering each with a short page.
-fn wait_for_link(listener: &TcpListener) -> Result<String, Exit> {
+/// Accepts requests on the loopback port until one carries this sign-in's `state` with the
+/// one-time link's `token` (or the server's `error`), answering each with a short page. A
+/// request without the state, or with another, is answered 404 and changes nothing.
+fn wait_for_link(listener: &TcpListener, state: &str) -> Result<String, Exit> {
     loop {
         let (mut stream, _) = listener
             .accept()
@@ -128,6 +134,11 @@ fn wait_for_link(listener: &TcpListener) -> Result<String, Exit> {
                 })
             })
         };
+        let ours = param("state").is_some_and(|s| bool::from(s.as_bytes().ct_eq(state.as_bytes())));
+        if !ours {
+            respond(&mut stream, "404 Not Found", "Nothing here.");
+            continue;
+        }
         if let Some(token) = param("token") {
             respond(
                 &mut stream,

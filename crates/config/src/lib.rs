@@ -140,6 +140,8 @@ pub struct Config {
     pub sso_secret_key: Rotating,
     /// The longest session a single sign-on starts.
     pub sso_session_ttl: Duration,
+    /// Non-public networks identity providers may be reached on (on-premises providers).
+    pub sso_provider_allowed_cidrs: Vec<IpNet>,
     /// The name server for domain verification (`ip[:port]`); `None`: the system's.
     pub dns_resolver: Option<String>,
     /// Ledger checkpoint signing key.
@@ -515,6 +517,7 @@ impl Config {
                 .rotating("OBJECT_URL_SIGNING_KEY", "OBJECT_URL_SIGNING_KEY_PREVIOUS"),
             sso_secret_key: p.rotating("SSO_SECRET_KEY", "SSO_SECRET_KEY_PREVIOUS"),
             dns_resolver: p.raw("DNS_RESOLVER").map(str::to_owned),
+            sso_provider_allowed_cidrs: p.cidrs("SSO_PROVIDER_ALLOWED_CIDRS"),
             sso_session_ttl: p
                 .duration("SSO_SESSION_TTL")
                 .unwrap_or(Duration::from_secs(8 * 3600)),

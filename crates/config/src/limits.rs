@@ -336,6 +336,9 @@ pub const SSO_GROUP_MAPPINGS: usize = 100;
 pub const DNS_LOOKUP: Duration = Duration::from_secs(5);
 /// One request to an identity provider (discovery, keys, token exchange).
 pub const SSO_PROVIDER_REQUEST: Duration = Duration::from_secs(10);
+/// The most one answer of an identity provider (discovery, keys, token response) may hold; read
+/// as a stream and refused at the chunk that crosses it, or on its `Content-Length`.
+pub const SSO_PROVIDER_BODY: usize = 512 * 1024;
 /// How long a started single sign-on may take before its callback is refused.
 pub const SSO_LOGIN_TTL: Duration = Duration::from_secs(600);
 /// How long an expired single sign-on in progress is kept before the pruner deletes it.

@@ -48,6 +48,10 @@ pub enum IdentityError {
     /// The change would leave an organization without an owner.
     #[error("an organization must keep at least one owner")]
     LastOwner,
+    /// The change would leave an organization that enforces single sign-on without a
+    /// break-glass owner.
+    #[error("the last break-glass owner stays an owner while single sign-on is enforced: make another owner a break-glass owner first")]
+    LastBreakGlass,
     /// The user is already a member.
     #[error("already a member of this organization")]
     AlreadyMember,

@@ -1,5 +1,5 @@
 //! The membership and key rules, as pure functions: who may change a role or remove a member,
-//! the at-least-one-owner rule, and what an API key's name and expiry may be. The store calls
+//! the at-least-one-owner rule, the last-break-glass-owner rule, and what an API key's name and expiry may be. The store calls
 //! them inside its locked transaction with what it read there (the roles and the owner count
 //! under the organization's row lock), so the rule and the data it judges cannot drift apart.
 //! Tested here without a database.
@@ -18,6 +18,12 @@ pub struct Roster {
     pub target_role: Option<Role>,
     /// Owners the organization has now.
     pub owners: i64,
+    /// Whether the target is a break-glass owner.
+    pub target_break_glass: bool,
+    /// Break-glass owners the organization has now.
+    pub break_glass_owners: i64,
+    /// Whether one of the organization's connections enforces single sign-on.
+    pub sso_enforced: bool,
 }
 
 impl Roster {
@@ -25,18 +31,40 @@ impl Roster {
     fn target_is_last_owner(&self) -> bool {
         self.target_role == Some(Role::Owner) && self.owners <= 1
     }
+
+    /// Whether taking the owner role from the target would leave an organization that enforces
+    /// single sign-on without a break-glass owner (nobody left to enter if the identity
+    /// provider breaks).
+    pub fn target_is_last_break_glass(&self) -> bool {
+        self.sso_enforced
+            && self.target_break_glass
+            && self.target_role == Some(Role::Owner)
+            && self.break_glass_owners <= 1
+    }
+
+    /// The refusals both changes share: the last owner, the last break-glass owner.
+    fn check_owner_leaves(&self) -> Result<(), IdentityError> {
+        if self.target_is_last_owner() {
+            return Err(IdentityError::LastOwner);
+        }
+        if self.target_is_last_break_glass() {
+            return Err(IdentityError::LastBreakGlass);
+        }
+        Ok(())
+    }
 }
 
 /// May the actor give the target role `to`? Returns the target's current role.
 ///
-/// Only owners change roles; the last owner cannot be demoted.
+/// Only owners change roles; the last owner cannot be demoted, nor, while single sign-on is
+/// enforced, the last break-glass owner.
 pub fn change_role(roster: Roster, to: Role) -> Result<Role, IdentityError> {
     if roster.actor_role != Some(Role::Owner) {
         return Err(IdentityError::Forbidden("only owners may change roles"));
     }
     let from = roster.target_role.ok_or(IdentityError::NotFound)?;
-    if to != Role::Owner && roster.target_is_last_owner() {
-        return Err(IdentityError::LastOwner);
+    if to != Role::Owner {
+        roster.check_owner_leaves()?;
     }
     Ok(from)
 }
@@ -44,7 +72,8 @@ pub fn change_role(roster: Roster, to: Role) -> Result<Role, IdentityError> {
 /// May `actor` remove `target`? Returns the target's role.
 ///
 /// Owners remove anyone, a member removes itself, and nobody removes the last owner (an owner
-/// leaving included: it must hand the role on first).
+/// leaving included: it must hand the role on first), nor, while single sign-on is enforced,
+/// the last break-glass owner.
 pub fn remove_member(actor: UserId, target: UserId, roster: Roster) -> Result<Role, IdentityError> {
     let actor_role = roster.actor_role.ok_or(IdentityError::NotFound)?;
     if actor != target && actor_role != Role::Owner {
@@ -53,9 +82,7 @@ pub fn remove_member(actor: UserId, target: UserId, roster: Roster) -> Result<Ro
         ));
     }
     let target_role = roster.target_role.ok_or(IdentityError::NotFound)?;
-    if roster.target_is_last_owner() {
-        return Err(IdentityError::LastOwner);
-    }
+    roster.check_owner_leaves()?;
     Ok(target_role)
 }
 
@@ -109,6 +136,9 @@ mod tests {
             actor_role: actor,
             target_role: target,
             owners,
+            target_break_glass: false,
+            break_glass_owners: 0,
+            sso_enforced: false,
         }
     }
 
@@ -162,6 +192,33 @@ mod tests {
             remove_member(a, b, roster(O, None, 1)),
             Err(IdentityError::NotFound)
         ));
+    }
+
+    #[test]
+    fn the_last_break_glass_owner_stays_while_sso_is_enforced() {
+        let (a, b) = (UserId::generate(), UserId::generate());
+        let glass = |enforced: bool, break_glass_owners: i64| Roster {
+            target_break_glass: true,
+            break_glass_owners,
+            sso_enforced: enforced,
+            ..roster(O, O, 3)
+        };
+        assert!(matches!(
+            change_role(glass(true, 1), Role::Member),
+            Err(IdentityError::LastBreakGlass)
+        ));
+        assert!(matches!(
+            remove_member(a, b, glass(true, 1)),
+            Err(IdentityError::LastBreakGlass)
+        ));
+        assert!(matches!(
+            remove_member(b, b, glass(true, 1)),
+            Err(IdentityError::LastBreakGlass)
+        ));
+        assert_eq!(change_role(glass(true, 1), Role::Owner).ok(), O);
+        assert_eq!(change_role(glass(true, 2), Role::Member).ok(), O);
+        assert_eq!(change_role(glass(false, 1), Role::Member).ok(), O);
+        assert_eq!(remove_member(a, b, glass(false, 1)).ok(), O);
     }
 
     #[test]

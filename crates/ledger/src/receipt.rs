@@ -83,6 +83,12 @@ pub const RESERVED_KINDS: &[&str] = &[
     "sso.break_glass",
 ];
 
+/// Reserved kinds whose private part holds settings only owners may read (an identity
+/// provider's issuer, client id, domains, mapping, a secret's fingerprint): the member view
+/// (every member and API key reads it) omits their private part and salt, for past receipts as
+/// for new ones. The private digest in the hashed body still commits to them.
+pub const OWNER_ONLY_PRIVATE_KINDS: &[&str] = &["idp.config_change"];
+
 /// A receipt kind: dotted lowercase segments of `[a-z][a-z0-9_]*`, at most 64 bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ReceiptKind(String);

@@ -5,6 +5,8 @@
 //!   group→role mappings.
 //! - [`sealed`]: client secrets sealed with AES-256-GCM under `SSO_SECRET_KEY` (the previous key
 //!   still opens during a rotation); only sealed bytes reach storage.
+//! - [`egress`]: where requests to identity providers may go (public addresses, unless
+//!   allowed), checked in the HTTP client's resolver.
 //! - [`dns`]: the TXT lookup that verifies a domain, through `DNS_RESOLVER` or the system's.
 //! - [`store`]: domains and connections; every change records its audit event and an
 //!   `idp.config_change` receipt in the organization's chain in one transaction.
@@ -17,6 +19,7 @@
 
 pub mod dns;
 pub mod domain;
+pub mod egress;
 pub mod login;
 pub mod oidc;
 pub mod scim;
@@ -50,6 +53,9 @@ pub enum SsoError {
     /// Enforcement needs a break-glass owner (the message says which change was refused).
     #[error("{0}")]
     BreakGlassRequired(String),
+    /// A change of issuer or client id came without the client secret to go with it.
+    #[error("{0}")]
+    SecretRequired(String),
     /// A declared limit (config::limits) would be exceeded.
     #[error("{0}")]
     LimitReached(String),

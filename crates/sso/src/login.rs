@@ -33,20 +33,24 @@ pub enum Binding {
     /// The browser that started it: a cookie whose value's hash the sign-in keeps.
     Browser,
     /// The CLI that started it (RFC 8252): the callback sends the browser to
-    /// `http://127.0.0.1:{port}/` with a one-time link, which is redeemed only with the
-    /// verifier whose SHA-256 is `challenge` (RFC 7636 S256).
+    /// `http://127.0.0.1:{port}/` with a one-time link and the CLI's `state`, and the link is
+    /// redeemed only with the verifier whose SHA-256 is `challenge` (RFC 7636 S256).
     Cli {
         /// The CLI's loopback port.
         port: u16,
         /// SHA-256 of the CLI's verifier.
         challenge: [u8; 32],
+        /// The value the CLI takes the link with: a request to its port without it is not
+        /// the server's (`None` only for sign-ins started before the CLI sent one).
+        state: Option<String>,
     },
 }
 
 impl Binding {
-    /// A CLI binding from its loopback `port` and its S256 `code_challenge` (base64url of the
-    /// SHA-256 of a verifier only the CLI holds).
-    pub fn cli(port: u16, code_challenge: &str) -> Result<Binding> {
+    /// A CLI binding from its loopback `port`, its S256 `code_challenge` (base64url of the
+    /// SHA-256 of a verifier only the CLI holds) and the `state` it takes the link with
+    /// (22–128 base64url characters: at least 128 random bits).
+    pub fn cli(port: u16, code_challenge: &str, state: &str) -> Result<Binding> {
         use base64::Engine as _;
         let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(code_challenge)
@@ -63,7 +67,20 @@ impl Binding {
                 "port must be the CLI's loopback port (1–65535)".into(),
             ));
         }
-        Ok(Binding::Cli { port, challenge })
+        let state_ok = (22..=128).contains(&state.len())
+            && state
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !state_ok {
+            return Err(SsoError::InvalidInput(
+                "state must be 22 to 128 base64url characters the CLI chose at random".into(),
+            ));
+        }
+        Ok(Binding::Cli {
+            port,
+            challenge,
+            state: Some(state.to_owned()),
+        })
     }
 }
 
@@ -94,17 +111,25 @@ pub async fn start(
         verifier: random_value(),
         browser: (*binding == Binding::Browser).then(random_value),
     };
-    let (port, challenge) = match binding {
-        Binding::Browser => (None, None),
-        Binding::Cli { port, challenge } => (Some(i32::from(*port)), Some(challenge.to_vec())),
+    let (port, challenge, cli_state) = match binding {
+        Binding::Browser => (None, None, None),
+        Binding::Cli {
+            port,
+            challenge,
+            state,
+        } => (
+            Some(i32::from(*port)),
+            Some(challenge.to_vec()),
+            state.as_deref(),
+        ),
     };
     let ttl = defendable_config::limits::SSO_LOGIN_TTL.as_secs_f64();
     client
         .execute(
             &client
                 .prepare_cached(
-                    "INSERT INTO sso_logins (state_hash, connection_id, nonce, code_verifier, browser_hash, expires_at, invite_id, cli_port, cli_challenge)
-                     VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6), $7, $8, $9)",
+                    "INSERT INTO sso_logins (state_hash, connection_id, nonce, code_verifier, browser_hash, expires_at, invite_id, cli_port, cli_challenge, cli_state)
+                     VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6), $7, $8, $9, $10)",
                 )
                 .await?,
             &[
@@ -117,6 +142,7 @@ pub async fn start(
                 &invite.map(|i| i.as_uuid()),
                 &port,
                 &challenge,
+                &cli_state,
             ],
         )
         .await?;
@@ -169,7 +195,7 @@ pub async fn take(
                 .prepare_cached(
                     "UPDATE sso_logins SET consumed_at = now()
                      WHERE state_hash = $1 AND consumed_at IS NULL AND expires_at > now()
-                     RETURNING connection_id, nonce, code_verifier, browser_hash, invite_id, cli_port, cli_challenge",
+                     RETURNING connection_id, nonce, code_verifier, browser_hash, invite_id, cli_port, cli_challenge, cli_state",
                 )
                 .await?,
             &[&sha256(state)],
@@ -184,6 +210,7 @@ pub async fn take(
             port: u16::try_from(port).map_err(|_| refused("a malformed sign-in"))?,
             challenge: <[u8; 32]>::try_from(challenge)
                 .map_err(|_| refused("a malformed sign-in"))?,
+            state: row.get(7),
         },
         _ => Binding::Browser,
     };
@@ -297,11 +324,18 @@ impl Completed {
 /// which it uses). A user no group maps and nothing else covers loses a membership they had,
 /// unless they are its last owner, and [`Completed::refusal`] refuses them once the caller has
 /// committed; a mapping never demotes the last owner.
+///
+/// At Google, whose issuer every Google account shares, the token must also carry `hd` (the
+/// account's Workspace, its primary domain) naming one of the connection's verified domains: a
+/// personal account registered with a company address carries none. The email's own domain is
+/// checked beside it, since a Workspace user's address may be in one of its secondary domains.
+#[allow(clippy::too_many_arguments)]
 pub async fn complete(
     tx: &Transaction<'_>,
     connection: &Connection,
     email: &Email,
     groups: &[String],
+    hd: Option<&str>,
     invite: Option<InviteId>,
     ctx: &AuditContext,
 ) -> Result<Completed> {
@@ -310,6 +344,16 @@ pub async fn complete(
             "{} is not a verified domain of this connection",
             email.domain()
         )));
+    }
+    if connection.provider == crate::domain::Provider::Google {
+        let workspace = hd.and_then(|hd| DomainName::parse(hd).ok()).ok_or_else(|| {
+            refused("Google: the ID token carries no Workspace domain (hd): a personal Google account, not one of this connection's Workspaces")
+        })?;
+        if !is_verified(tx, connection, &workspace).await? {
+            return Err(refused(format!(
+                "Google: the account's Workspace ({workspace}) is not a verified domain of this connection"
+            )));
+        }
     }
     let org = connection.org.as_uuid();
     tx.execute(
@@ -356,7 +400,12 @@ pub async fn complete(
         )
         .await?
         .get(0);
-    let last_owner = current == Some(Role::Owner) && owners <= 1;
+    let last_break_glass = last_break_glass(tx, connection.org, user.id).await?;
+    // A mapping never takes the owner role from the last owner, nor from the last break-glass
+    // owner of an organization that enforces single sign-on (refusing the sign-in instead would
+    // lock a legitimate person out).
+    let last_owner = current == Some(Role::Owner) && (owners <= 1 || last_break_glass);
+    let mut kept = false;
     let invited = match invite {
         Some(invite) => Some(
             identity::use_invite(tx, invite, connection.org, email, user.id, ctx)
@@ -377,14 +426,21 @@ pub async fn complete(
     // (role, whether the identity provider gave it): the mapping or default role does; an
     // invite, a role an owner gave, and the last owner's kept role do not.
     let (target, from_idp) = match (mapped, invited, current) {
-        (Some(Role::Member), _, Some(Role::Owner)) if last_owner => (Role::Owner, managed),
+        (Some(Role::Member), _, Some(Role::Owner)) if last_owner => {
+            kept = true;
+            (Role::Owner, managed)
+        }
         (Some(role), _, _) => (role, true),
         (None, Some(role), None) => (role, false),
         // Already a member (the invite predates the membership): the invite is used, the role
         // stays as it is.
         (None, Some(_), Some(role)) => (role, managed),
         // Groups that stop mapping remove only a membership the identity provider gave.
-        (None, None, Some(role)) if last_owner || !managed => (role, managed),
+        (None, None, Some(role)) if !managed => (role, managed),
+        (None, None, Some(role)) if last_owner => {
+            kept = true;
+            (role, managed)
+        }
         (None, None, Some(role)) => {
             deprovision(tx, connection, user.id, Source::SignIn, ctx).await?;
             role_change(
@@ -409,6 +465,9 @@ pub async fn complete(
             ))
         }
     };
+    if kept && last_break_glass {
+        keep_break_glass(tx, connection, user.id, Source::SignIn, ctx).await?;
+    }
     if current != Some(target) || managed != from_idp {
         tx.execute(
             &tx.prepare_cached(
@@ -450,8 +509,19 @@ pub(crate) async fn verified_domain(
     let Ok(domain) = DomainName::parse(email.domain()) else {
         return Ok(None);
     };
-    if !connection.domains.contains(&domain) {
-        return Ok(None);
+    Ok(is_verified(client, connection, &domain)
+        .await?
+        .then_some(domain))
+}
+
+/// Whether `domain` is one of the connection's domains and its organization verified it.
+async fn is_verified(
+    client: &impl GenericClient,
+    connection: &Connection,
+    domain: &DomainName,
+) -> Result<bool> {
+    if !connection.domains.contains(domain) {
+        return Ok(false);
     }
     let verified = client
         .query_opt(
@@ -463,7 +533,7 @@ pub(crate) async fn verified_domain(
             &[&connection.org.as_uuid(), &domain.as_str()],
         )
         .await?;
-    Ok(verified.map(|_| domain))
+    Ok(verified.is_some())
 }
 
 /// An identity error as this crate reports it.
@@ -472,6 +542,70 @@ pub(crate) fn identity_error(e: defendable_identity::IdentityError) -> SsoError 
         defendable_identity::IdentityError::Store(s) => SsoError::Store(s),
         other => SsoError::InvalidInput(other.to_string()),
     }
+}
+
+/// Whether `user` is the only break-glass owner of `org` while one of its connections enforces
+/// single sign-on (read under the organization's row lock, which enforcement also takes).
+pub(crate) async fn last_break_glass(
+    tx: &Transaction<'_>,
+    org: OrgId,
+    user: UserId,
+) -> Result<bool> {
+    Ok(tx
+        .query_one(
+            &tx.prepare_cached(
+                "SELECT coalesce(bool_or(user_id = $2 AND break_glass), false)
+                        AND count(*) FILTER (WHERE break_glass) <= 1
+                        AND EXISTS (SELECT 1 FROM sso_connections WHERE org_id = $1 AND enforced)
+                 FROM memberships WHERE org_id = $1 AND role = 'owner'",
+            )
+            .await?,
+            &[&org.as_uuid(), &user.as_uuid()],
+        )
+        .await?
+        .get(0))
+}
+
+static BREAK_GLASS_KEPT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many times this process kept the last break-glass owner's role against the identity
+/// provider (for the `defendable_sso_break_glass_kept` counter).
+pub fn break_glass_kept_total() -> u64 {
+    BREAK_GLASS_KEPT.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Records that the identity provider's change (a sign-in's mapping or SCIM) would have taken
+/// the owner role from the last break-glass owner of an organization that enforces single
+/// sign-on, and was not applied: an `sso.break_glass_kept` audit event and the counter.
+pub(crate) async fn keep_break_glass(
+    tx: &Transaction<'_>,
+    connection: &Connection,
+    user: UserId,
+    source: Source,
+    ctx: &AuditContext,
+) -> Result<()> {
+    let actor = match source {
+        Source::SignIn => Actor::User(user.as_uuid()),
+        Source::Scim => Actor::Scim(connection.id.as_uuid()),
+    };
+    let mut e = AuditEvent::new(AuditAction::parse("sso.break_glass_kept")?, actor)
+        .on(format!("user:{user}"))
+        .with(json!({
+            "source": match source { Source::SignIn => "sso", Source::Scim => "scim" },
+            "connection": connection.id.to_string(),
+            "kept": "owner role and break-glass status of the last break-glass owner",
+        }));
+    e.org_id = Some(connection.org.as_uuid());
+    e.context = ctx.clone();
+    defendable_store::audit::record(tx, &e).await?;
+    BREAK_GLASS_KEPT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tracing::warn!(
+        alert = "sso_break_glass_kept",
+        org_id = %connection.org,
+        user_id = %user,
+        "the identity provider would have removed the last break-glass owner; the role was kept"
+    );
+    Ok(())
 }
 
 /// What set a role: a sign-in's ID token or the directory (SCIM).

@@ -1,8 +1,12 @@
 //! OpenID Connect relying party: discovery, the authorization request (code flow, PKCE S256,
 //! `state` and `nonce`), the token exchange and ID token validation. Every outbound request
-//! goes through one client that follows no redirects, times out, and refuses plain-http issuers
-//! unless the deployment allows them (development).
+//! goes through one client that follows no redirects, times out, refuses plain-http issuers
+//! unless the deployment allows them (development), connects only to addresses [`Egress`]
+//! permits, and reads each answer as a stream capped at [`PROVIDER_BODY_MAX`]. What a refusal
+//! says names the rule that refused, never what the provider answered (that is logged).
 
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -14,10 +18,13 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq as _;
 
 use crate::domain::{Issuer, Provider};
+use crate::egress::{refusal_in, Egress, GuardedResolver};
 use crate::{Result, SsoError};
 
 /// How long one request to an identity provider may take.
 pub const PROVIDER_TIMEOUT: Duration = defendable_config::limits::SSO_PROVIDER_REQUEST;
+/// The most an identity provider's answer (discovery, keys, token response) may hold.
+pub const PROVIDER_BODY_MAX: usize = defendable_config::limits::SSO_PROVIDER_BODY;
 /// Clock skew allowed on `exp`, `iat` and `nbf`.
 pub const LEEWAY_SECS: u64 = 60;
 /// Signature algorithms an ID token may use: asymmetric only, never `none` or an HMAC keyed with
@@ -83,6 +90,9 @@ pub struct IdClaims {
     pub email_verified: Option<serde_json::Value>,
     /// Entra ID: the email domain's owner was verified by the tenant (optional claim).
     pub xms_edov: Option<serde_json::Value>,
+    /// Google: the Google Workspace (primary domain) the account belongs to; absent for a
+    /// personal Google account, even one registered with a company address.
+    pub hd: Option<String>,
     /// The groups the provider puts in the token (absent at Google).
     #[serde(default)]
     pub groups: Vec<String>,
@@ -126,43 +136,91 @@ impl IdClaims {
 #[derive(Debug, Clone)]
 pub struct OidcClient {
     http: reqwest::Client,
+    egress: Arc<Egress>,
 }
 
 impl OidcClient {
-    /// A client that follows no redirects and gives up after [`PROVIDER_TIMEOUT`].
-    pub fn new() -> Result<OidcClient> {
+    /// A client that follows no redirects, gives up after [`PROVIDER_TIMEOUT`], and connects
+    /// only where `egress` permits (checked in its resolver, on the addresses it connects to).
+    pub fn new(egress: Egress) -> Result<OidcClient> {
+        let egress = Arc::new(egress);
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(PROVIDER_TIMEOUT)
+            .dns_resolver(Arc::new(GuardedResolver {
+                egress: egress.clone(),
+            }))
             .build()
             .map_err(|e| provider_error(e.to_string()))?;
-        Ok(OidcClient { http })
+        Ok(OidcClient { http, egress })
+    }
+
+    /// A URL the client may request: `https://` (or `http://` where allowed), and a host
+    /// written as an address (which skips the resolver) that [`Egress`] permits.
+    fn check_url(&self, url: &str, allow_http: bool) -> Result<()> {
+        let parsed = url::Url::parse(url)
+            .map_err(|_| provider_error("an identity provider endpoint is not a valid URL"))?;
+        match parsed.scheme() {
+            "https" => {}
+            "http" if allow_http => {}
+            _ => {
+                return Err(provider_error(
+                    "identity provider endpoints must be https://",
+                ))
+            }
+        }
+        let ip = match parsed.host() {
+            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+            _ => None,
+        };
+        if let Some(ip) = ip {
+            self.egress
+                .check(ip)
+                .map_err(|r| provider_error(r.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// A request's failure as the caller sees it: which rule refused the address, or that the
+    /// provider could not be reached; never what the target answered (logged here instead).
+    fn send_failed(what: &str, e: &reqwest::Error) -> SsoError {
+        if let Some(refused) = refusal_in(e) {
+            return provider_error(format!("{what}: {refused}"));
+        }
+        tracing::warn!(error = %e, what, "identity provider request failed");
+        provider_error(format!(
+            "{what}: the identity provider could not be reached (connection failed or timed out)"
+        ))
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(
         &self,
         url: &str,
+        what: &str,
         allow_http: bool,
     ) -> Result<T> {
-        check_url(url, allow_http)?;
+        self.check_url(url, allow_http)?;
         let response = self
             .http
             .get(url)
             .header("accept", "application/json")
             .send()
             .await
-            .map_err(|e| provider_error(format!("GET {url}: {e}")))?;
+            .map_err(|e| Self::send_failed(what, &e))?;
         if !response.status().is_success() {
-            return Err(provider_error(format!("GET {url}: {}", response.status())));
+            tracing::warn!(status = %response.status(), what, "identity provider answered an error status");
+            return Err(provider_error(format!(
+                "{what}: the identity provider did not answer with a success status"
+            )));
         }
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| provider_error(format!("GET {url}: {e}")))?;
-        if bytes.len() > 512 * 1024 {
-            return Err(provider_error(format!("GET {url}: answer over 512 KiB")));
-        }
-        serde_json::from_slice(&bytes).map_err(|e| provider_error(format!("GET {url}: {e}")))
+        let bytes = read_capped(response, what).await?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            tracing::warn!(error = %e, what, "identity provider answered malformed JSON");
+            provider_error(format!(
+                "{what}: the identity provider's answer is not the expected JSON"
+            ))
+        })
     }
 
     /// The provider's discovery document; its `issuer` must be the connection's exactly.
@@ -171,23 +229,21 @@ impl OidcClient {
             "{}/.well-known/openid-configuration",
             issuer.as_str().trim_end_matches('/')
         );
-        let d: Discovery = self.get_json(&url, allow_http).await?;
+        let d: Discovery = self.get_json(&url, "discovery", allow_http).await?;
         if d.issuer != issuer.as_str() {
-            return Err(refused(format!(
-                "the provider's discovery names issuer {:?}, not the connection's {:?}",
-                d.issuer,
-                issuer.as_str()
-            )));
+            return Err(refused(
+                "the provider's discovery document names another issuer than the connection's",
+            ));
         }
         for endpoint in [&d.authorization_endpoint, &d.token_endpoint, &d.jwks_uri] {
-            check_url(endpoint, allow_http)?;
+            self.check_url(endpoint, allow_http)?;
         }
         Ok(d)
     }
 
     /// The provider's signing keys (fetched for each sign-in, so a rotated key is seen at once).
     pub async fn jwks(&self, d: &Discovery, allow_http: bool) -> Result<JwkSet> {
-        self.get_json(&d.jwks_uri, allow_http).await
+        self.get_json(&d.jwks_uri, "signing keys", allow_http).await
     }
 
     /// Exchanges the authorization code (client_secret_basic, PKCE verifier) for the ID token.
@@ -202,12 +258,13 @@ impl OidcClient {
         redirect_uri: &str,
         allow_http: bool,
     ) -> Result<String> {
-        check_url(&d.token_endpoint, allow_http)?;
+        self.check_url(&d.token_endpoint, allow_http)?;
         #[derive(Deserialize)]
         struct TokenResponse {
             id_token: Option<String>,
             error: Option<String>,
         }
+        let what = "token request";
         let response = self
             .http
             .post(&d.token_endpoint)
@@ -220,32 +277,53 @@ impl OidcClient {
             ])
             .send()
             .await
-            .map_err(|e| provider_error(format!("token request: {e}")))?;
+            .map_err(|e| Self::send_failed(what, &e))?;
         let status = response.status();
-        let body: TokenResponse = response
-            .json()
-            .await
-            .map_err(|e| provider_error(format!("token response: {e}")))?;
+        let bytes = read_capped(response, what).await?;
+        let body: TokenResponse = serde_json::from_slice(&bytes).map_err(|e| {
+            tracing::warn!(error = %e, %status, "identity provider's token response is malformed");
+            provider_error("token request: the identity provider's answer is not the expected JSON")
+        })?;
         match (status.is_success(), body.id_token) {
             (true, Some(token)) => Ok(token),
-            _ => Err(refused(format!(
-                "the provider refused the code: {} {}",
-                status.as_u16(),
-                body.error.unwrap_or_default()
-            ))),
+            (_, _) => {
+                tracing::warn!(%status, error = body.error.as_deref().unwrap_or(""), "the identity provider refused the code");
+                Err(refused(
+                    "the identity provider refused the authorization code",
+                ))
+            }
         }
     }
 }
 
-fn check_url(url: &str, allow_http: bool) -> Result<()> {
-    let parsed = url::Url::parse(url).map_err(|e| provider_error(format!("{url}: {e}")))?;
-    match parsed.scheme() {
-        "https" => Ok(()),
-        "http" if allow_http => Ok(()),
-        _ => Err(provider_error(format!(
-            "{url}: identity provider endpoints must be https://"
-        ))),
+/// Reads a provider's answer as a stream, refusing it as soon as it would exceed
+/// [`PROVIDER_BODY_MAX`]: on its `Content-Length` before reading anything, otherwise at the
+/// chunk that crosses the limit. Nothing over the limit is buffered.
+async fn read_capped(mut response: reqwest::Response, what: &str) -> Result<Vec<u8>> {
+    let too_large = || {
+        provider_error(format!(
+            "{what}: the identity provider's answer is over {} KiB",
+            PROVIDER_BODY_MAX / 1024
+        ))
+    };
+    if response
+        .content_length()
+        .is_some_and(|n| n > PROVIDER_BODY_MAX as u64)
+    {
+        return Err(too_large());
     }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| OidcClient::send_failed(what, &e))?
+    {
+        if body.len() + chunk.len() > PROVIDER_BODY_MAX {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// Validates an ID token: signature against the provider's keys (the header's `kid`, an
@@ -422,6 +500,125 @@ mod tests {
             URL_SAFE_NO_PAD.encode(good().to_string())
         );
         assert!(validate_id_token(&none, &jwks, &issuer, "client", "n-1").is_err());
+    }
+
+    /// A loopback server for one request: answers `head`, then body bytes in 16 KiB chunks a
+    /// millisecond apart until `total` are sent or the client goes; returns its port and the
+    /// count of body bytes it sent.
+    async fn streaming_server(
+        head: &'static str,
+        total: usize,
+    ) -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = sent.clone();
+        tokio::spawn(async move {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request).await;
+            if stream.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            let chunk = vec![b' '; 16 * 1024];
+            while counter.load(Ordering::SeqCst) < total {
+                if stream.write_all(&chunk).await.is_err() {
+                    return;
+                }
+                counter.fetch_add(chunk.len(), Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        });
+        (port, sent)
+    }
+
+    const ENDLESS: &str =
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n";
+    const HUGE: &str =
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 10485760\r\n\r\n";
+
+    fn development() -> OidcClient {
+        defendable_store::install_crypto_provider();
+        OidcClient::new(Egress {
+            allow_internal: true,
+            allowed: vec![],
+        })
+        .expect("client")
+    }
+
+    #[tokio::test]
+    async fn a_providers_answer_is_refused_at_the_cap_not_after_reading_it() {
+        use std::sync::atomic::Ordering;
+        // Without a length: refused at the chunk that crosses the cap. The server would send
+        // 4 MiB; it got to send at most the cap and a few chunks before the client hung up.
+        let (port, sent) = streaming_server(ENDLESS, 4 * 1024 * 1024).await;
+        let issuer = Issuer::parse(&format!("http://127.0.0.1:{port}"), true).expect("issuer");
+        let refused = development()
+            .discover(&issuer, true)
+            .await
+            .expect_err("an endless answer");
+        assert!(refused.to_string().contains("over 512 KiB"), "{refused}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let n = sent.load(Ordering::SeqCst);
+        assert!(
+            n <= PROVIDER_BODY_MAX + 4 * 16 * 1024,
+            "the server sent {n} bytes before the refusal"
+        );
+
+        // With a length over the cap: refused before reading the body.
+        let (port, sent) = streaming_server(HUGE, 10 * 1024 * 1024).await;
+        let issuer = Issuer::parse(&format!("http://127.0.0.1:{port}"), true).expect("issuer");
+        let refused = development()
+            .discover(&issuer, true)
+            .await
+            .expect_err("a 10 MiB answer");
+        assert!(refused.to_string().contains("over 512 KiB"), "{refused}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let n = sent.load(Ordering::SeqCst);
+        assert!(n <= 4 * 16 * 1024, "the server sent {n} bytes");
+    }
+
+    #[tokio::test]
+    async fn production_reaches_only_public_addresses_and_says_which_rule_refused() {
+        defendable_store::install_crypto_provider();
+        let strict = OidcClient::new(Egress::default()).expect("client");
+        let (port, _) = streaming_server(HUGE, 1024).await;
+        // An address in the URL (which skips the resolver) and a name resolving to loopback.
+        for issuer in [
+            format!("http://127.0.0.1:{port}"),
+            format!("http://localhost:{port}"),
+            format!("http://[::ffff:127.0.0.1]:{port}"),
+        ] {
+            let issuer = Issuer::parse(&issuer, true).expect("issuer");
+            let refused = strict
+                .discover(&issuer, true)
+                .await
+                .expect_err("loopback is refused");
+            let text = refused.to_string();
+            assert!(
+                text.contains("loopback") || text.contains("IPv4-mapped"),
+                "{issuer:?}: {text}"
+            );
+            assert!(!text.contains(&port.to_string()), "no URL echoed: {text}");
+        }
+        // An on-premises provider's network, allowed by configuration, is reached.
+        let on_premises = OidcClient::new(Egress {
+            allow_internal: false,
+            allowed: vec!["127.0.0.0/8".parse().expect("cidr")],
+        })
+        .expect("client");
+        let issuer = Issuer::parse(&format!("http://localhost:{port}"), true).expect("issuer");
+        let reached = on_premises
+            .discover(&issuer, true)
+            .await
+            .expect_err("the answer is too large, but it was reached");
+        assert!(reached.to_string().contains("over 512 KiB"), "{reached}");
     }
 
     #[test]

@@ -487,7 +487,15 @@ async fn break_glass_owners(tx: &Transaction<'_>, org: OrgId) -> Result<i64> {
 
 /// Enforcing single sign-on needs a break-glass owner, so a broken identity provider never
 /// locks an organization out.
+/// Takes the organization's row lock first: membership changes judge the last break-glass
+/// owner under it, so enforcement and a demotion never both pass unseen by each other.
 async fn check_enforceable(tx: &Transaction<'_>, org: OrgId) -> Result<()> {
+    tx.execute(
+        &tx.prepare_cached("SELECT 1 FROM orgs WHERE id = $1 FOR UPDATE")
+            .await?,
+        &[&org.as_uuid()],
+    )
+    .await?;
     if break_glass_owners(tx, org).await? == 0 {
         return Err(SsoError::BreakGlassRequired(
             "enforcing single sign-on needs a break-glass owner first (PUT /orgs/{org}/sso/break-glass/{user})".into(),
@@ -674,6 +682,15 @@ pub async fn update_connection(
     if let Some(client_id) = patch.client_id.filter(|c| *c != before.client_id) {
         after.client_id = client_id;
         fields.push("client_id");
+    }
+    // The stored secret goes to the issuer's token endpoint as the client's credential: it
+    // never follows a change of issuer or client id to where its owner did not send it.
+    if patch.client_secret.is_none() {
+        if let Some(field) = fields.first() {
+            return Err(SsoError::SecretRequired(format!(
+                "changing {field} needs client_secret in the same request: the stored secret is never sent to another provider or client"
+            )));
+        }
     }
     if let Some(domains) = patch.domains {
         let domains = dedup(&domains);

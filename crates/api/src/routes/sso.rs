@@ -445,6 +445,9 @@ pub struct CliStart {
     /// base64url (no padding) of the SHA-256 of a verifier only the CLI holds (RFC 7636 S256);
     /// `POST /auth/verify` redeems the link only with that `code_verifier`.
     pub code_challenge: String,
+    /// 22–128 base64url characters the CLI chose at random: the callback sends it to the
+    /// loopback port beside the link, and the CLI takes only the request that carries it.
+    pub state: String,
 }
 
 /// Where to send the browser.
@@ -480,7 +483,7 @@ pub async fn post_auth_sso_start(
     })
     .await?;
     let binding = match &body.cli {
-        Some(cli) => login::Binding::cli(cli.port, &cli.code_challenge)?,
+        Some(cli) => login::Binding::cli(cli.port, &cli.code_challenge, &cli.state)?,
         None => login::Binding::Browser,
     };
     let from = match (&body.email, &body.org, &body.invite) {
@@ -619,7 +622,7 @@ pub struct SsoCallback {
 /// browser to the sign-in page with a one-time link, as a mailed link would.
 #[utoipa::path(get, path = "/auth/sso/callback", tag = "auth", params(SsoCallback),
     responses(
-        (status = 303, description = "Signed in: to `APP_BASE_URL/auth/callback?token=…`, or for a CLI's sign-in to `http://127.0.0.1:{port}/?token=…`"),
+        (status = 303, description = "Signed in: to `APP_BASE_URL/auth/callback?token=…`, or for a CLI's sign-in to `http://127.0.0.1:{port}/?token=…&state=…` (the CLI's state)"),
         (status = 401, description = "Refused (`sso_refused`; the detail names the check)", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The identity provider is unreachable (`sso_provider_unavailable`)", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -684,6 +687,7 @@ pub async fn get_auth_sso_callback(
             connection,
             &email,
             &claims.groups,
+            claims.hd.as_deref(),
             pending.invite,
             &ctx,
         )
@@ -706,21 +710,27 @@ pub async fn get_auth_sso_callback(
         )
         .await?
     };
-    // The web app's sign-in page, or the loopback port of the CLI that started the sign-in.
-    let mut target = match pending.binding {
-        login::Binding::Cli { port, .. } => {
+    // The web app's sign-in page, or the loopback port of the CLI that started the sign-in
+    // with the state it takes the link by.
+    let (mut target, cli_state) = match pending.binding {
+        login::Binding::Cli { port, state, .. } => (
             defendable_config::Url::parse(&format!("http://127.0.0.1:{port}/"))
-                .map_err(|e| SsoError::InvalidInput(e.to_string()))?
-        }
+                .map_err(|e| SsoError::InvalidInput(e.to_string()))?,
+            state,
+        ),
         login::Binding::Browser => {
             let mut page = state.config.app_base_url();
             page.set_path("/auth/callback");
-            page
+            (page, None)
         }
     };
-    target
-        .query_pairs_mut()
-        .append_pair("token", link.token.expose());
+    {
+        let mut query = target.query_pairs_mut();
+        query.append_pair("token", link.token.expose());
+        if let Some(cli_state) = &cli_state {
+            query.append_pair("state", cli_state);
+        }
+    }
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, target.to_string()))
         .insert_header((

@@ -596,3 +596,143 @@ async fn every_scim_route_answers_only_its_organizations_token() {
         failures.join("\n")
     );
 }
+
+#[actix_web::test]
+async fn the_last_break_glass_owner_stays_while_single_sign_on_is_enforced() {
+    let app = TestApp::spawn().await;
+    let (alice_token, slug, org) = app.sign_in_to_org("alice@corp.test").await;
+    let (_, me) = app.call("GET", "/me", Some(&alice_token), None).await;
+    let alice = me["user"]["id"].as_str().expect("user id").to_owned();
+    let id = connection(&app, &org, &alice, &["corp.test"], false).await;
+    let token = scim_token(&app, &alice_token, &slug, &id).await;
+    let base = format!("/scim/v2/{slug}");
+    let t = Some(token.as_str());
+
+    // Alice and Bob are owners through the directory's Admins group; Alice is the only
+    // break-glass owner, and the connection enforces single sign-on.
+    let mut entries = Vec::new();
+    for name in ["alice@corp.test", "bob@corp.test"] {
+        let (status, user, _) = scim(
+            &app,
+            "POST",
+            &format!("{base}/Users"),
+            t,
+            Some(json!({"userName": name})),
+        )
+        .await;
+        assert_eq!(status, 201, "{user}");
+        entries.push(json!({"value": user["id"]}));
+    }
+    let (status, group, _) = scim(
+        &app,
+        "POST",
+        &format!("{base}/Groups"),
+        t,
+        Some(json!({"displayName": "Admins", "members": entries})),
+    )
+    .await;
+    assert_eq!(status, 201, "{group}");
+    app.expect(
+        204,
+        "PUT",
+        &format!("/orgs/{slug}/sso/break-glass/{alice}"),
+        Some(&alice_token),
+        None,
+    )
+    .await;
+    app.expect(
+        200,
+        "PATCH",
+        &format!("/orgs/{slug}/sso/connections/{id}"),
+        Some(&alice_token),
+        Some(json!({"enforced": true})),
+    )
+    .await;
+
+    // By hand, nobody demotes or removes her (herself included): 409, nothing written.
+    for (method, body) in [("PATCH", Some(json!({"role": "member"}))), ("DELETE", None)] {
+        let (status, problem) = app
+            .call(
+                method,
+                &format!("/orgs/{slug}/members/{alice}"),
+                Some(&alice_token),
+                body,
+            )
+            .await;
+        assert_eq!(
+            (status.as_u16(), problem["code"].as_str()),
+            (409, Some("break_glass_required")),
+            "{method}: {problem}"
+        );
+    }
+    assert_eq!(
+        app.role_in(&alice_token, &slug).await.as_deref(),
+        Some("owner")
+    );
+
+    // The directory deactivating her is accepted (a refusal would be retried forever), but
+    // her owner role and break-glass status stay, with an audit event and the metric.
+    let alice_entry = entries[0]["value"].as_str().expect("id").to_owned();
+    let (status, body, _) = scim(
+        &app,
+        "PATCH",
+        &format!("{base}/Users/{alice_entry}"),
+        t,
+        Some(json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "path": "active", "value": false}]
+        })),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let client = app.db.pool.get().await.expect("client");
+    let row = client
+        .query_one(
+            "SELECT role, break_glass FROM memberships m JOIN users u ON u.id = m.user_id
+             WHERE u.email = 'alice@corp.test' AND m.org_id = $1",
+            &[&uuid::Uuid::parse_str(&org).expect("org")],
+        )
+        .await
+        .expect("alice is still a member");
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, bool>(1)),
+        ("owner".to_owned(), true)
+    );
+    let kept: i64 = client
+        .query_one(
+            "SELECT count(*) FROM audit_events WHERE action = 'sso.break_glass_kept'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(kept, 1);
+    let metrics = app.metrics().await;
+    let counted = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("defendable_sso_break_glass_kept_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    assert!(counted.is_some_and(|n| n >= 1), "{metrics}");
+
+    // Bob, not break-glass, is deprovisioned by the same rule as before.
+    let bob_entry = entries[1]["value"].as_str().expect("id").to_owned();
+    let (status, _, _) = scim(
+        &app,
+        "DELETE",
+        &format!("{base}/Users/{bob_entry}"),
+        t,
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let bob_memberships: i64 = client
+        .query_one(
+            "SELECT count(*) FROM memberships m JOIN users u ON u.id = m.user_id
+             WHERE u.email = 'bob@corp.test' AND m.org_id = $1",
+            &[&uuid::Uuid::parse_str(&org).expect("org")],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(bob_memberships, 0);
+}

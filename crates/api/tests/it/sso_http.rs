@@ -254,6 +254,26 @@ async fn a_connection_keeps_its_secret_sealed_and_every_change_is_a_receipt() {
     );
     let (s, cleared) = patch(json!({"default_role": null})).await;
     assert_eq!((s.as_u16(), cleared["default_role"].is_null()), (200, true));
+    // The stored secret never follows a new issuer or client id: each needs its secret.
+    for body in [
+        json!({"issuer": "https://attacker.okta.test/oauth2/default"}),
+        json!({"client_id": "0oa1other", "default_role": "owner"}),
+    ] {
+        let (s, refused) = patch(body.clone()).await;
+        assert_eq!(
+            (s.as_u16(), refused["code"].as_str()),
+            (422, Some("client_secret_required")),
+            "{body}: {refused}"
+        );
+    }
+    let (s, moved) =
+        patch(json!({"client_id": "0oa1other", "client_secret": "third-secret-Hj5Kl2Pq9Ws3"}))
+            .await;
+    assert_eq!(
+        (s.as_u16(), moved["client_id"].as_str()),
+        (200, Some("0oa1other")),
+        "{moved}"
+    );
     let (s, bad) = patch(json!({"issuer": "http://corp.okta.test", "unknown": 1})).await;
     assert_eq!(s.as_u16(), 422, "{bad}");
 
@@ -291,6 +311,28 @@ async fn a_connection_keeps_its_secret_sealed_and_every_change_is_a_receipt() {
     app.expect(404, "GET", &format!("{path}/{id}"), Some(&token), None)
         .await;
 
+    // Receipts are read by every member and API key, settings by owners on their own routes:
+    // the private part of idp.config_change (issuer, client id, domains, a secret's
+    // fingerprint) is in no receipt view, though its digest still commits to it.
+    let (_, list) = app
+        .call(
+            "GET",
+            &format!("/orgs/{slug}/receipts?kind=idp.config_change&limit=100"),
+            Some(&token),
+            None,
+        )
+        .await;
+    let items = list["items"].as_array().expect("items");
+    assert_eq!(items.len(), 6, "{list}");
+    for item in items {
+        assert!(item["body"]["private_digest"].is_string(), "{item}");
+        assert!(
+            item["private"].is_null() && item["salt"].is_null(),
+            "{item}"
+        );
+    }
+    assert!(!list.to_string().contains("0oa1corp"), "{list}");
+
     let receipts = app.receipts_of(&token, &slug, "idp.config_change").await;
     let summary: Vec<(String, Value)> = receipts
         .iter()
@@ -322,13 +364,18 @@ async fn a_connection_keeps_its_secret_sealed_and_every_change_is_a_receipt() {
                 json!(["default_role", "enforced", "client_secret"])
             ),
             ("connection.update".to_owned(), json!(["default_role"])),
+            (
+                "connection.update".to_owned(),
+                json!(["client_id", "client_secret"])
+            ),
             ("connection.delete".to_owned(), json!([])),
         ]
     );
     assert_eq!(receipts[2]["enforced"], true);
-    assert_eq!(receipts[4]["was_enforced"], true);
+    assert_eq!(receipts[5]["was_enforced"], true);
     let everything = serde_json::to_string(&receipts).expect("json");
     assert!(!everything.contains("rotated-secret") && !everything.contains(secret));
+    assert!(!everything.contains("third-secret"));
     // Each change's audit event sits beside its receipt.
     let events: i64 = client
         .query_one(
@@ -338,7 +385,7 @@ async fn a_connection_keeps_its_secret_sealed_and_every_change_is_a_receipt() {
         .await
         .expect("count")
         .get(0);
-    assert_eq!(events, 4);
+    assert_eq!(events, 5);
     assert_eq!(app.verify(&token, &slug).await["valid"], true);
 }
 
@@ -874,7 +921,7 @@ async fn oidc_sign_in_provisions_users_with_mapped_roles_and_refuses_every_bad_c
         "PATCH",
         &connection,
         Some(&owner),
-        Some(json!({"issuer": format!("{}/", provider.issuer)})),
+        Some(json!({"issuer": format!("{}/", provider.issuer), "client_secret": "another-secret-Rt5Yu8Io1Pa4"})),
     )
     .await;
     let (s, body) = app
@@ -890,7 +937,7 @@ async fn oidc_sign_in_provisions_users_with_mapped_roles_and_refuses_every_bad_c
         body["detail"]
             .as_str()
             .expect("detail")
-            .contains("discovery names issuer"),
+            .contains("discovery document names another issuer"),
         "{body}"
     );
 
@@ -1148,13 +1195,14 @@ async fn invites_to_an_enforced_domain_are_accepted_through_sso_and_cli_links_ne
     // with its verifier.
     let verifier = "cli-verifier-Qw3Er5Ty7Ui9Op1As3Df5Gh7Jk9Lz";
     let challenge = defendable_sso::oidc::pkce_challenge(verifier);
+    let cli_state = "cli-state-Mn4Bv6Cx8Za1Sd3Fg5Hj7Kl";
     let (s, body) = app
         .call(
             "POST",
             "/auth/sso/start",
             None,
             Some(
-                json!({"email": "ann@corp.test", "cli": {"port": 0, "code_challenge": challenge}}),
+                json!({"email": "ann@corp.test", "cli": {"port": 0, "code_challenge": challenge, "state": cli_state}}),
             ),
         )
         .await;
@@ -1168,7 +1216,7 @@ async fn invites_to_an_enforced_domain_are_accepted_through_sso_and_cli_links_ne
             "POST",
             "/auth/sso/start",
             None,
-            Some(json!({"email": "ann@corp.test", "cli": {"port": 45678, "code_challenge": "short"}})),
+            Some(json!({"email": "ann@corp.test", "cli": {"port": 45678, "code_challenge": "short", "state": cli_state}})),
         )
         .await;
     assert_eq!(
@@ -1176,10 +1224,38 @@ async fn invites_to_an_enforced_domain_are_accepted_through_sso_and_cli_links_ne
         (422, Some("invalid_input")),
         "{body}"
     );
+    for (cli, code) in [
+        (
+            json!({"port": 45678, "code_challenge": challenge}),
+            "invalid_body",
+        ),
+        (
+            json!({"port": 45678, "code_challenge": challenge, "state": "short"}),
+            "invalid_input",
+        ),
+        (
+            json!({"port": 45678, "code_challenge": challenge, "state": format!("{cli_state}&x=1")}),
+            "invalid_input",
+        ),
+    ] {
+        let (s, body) = app
+            .call(
+                "POST",
+                "/auth/sso/start",
+                None,
+                Some(json!({"email": "ann@corp.test", "cli": cli})),
+            )
+            .await;
+        assert_eq!(
+            (s.as_u16(), body["code"].as_str()),
+            (422, Some(code)),
+            "{cli}: {body}"
+        );
+    }
     let start = reqwest::Client::new()
         .post(app.url("/auth/sso/start"))
         .json(
-            &json!({"email": "ann@corp.test", "cli": {"port": 45678, "code_challenge": challenge}}),
+            &json!({"email": "ann@corp.test", "cli": {"port": 45678, "code_challenge": challenge, "state": cli_state}}),
         )
         .send()
         .await
@@ -1201,12 +1277,18 @@ async fn invites_to_an_enforced_domain_are_accepted_through_sso_and_cli_links_ne
         (location.host_str(), location.port()),
         (Some("127.0.0.1"), Some(45678))
     );
-    let token = location
-        .query_pairs()
-        .find(|(k, _)| k == "token")
-        .expect("token")
-        .1
-        .into_owned();
+    let param = |name: &str| {
+        location
+            .query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    let token = param("token").expect("token");
+    assert_eq!(
+        param("state").as_deref(),
+        Some(cli_state),
+        "the CLI's state goes back to it"
+    );
     for wrong in [
         json!({"token": token}),
         json!({"token": token, "code_verifier": "not-it"}),
@@ -1238,5 +1320,38 @@ async fn invites_to_an_enforced_domain_are_accepted_through_sso_and_cli_links_ne
         )
         .await;
     assert_eq!(s.as_u16(), 401, "the link works once");
+
+    // A plain sign-in link (someone's mailed link, handed to the CLI's port by a local process)
+    // never redeems with a verifier; without one it still works.
+    app.expect(
+        202,
+        "POST",
+        "/auth/request",
+        None,
+        Some(json!({"email": "mallory@outside.test"})),
+    )
+    .await;
+    let plain = app.outbox_token("mallory@outside.test");
+    let (s, body) = app
+        .call(
+            "POST",
+            "/auth/verify",
+            None,
+            Some(json!({"token": plain, "code_verifier": verifier})),
+        )
+        .await;
+    assert_eq!(
+        (s.as_u16(), body["code"].as_str()),
+        (401, Some("invalid_token")),
+        "{body}"
+    );
+    app.expect(
+        200,
+        "POST",
+        "/auth/verify",
+        None,
+        Some(json!({"token": plain})),
+    )
+    .await;
     assert_eq!(app.verify(&owner, &slug).await["valid"], true);
 }

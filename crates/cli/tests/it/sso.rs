@@ -158,6 +158,23 @@ async fn browse(
         .expect("location")
         .to_owned();
     assert!(loopback.starts_with("http://127.0.0.1:"), "{loopback}");
+    // A local process probing the port cannot hand the CLI a link: without the state the CLI
+    // chose, or with another, the request is not the server's and the CLI keeps waiting.
+    let port_base = loopback.split('?').next().expect("base").to_owned();
+    let token = loopback
+        .split("token=")
+        .nth(1)
+        .and_then(|rest| rest.split('&').next())
+        .expect("token");
+    for probe in [
+        format!("{port_base}?token={}", "A".repeat(43)),
+        format!("{port_base}?token={token}"),
+        format!("{port_base}?token={token}&state=Zx9Cv8Bn7Mq6Wl5Ek4Rj3Th2"),
+        format!("{port_base}?error=access_denied"),
+    ] {
+        let answer = http.get(&probe).send().await.expect("the CLI answers");
+        assert_eq!(answer.status(), 404, "{probe}");
+    }
     let page = http.get(&loopback).send().await.expect("the CLI answers");
     assert_eq!(page.status(), 200);
     assert!(page

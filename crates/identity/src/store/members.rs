@@ -67,8 +67,9 @@ async fn lock_org(tx: &Transaction<'_>, org: OrgId) -> Result<()> {
     Ok(())
 }
 
-/// Locks `org` and reads what [`crate::policy`] judges a membership change by: both roles and
-/// the owner count, as they stand under the lock.
+/// Locks `org` and reads what [`crate::policy`] judges a membership change by: both roles, the
+/// owner and break-glass owner counts, the target's break-glass flag and whether single sign-on
+/// is enforced, as they stand under the lock (enforcement is switched on under the same lock).
 async fn roster(
     tx: &Transaction<'_>,
     org: OrgId,
@@ -76,24 +77,27 @@ async fn roster(
     target: UserId,
 ) -> Result<policy::Roster> {
     lock_org(tx, org).await?;
+    let row = tx
+        .query_one(
+            &tx.prepare_cached(
+                "SELECT count(*) FILTER (WHERE role = 'owner'),
+                        count(*) FILTER (WHERE role = 'owner' AND break_glass),
+                        coalesce(bool_or(user_id = $2 AND break_glass), false),
+                        EXISTS (SELECT 1 FROM sso_connections WHERE org_id = $1 AND enforced)
+                 FROM memberships WHERE org_id = $1",
+            )
+            .await?,
+            &[&org.as_uuid(), &target.as_uuid()],
+        )
+        .await?;
     Ok(policy::Roster {
         actor_role: role_of(tx, org, actor).await?,
         target_role: role_of(tx, org, target).await?,
-        owners: owner_count(tx, org).await?,
+        owners: row.get(0),
+        break_glass_owners: row.get(1),
+        target_break_glass: row.get(2),
+        sso_enforced: row.get(3),
     })
-}
-
-async fn owner_count(tx: &Transaction<'_>, org: OrgId) -> Result<i64> {
-    Ok(tx
-        .query_one(
-            &tx.prepare_cached(
-                "SELECT count(*) FROM memberships WHERE org_id = $1 AND role = 'owner'",
-            )
-            .await?,
-            &[&org.as_uuid()],
-        )
-        .await?
-        .get(0))
 }
 
 /// Changes a member's role. `actor` must still be an owner when the change runs.

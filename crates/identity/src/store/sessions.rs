@@ -124,7 +124,7 @@ pub async fn redeem_link(
                 "UPDATE magic_links SET consumed_at = now()
              WHERE token_hash = $1 AND consumed_at IS NULL AND superseded_at IS NULL
                AND expires_at > now()
-               AND (handoff_challenge IS NULL OR handoff_challenge = $2)
+               AND handoff_challenge IS NOT DISTINCT FROM $2
              RETURNING email, sso_connection_id, session_max_secs",
             )
             .await?,

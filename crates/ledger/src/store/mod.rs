@@ -133,25 +133,43 @@ impl StoredReceipt {
         }
     }
 
+    /// Whether members see the private part: not for the kinds of
+    /// [`crate::receipt::OWNER_ONLY_PRIVATE_KINDS`].
+    pub fn private_for_members(&self) -> bool {
+        !crate::receipt::OWNER_ONLY_PRIVATE_KINDS.contains(&self.kind.as_str())
+    }
+
+    /// The private part and salt as members see them.
+    fn member_private(&self) -> (Option<&Value>, Option<String>) {
+        if self.private_for_members() {
+            (self.private.as_ref(), self.salt.as_ref().map(hex::encode))
+        } else {
+            (None, None)
+        }
+    }
+
     /// [`StoredReceipt::member_view`], borrowed, the body written as stored.
     pub fn member_view_out(&self) -> crate::view::ReceiptViewOut<'_> {
+        let (private, salt) = self.member_private();
         crate::view::ReceiptViewOut {
             receipt_id: &self.receipt_id,
             hash: &self.hash,
             body: self.raw_body(),
-            private: self.private.as_ref(),
-            salt: self.salt.as_ref().map(hex::encode),
+            private,
+            salt,
         }
     }
 
-    /// The member view: the projection plus `private` and `salt` (hex).
+    /// The member view: the projection plus `private` and `salt` (hex), both null for the
+    /// kinds whose private part is for owners only.
     pub fn member_view(&self) -> crate::ReceiptView {
+        let (private, salt) = self.member_private();
         crate::ReceiptView {
             receipt_id: self.receipt_id.clone(),
             hash: self.hash.clone(),
             body: self.body(),
-            private: self.private.clone().unwrap_or(Value::Null),
-            salt: self.salt.as_ref().map(hex::encode),
+            private: private.cloned().unwrap_or(Value::Null),
+            salt,
         }
     }
 }

@@ -16,7 +16,7 @@ use super::{
     fault, patch, Filter, GroupInput, GroupRecord, Kind, Page, ScimFault, ScimToken, UserInput,
     UserRecord,
 };
-use crate::login::{deprovision, role_change, Source};
+use crate::login::{deprovision, keep_break_glass, last_break_glass, role_change, Source};
 use crate::store::{record_change, row_connection, Change, Connection, CONNECTION_COLUMNS};
 use crate::{ConnectionId, Result, SsoError};
 
@@ -957,6 +957,12 @@ async fn set_role(
     };
     if from == to && (to.is_none() || managed) {
         return Ok(());
+    }
+    // The last break-glass owner of an organization that enforces single sign-on keeps the
+    // owner role (and so the status): refusing would have the directory retry forever.
+    if from == Some(Role::Owner) && to != from && last_break_glass(tx, connection.org, user).await?
+    {
+        return keep_break_glass(tx, connection, user, Source::Scim, ctx).await;
     }
     if from == Some(Role::Owner) && to != from && owners <= 1 {
         return Err(fault(

@@ -183,3 +183,58 @@ async fn expired_sign_ins_are_pruned_and_a_live_one_is_taken_once_by_its_browser
         .get(0);
     assert_eq!(remaining, 1, "a consumed sign-in stays until it expires");
 }
+
+#[tokio::test]
+async fn google_sign_ins_need_the_workspace_of_a_verified_domain_in_hd() {
+    let db = TestDb::new().await;
+    let (org, owner) = org(&db).await;
+    let ctx = AuditContext::default();
+    let client = db.pool.get().await.expect("client");
+    for domain in ["corp.test", "corp-eu.test"] {
+        client
+            .execute(
+                "INSERT INTO org_domains (org_id, domain, challenge, verified_at) VALUES ($1, $2, 'c', now())",
+                &[&org.as_uuid(), &domain],
+            )
+            .await
+            .expect("verified domain");
+    }
+    let connection = store::create_connection(
+        &mut db.pool.get().await.expect("client"),
+        &SecretKeys::new(NEW, None),
+        Change {
+            org,
+            actor: owner,
+            ctx: &ctx,
+        },
+        NewConnection {
+            provider: Provider::Google,
+            issuer: Issuer::parse("https://accounts.google.com", false).expect("issuer"),
+            domains: vec![
+                DomainName::parse("corp.test").expect("domain"),
+                DomainName::parse("corp-eu.test").expect("domain"),
+            ],
+            ..connection_settings()
+        },
+    )
+    .await
+    .expect("connection");
+    // A secondary domain's address in the Workspace whose primary domain is corp.test signs in;
+    // a personal Google account (no hd) with a company address, or another Workspace, does not.
+    let email = Email::parse("ann@corp-eu.test").expect("email");
+    for (hd, signs_in) in [
+        (None, false),
+        (Some("gmail.com"), false),
+        (Some("corp.test.evil"), false),
+        (Some("corp.test"), true),
+    ] {
+        let mut client = db.pool.get().await.expect("client");
+        let tx = client.transaction().await.expect("tx");
+        let outcome = login::complete(&tx, &connection, &email, &[], hd, None, &ctx).await;
+        match (signs_in, outcome) {
+            (true, Ok(done)) => assert_eq!(done.role, Some(Role::Member)),
+            (false, Err(SsoError::Refused(why))) => assert!(why.contains("Google"), "{why}"),
+            (want, got) => panic!("hd {hd:?}: want signs_in={want}, got {got:?}"),
+        }
+    }
+}
