@@ -85,6 +85,7 @@ async fn trusted(
         &out_of_band,
         served.as_deref(),
         opts.trust_new_keys,
+        &mut crate::trust::confirm_on_terminal,
     )?;
     let keys = Vkeys::parse(&vkeys).map_err(|e| Exit::usage(e.to_string()))?;
     let notice = source.notice(api.base(), store);

@@ -156,8 +156,12 @@ pub enum KeySource {
     Pinned,
     /// First use: the server's keys, now pinned.
     FirstUse,
-    /// The server added keys while still serving a pinned one; all are pinned now.
+    /// The server added keys while still serving a pinned one, and the user trusted them
+    /// (`--trust-new-keys` or a confirmation on the terminal); all are pinned now.
     Rotated,
+    /// The server serves keys beside a pinned one that the user did not trust: only the
+    /// pinned keys verify, and the user is told how to trust the others.
+    NewKeysNotTrusted(Vec<String>),
     /// The user told us to trust a key set that dropped every pinned key.
     Replaced,
 }
@@ -172,7 +176,11 @@ impl KeySource {
                 store.dir().display()
             )),
             KeySource::Rotated => Some(format!(
-                "{api} added a signing key and still serves one you pinned; pinned the new one too"
+                "{api} added a signing key and still serves one you pinned; you trusted the new one, and it is pinned too"
+            )),
+            KeySource::NewKeysNotTrusted(added) => Some(format!(
+                "{api} serves signing keys you have not pinned ({}); they are not trusted and verification used only your pinned keys: check them out of band (docs/receipts.md, release notes) and rerun with --trust-new-keys",
+                added.join(", ")
             )),
             KeySource::Replaced => Some(format!(
                 "replaced every key pinned for {api} with the keys it serves now (--trust-new-keys)"
@@ -182,13 +190,17 @@ impl KeySource {
 }
 
 /// Decides which vkeys to trust for `api`: out-of-band keys when given; otherwise the served
-/// keys, pinned on first use, and refused when they drop every pinned key unless `trust_new`.
+/// keys, pinned on first use. After that a served key that is not pinned is trusted only with
+/// `trust_new` (`--trust-new-keys`) or when `confirm` says the user accepted it on a terminal,
+/// never silently: without either, keys beside a pinned one are left out, and a key set that
+/// drops every pinned key is refused.
 pub fn decide(
     store: &TrustStore,
     api: &str,
     out_of_band: &[String],
     served: Option<&[String]>,
     trust_new: bool,
+    confirm: &mut dyn FnMut(&str, &[String]) -> bool,
 ) -> Result<(Vec<String>, KeySource), Exit> {
     if !out_of_band.is_empty() {
         return Ok((out_of_band.to_vec(), KeySource::OutOfBand));
@@ -207,7 +219,16 @@ pub fn decide(
         return Ok((served.to_vec(), KeySource::FirstUse));
     }
     let kept = served.iter().any(|k| pinned.contains(k));
-    if !kept && !trust_new {
+    let added: Vec<String> = served
+        .iter()
+        .filter(|k| !pinned.contains(k))
+        .cloned()
+        .collect();
+    if added.is_empty() {
+        return Ok((pinned, KeySource::Pinned));
+    }
+    let trusted = trust_new || confirm(api, &added);
+    if !kept && !trusted {
         return Err(Exit::verify(format!(
             "{api} now serves signing keys that drop every key pinned for it ({}); if its operator rotated keys, check the new vkey out of band (docs/receipts.md, release notes) and rerun with --vkey or --trust-new-keys",
             pinned.join(", ")
@@ -217,13 +238,29 @@ pub fn decide(
         store.pin(api, served)?;
         return Ok((served.to_vec(), KeySource::Replaced));
     }
-    let mut all = pinned.clone();
-    all.extend(served.iter().filter(|k| !pinned.contains(k)).cloned());
-    if all.len() > pinned.len() {
-        store.pin(api, &all)?;
-        return Ok((all, KeySource::Rotated));
+    if !trusted {
+        return Ok((pinned, KeySource::NewKeysNotTrusted(added)));
     }
-    Ok((pinned, KeySource::Pinned))
+    let mut all = pinned;
+    all.extend(added);
+    store.pin(api, &all)?;
+    Ok((all, KeySource::Rotated))
+}
+
+/// Asks on the terminal whether to trust `keys` (stdin and stderr both terminals); anything
+/// but yes, or no terminal, is no.
+pub fn confirm_on_terminal(api: &str, keys: &[String]) -> bool {
+    use std::io::IsTerminal as _;
+    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        return false;
+    }
+    eprint!(
+        "{api} serves signing keys you have not pinned:\n  {}\nCheck them out of band (docs/receipts.md, release notes). Trust them? [y/N] ",
+        keys.join("\n  ")
+    );
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).is_ok()
+        && matches!(line.trim(), "y" | "Y" | "yes" | "Yes")
 }
 
 #[cfg(test)]
@@ -240,25 +277,61 @@ mod tests {
 
     const API: &str = "https://api.example.com";
 
+    fn no(_: &str, _: &[String]) -> bool {
+        false
+    }
+
+    fn yes(_: &str, _: &[String]) -> bool {
+        true
+    }
+
     #[test]
-    fn keys_are_pinned_on_first_use_kept_through_rotation_and_never_silently_replaced() {
+    fn keys_are_pinned_on_first_use_and_a_new_key_is_never_trusted_silently() {
         let s = store();
         let (a, b, c) = ("a+1".to_owned(), "b+2".to_owned(), "c+3".to_owned());
-        let (keys, src) =
-            decide(&s, API, &[], Some(std::slice::from_ref(&a)), false).expect("first use");
+        let (keys, src) = decide(&s, API, &[], Some(std::slice::from_ref(&a)), false, &mut no)
+            .expect("first use");
         assert_eq!((keys, src), (vec![a.clone()], KeySource::FirstUse));
-        let (_, src) = decide(&s, API, &[], Some(std::slice::from_ref(&a)), false).expect("again");
+        let (_, src) =
+            decide(&s, API, &[], Some(std::slice::from_ref(&a)), false, &mut no).expect("again");
         assert_eq!(src, KeySource::Pinned);
-        // A rotation keeps the old key listed: the new one is pinned too.
-        let (keys, src) =
-            decide(&s, API, &[], Some(&[b.clone(), a.clone()]), false).expect("rotation");
+        // A key added beside the pinned one is left out without --trust-new-keys or a yes on
+        // the terminal: only the pinned key verifies, and nothing new is pinned.
+        let (keys, src) = decide(&s, API, &[], Some(&[b.clone(), a.clone()]), false, &mut no)
+            .expect("not trusted");
+        assert_eq!(
+            (keys, src),
+            (
+                vec![a.clone()],
+                KeySource::NewKeysNotTrusted(vec![b.clone()])
+            )
+        );
+        assert_eq!(s.pinned(API).expect("pinned"), vec![a.clone()]);
+        let mut asked = Vec::new();
+        let (keys, src) = decide(
+            &s,
+            API,
+            &[],
+            Some(&[b.clone(), a.clone()]),
+            false,
+            &mut |_: &str, keys: &[String]| {
+                asked.extend_from_slice(keys);
+                true
+            },
+        )
+        .expect("confirmed");
+        assert_eq!(
+            asked,
+            vec![b.clone()],
+            "the terminal was asked about the new key only"
+        );
         assert_eq!(
             (keys, src),
             (vec![a.clone(), b.clone()], KeySource::Rotated)
         );
         // A key set that drops every pinned key is refused, unless the user says otherwise.
-        let refused =
-            decide(&s, API, &[], Some(std::slice::from_ref(&c)), false).expect_err("refused");
+        let refused = decide(&s, API, &[], Some(std::slice::from_ref(&c)), false, &mut no)
+            .expect_err("refused");
         assert_eq!(refused.code, crate::EXIT_VERIFY);
         assert!(
             refused.message.contains("--trust-new-keys"),
@@ -271,8 +344,14 @@ mod tests {
             "nothing changed"
         );
         let (keys, src) =
-            decide(&s, API, &[], Some(std::slice::from_ref(&c)), true).expect("trusted");
+            decide(&s, API, &[], Some(std::slice::from_ref(&c)), true, &mut no).expect("trusted");
         assert_eq!((keys, src), (vec![c.clone()], KeySource::Replaced));
+        let (keys, src) = decide(&s, API, &[], Some(&[c.clone(), a.clone()]), false, &mut yes)
+            .expect("confirmed again");
+        assert_eq!(
+            (keys, src),
+            (vec![c.clone(), a.clone()], KeySource::Rotated)
+        );
         // Out-of-band keys win and pin nothing; offline uses what is pinned.
         let (keys, src) = decide(
             &s,
@@ -280,13 +359,14 @@ mod tests {
             std::slice::from_ref(&a),
             Some(std::slice::from_ref(&c)),
             false,
+            &mut no,
         )
         .expect("oob");
         assert_eq!((keys, src), (vec![a.clone()], KeySource::OutOfBand));
-        let (keys, _) = decide(&s, API, &[], None, false).expect("offline");
-        assert_eq!(keys, vec![c]);
+        let (keys, _) = decide(&s, API, &[], None, false, &mut no).expect("offline");
+        assert_eq!(keys, vec![c, a]);
         assert!(
-            decide(&s, "https://other.example", &[], None, false).is_err(),
+            decide(&s, "https://other.example", &[], None, false, &mut no).is_err(),
             "nothing pinned, offline"
         );
         #[cfg(unix)]

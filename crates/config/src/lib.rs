@@ -160,10 +160,16 @@ pub struct Config {
     pub backup_identity_file: Option<PathBuf>,
     /// Slug or id of the organization whose chain records operations.
     pub operator_org: Option<String>,
+    /// Ed25519 key (PKCS#8, base64url) that signs backup manifests.
+    pub backup_signing_key: Option<SecretString>,
+    /// The backup-signing vkeys a drill pins (`BACKUP_VKEY`).
+    pub backup_vkeys: Vec<String>,
     /// Ed25519 key (PKCS#8, base64url) that signs releases' SHA256SUMS.
     pub release_signing_key: Option<SecretString>,
     /// A release drill's server: production rules with the drill exception.
     pub release_drill: bool,
+    /// The release vkeys the release commands pin when given none (`RELEASE_VKEY`).
+    pub release_vkeys: Vec<String>,
 }
 
 /// One failed rule or unparsable value, with what to do about it.
@@ -571,7 +577,28 @@ impl Config {
             backup_recipient: p.raw("BACKUP_RECIPIENT").map(str::to_owned),
             backup_identity_file: p.raw("BACKUP_IDENTITY_FILE").map(PathBuf::from),
             operator_org: p.raw("OPERATOR_ORG").map(str::to_owned),
+            backup_signing_key: p.secret("BACKUP_SIGNING_KEY"),
+            backup_vkeys: p
+                .raw("BACKUP_VKEY")
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|k| !k.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
             release_signing_key: p.secret("RELEASE_SIGNING_KEY"),
+            release_vkeys: p
+                .raw("RELEASE_VKEY")
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|k| !k.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
             release_drill: match p.or_default("RELEASE_DRILL") {
                 Some("true") => true,
                 Some("false") | None => false,
@@ -637,7 +664,7 @@ impl Config {
 
     /// Every critical secret that is set, with its variable name (for the equality rule).
     pub fn critical_secrets(&self) -> Vec<(&'static str, &str)> {
-        let all: [(&'static str, &Option<SecretString>); 15] = [
+        let all: [(&'static str, &Option<SecretString>); 16] = [
             ("JWT_SECRET", &self.jwt_secret.current),
             ("JWT_SECRET_PREVIOUS", &self.jwt_secret.previous),
             ("INTERNAL_API_KEY", &self.internal_api_key.current),
@@ -652,6 +679,7 @@ impl Config {
             ("RESEND_API_KEY", &self.resend_api_key),
             ("LEDGER_SIGNING_KEY", &self.ledger_signing_key),
             ("RELEASE_SIGNING_KEY", &self.release_signing_key),
+            ("BACKUP_SIGNING_KEY", &self.backup_signing_key),
             (
                 "OBJECT_URL_SIGNING_KEY",
                 &self.object_url_signing_key.current,

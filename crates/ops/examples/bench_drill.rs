@@ -170,6 +170,7 @@ async fn main() {
             target: Target::Server(admin),
             sample: 0,
             report: None,
+            allow_unsigned_manifest: false,
         },
     )
     .await
@@ -234,14 +235,21 @@ async fn main() {
             let e = e.unwrap();
             std::fs::copy(e.path(), copy.join(e.file_name())).unwrap();
         }
-        release_receipt(&dep, &copy, &[]).await.unwrap();
+        // The bench built this release itself: it pins the key the release was signed with.
+        let vkey = std::fs::read_to_string(copy.join("release.vkey"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        release_receipt(&dep, &copy, std::slice::from_ref(&vkey))
+            .await
+            .unwrap();
         let report = release_drill(
             &dep,
             &ReleaseDrillOptions {
                 release: copy.clone(),
                 backup: b.dir.clone(),
                 previous: Some(copy.clone()),
-                vkeys: Vec::new(),
+                vkeys: vec![vkey],
                 inject_migration: None,
                 report: None,
                 sweep_prefix: "raw/".into(),

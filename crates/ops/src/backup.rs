@@ -26,6 +26,7 @@ pub struct Backup {
 /// Backs the deployment's database up into a new directory under `out`.
 pub async fn backup(dep: &Deployment, out: &Path) -> Result<Backup> {
     let recipient = dep.recipient()?;
+    let backup_key = dep.backup_key()?;
     let key = dep.signing_key()?;
     let log = dep.log_signer()?;
     let started = Instant::now();
@@ -104,7 +105,7 @@ pub async fn backup(dep: &Deployment, out: &Path) -> Result<Backup> {
         .into_iter()
         .collect(),
     };
-    manifest.store(&dir)?;
+    manifest.store(&dir, &backup_key)?;
     Ok(Backup { dir, manifest })
 }
 

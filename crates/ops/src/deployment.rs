@@ -136,6 +136,16 @@ impl Deployment {
             .map_err(|e| setup(format!("the development backup identity: {e}")))
     }
 
+    /// The key that signs backup manifests ([`crate::manifest::backup_key`]).
+    pub fn backup_key(&self) -> Result<defendable_ledger::SigningKey> {
+        crate::manifest::backup_key(&self.config)
+    }
+
+    /// The backup-signing vkeys a drill pins ([`crate::manifest::backup_vkeys`]).
+    pub fn backup_vkeys(&self) -> Result<defendable_ledger::Vkeys> {
+        crate::manifest::backup_vkeys(&self.config)
+    }
+
     /// The recipient backups are encrypted to: BACKUP_RECIPIENT, or in development the public
     /// half of a generated identity.
     pub fn recipient(&self) -> Result<age::x25519::Recipient> {

@@ -42,6 +42,9 @@ pub struct DrillOptions {
     pub sample: usize,
     /// Where to write the JSON report (default: `BACKUP/drill-<time>.json`).
     pub report: Option<PathBuf>,
+    /// Drill a backup whose manifest is not signed (made before manifests were signed); the
+    /// drill receipt records it.
+    pub allow_unsigned_manifest: bool,
 }
 
 /// One verification and its outcome.
@@ -162,7 +165,11 @@ pub async fn restore_drill(dep: &Deployment, opts: &DrillOptions) -> Result<Dril
     let (operator, _) = dep.operator_org().await?;
     let identity = dep.identity()?;
     let keys = dep.published_keys()?;
-    let manifest = Manifest::load(&opts.backup)?;
+    let (manifest, provenance) = Manifest::load(
+        &opts.backup,
+        &dep.backup_vkeys()?,
+        opts.allow_unsigned_manifest,
+    )?;
     let started = Instant::now();
     let mut drill = Drill {
         checks: Vec::new(),
@@ -248,6 +255,7 @@ pub async fn restore_drill(dep: &Deployment, opts: &DrillOptions) -> Result<Dril
         "backup_created_at": report.backup_created_at,
         "backup_sha256": report.backup_sha256,
         "schema_version": manifest.schema_version,
+        "manifest": provenance.as_str(),
         "counts": report.counts,
         "chains": report.chains,
         "objects_sampled": report.objects_sampled,

@@ -41,6 +41,10 @@ enum Command {
         /// How many catalog objects to re-hash against their BLAKE3.
         #[arg(long, default_value_t = 20)]
         sample: usize,
+        /// Drill a backup whose manifest is not signed (one made before manifests were
+        /// signed); the drill receipt records it.
+        #[arg(long)]
+        allow_unsigned_manifest: bool,
         /// Where to write the JSON report (default: inside the backup directory).
         #[arg(long)]
         report: Option<PathBuf>,
@@ -67,12 +71,15 @@ enum Command {
     },
     /// Print the vkey of RELEASE_SIGNING_KEY (to publish in docs/protocols/release.md).
     ReleaseVkey,
+    /// Print the vkey of BACKUP_SIGNING_KEY (to pin as BACKUP_VKEY on the drill host).
+    BackupVkey,
     /// Verify a release directory from its files alone (signature, checksums, contents).
     ReleaseVerify {
         /// The release directory.
         #[arg(long)]
         release: PathBuf,
-        /// A release vkey to trust instead of the directory's own `release.vkey`.
+        /// The release vkey to pin (repeat during a rotation); default RELEASE_VKEY. The
+        /// directory's own `release.vkey` is never trusted.
         #[arg(long = "vkey")]
         vkeys: Vec<String>,
     },
@@ -82,7 +89,8 @@ enum Command {
         /// The release directory.
         #[arg(long)]
         release: PathBuf,
-        /// A release vkey to trust instead of the directory's own `release.vkey`.
+        /// The release vkey to pin (repeat during a rotation); default RELEASE_VKEY. The
+        /// directory's own `release.vkey` is never trusted.
         #[arg(long = "vkey")]
         vkeys: Vec<String>,
     },
@@ -99,7 +107,8 @@ enum Command {
         /// The release running today, for the rollback check.
         #[arg(long)]
         previous: Option<PathBuf>,
-        /// A release vkey to trust instead of each directory's own `release.vkey`.
+        /// The release vkey to pin (repeat during a rotation); default RELEASE_VKEY. A
+        /// directory's own `release.vkey` is never trusted.
         #[arg(long = "vkey")]
         vkeys: Vec<String>,
         /// Tests only: SQL applied after the new release's smoke suite, before the rollback
@@ -178,6 +187,14 @@ fn offline(command: &Command) -> Option<Result<bool, OpsError>> {
                 let vkey = release::sign_release(dir, &release::release_key(&config()?)?)?;
                 println!("signed {} with {vkey}", dir.join(release::SUMS).display());
             }
+            Command::BackupVkey => {
+                println!(
+                    "{}",
+                    defendable_ops::manifest::backup_vkey(&defendable_ops::manifest::backup_key(
+                        &config()?
+                    )?)
+                );
+            }
             Command::ReleaseVkey => {
                 println!(
                     "{}",
@@ -188,7 +205,7 @@ fn offline(command: &Command) -> Option<Result<bool, OpsError>> {
                 release: dir,
                 vkeys,
             } => {
-                let r = release::verify_release(dir, vkeys)?;
+                let r = release::verify_release(dir, &release::pinned_vkeys(vkeys, &config()?)?)?;
                 println!(
                     "release {} ({}, commit {}): signature by {} and {} files verify",
                     r.info.version,
@@ -204,7 +221,10 @@ fn offline(command: &Command) -> Option<Result<bool, OpsError>> {
     };
     matches!(
         command,
-        Command::ReleaseSign { .. } | Command::ReleaseVkey | Command::ReleaseVerify { .. }
+        Command::ReleaseSign { .. }
+            | Command::ReleaseVkey
+            | Command::ReleaseVerify { .. }
+            | Command::BackupVkey
     )
     .then(run)
 }
@@ -238,6 +258,7 @@ async fn run(cli: Cli) -> Result<bool, OpsError> {
         Command::ReleaseSign { .. }
         | Command::ReleaseVerify { .. }
         | Command::ReleaseVkey
+        | Command::BackupVkey
         | Command::StorageCheck { .. } => {
             unreachable!("ran above without a deployment")
         }
@@ -250,6 +271,7 @@ async fn run(cli: Cli) -> Result<bool, OpsError> {
             report,
             sweep_prefix,
         } => {
+            let vkeys = release::pinned_vkeys(&vkeys, &dep.config)?;
             let r = release_drill::release_drill(
                 &dep,
                 &release_drill::ReleaseDrillOptions {
@@ -307,6 +329,7 @@ async fn run(cli: Cli) -> Result<bool, OpsError> {
             release: dir,
             vkeys,
         } => {
+            let vkeys = release::pinned_vkeys(&vkeys, &dep.config)?;
             let r = release::release_receipt(&dep, &dir, &vkeys).await?;
             println!(
                 "recorded {}; its proof bundle is {} (check it with `defendable verify {}`)",
@@ -337,6 +360,7 @@ async fn run(cli: Cli) -> Result<bool, OpsError> {
             backup,
             server,
             sample,
+            allow_unsigned_manifest,
             report,
         } => {
             let target = match server {
@@ -353,6 +377,7 @@ async fn run(cli: Cli) -> Result<bool, OpsError> {
                     target,
                     sample,
                     report,
+                    allow_unsigned_manifest,
                 },
             )
             .await?;

@@ -1,10 +1,16 @@
 //! The backup manifest: what the dump holds, taken inside the same snapshot as the dump, with a
-//! signed checkpoint of every chain head so the heads cannot be edited along with the data.
+//! signed checkpoint of every chain head so the heads cannot be edited along with the data. The
+//! manifest as a whole — the dump's digest, the counts, the heads — is signed with the backup
+//! key (`manifest.json.note`, a C2SP signed note under `defendable-backup`), since encrypting to
+//! a public age recipient proves nothing about who wrote the file; a drill pins that key's vkey
+//! and refuses a manifest it did not sign.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use defendable_ledger::SignedCheckpoint;
+use defendable_config::Config;
+use defendable_ledger::note::{open_note, sign_note};
+use defendable_ledger::{LedgerName, SignedCheckpoint, SigningKey, Vkeys};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -12,6 +18,10 @@ use crate::{OpsError, Result};
 
 /// The manifest's file name inside a backup directory.
 pub const MANIFEST: &str = "manifest.json";
+/// The manifest's signed note inside a backup directory.
+pub const MANIFEST_NOTE: &str = "manifest.json.note";
+/// The backup key's name in signed notes and vkeys.
+pub const KEY_NAME: &str = "defendable-backup";
 /// The encrypted dump's file name inside a backup directory.
 pub const DUMP: &str = "dump.pgc.age";
 
@@ -28,6 +38,9 @@ pub struct Counts {
     pub receipts: i64,
     /// Dataset versions in the catalog.
     pub dataset_versions: i64,
+    /// API keys (revoked ones included); absent in manifests written before it was counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_keys: Option<i64>,
 }
 
 /// One organization's chain at the snapshot.
@@ -86,21 +99,126 @@ pub struct Manifest {
     pub durations_ms: BTreeMap<String, u64>,
 }
 
+/// How a drill came to trust a manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Provenance {
+    /// Signed by this pinned backup key (its key name).
+    Signed(String),
+    /// No signature (a backup made before manifests were signed), drilled only because the
+    /// operator said so; the drill receipt records it.
+    UnsignedAllowed,
+}
+
+impl Provenance {
+    /// How the drill receipt names it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Provenance::Signed(_) => "signed",
+            Provenance::UnsignedAllowed => "unsigned, allowed by --allow-unsigned-manifest",
+        }
+    }
+}
+
+fn key_name() -> LedgerName {
+    LedgerName::parse(KEY_NAME).expect("a valid key name")
+}
+
+/// The vkey of a backup-signing key.
+pub fn backup_vkey(key: &SigningKey) -> String {
+    defendable_ledger::note::vkey(&key_name(), &key.raw_public())
+}
+
+fn backup_error(what: impl Into<String>) -> OpsError {
+    OpsError::Backup(what.into())
+}
+
+/// The key that signs backup manifests: BACKUP_SIGNING_KEY, or in development one generated
+/// once under `DATA_DIR/dev-secrets/`.
+pub fn backup_key(config: &Config) -> Result<SigningKey> {
+    use secrecy::ExposeSecret as _;
+    let encoded = match &config.backup_signing_key {
+        Some(k) => k.expose_secret().to_owned(),
+        None if !config.app_env.is_production() => {
+            defendable_api::boot::kept_secret(&config.data_dir, "backup_signing_key", || {
+                Ok(SigningKey::generate()?.1)
+            })
+            .map_err(|e| OpsError::Setup(e.to_string()))?
+        }
+        None => {
+            return Err(OpsError::Setup(
+                "BACKUP_SIGNING_KEY is not set: generate one with `defendable-api generate-signing-key`, keep it on the backup host only, and pin its vkey (`defendable-ops backup-vkey`) as BACKUP_VKEY on the drill host".into(),
+            ))
+        }
+    };
+    Ok(SigningKey::from_pkcs8(encoded.trim())?)
+}
+
+/// The backup-signing vkeys a drill pins: BACKUP_VKEY, or in development the generated key's.
+/// Never a key found beside the backup.
+pub fn backup_vkeys(config: &Config) -> Result<Vkeys> {
+    let vkeys = if !config.backup_vkeys.is_empty() {
+        config.backup_vkeys.clone()
+    } else if !config.app_env.is_production() {
+        vec![backup_vkey(&backup_key(config)?)]
+    } else {
+        return Err(OpsError::Setup(
+            "BACKUP_VKEY is not set: pin the vkey of the backup host's BACKUP_SIGNING_KEY (`defendable-ops backup-vkey` prints it) on the drill host".into(),
+        ));
+    };
+    Ok(Vkeys::parse(&vkeys)?)
+}
+
 impl Manifest {
-    /// Reads `dir/manifest.json`.
-    pub fn load(dir: &Path) -> Result<Manifest> {
+    /// Reads `dir/manifest.json` after checking its signature against the pinned `keys`: the
+    /// note must open with one of them and sign exactly the file's bytes. A backup without a
+    /// note is refused unless `allow_unsigned`.
+    pub fn load(dir: &Path, keys: &Vkeys, allow_unsigned: bool) -> Result<(Manifest, Provenance)> {
         let path = dir.join(MANIFEST);
-        let bytes = std::fs::read(&path).map_err(|e| OpsError::io(&path, e))?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| OpsError::Backup(format!("{} is not a manifest: {e}", path.display())))
+        let text = std::fs::read_to_string(&path).map_err(|e| OpsError::io(&path, e))?;
+        let note_path = dir.join(MANIFEST_NOTE);
+        let provenance = match std::fs::read_to_string(&note_path) {
+            Ok(note) => {
+                let opened = open_note(&note, keys).map_err(|e| {
+                    backup_error(format!(
+                        "{}: {e}: the manifest is not signed by a pinned backup key (BACKUP_VKEY)",
+                        note_path.display()
+                    ))
+                })?;
+                if opened.text != text {
+                    return Err(backup_error(format!(
+                        "{} is not the text {MANIFEST_NOTE} signs: the manifest changed after signing",
+                        path.display()
+                    )));
+                }
+                Provenance::Signed(opened.signed_by)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if !allow_unsigned {
+                    return Err(backup_error(format!(
+                        "{} has no {MANIFEST_NOTE}: an unsigned manifest (a backup made before manifests were signed) is drilled only with --allow-unsigned-manifest, which the drill receipt records",
+                        dir.display()
+                    )));
+                }
+                Provenance::UnsignedAllowed
+            }
+            Err(e) => return Err(OpsError::io(&note_path, e)),
+        };
+        let manifest = serde_json::from_str(&text)
+            .map_err(|e| backup_error(format!("{} is not a manifest: {e}", path.display())))?;
+        Ok((manifest, provenance))
     }
 
-    /// Writes `dir/manifest.json`.
-    pub fn store(&self, dir: &Path) -> Result<()> {
-        let path = dir.join(MANIFEST);
-        let text = serde_json::to_vec_pretty(self)
-            .map_err(|e| OpsError::Backup(format!("manifest: {e}")))?;
-        std::fs::write(&path, text).map_err(|e| OpsError::io(&path, e))
+    /// Writes `dir/manifest.json` and its signed note with the backup key.
+    pub fn store(&self, dir: &Path, key: &SigningKey) -> Result<()> {
+        let mut text = serde_json::to_string_pretty(self)
+            .map_err(|e| backup_error(format!("manifest: {e}")))?;
+        text.push('\n');
+        let note = sign_note(text.as_bytes(), &key_name(), key)?;
+        for (name, bytes) in [(MANIFEST, &text), (MANIFEST_NOTE, &note)] {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).map_err(|e| OpsError::io(&path, e))?;
+        }
+        Ok(())
     }
 }
 
@@ -112,7 +230,7 @@ pub async fn snapshot(
         .query_one(
             "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM orgs),
                     (SELECT count(*) FROM memberships), (SELECT count(*) FROM receipts),
-                    (SELECT count(*) FROM dataset_versions)",
+                    (SELECT count(*) FROM dataset_versions), (SELECT count(*) FROM api_keys)",
             &[],
         )
         .await?;
@@ -122,6 +240,7 @@ pub async fn snapshot(
         memberships: row.get(2),
         receipts: row.get(3),
         dataset_versions: row.get(4),
+        api_keys: Some(row.get(5)),
     };
     let chains = client
         .query(

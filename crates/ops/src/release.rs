@@ -149,20 +149,38 @@ pub struct VerifiedRelease {
     pub vkey: String,
 }
 
-/// Verifies a release from its directory alone: the signed note over SHA256SUMS under a trusted
-/// vkey (`pinned`, else the directory's own `release.vkey`), every listed file's SHA-256, no
-/// file unlisted, and `release.json`. Any mismatch is an error naming the file.
+/// The release vkeys to pin: those given (`--vkey`), else `RELEASE_VKEY`. There is no third
+/// source: a directory's own `release.vkey` proves integrity, not origin, and whoever altered a
+/// release would sign it again with a key of their own and ship that key beside it.
+pub fn pinned_vkeys(given: &[String], config: &Config) -> Result<Vec<String>> {
+    let pinned = if given.is_empty() {
+        config.release_vkeys.clone()
+    } else {
+        given.to_vec()
+    };
+    if pinned.is_empty() {
+        return Err(release_error(
+            "no release vkey is pinned: pass --vkey with the published release vkey (docs/protocols/release.md) or set RELEASE_VKEY; a release directory's own release.vkey is never trusted",
+        ));
+    }
+    Ok(pinned)
+}
+
+/// Verifies a release from its directory alone: the signed note over SHA256SUMS under a
+/// `pinned` vkey (never the directory's own `release.vkey`: an empty `pinned` is refused),
+/// every listed file's SHA-256, no file unlisted, and `release.json`. Any mismatch is an error
+/// naming the file.
 pub fn verify_release(dir: &Path, pinned: &[String]) -> Result<VerifiedRelease> {
     let read = |name: &str| {
         let path = dir.join(name);
         std::fs::read_to_string(&path).map_err(|e| OpsError::io(&path, e))
     };
-    let vkeys = if pinned.is_empty() {
-        vec![read(VKEY)?.trim().to_owned()]
-    } else {
-        pinned.to_vec()
-    };
-    let keys = Vkeys::parse(&vkeys)?;
+    if pinned.is_empty() {
+        return Err(release_error(
+            "no release vkey is pinned: a release directory's own release.vkey is never trusted",
+        ));
+    }
+    let keys = Vkeys::parse(pinned)?;
     let sums = read(SUMS)?;
     let note = read(SUMS_NOTE)?;
     let opened = open_note(&note, &keys).map_err(|e| release_error(format!("{SUMS_NOTE}: {e}")))?;

@@ -42,7 +42,7 @@ pub struct ReleaseDrillOptions {
     /// The release running today (its server and CLI run the read-only checks on the migrated
     /// database).
     pub previous: Option<PathBuf>,
-    /// Release vkeys to trust instead of each directory's own `release.vkey`.
+    /// The release vkeys pinned (never a directory's own `release.vkey`; empty is refused).
     pub vkeys: Vec<String>,
     /// Tests only: SQL applied to the migrated database after the new release's smoke suite,
     /// standing in for a new release's migration that breaks the previous one.
@@ -157,7 +157,8 @@ pub async fn release_drill(
     let (operator, _) = dep.operator_org().await?;
     let started = Instant::now();
     let mut steps = Steps::default();
-    let manifest = Manifest::load(&opts.backup)?;
+    // A release drill takes only a backup whose manifest a pinned backup key signed.
+    let (manifest, _) = Manifest::load(&opts.backup, &dep.backup_vkeys()?, false)?;
 
     let t = Instant::now();
     let release = check_release(dep, opts, &mut steps);

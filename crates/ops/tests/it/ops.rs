@@ -9,10 +9,11 @@ use defendable_ledger::{Draft, ReceiptKind};
 use defendable_ops::drill::{restore_drill, DrillOptions, Target};
 use defendable_ops::packet::{packet, PacketOptions};
 use defendable_ops::rotation::{rotation_receipt, OldUses};
-use defendable_ops::{backup::backup, Deployment, OpsError};
+use defendable_ops::{backup::backup, manifest, Deployment, OpsError};
 use defendable_testkit::files::TempDir;
 use defendable_testkit::TestDb;
 use serde_json::json;
+use std::path::PathBuf;
 use uuid::Uuid;
 
 const RUNNER_TOKEN: &str = "ops-runner-Qa7Ws9Ed2Rf4Tg6Yh8Uj1Ik3Ol5";
@@ -170,6 +171,8 @@ async fn backup_and_drill_pass_then_a_tampered_receipt_fails_the_drill_by_org_an
     let public = dep.published_keys().expect("keys")[0].public_key.clone();
     let identity = data.path().join("dev-secrets").join("backup_identity");
     let identity = identity.to_str().expect("utf8");
+    // The backup host's signing key stays there; the drill host pins its vkey.
+    let backup_vkey = manifest::backup_vkey(&dep.backup_key().expect("backup key"));
     let (drill_host, _) = open(
         &db,
         &data,
@@ -178,6 +181,7 @@ async fn backup_and_drill_pass_then_a_tampered_receipt_fails_the_drill_by_org_an
             ("LEDGER_NAME", "localhost-dev"),
             ("BACKUP_IDENTITY_FILE", identity),
             ("LEDGER_SIGNING_KEYS_PREVIOUS", &public),
+            ("BACKUP_VKEY", &backup_vkey),
         ],
     )
     .await;
@@ -193,6 +197,7 @@ async fn backup_and_drill_pass_then_a_tampered_receipt_fails_the_drill_by_org_an
             target: Target::Cluster(cluster.path().join("pg")),
             sample: 5,
             report: None,
+            allow_unsigned_manifest: false,
         },
     )
     .await
@@ -257,6 +262,7 @@ async fn backup_and_drill_pass_then_a_tampered_receipt_fails_the_drill_by_org_an
             target: Target::Server(admin),
             sample: 1,
             report: None,
+            allow_unsigned_manifest: false,
         },
     )
     .await
@@ -312,6 +318,7 @@ async fn backup_and_drill_pass_then_a_tampered_receipt_fails_the_drill_by_org_an
             target: Target::Cluster(cluster.path().join("never")),
             sample: 1,
             report: None,
+            allow_unsigned_manifest: false,
         },
     )
     .await
@@ -319,6 +326,69 @@ async fn backup_and_drill_pass_then_a_tampered_receipt_fails_the_drill_by_org_an
     assert!(!report.ok);
     assert_eq!(report.checks.len(), 1, "{}", report.human());
     assert_eq!(report.checks[0].name, "backup digest");
+
+    // Whoever alters the dump cannot make the manifest agree: the manifest is signed as a
+    // whole (dump digest, counts, heads), and a drill pins the backup key.
+    let altered = defendable_ops::sha256_file(&dump_path).expect("sha");
+    let manifest_path = second.dir.join(manifest::MANIFEST);
+    let text = std::fs::read_to_string(&manifest_path).expect("manifest");
+    std::fs::write(
+        &manifest_path,
+        text.replace(&second.manifest.dump.sha256, &altered),
+    )
+    .expect("write");
+    let drill = |dir: PathBuf, allow_unsigned_manifest: bool| {
+        let (dep, cluster) = (&dep, &cluster);
+        async move {
+            restore_drill(
+                dep,
+                &DrillOptions {
+                    backup: dir,
+                    target: Target::Cluster(cluster.path().join("never")),
+                    sample: 1,
+                    report: None,
+                    allow_unsigned_manifest,
+                },
+            )
+            .await
+        }
+    };
+    let refused = drill(second.dir.clone(), false)
+        .await
+        .expect_err("an edited manifest");
+    assert!(
+        refused.to_string().contains("changed after signing"),
+        "{refused}"
+    );
+    // Signed again with a key of the attacker's own: no pinned key signed it.
+    let (_, other) = defendable_ledger::SigningKey::generate().expect("key");
+    let other = defendable_ledger::SigningKey::from_pkcs8(&other).expect("key");
+    let mut edited = second.manifest.clone();
+    edited.dump.sha256 = altered;
+    edited.store(&second.dir, &other).expect("signed again");
+    let refused = drill(second.dir.clone(), false)
+        .await
+        .expect_err("another key");
+    assert!(
+        refused.to_string().contains("pinned backup key"),
+        "{refused}"
+    );
+    // A manifest without a signature (a backup made before they were signed) drills only when
+    // the operator says so, and the drill receipt records it.
+    std::fs::remove_file(first.dir.join(manifest::MANIFEST_NOTE)).expect("unsign");
+    let refused = drill(first.dir.clone(), false).await.expect_err("unsigned");
+    assert!(
+        refused.to_string().contains("--allow-unsigned-manifest"),
+        "{refused}"
+    );
+    let report = drill(first.dir.clone(), true).await.expect("drill runs");
+    assert!(report.ok, "{}", report.human());
+    let recorded = drill_receipts(&dep, orgs[0]).await;
+    assert_eq!(
+        recorded.last().expect("receipt")["public"]["manifest"],
+        "unsigned, allowed by --allow-unsigned-manifest"
+    );
+    assert_eq!(recorded[0]["public"]["manifest"], "signed");
 }
 
 #[tokio::test]
@@ -399,6 +469,7 @@ async fn the_packet_holds_live_evidence_and_a_manifest_of_digests() {
             ),
             sample: 1,
             report: None,
+            allow_unsigned_manifest: false,
         },
     )
     .await

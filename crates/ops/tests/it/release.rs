@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
 use defendable_ops::backup::backup;
-use defendable_ops::release::release_receipt;
+use defendable_ops::release::{release_receipt, sign_release, verify_release};
 use defendable_ops::release_drill::{release_drill, ReleaseDrillOptions, ReleaseDrillReport};
 use defendable_ops::Deployment;
 use defendable_testkit::files::TempDir;
@@ -56,6 +56,13 @@ fn built_release() -> &'static Path {
     })
 }
 
+/// The vkey of the key the test release was signed with: the tests built it, so they know it
+/// out of band (what a person takes from docs/protocols/release.md).
+fn pinned() -> Vec<String> {
+    let vkey = std::fs::read_to_string(built_release().join("release.vkey")).expect("release.vkey");
+    vec![vkey.trim().to_owned()]
+}
+
 /// A copy of the release for one test (release-receipt writes into its directory).
 fn copy_release(to: &Path) -> PathBuf {
     let dir = to.join("release");
@@ -91,7 +98,7 @@ async fn recorded_release() -> Recorded {
     let data = TempDir::new();
     let (dep, backup) = deployment_with_backup(&db, &data).await;
     let release = copy_release(data.path());
-    release_receipt(&dep, &release, &[])
+    release_receipt(&dep, &release, &pinned())
         .await
         .expect("release receipt");
     Recorded {
@@ -108,7 +115,7 @@ fn drill_options(release: &Path, backup: &Path, previous: Option<&Path>) -> Rele
         release: release.to_owned(),
         backup: backup.to_owned(),
         previous: previous.map(Path::to_owned),
-        vkeys: Vec::new(),
+        vkeys: pinned(),
         inject_migration: None,
         report: None,
         sweep_prefix: "raw/".into(),
@@ -148,7 +155,7 @@ async fn a_release_is_recorded_drilled_with_its_rollback_and_both_receipts_verif
     let (dep, backup_dir) = deployment_with_backup(&db, &data).await;
     let release = copy_release(data.path());
 
-    let recorded = release_receipt(&dep, &release, &[])
+    let recorded = release_receipt(&dep, &release, &pinned())
         .await
         .expect("release receipt");
     let vkeys: Vec<String> = dep.vkeys().expect("vkeys").vkeys().to_vec();
@@ -262,5 +269,38 @@ async fn one_changed_byte_makes_the_drill_refuse_before_restoring_anything() {
             .as_deref()
             .map(|id| id.starts_with("DCR-")),
         Some(true)
+    );
+}
+
+#[test]
+fn a_release_altered_and_signed_again_with_another_key_is_refused() {
+    let data = TempDir::new();
+    let release = copy_release(data.path());
+    verify_release(&release, &pinned()).expect("the release as built verifies");
+    // Whoever alters a binary signs the directory again with a key of their own, and ships that
+    // key's vkey beside it as release.vkey.
+    let binary = release.join("defendable-ops");
+    let mut bytes = std::fs::read(&binary).expect("read");
+    bytes[4096] ^= 1;
+    std::fs::write(&binary, bytes).expect("write");
+    let (_, other) = defendable_ledger::SigningKey::generate().expect("key");
+    let other = defendable_ledger::SigningKey::from_pkcs8(&other).expect("key");
+    sign_release(&release, &other).expect("signed again");
+    let refused = verify_release(&release, &pinned()).expect_err("another key");
+    assert!(refused.to_string().contains("SHA256SUMS.note"), "{refused}");
+    let unpinned = verify_release(&release, &[]).expect_err("no pinned key");
+    assert!(unpinned.to_string().contains("never trusted"), "{unpinned}");
+    // The command refuses too without --vkey or RELEASE_VKEY.
+    let out = Command::new(built_release().join("defendable-ops"))
+        .args(["release-verify", "--release"])
+        .arg(&release)
+        .env_remove("RELEASE_VKEY")
+        .env("DATA_DIR", data.path())
+        .output()
+        .expect("release-verify runs");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && text.contains("no release vkey is pinned"),
+        "{text}"
     );
 }
