@@ -63,6 +63,9 @@ error_codes! {
     SsoRequired = "sso_required", FORBIDDEN;
     /// Only a person's session may do this, not an API key.
     SessionRequired = "session_required", FORBIDDEN;
+    /// A sign-in or invite page's form did not come from the page this browser opened (its
+    /// anti-forgery value or cookie is missing or does not match): open the link again.
+    FormRefused = "form_refused", FORBIDDEN;
     /// The caller's network may not reach this route.
     NetworkNotAllowed = "network_not_allowed", FORBIDDEN;
     /// The runner token may not write to this organization (`RUNNER_ORGS`).

@@ -220,6 +220,9 @@ pub struct SignInPage<'a> {
     pub button: &'a str,
     /// The token, carried to the form (empty: the link was cut short).
     pub token: &'a str,
+    /// The form's anti-forgery value: bound to this page's token and to the cookie the page
+    /// sets in this browser.
+    pub csrf: String,
     /// `sign-in` or `invite`.
     pub link: &'a str,
     /// Whether to offer the link for `defendable login`.

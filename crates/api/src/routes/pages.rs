@@ -41,6 +41,44 @@ pub struct LinkForm {
     pub token: String,
     /// `sign-in` or `invite`.
     pub link: LinkKind,
+    /// The page's anti-forgery value: only the page this browser opened (which set the
+    /// `__Host-defendable-form` cookie) carries the one that matches.
+    pub csrf: Option<String>,
+}
+
+/// The cookie the pages set; the form's `csrf` is bound to its value and to the page's token.
+const FORM_COOKIE: &str = "__Host-defendable-form";
+
+/// The form value for a page showing `token` to the browser holding cookie value `key`:
+/// base64url(SHA-256("defendable-form" 0 key 0 token)). Another site cannot read the cookie
+/// (HttpOnly) nor have the browser send it with a cross-site post (SameSite=Strict), so it
+/// cannot forge a form that passes: no sign-in as someone else through this page (login CSRF).
+fn form_binding(key: &str, token: &str) -> String {
+    use base64::Engine as _;
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for part in [
+        b"defendable-form".as_slice(),
+        b"\0",
+        key.as_bytes(),
+        b"\0",
+        token.as_bytes(),
+    ] {
+        ctx.update(part);
+    }
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(ctx.finish())
+}
+
+/// Whether the form came from the page this browser opened.
+fn form_is_genuine(req: &HttpRequest, form: &LinkForm) -> bool {
+    use subtle::ConstantTimeEq as _;
+    match (crate::routes::sso::cookie(req, FORM_COOKIE), &form.csrf) {
+        (Some(key), Some(sent)) => bool::from(
+            form_binding(&key, &form.token)
+                .as_bytes()
+                .ct_eq(sent.as_bytes()),
+        ),
+        _ => false,
+    }
 }
 
 fn link_page<'a>(
@@ -48,6 +86,7 @@ fn link_page<'a>(
     api: &'a str,
     kind: LinkKind,
     token: &'a str,
+    csrf: String,
 ) -> SignInPage<'a> {
     let (heading, intro, button, path) = match kind {
         LinkKind::SignIn => (
@@ -69,6 +108,7 @@ fn link_page<'a>(
         intro,
         button,
         token,
+        csrf,
         link: match kind {
             LinkKind::SignIn => "sign-in",
             LinkKind::Invite => "invite",
@@ -85,12 +125,25 @@ fn show_link(
 ) -> Result<HttpResponse, ApiError> {
     let api = state.config.api_base_url().to_string();
     let token = query.token.as_deref().unwrap_or("");
-    let status = if token.is_empty() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
-    pages::render(status, &link_page(state, &api, kind, token))
+    if token.is_empty() {
+        return pages::render(
+            StatusCode::BAD_REQUEST,
+            &link_page(state, &api, kind, token, String::new()),
+        );
+    }
+    // A fresh key per page view: the cookie holds it, the form carries its binding to the token.
+    let key = defendable_sso::oidc::random_value();
+    let csrf = form_binding(&key, token);
+    let mut response = pages::render(StatusCode::OK, &link_page(state, &api, kind, token, csrf))?;
+    let max_age = state.config.magic_link_ttl.as_secs().max(60);
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        header::HeaderValue::from_str(&format!(
+            "{FORM_COOKIE}={key}; Path=/; Max-Age={max_age}; HttpOnly; Secure; SameSite=Strict"
+        ))
+        .map_err(ApiError::internal)?,
+    );
+    Ok(response)
 }
 
 /// The page a magic link opens: a button that signs in, and the link for `defendable login`.
@@ -141,6 +194,7 @@ fn session_facts(s: SessionDto) -> SessionFacts {
     responses(
         (status = 200, description = "Signed in: the outcome page; or, for an invite the organization accepts only through single sign-on, a page linking to the identity provider, with the `__Host-defendable-sso` cookie binding that sign-in (which uses the invite)", content_type = "text/html", body = String),
         (status = 401, description = "The link was used, has expired or is invalid", content_type = "text/html", body = String),
+        (status = 403, description = "The form did not come from the page this browser opened (`form_refused`: its `csrf` value or the `__Host-defendable-form` cookie the page set is missing or does not match)", content_type = "text/html", body = String),
         (status = 409, description = "Already a member (invites)", content_type = "text/html", body = String),
         (status = 429, description = "Rate limited", content_type = "text/html", body = String),
     ))]
@@ -150,9 +204,17 @@ pub async fn post_link_form(
     form: web::Form<LinkForm>,
 ) -> Result<HttpResponse, ApiError> {
     let api = state.config.api_base_url().to_string();
-    let outcome = match form.link {
-        LinkKind::SignIn => sign_in(&req, &state, &form.token, None).await,
-        LinkKind::Invite => accept_invite(&req, &state, &form.token).await,
+    // A form another site made (login CSRF) is refused before the token is looked at.
+    let outcome = if !form_is_genuine(&req, &form) {
+        Err(ApiError::new(
+            ErrorCode::FormRefused,
+            "this form did not come from the page this browser opened: open the link from your message again",
+        ))
+    } else {
+        match form.link {
+            LinkKind::SignIn => sign_in(&req, &state, &form.token, None).await,
+            LinkKind::Invite => accept_invite(&req, &state, &form.token).await,
+        }
     };
     // An invite the organization accepts only through single sign-on: the sign-in is recorded
     // (bound to this browser by its cookie, carrying the invite) and the page links to the

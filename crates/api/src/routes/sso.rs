@@ -588,7 +588,7 @@ pub async fn begin(
 }
 
 /// The value of the request's cookie `name`.
-fn cookie(req: &HttpRequest, name: &str) -> Option<String> {
+pub(crate) fn cookie(req: &HttpRequest, name: &str) -> Option<String> {
     req.headers()
         .get_all(header::COOKIE)
         .filter_map(|v| v.to_str().ok())

@@ -505,3 +505,54 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+/// Opens a mailed link's page (`link`: `sign-in` or `invite`) as a browser does and presses its
+/// button: the form carries the page's anti-forgery value and the cookie the page set, from the
+/// page's own origin. Returns the button's response.
+pub async fn press_link(
+    app: &TestApp,
+    token: &str,
+    link: &str,
+    bearer: Option<&str>,
+) -> reqwest::Response {
+    let page_path = if link == "invite" {
+        "/auth/accept-invite"
+    } else {
+        "/auth/callback"
+    };
+    let page = app
+        .http
+        .get(app.url(&format!("{page_path}?token={token}")))
+        .send()
+        .await
+        .expect("page");
+    let cookie = page.headers().get("set-cookie").map(|c| {
+        c.to_str()
+            .expect("cookie")
+            .split(';')
+            .next()
+            .expect("pair")
+            .to_owned()
+    });
+    let text = page.text().await.expect("page");
+    let csrf = text
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_default()
+        .to_owned();
+    let mut req = app
+        .http
+        .post(app.url("/auth/callback"))
+        .header("origin", &app.base)
+        .header("content-type", "application/x-www-form-urlencoded")
+        // Tokens and the form value are base64url: nothing in them needs form encoding.
+        .body(format!("token={token}&link={link}&csrf={csrf}"));
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
+    }
+    if let Some(b) = bearer {
+        req = req.bearer_auth(b);
+    }
+    req.send().await.expect("response")
+}

@@ -538,16 +538,8 @@ async fn every_route_answers_every_principal_with_the_exact_status() {
 }
 
 /// Posts the sign-in pages' form with a token nobody was mailed.
-async fn form(app: &TestApp, path: &str, bearer: Option<&str>) -> (reqwest::StatusCode, Value) {
-    let mut req = app
-        .http
-        .post(app.url(path))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("token={}&link=sign-in", "A".repeat(43)));
-    if let Some(b) = bearer {
-        req = req.bearer_auth(b);
-    }
-    let res = req.send().await.expect("response");
+async fn form(app: &TestApp, _path: &str, bearer: Option<&str>) -> (reqwest::StatusCode, Value) {
+    let res = crate::helpers::press_link(app, &"A".repeat(43), "sign-in", bearer).await;
     (res.status(), Value::Null)
 }
 

@@ -23,16 +23,27 @@ async fn browse(app: &TestApp, path: &str) -> (StatusCode, reqwest::header::Head
     (status, headers, res.text().await.expect("text"))
 }
 
-/// Posts the pages' form (as the button does, from the page's own origin).
+/// Opens the link's page and presses its button, as a browser does.
 async fn press(app: &TestApp, token: &str, link: &str) -> (StatusCode, String) {
+    let res = crate::helpers::press_link(app, token, link, None).await;
+    let status = res.status();
+    (status, res.text().await.expect("text"))
+}
+
+/// Posts the form as another site's page would (login CSRF): no cookie from our page, and a
+/// value of its own making (or none).
+async fn forge(app: &TestApp, token: &str, link: &str, csrf: Option<&str>) -> (StatusCode, String) {
+    let mut body = format!("token={token}&link={link}");
+    if let Some(c) = csrf {
+        body.push_str(&format!("&csrf={c}"));
+    }
     let res = app
         .http
         .post(app.url("/auth/callback"))
         .header("accept", BROWSER_ACCEPT)
-        .header("origin", &app.base)
+        .header("origin", "https://attacker.example")
         .header("content-type", "application/x-www-form-urlencoded")
-        // Tokens are base64url: nothing in them needs form encoding.
-        .body(format!("token={token}&link={link}"))
+        .body(body)
         .send()
         .await
         .expect("response");
@@ -242,6 +253,22 @@ async fn mail_scanners_cannot_consume_a_sign_in_link_and_the_button_works_once()
     }
     let head = app.http.head(app.url(&link)).send().await.expect("head");
     assert!(head.status().is_success() || head.status() == 405);
+
+    // A form another site posts with the victim's browser (the attacker's own link, to sign the
+    // victim in as the attacker) is refused and uses nothing: no page cookie, or a value copied
+    // from the attacker's own view of the page.
+    let (_, _, own_view) = browse(&app, &link).await;
+    let copied = own_view
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page carries a form value")
+        .to_owned();
+    for csrf in [None, Some(copied.as_str())] {
+        let (s, page) = forge(&app, &token, "sign-in", csrf).await;
+        assert_eq!(s, 403, "{page}");
+        assert!(page.contains("did not come from the page"), "{page}");
+    }
 
     // The button signs in, once.
     let (s, page) = press(&app, &token, "sign-in").await;

@@ -1164,12 +1164,7 @@ async fn invites_to_an_enforced_domain_are_accepted_through_sso_and_cli_links_ne
     // The invite page's button leads to the identity provider (a link, which the pages'
     // `form-action 'self'` allows), with the cookie binding the sign-in to this browser.
     let fays = invite("fay@corp.test").await;
-    let pressed = reqwest::Client::new()
-        .post(app.url("/auth/callback"))
-        .form(&[("token", fays.as_str()), ("link", "invite")])
-        .send()
-        .await
-        .expect("button");
+    let pressed = crate::helpers::press_link(&app, &fays, "invite", None).await;
     assert_eq!(pressed.status(), 200);
     let cookie = pressed.headers()["set-cookie"]
         .to_str()
