@@ -14,6 +14,7 @@ pub mod middleware;
 pub mod openapi;
 pub mod pages;
 pub mod ratelimit;
+pub mod recheck;
 pub mod routes;
 pub mod telemetry;
 
@@ -277,6 +278,7 @@ impl Application {
                 .unwrap_or_default(),
         );
         spawn_tree_integrator(state.db.pool().clone());
+        recheck::spawn(state.clone());
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())

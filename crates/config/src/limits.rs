@@ -339,6 +339,15 @@ pub const SSO_PROVIDER_REQUEST: Duration = Duration::from_secs(10);
 /// The most one answer of an identity provider (discovery, keys, token response) may hold; read
 /// as a stream and refused at the chunk that crosses it, or on its `Content-Length`.
 pub const SSO_PROVIDER_BODY: usize = 512 * 1024;
+/// How often a verified domain's TXT challenge is looked up again.
+pub const SSO_DOMAIN_RECHECK_EVERY: Duration = Duration::from_secs(24 * 3600);
+/// How long the challenge must have been missing, in consecutive authoritative answers with the
+/// owners warned, before the domain is unverified.
+pub const SSO_DOMAIN_UNVERIFY_AFTER: Duration = Duration::from_secs(3 * 24 * 3600);
+/// Domains one re-check round claims at most (the next round, an hour later, takes the rest).
+pub const SSO_DOMAIN_RECHECK_ROUND: i64 = 500;
+/// How often each process tries to claim a re-check round.
+pub const SSO_DOMAIN_RECHECK_TICK: Duration = Duration::from_secs(3600);
 /// How long a started single sign-on may take before its callback is refused.
 pub const SSO_LOGIN_TTL: Duration = Duration::from_secs(600);
 /// How long an expired single sign-on in progress is kept before the pruner deletes it.

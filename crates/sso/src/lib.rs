@@ -7,6 +7,8 @@
 //!   still opens during a rotation); only sealed bytes reach storage.
 //! - [`egress`]: where requests to identity providers may go (public addresses, unless
 //!   allowed), checked in the HTTP client's resolver.
+//! - [`recheck`]: the daily re-check that keeps a verified domain verified only while its record
+//!   stays published.
 //! - [`dns`]: the TXT lookup that verifies a domain, through `DNS_RESOLVER` or the system's.
 //! - [`store`]: domains and connections; every change records its audit event and an
 //!   `idp.config_change` receipt in the organization's chain in one transaction.
@@ -22,6 +24,7 @@ pub mod domain;
 pub mod egress;
 pub mod login;
 pub mod oidc;
+pub mod recheck;
 pub mod scim;
 pub mod sealed;
 pub mod store;

@@ -16,6 +16,128 @@ async fn app_with_dns(port: u16) -> TestApp {
     TestApp::spawn_with(config(&[("DNS_RESOLVER", &format!("127.0.0.1:{port}"))])).await
 }
 
+#[actix_web::test]
+async fn a_verified_domain_whose_record_stays_missing_is_unverified_after_three_days_owners_warned_first(
+) {
+    let port = free_port();
+    let app = app_with_dns(port).await;
+    let (token, slug, org) = app.sign_in_to_org("owner@keep.test").await;
+    let path = format!("/orgs/{slug}/domains");
+    let claim = app
+        .expect(
+            201,
+            "POST",
+            &path,
+            Some(&token),
+            Some(json!({"domain": "keep.test"})),
+        )
+        .await;
+    let challenge = claim["txt_value"].as_str().expect("value").to_owned();
+    let record = [("_defendable-challenge.keep.test", challenge.as_str())];
+    let published = DnsServer::start(port, &record);
+    app.expect(
+        200,
+        "POST",
+        &format!("{path}/keep.test/verify"),
+        Some(&token),
+        None,
+    )
+    .await;
+
+    // The rounds the server would run a day apart, driven here with a clock of their own
+    // (starting a day ahead, so the server's own first round never makes one not due).
+    let mailer = defendable_api::mail::Mailer::from_config(&config(&[(
+        "DATA_DIR",
+        app.data.path().to_str().expect("utf8"),
+    )]))
+    .expect("mailer");
+    let dns = defendable_sso::dns::TxtResolver::parse(&format!("127.0.0.1:{port}")).expect("dns");
+    let rechecker = defendable_api::recheck::Rechecker {
+        pool: &app.db.pool,
+        dns: &dns,
+        mailer: &mailer,
+        api_base: app.base.clone(),
+    };
+    let day = time::Duration::days(1);
+    let t0 = time::OffsetDateTime::now_utc() + day;
+    let client = app.db.pool.get().await.expect("client");
+    let state = || async {
+        let r = client
+            .query_one(
+                "SELECT verified_at IS NOT NULL, misses, warned_at IS NOT NULL FROM org_domains WHERE domain = 'keep.test'",
+                &[],
+            )
+            .await
+            .expect("domain");
+        (r.get::<_, bool>(0), r.get::<_, i32>(1), r.get::<_, bool>(2))
+    };
+    let warnings = || {
+        std::fs::read_dir(app.data.path().join("outbox"))
+            .map(|d| {
+                d.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+                    .filter(|m| {
+                        m.contains("verification record is missing")
+                            && m.contains("owner@keep.test")
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+
+    // Published: nothing changes; a second round the same day finds nothing due.
+    assert_eq!(rechecker.round(t0).await.expect("round"), 1);
+    assert_eq!(rechecker.round(t0).await.expect("round"), 0);
+    assert_eq!(state().await, (true, 0, false));
+
+    // Gone (the name server answers: no such name): the first miss warns the owners, by audit
+    // event and mail, and the domain stays verified.
+    drop(published);
+    let answering = DnsServer::start(port, &[]);
+    rechecker.round(t0 + day).await.expect("round");
+    assert_eq!(state().await, (true, 1, true));
+    assert_eq!(warnings(), 1);
+    // No answer at all (nothing listens): counts for nothing.
+    drop(answering);
+    rechecker.round(t0 + day * 2).await.expect("round");
+    assert_eq!(state().await, (true, 1, true));
+    // Published again: the misses are forgotten.
+    let published = DnsServer::start(port, &record);
+    rechecker.round(t0 + day * 3).await.expect("round");
+    assert_eq!(state().await, (true, 0, false));
+    drop(published);
+
+    // Missing on four consecutive daily answers: warned on the first, still verified while the
+    // misses span less than three days, unverified on the day they span three.
+    let _answering = DnsServer::start(port, &[]);
+    for (n, verified) in [(4, true), (5, true), (6, true), (7, false)] {
+        rechecker.round(t0 + day * n).await.expect("round");
+        assert_eq!(state().await.0, verified, "day {n}");
+    }
+    assert_eq!(warnings(), 2, "one warning per spell of misses");
+    let changes = app.receipts_of(&token, &slug, "idp.config_change").await;
+    let last = changes.last().expect("receipt");
+    assert_eq!(
+        (
+            last["change"].as_str(),
+            last["by"].as_str(),
+            last["domain"].as_str()
+        ),
+        (Some("domain.unverify"), Some("system"), Some("keep.test"))
+    );
+    let events: i64 = client
+        .query_one(
+            "SELECT count(*) FROM audit_events WHERE action IN ('sso.domain.recheck_warning', 'sso.domain.unverify') AND org_id = $1",
+            &[&uuid::Uuid::parse_str(&org).expect("org")],
+        )
+        .await
+        .expect("events")
+        .get(0);
+    assert_eq!(events, 3);
+    let listed = app.expect(200, "GET", &path, Some(&token), None).await;
+    assert_eq!(listed["items"][0]["verified"], false, "{listed}");
+    assert_eq!(app.verify(&token, &slug).await["valid"], true);
+}
+
 /// The organization's `idp.config_change` receipts' public parts, oldest first.
 #[actix_web::test]
 async fn a_domain_is_verified_by_its_txt_record_and_only_one_organization_holds_it() {
