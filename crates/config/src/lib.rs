@@ -355,6 +355,19 @@ impl<'a> Parser<'a> {
         .unwrap_or_default()
     }
 
+    /// Comma-separated vkeys (several during a key rotation); unset: none.
+    fn vkeys(&mut self, name: &'static str) -> Vec<String> {
+        self.raw(name)
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     fn org_list(&mut self, name: &'static str) -> Vec<String> {
         self.parsed(
             name,
@@ -578,27 +591,9 @@ impl Config {
             backup_identity_file: p.raw("BACKUP_IDENTITY_FILE").map(PathBuf::from),
             operator_org: p.raw("OPERATOR_ORG").map(str::to_owned),
             backup_signing_key: p.secret("BACKUP_SIGNING_KEY"),
-            backup_vkeys: p
-                .raw("BACKUP_VKEY")
-                .map(|v| {
-                    v.split(',')
-                        .map(str::trim)
-                        .filter(|k| !k.is_empty())
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default(),
+            backup_vkeys: p.vkeys("BACKUP_VKEY"),
             release_signing_key: p.secret("RELEASE_SIGNING_KEY"),
-            release_vkeys: p
-                .raw("RELEASE_VKEY")
-                .map(|v| {
-                    v.split(',')
-                        .map(str::trim)
-                        .filter(|k| !k.is_empty())
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default(),
+            release_vkeys: p.vkeys("RELEASE_VKEY"),
             release_drill: match p.or_default("RELEASE_DRILL") {
                 Some("true") => true,
                 Some("false") | None => false,

@@ -584,17 +584,16 @@ pub(crate) async fn keep_break_glass(
     source: Source,
     ctx: &AuditContext,
 ) -> Result<()> {
-    let actor = match source {
-        Source::SignIn => Actor::User(user.as_uuid()),
-        Source::Scim => Actor::Scim(connection.id.as_uuid()),
-    };
-    let mut e = AuditEvent::new(AuditAction::parse("sso.break_glass_kept")?, actor)
-        .on(format!("user:{user}"))
-        .with(json!({
-            "source": match source { Source::SignIn => "sso", Source::Scim => "scim" },
-            "connection": connection.id.to_string(),
-            "kept": "owner role and break-glass status of the last break-glass owner",
-        }));
+    let mut e = AuditEvent::new(
+        AuditAction::parse("sso.break_glass_kept")?,
+        source.actor(connection, user),
+    )
+    .on(format!("user:{user}"))
+    .with(json!({
+        "source": match source { Source::SignIn => "sso", Source::Scim => "scim" },
+        "connection": connection.id.to_string(),
+        "kept": "owner role and break-glass status of the last break-glass owner",
+    }));
     e.org_id = Some(connection.org.as_uuid());
     e.context = ctx.clone();
     defendable_store::audit::record(tx, &e).await?;
@@ -615,6 +614,16 @@ pub(crate) enum Source {
     SignIn,
     /// SCIM provisioning (the connection acts).
     Scim,
+}
+
+impl Source {
+    /// Who acts in the audit log: the signing-in user, or the connection provisioning.
+    fn actor(self, connection: &Connection, user: UserId) -> Actor {
+        match self {
+            Source::SignIn => Actor::User(user.as_uuid()),
+            Source::Scim => Actor::Scim(connection.id.as_uuid()),
+        }
+    }
 }
 
 /// A role set by the identity provider: its audit event and `member.role_change` receipt.
@@ -679,10 +688,11 @@ pub(crate) async fn deprovision(
             &[&user.as_uuid(), &org],
         )
         .await?;
-    let (action, actor) = match source {
-        Source::SignIn => ("sso.deprovision", Actor::User(user.as_uuid())),
-        Source::Scim => ("scim.deprovision", Actor::Scim(connection.id.as_uuid())),
+    let action = match source {
+        Source::SignIn => "sso.deprovision",
+        Source::Scim => "scim.deprovision",
     };
+    let actor = source.actor(connection, user);
     let keys = identity::revoke_keys_created_by(tx, connection.org, user, actor, ctx)
         .await
         .map_err(identity_error)?;

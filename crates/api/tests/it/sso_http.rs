@@ -51,10 +51,21 @@ async fn a_verified_domain_whose_record_stays_missing_is_unverified_after_three_
         app.data.path().to_str().expect("utf8"),
     )]))
     .expect("mailer");
-    let dns = defendable_sso::dns::TxtResolver::parse(&format!("127.0.0.1:{port}")).expect("dns");
-    let rechecker = defendable_api::recheck::Rechecker {
+    // Three name servers: the one serving the record, one answering "no such name" for it, and
+    // an address where nothing answers. Each is started once (no port is given back and taken
+    // again while the test runs).
+    let empty = DnsServer::start(free_port(), &[]);
+    let resolver = |port: u16| {
+        defendable_sso::dns::TxtResolver::parse(&format!("127.0.0.1:{port}")).expect("dns")
+    };
+    let (present, missing, silent) = (
+        resolver(published.port),
+        resolver(empty.port),
+        resolver(free_port()),
+    );
+    let rechecker = |dns| defendable_api::recheck::Rechecker {
         pool: &app.db.pool,
-        dns: &dns,
+        dns,
         mailer: &mailer,
         api_base: app.base.clone(),
     };
@@ -85,32 +96,32 @@ async fn a_verified_domain_whose_record_stays_missing_is_unverified_after_three_
     };
 
     // Published: nothing changes; a second round the same day finds nothing due.
-    assert_eq!(rechecker.round(t0).await.expect("round"), 1);
-    assert_eq!(rechecker.round(t0).await.expect("round"), 0);
+    assert_eq!(rechecker(&present).round(t0).await.expect("round"), 1);
+    assert_eq!(rechecker(&present).round(t0).await.expect("round"), 0);
     assert_eq!(state().await, (true, 0, false));
 
     // Gone (the name server answers: no such name): the first miss warns the owners, by audit
     // event and mail, and the domain stays verified.
-    drop(published);
-    let answering = DnsServer::start(port, &[]);
-    rechecker.round(t0 + day).await.expect("round");
+    rechecker(&missing).round(t0 + day).await.expect("round");
     assert_eq!(state().await, (true, 1, true));
     assert_eq!(warnings(), 1);
     // No answer at all (nothing listens): counts for nothing.
-    drop(answering);
-    rechecker.round(t0 + day * 2).await.expect("round");
+    rechecker(&silent).round(t0 + day * 2).await.expect("round");
     assert_eq!(state().await, (true, 1, true));
     // Published again: the misses are forgotten.
-    let published = DnsServer::start(port, &record);
-    rechecker.round(t0 + day * 3).await.expect("round");
+    rechecker(&present)
+        .round(t0 + day * 3)
+        .await
+        .expect("round");
     assert_eq!(state().await, (true, 0, false));
-    drop(published);
 
     // Missing on four consecutive daily answers: warned on the first, still verified while the
     // misses span less than three days, unverified on the day they span three.
-    let _answering = DnsServer::start(port, &[]);
     for (n, verified) in [(4, true), (5, true), (6, true), (7, false)] {
-        rechecker.round(t0 + day * n).await.expect("round");
+        rechecker(&missing)
+            .round(t0 + day * n)
+            .await
+            .expect("round");
         assert_eq!(state().await.0, verified, "day {n}");
     }
     assert_eq!(warnings(), 2, "one warning per spell of misses");
