@@ -238,3 +238,104 @@ async fn google_sign_ins_need_the_workspace_of_a_verified_domain_in_hd() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_sign_in_mapping_keeps_the_last_break_glass_owner_while_sso_is_enforced() {
+    let db = TestDb::new().await;
+    let (org, owner) = org(&db).await;
+    let ctx = AuditContext::default();
+    let client = db.pool.get().await.expect("client");
+    client
+        .execute(
+            "INSERT INTO org_domains (org_id, domain, challenge, verified_at) VALUES ($1, 'rotate.test', 'c', now())",
+            &[&org.as_uuid()],
+        )
+        .await
+        .expect("verified domain");
+    let connection = store::create_connection(
+        &mut db.pool.get().await.expect("client"),
+        &SecretKeys::new(NEW, None),
+        Change {
+            org,
+            actor: owner,
+            ctx: &ctx,
+        },
+        NewConnection {
+            group_roles: defendable_sso::GroupRoles::from_json(
+                &serde_json::json!({"admins": "owner", "staff": "member"}),
+            )
+            .expect("mapping"),
+            default_role: None,
+            ..connection_settings()
+        },
+    )
+    .await
+    .expect("connection");
+    let ann = Email::parse("ann@rotate.test").expect("email");
+    let sign_in = |groups: &'static [&'static str]| {
+        let (db, connection, ann, ctx) = (&db, &connection, &ann, &ctx);
+        async move {
+            let groups: Vec<String> = groups.iter().map(|g| (*g).to_owned()).collect();
+            let mut client = db.pool.get().await.expect("client");
+            let tx = client.transaction().await.expect("tx");
+            let done = login::complete(&tx, connection, ann, &groups, None, None, ctx)
+                .await
+                .expect("completes");
+            tx.commit().await.expect("commit");
+            done.role
+        }
+    };
+    // Ann becomes an owner through the mapping, then the only break-glass owner of an
+    // organization whose connection enforces single sign-on (the creator stays an owner, so
+    // the last-owner rule is not what keeps her).
+    assert_eq!(sign_in(&["admins"]).await, Some(Role::Owner));
+    client
+        .execute(
+            "UPDATE memberships SET break_glass = (user_id <> $2) WHERE org_id = $1",
+            &[&org.as_uuid(), &owner.as_uuid()],
+        )
+        .await
+        .expect("break-glass");
+    client
+        .execute(
+            "UPDATE sso_connections SET enforced = true WHERE org_id = $1",
+            &[&org.as_uuid()],
+        )
+        .await
+        .expect("enforced");
+    let membership = || async {
+        let r = client
+            .query_one(
+                "SELECT m.role, m.break_glass FROM memberships m JOIN users u ON u.id = m.user_id
+                 WHERE m.org_id = $1 AND u.email = 'ann@rotate.test'",
+                &[&org.as_uuid()],
+            )
+            .await
+            .expect("ann is still a member");
+        (r.get::<_, String>(0), r.get::<_, bool>(1))
+    };
+    // A mapping to member, then to nothing: each would have taken her owner role (and so the
+    // status); both sign-ins complete, and she stays the break-glass owner.
+    assert_eq!(sign_in(&["staff"]).await, Some(Role::Owner));
+    assert_eq!(membership().await, ("owner".to_owned(), true));
+    assert_eq!(sign_in(&[]).await, Some(Role::Owner));
+    assert_eq!(membership().await, ("owner".to_owned(), true));
+    let kept: i64 = client
+        .query_one(
+            "SELECT count(*) FROM audit_events WHERE action = 'sso.break_glass_kept' AND org_id = $1",
+            &[&org.as_uuid()],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(kept, 2);
+    // Without enforcement the mapping applies as before.
+    client
+        .execute(
+            "UPDATE sso_connections SET enforced = false WHERE org_id = $1",
+            &[&org.as_uuid()],
+        )
+        .await
+        .expect("not enforced");
+    assert_eq!(sign_in(&["staff"]).await, Some(Role::Member));
+}
