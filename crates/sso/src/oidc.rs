@@ -147,6 +147,8 @@ impl OidcClient {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(PROVIDER_TIMEOUT)
+            // No proxy from the environment: the addresses checked are the providers' own.
+            .no_proxy()
             .dns_resolver(Arc::new(GuardedResolver {
                 egress: egress.clone(),
             }))
