@@ -184,29 +184,46 @@ async fn expired_sign_ins_are_pruned_and_a_live_one_is_taken_once_by_its_browser
     assert_eq!(remaining, 1, "a consumed sign-in stays until it expires");
 }
 
-#[tokio::test]
-async fn google_sign_ins_need_the_workspace_of_a_verified_domain_in_hd() {
-    let db = TestDb::new().await;
-    let (org, owner) = org(&db).await;
-    let ctx = AuditContext::default();
+/// A connection made of `settings` for an organization that has verified each of its domains.
+async fn verified_connection(
+    db: &TestDb,
+    org: defendable_identity::OrgId,
+    owner: defendable_identity::UserId,
+    settings: NewConnection,
+) -> store::Connection {
     let client = db.pool.get().await.expect("client");
-    for domain in ["corp.test", "corp-eu.test"] {
+    for domain in &settings.domains {
         client
             .execute(
                 "INSERT INTO org_domains (org_id, domain, challenge, verified_at) VALUES ($1, $2, 'c', now())",
-                &[&org.as_uuid(), &domain],
+                &[&org.as_uuid(), &domain.as_str()],
             )
             .await
             .expect("verified domain");
     }
-    let connection = store::create_connection(
+    store::create_connection(
         &mut db.pool.get().await.expect("client"),
         &SecretKeys::new(NEW, None),
         Change {
             org,
             actor: owner,
-            ctx: &ctx,
+            ctx: &AuditContext::default(),
         },
+        settings,
+    )
+    .await
+    .expect("connection")
+}
+
+#[tokio::test]
+async fn google_sign_ins_need_the_workspace_of_a_verified_domain_in_hd() {
+    let db = TestDb::new().await;
+    let (org, owner) = org(&db).await;
+    let ctx = AuditContext::default();
+    let connection = verified_connection(
+        &db,
+        org,
+        owner,
         NewConnection {
             provider: Provider::Google,
             issuer: Issuer::parse("https://accounts.google.com", false).expect("issuer"),
@@ -217,8 +234,7 @@ async fn google_sign_ins_need_the_workspace_of_a_verified_domain_in_hd() {
             ..connection_settings()
         },
     )
-    .await
-    .expect("connection");
+    .await;
     // A secondary domain's address in the Workspace whose primary domain is corp.test signs in;
     // a personal Google account (no hd) with a company address, or another Workspace, does not.
     let email = Email::parse("ann@corp-eu.test").expect("email");
@@ -245,21 +261,10 @@ async fn a_sign_in_mapping_keeps_the_last_break_glass_owner_while_sso_is_enforce
     let (org, owner) = org(&db).await;
     let ctx = AuditContext::default();
     let client = db.pool.get().await.expect("client");
-    client
-        .execute(
-            "INSERT INTO org_domains (org_id, domain, challenge, verified_at) VALUES ($1, 'rotate.test', 'c', now())",
-            &[&org.as_uuid()],
-        )
-        .await
-        .expect("verified domain");
-    let connection = store::create_connection(
-        &mut db.pool.get().await.expect("client"),
-        &SecretKeys::new(NEW, None),
-        Change {
-            org,
-            actor: owner,
-            ctx: &ctx,
-        },
+    let connection = verified_connection(
+        &db,
+        org,
+        owner,
         NewConnection {
             group_roles: defendable_sso::GroupRoles::from_json(
                 &serde_json::json!({"admins": "owner", "staff": "member"}),
@@ -269,8 +274,7 @@ async fn a_sign_in_mapping_keeps_the_last_break_glass_owner_while_sso_is_enforce
             ..connection_settings()
         },
     )
-    .await
-    .expect("connection");
+    .await;
     let ann = Email::parse("ann@rotate.test").expect("email");
     let sign_in = |groups: &'static [&'static str]| {
         let (db, connection, ann, ctx) = (&db, &connection, &ann, &ctx);
