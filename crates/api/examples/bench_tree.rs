@@ -213,7 +213,7 @@ async fn run() {
         ("DEV_LOG_MAIL_LINKS", "false"),
         (
             "RATE_LIMITS",
-            "share-proof-ip=1000000000/1h,share-proof-token=1000000000/1h",
+            "share-proof-ip=1000000000/1h,share-proof-token=1000000000/1h,share-view-ip=1000000000/1h,share-view-token=1000000000/1h",
         ),
         ("LEDGER_SIGNING_KEY", key.as_str()),
         (
