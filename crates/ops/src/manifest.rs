@@ -102,8 +102,8 @@ pub struct Manifest {
 /// How a drill came to trust a manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Provenance {
-    /// Signed by this pinned backup key (its key name).
-    Signed(String),
+    /// Signed by a pinned backup key.
+    Signed,
     /// No signature (a backup made before manifests were signed), drilled only because the
     /// operator said so; the drill receipt records it.
     UnsignedAllowed,
@@ -113,7 +113,7 @@ impl Provenance {
     /// How the drill receipt names it.
     pub fn as_str(&self) -> &'static str {
         match self {
-            Provenance::Signed(_) => "signed",
+            Provenance::Signed => "signed",
             Provenance::UnsignedAllowed => "unsigned, allowed by --allow-unsigned-manifest",
         }
     }
@@ -190,7 +190,7 @@ impl Manifest {
                         path.display()
                     )));
                 }
-                Provenance::Signed(opened.signed_by)
+                Provenance::Signed
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if !allow_unsigned {

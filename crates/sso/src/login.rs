@@ -400,7 +400,9 @@ pub async fn complete(
         )
         .await?
         .get(0);
-    let last_break_glass = last_break_glass(tx, connection.org, user.id).await?;
+    // Only an owner can be the last break-glass owner: nobody else costs the lookup.
+    let last_break_glass =
+        current == Some(Role::Owner) && last_break_glass(tx, connection.org, user.id).await?;
     // A mapping never takes the owner role from the last owner, nor from the last break-glass
     // owner of an organization that enforces single sign-on (refusing the sign-in instead would
     // lock a legitimate person out).
