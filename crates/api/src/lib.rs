@@ -29,7 +29,7 @@ use defendable_config::Config;
 use defendable_identity::authn::Authenticator;
 use defendable_identity::jwt::SessionKeys;
 use defendable_ledger::note::LogSigner;
-use defendable_ledger::store::{BatchAppender, StoredReceipt};
+use defendable_ledger::store::{BatchAppender, SharedProof, StoredReceipt};
 use defendable_ledger::{LedgerName, PublicKey, SigningKey};
 use secrecy::ExposeSecret;
 
@@ -59,6 +59,9 @@ pub struct AppState {
     pub rate_counter: defendable_store::ratelimit::Counter,
     /// Resolves share tokens (hashes) to their receipts, concurrent reads in one statement.
     pub share_reads: defendable_store::loader::Loader<Vec<u8>, Arc<StoredReceipt>>,
+    /// Resolves share tokens to their receipts with what proves them (the proof and the page),
+    /// concurrent reads in one statement.
+    pub share_proofs: defendable_store::loader::Loader<Vec<u8>, Arc<SharedProof>>,
     /// Signs checkpoints: the ledger key under `LEDGER_NAME`.
     pub log: LogSigner,
     /// The keys published at `/ledger/keys` (with their vkeys): current first, then earlier ones.
@@ -102,6 +105,17 @@ impl std::fmt::Debug for Dependencies {
             .field("objects", &self.objects.to_string())
             .field("presigned", &self.presigner.is_some())
             .finish_non_exhaustive()
+    }
+}
+
+/// A ledger error met by a batched read, as the loader reports it to every request of the batch.
+fn loader_error(e: defendable_ledger::LedgerError) -> defendable_store::StoreError {
+    match e {
+        defendable_ledger::LedgerError::Store(e) => e,
+        e => defendable_store::StoreError::Shared {
+            message: e.to_string(),
+            unavailable: false,
+        },
     }
 }
 
@@ -186,7 +200,8 @@ impl Application {
                     .context("LEDGER_SIGNING_KEYS_PREVIOUS")?,
             );
         }
-        let log = LogSigner::new(name, signing_key);
+        let log = LogSigner::new(name, signing_key)
+            .with_checkpoint_cache(defendable_config::limits::CHECKPOINT_CACHE);
         let metrics = Metrics::new();
         let ledger = BatchAppender::start_observed(
             deps.pool.clone(),
@@ -202,14 +217,24 @@ impl Application {
             deps.pool.clone(),
             defendable_config::limits::SHARE_READ_BATCH,
             |client, hashes: Vec<Vec<u8>>| async move {
-                match defendable_ledger::store::shared_receipts(&client, &hashes).await {
-                    Ok(found) => Ok(found.into_iter().map(|(h, r)| (h, Arc::new(r))).collect()),
-                    Err(defendable_ledger::LedgerError::Store(e)) => Err(e),
-                    Err(e) => Err(defendable_store::StoreError::Shared {
-                        message: e.to_string(),
-                        unavailable: false,
-                    }),
-                }
+                let found = defendable_ledger::store::shared_receipts(&client, &hashes).await;
+                Ok(found
+                    .map_err(loader_error)?
+                    .into_iter()
+                    .map(|(h, r)| (h, Arc::new(r)))
+                    .collect())
+            },
+        );
+        let share_proofs = defendable_store::loader::Loader::start(
+            deps.pool.clone(),
+            defendable_config::limits::SHARE_READ_BATCH,
+            |client, hashes: Vec<Vec<u8>>| async move {
+                let found = defendable_ledger::store::shared_proofs(&client, &hashes).await;
+                Ok(found
+                    .map_err(loader_error)?
+                    .into_iter()
+                    .map(|(h, r)| (h, Arc::new(r)))
+                    .collect())
             },
         );
         let url_key = config
@@ -258,6 +283,7 @@ impl Application {
             ledger,
             rate_counter,
             share_reads,
+            share_proofs,
             log,
             published_keys,
             presigner: deps.presigner,

@@ -297,6 +297,11 @@ pub const RATE_COUNT_BATCH: usize = 256;
 /// busy public link costs PostgreSQL one statement per batch rather than per request. Nothing is
 /// cached: a revoked link is refused by the next statement.
 pub const SHARE_READ_BATCH: usize = 256;
+/// Signed checkpoints the server keeps for reuse, by organization and tree size: every proof,
+/// share page, consistency proof and checkpoint served against one tree reuses one Ed25519
+/// signature. A kept note is reused only for the root it was signed over; the least used go
+/// first. A few hundred bytes each, so this bounds the cache under 2 MiB.
+pub const CHECKPOINT_CACHE: u64 = 4_096;
 /// How long opening a new database connection (TCP, TLS, startup) may take. On loopback or a
 /// LAN it takes milliseconds; three seconds covers a TLS handshake across regions.
 pub const DB_CONNECT: Duration = Duration::from_secs(3);

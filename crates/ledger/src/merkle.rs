@@ -274,6 +274,14 @@ impl TreeEdge {
         Ok(TreeEdge { size, hashes })
     }
 
+    /// The edge's nodes: the roots of the perfect subtrees of the size's binary decomposition,
+    /// largest first (see [`root_nodes`]).
+    pub fn nodes(&self) -> impl Iterator<Item = (NodeId, TreeHash)> + '_ {
+        root_nodes(self.size)
+            .into_iter()
+            .zip(self.hashes.iter().copied())
+    }
+
     /// The stored form: the edge hashes concatenated.
     pub fn to_bytes(&self) -> Vec<u8> {
         self.hashes.iter().flat_map(|h| h.0).collect()

@@ -7,6 +7,7 @@
 //! `SHA-256(name || 0x0A || 0x01 || public key)[0..4]`.
 
 use std::fmt;
+use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -272,16 +273,46 @@ pub fn open_checkpoint(text: &str, keys: &Vkeys) -> Result<OpenedCheckpoint, Led
 
 /// The log operator's signer: the ledger key under `LEDGER_NAME`, signing every organization's
 /// checkpoints with that organization's origin.
-#[derive(Debug)]
+///
+/// With [`LogSigner::with_checkpoint_cache`] it keeps the notes it signed, by organization and
+/// tree size, so that the many proofs served against one tree cost one signature. A kept note
+/// is reused only for the exact root it was signed over: asked for another root at the same
+/// size, the signer signs that root and keeps the new note instead (a cache can never put a
+/// root in a checkpoint that the caller did not read from the tree). Ed25519 signatures are
+/// deterministic, so a reused note is byte for byte the note a fresh signature makes.
 pub struct LogSigner {
     name: LedgerName,
     key: SigningKey,
+    signed: Option<KeptCheckpoints>,
+}
+
+/// Signed checkpoint notes by `(org, size)`, each with the root it was signed over.
+type KeptCheckpoints = moka::sync::Cache<(Uuid, u64), Arc<(TreeHash, String)>>;
+
+impl fmt::Debug for LogSigner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LogSigner")
+            .field("name", &self.name)
+            .field("cached", &self.signed.as_ref().map(|c| c.entry_count()))
+            .finish_non_exhaustive()
+    }
 }
 
 impl LogSigner {
-    /// The signer for `key` under `name`.
+    /// The signer for `key` under `name` (no checkpoint cache).
     pub fn new(name: LedgerName, key: SigningKey) -> LogSigner {
-        LogSigner { name, key }
+        LogSigner {
+            name,
+            key,
+            signed: None,
+        }
+    }
+
+    /// The same signer keeping up to `entries` signed checkpoints for reuse (least recently and
+    /// least frequently used go first); 0 keeps none.
+    pub fn with_checkpoint_cache(mut self, entries: u64) -> LogSigner {
+        self.signed = (entries > 0).then(|| moka::sync::Cache::new(entries));
+        self
     }
 
     /// `LEDGER_NAME`.
@@ -299,13 +330,83 @@ impl LogSigner {
         vkey(&self.name, &self.key.raw_public())
     }
 
-    /// The signed checkpoint of `org`'s tree of `size` leaves with root `root`.
+    /// The signed checkpoint of `org`'s tree of `size` leaves with root `root`: the kept note
+    /// for `(org, size)` if it was signed over `root`, otherwise a new signature (then kept).
     pub fn sign(&self, org: Uuid, size: u64, root: TreeHash) -> Result<String, LedgerError> {
+        let Some(signed) = &self.signed else {
+            return self.sign_now(org, size, root);
+        };
+        if let Some(kept) = signed.get(&(org, size)) {
+            if kept.0 == root {
+                return Ok(kept.1.clone());
+            }
+        }
+        let note = self.sign_now(org, size, root)?;
+        signed.insert((org, size), Arc::new((root, note.clone())));
+        Ok(note)
+    }
+
+    fn sign_now(&self, org: Uuid, size: u64, root: TreeHash) -> Result<String, LedgerError> {
         TreeHead {
             origin: self.name.origin(org),
             size,
             root,
         }
         .sign(&self.name, &self.key)
+    }
+
+    /// How many signed checkpoints are kept (after pending evictions).
+    pub fn cached_checkpoints(&self) -> u64 {
+        self.signed.as_ref().map_or(0, |c| {
+            c.run_pending_tasks();
+            c.entry_count()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use uuid::Uuid;
+
+    use super::{open_checkpoint, LedgerName, LogSigner, Vkeys};
+    use crate::checkpoint::SigningKey;
+    use crate::merkle::TreeHash;
+
+    fn signers() -> (LogSigner, LogSigner) {
+        let (_, pkcs8) = SigningKey::generate().expect("key");
+        let name = LedgerName::parse("ledger.test").expect("name");
+        let key = || SigningKey::from_pkcs8(&pkcs8).expect("key");
+        (
+            LogSigner::new(name.clone(), key()),
+            LogSigner::new(name, key()).with_checkpoint_cache(4),
+        )
+    }
+
+    /// A kept note is the note a fresh signature makes; asked for another root at a size it
+    /// keeps, the signer signs that root (never the kept one); the cache stays bounded.
+    #[test]
+    fn a_kept_checkpoint_is_reused_only_for_its_own_root() {
+        let (fresh, kept) = signers();
+        let keys = Vkeys::parse(&[kept.vkey()]).expect("vkeys");
+        let org = Uuid::new_v4();
+        let (a, b) = (TreeHash([1; 32]), TreeHash([2; 32]));
+        let first = kept.sign(org, 7, a).expect("sign");
+        assert_eq!(first, fresh.sign(org, 7, a).expect("sign"));
+        assert_eq!(kept.sign(org, 7, a).expect("again"), first);
+        let other = kept.sign(org, 7, b).expect("another root");
+        assert_eq!(open_checkpoint(&other, &keys).expect("opens").head.root, b);
+        assert_eq!(other, fresh.sign(org, 7, b).expect("sign"));
+        assert_eq!(
+            open_checkpoint(&kept.sign(org, 7, a).expect("back"), &keys)
+                .expect("opens")
+                .head
+                .root,
+            a
+        );
+        for size in 0..100 {
+            kept.sign(Uuid::new_v4(), size, a).expect("sign");
+        }
+        assert!(kept.cached_checkpoints() <= 4, "bounded");
+        assert_eq!(fresh.cached_checkpoints(), 0);
     }
 }

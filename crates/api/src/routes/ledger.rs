@@ -79,7 +79,7 @@ pub async fn get_ledger_checkpoint(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let access = caller.member(&state, &path).await?;
-    let client = state.db.get().await?;
+    let client = state.db.reader().await?;
     let (_, note) =
         ledger::signed_checkpoint(&*client, &state.log, access.org.id.as_uuid()).await?;
     Ok(note_response(note))
@@ -102,7 +102,7 @@ pub async fn get_ledger_consistency(
     query: web::Query<ConsistencyQuery>,
 ) -> Result<web::Json<ConsistencyDto>, ApiError> {
     let access = caller.member(&state, &path).await?;
-    let client = state.db.get().await?;
+    let client = state.db.reader().await?;
     let proof = ledger::consistency_proof(
         &*client,
         &state.log,

@@ -8,7 +8,9 @@ use defendable_datasets::store as datasets;
 use defendable_datasets::{objects, DatasetsError, ObjectKey};
 use defendable_identity::OneTimeToken;
 use defendable_ledger::store as ledger;
+use defendable_ledger::store::SharedProof;
 use defendable_store::audit::{record, Actor, AuditAction, AuditEvent};
+use defendable_store::loader::Loader;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
@@ -21,15 +23,16 @@ use crate::routes::proof::{
 use crate::AppState;
 
 /// Counts a public share request against its declared limits (per token and per IP where the
-/// table declares them), then resolves the token to its receipt on a shared read connection.
-/// Unknown, revoked and malformed tokens are one 404, recorded as `share.access_error`
-/// (aggregated).
-async fn limit_and_resolve(
+/// table declares them), then resolves the token with `loader` (its receipt, or its receipt
+/// with what proves it), concurrent reads in one statement. Unknown, revoked and malformed
+/// tokens are one 404, recorded as `share.access_error` (aggregated).
+async fn limit_and_resolve<V: Clone + Send + 'static>(
     req: &HttpRequest,
     state: &AppState,
     route: &str,
     token: &str,
-) -> Result<std::sync::Arc<ledger::StoredReceipt>, ApiError> {
+    loader: &Loader<Vec<u8>, V>,
+) -> Result<V, ApiError> {
     let ip = audit_context(req, state).ip.map(|ip| ip.to_string());
     crate::ratelimit::check(req, state, "GET", route, |k| match k {
         LimitKey::Token => Some(token.to_owned()),
@@ -40,8 +43,7 @@ async fn limit_and_resolve(
     let found = match OneTimeToken::parse(token) {
         Ok(t) => {
             let _slot = state.db.slot()?;
-            state
-                .share_reads
+            loader
                 .load(t.hash().as_bytes().to_vec())
                 .await
                 .map_err(ApiError::store)?
@@ -82,36 +84,36 @@ pub async fn get_share(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let page = pages::wants_html(&req);
-    let receipt = match limit_and_resolve(&req, &state, "/share/{token}", &path).await {
-        Ok(r) => r,
-        Err(e) if page => return Ok(pages::error_page(state.config.api_base_url().as_str(), &e)),
-        Err(e) => return Err(e),
-    };
-    if !page {
+    let route = "/share/{token}";
+    if !pages::wants_html(&req) {
+        let receipt = limit_and_resolve(&req, &state, route, &path, &state.share_reads).await?;
         return Ok(HttpResponse::Ok()
             .insert_header((header::VARY, "Accept"))
             .json(receipt.projection_out()));
     }
-    let mut res = share_page(&state, &path, &receipt).await?;
+    let shared = match limit_and_resolve(&req, &state, route, &path, &state.share_proofs).await {
+        Ok(r) => r,
+        Err(e) => return Ok(pages::error_page(state.config.api_base_url().as_str(), &e)),
+    };
+    let mut res = share_page(&state, &path, &shared)?;
     res.headers_mut()
         .insert(header::VARY, header::HeaderValue::from_static("Accept"));
     Ok(res)
 }
 
-/// The share page: the receipt as a person reads it, its bundle and the published keys for
-/// the script, and the offline command.
-async fn share_page(
+/// The share page: the receipt as a person reads it, its bundle (read with the link) and the
+/// published keys for the script, and the offline command.
+fn share_page(
     state: &AppState,
     token: &str,
-    receipt: &ledger::StoredReceipt,
+    shared: &SharedProof,
 ) -> Result<HttpResponse, ApiError> {
+    let receipt = &shared.receipt;
     let api = state.config.api_base_url().to_string();
     let projection = receipt.projection();
-    let bundle = {
-        let client = state.db.get().await?;
-        ledger::proof_bundle(&*client, &state.log, receipt, None).await
-    };
+    let bundle = shared
+        .prove()
+        .and_then(|proof| ledger::bundle_of(&state.log, receipt, &proof));
     let (bundle_json, bundle_error, log) = match bundle {
         Ok(b) => {
             let mut lines = b.checkpoint.lines();
@@ -266,9 +268,16 @@ pub async fn get_share_proof(
     path: web::Path<String>,
     query: web::Query<ProofQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let receipt = limit_and_resolve(&req, &state, "/share/{token}/proof", &path).await?;
-    let client = state.db.get().await?;
-    let bundle = ledger::proof_bundle(&*client, &state.log, &receipt, query.size).await?;
+    let route = "/share/{token}/proof";
+    let bundle = if query.size.is_none() {
+        // Against the current tree: read with the link, in the loader's one statement.
+        let shared = limit_and_resolve(&req, &state, route, &path, &state.share_proofs).await?;
+        ledger::bundle_of(&state.log, &shared.receipt, &shared.prove()?)?
+    } else {
+        let receipt = limit_and_resolve(&req, &state, route, &path, &state.share_reads).await?;
+        let client = state.db.reader().await?;
+        ledger::proof_bundle(&*client, &state.log, &receipt, query.size).await?
+    };
     bundle_response(bundle, query.format.as_deref(), None)
 }
 
@@ -288,8 +297,15 @@ pub async fn get_share_consistency(
     path: web::Path<String>,
     query: web::Query<ShareConsistencyQuery>,
 ) -> Result<web::Json<ConsistencyDto>, ApiError> {
-    let receipt = limit_and_resolve(&req, &state, "/share/{token}/consistency", &path).await?;
-    let client = state.db.get().await?;
+    let receipt = limit_and_resolve(
+        &req,
+        &state,
+        "/share/{token}/consistency",
+        &path,
+        &state.share_reads,
+    )
+    .await?;
+    let client = state.db.reader().await?;
     let proof =
         ledger::consistency_proof(&*client, &state.log, receipt.org, query.from, None).await?;
     Ok(web::Json(proof))
@@ -314,7 +330,14 @@ pub async fn get_share_download(
     path: web::Path<String>,
     query: web::Query<ProofQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let receipt = limit_and_resolve(&req, &state, "/share/{token}/download", &path).await?;
+    let receipt = limit_and_resolve(
+        &req,
+        &state,
+        "/share/{token}/download",
+        &path,
+        &state.share_reads,
+    )
+    .await?;
     let grant = {
         let client = state.db.get().await?;
         datasets::grant_for_receipt(&*client, receipt.org, receipt.seq).await?
@@ -322,7 +345,7 @@ pub async fn get_share_download(
     if let Some(grant) = grant {
         return grant_redirect(&req, &state, &receipt, grant).await;
     }
-    let client = state.db.get().await?;
+    let client = state.db.reader().await?;
     let bundle = ledger::proof_bundle(&*client, &state.log, &receipt, query.size).await?;
     bundle_response(bundle, query.format.as_deref(), Some(&receipt.receipt_id))
 }

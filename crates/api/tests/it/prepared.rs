@@ -2,6 +2,9 @@
 //! server reaches PostgreSQL through a proxy that counts the frontend messages that make the
 //! server parse SQL (Parse and simple Query). After a warm-up, repeating the hot routes must
 //! send none.
+//!
+//! The proxy also records which prepared statement each execution (Bind) runs, so that a test
+//! can hold the proof routes to the statements their design allows (issue 34).
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,14 +19,35 @@ use crate::helpers::{config, path_of, TestApp};
 
 /// Counts Parse ('P') and simple Query ('Q') messages from clients to PostgreSQL, keeping
 /// their SQL for the failure message. Transaction control sent as a simple query is not
-/// counted.
+/// counted. Also keeps the SQL of every execution of a prepared statement (Bind).
 #[derive(Clone, Default)]
-struct Parses(Arc<AtomicU64>, Arc<std::sync::Mutex<Vec<String>>>);
+struct Parses(
+    Arc<AtomicU64>,
+    Arc<std::sync::Mutex<Vec<String>>>,
+    Arc<std::sync::Mutex<Vec<String>>>,
+);
+
+/// One line of SQL, whitespace collapsed.
+fn one_line(sql: &[u8]) -> String {
+    String::from_utf8_lossy(sql)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
 
 impl Parses {
     fn take(&self) -> (u64, Vec<String>) {
         let sql = std::mem::take(&mut *self.1.lock().expect("lock"));
         (self.0.swap(0, Ordering::SeqCst), sql)
+    }
+
+    /// The SQL of the statements executed since the last call.
+    fn take_executed(&self) -> Vec<String> {
+        std::mem::take(&mut *self.2.lock().expect("lock"))
+    }
+
+    fn executed(&self, sql: String) {
+        self.2.lock().expect("lock").push(sql);
     }
 
     fn count(&self, message: &[u8]) {
@@ -34,10 +58,7 @@ impl Parses {
         } else {
             body.split(|b| *b == 0).next().unwrap_or_default()
         };
-        let sql: String = String::from_utf8_lossy(text)
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
+        let sql = one_line(text);
         // tokio-postgres opens and ends transactions with simple queries; they carry no
         // statement of ours to prepare.
         let control = message[0] == b'Q'
@@ -104,9 +125,25 @@ async fn relay(client: TcpStream, upstream: std::net::SocketAddr, parses: Parses
                 break;
             }
         }
+        // Prepared statements of this connection, by name.
+        let mut prepared = std::collections::HashMap::<Vec<u8>, String>::new();
         loop {
             match frontend_message(&mut cr, true, &mut buf).await {
-                Ok(Some(b'P' | b'Q')) => parses.count(&buf),
+                Ok(Some(kind @ (b'P' | b'Q'))) => {
+                    parses.count(&buf);
+                    if kind == b'P' {
+                        // Parse: name\0 query\0 …
+                        let mut parts = buf[5..].splitn(3, |b| *b == 0);
+                        let name = parts.next().unwrap_or_default().to_vec();
+                        prepared.insert(name, one_line(parts.next().unwrap_or_default()));
+                    }
+                }
+                Ok(Some(b'B')) => {
+                    // Bind: portal\0 statement\0 …
+                    let name = buf[5..].split(|b| *b == 0).nth(1).unwrap_or_default();
+                    let sql = prepared.get(name).cloned();
+                    parses.executed(sql.unwrap_or_else(|| "<unknown statement>".into()));
+                }
                 Ok(_) => {}
                 Err(_) => return,
             }
@@ -258,4 +295,123 @@ async fn hot_routes_send_no_unprepared_statement_after_warm_up() {
         count, 0,
         "statements parsed again after the warm-up (hot-route SQL not prepared once per connection): {sql:#?}"
     );
+}
+
+/// Whether a statement reads the log: receipts, share links or the tree. The integrator's scan
+/// for lagging trees runs in the background every few seconds and is not a request's.
+fn reads_log(sql: &str) -> bool {
+    ["receipts", "receipt_shares", "ledger_heads", "ledger_nodes"]
+        .iter()
+        .any(|t| sql.contains(t))
+        && !sql.contains("tree_size < seq + 1")
+}
+
+/// The proof routes read the log in the statements their design allows (issue 34): a share
+/// link's bundle and page, one statement that resolves the link with its receipt and the whole
+/// proof (the head's edge, the leaf's block and the stored siblings, from one snapshot; batched
+/// with concurrent requests); a member's receipt proof, one for the receipt with its proof; the
+/// checkpoint, one; a share link's consistency proof, one to resolve the link and one for the
+/// proof. The log has 70 receipts so
+/// that proofs use stored nodes as well as folded leaves.
+#[actix_web::test]
+async fn proof_routes_read_the_log_in_the_statements_the_design_allows() {
+    let parses = Parses::default();
+    let counter = parses.clone();
+    let app = TestApp::spawn_through(
+        config(&[(
+            "RATE_LIMITS",
+            "share-view-ip=1000000/1h,share-view-token=1000000/1h,share-proof-ip=1000000/1h,share-proof-token=1000000/1h,share-consistency-ip=1000000/1h,share-consistency-token=1000000/1h",
+        )]),
+        defendable_store::PoolSettings {
+            wait: Duration::from_secs(30),
+            ..defendable_api::boot::server_pool_settings(8)
+        },
+        move |url| proxy(url, counter),
+    )
+    .await;
+    let (token, slug, _) = app.sign_in_to_org("statements@example.com").await;
+    let key = app.api_key(&token, &slug).await;
+    let mut ids = Vec::new();
+    for n in 0..70 {
+        let (s, r) = app
+            .call(
+                "POST",
+                &format!("/orgs/{slug}/receipts"),
+                Some(&key),
+                Some(json!({"kind": "note", "public": {"n": n}})),
+            )
+            .await;
+        assert!(s.is_success(), "{s} {r}");
+        ids.push(r["receipt_id"].as_str().expect("id").to_owned());
+    }
+    let id = &ids[37];
+    let share = app.share(&token, &slug, id, None).await;
+    let share_path = path_of(share["url"].as_str().expect("url"));
+    let routes: [(&str, String, Option<&str>, bool, usize); 5] = [
+        ("share proof", format!("{share_path}/proof"), None, false, 1),
+        ("share page", share_path.clone(), None, true, 1),
+        (
+            "receipt proof",
+            format!("/orgs/{slug}/receipts/{id}/proof"),
+            Some(&key),
+            false,
+            1,
+        ),
+        (
+            "checkpoint",
+            format!("/orgs/{slug}/ledger/checkpoint"),
+            Some(&key),
+            false,
+            1,
+        ),
+        (
+            "share consistency",
+            format!("{share_path}/consistency?from=20"),
+            None,
+            false,
+            2,
+        ),
+    ];
+    let get = |path: String, bearer: Option<String>, page: bool| {
+        let mut req = app.http.get(app.url(&path));
+        if let Some(b) = bearer {
+            req = req.bearer_auth(b);
+        }
+        if page {
+            req = req.header("accept", "text/html");
+        }
+        async move {
+            let res = req.send().await.expect("request");
+            assert!(res.status().is_success(), "{path}: {}", res.status());
+            res.bytes().await.expect("body")
+        }
+    };
+    // Warm-up: every statement prepared on every connection the routes may use.
+    for _ in 0..4 {
+        for (_, path, bearer, page, _) in &routes {
+            get(path.clone(), bearer.map(str::to_owned), *page).await;
+        }
+    }
+    const REQUESTS: usize = 5;
+    for (name, path, bearer, page, allowed) in &routes {
+        parses.take_executed();
+        for _ in 0..REQUESTS {
+            get(path.clone(), bearer.map(str::to_owned), *page).await;
+        }
+        let executed: Vec<String> = parses
+            .take_executed()
+            .into_iter()
+            .filter(|sql| reads_log(sql))
+            .collect();
+        assert!(
+            executed.len() <= allowed * REQUESTS,
+            "{name}: {} statements read the log for {REQUESTS} requests, the design allows {allowed} each:\n{executed:#?}",
+            executed.len()
+        );
+        assert!(
+            executed.len() >= REQUESTS,
+            "{name}: the proxy saw {} log reads for {REQUESTS} requests: it is not counting",
+            executed.len()
+        );
+    }
 }

@@ -43,11 +43,12 @@ pub use append::{append_in, request_fingerprint, AppendOptions, Appended};
 pub use batch::{BatchAppender, BatchObserver};
 pub use reads::{get, head, list, orgs, projections_page, verify_all, verify_org, ChainReport};
 pub use shares::{
-    create_share, revoke_shares, share_receipt, shared_receipts, unshare_receipt, NewShare,
+    create_share, revoke_shares, share_receipt, shared_proofs, shared_receipts, unshare_receipt,
+    NewShare, SharedProof,
 };
 pub use tree::{
-    consistency_proof, integrate, integrate_all, proof_bundle, prove_receipt, signed_checkpoint,
-    tile, tree_edge, InclusionProof, TileRequest,
+    bundle_of, consistency_proof, get_with_proof, integrate, integrate_all, proof_bundle,
+    prove_receipt, signed_checkpoint, tile, tree_edge, InclusionProof, ProofParts, TileRequest,
 };
 
 type Result<T> = std::result::Result<T, LedgerError>;
@@ -193,6 +194,11 @@ impl From<&Sealed> for StoredReceipt {
 
 const COLUMNS: &str =
     "org_id, seq, receipt_id, hash, parent, kind, created_at, canonical, private, salt";
+/// [`COLUMNS`] of the receipt aliased `r`.
+const COLUMNS_R: &str =
+    "r.org_id, r.seq, r.receipt_id, r.hash, r.parent, r.kind, r.created_at, r.canonical, r.private, r.salt";
+/// How many columns [`row_receipt`] reads.
+const COLUMNS_COUNT: usize = 10;
 
 fn row_receipt(r: &tokio_postgres::Row) -> StoredReceipt {
     StoredReceipt {

@@ -26,18 +26,29 @@ pub(super) async fn get_by_seq(
     Ok(row.as_ref().map(row_receipt))
 }
 
-/// A receipt by its `DCR-…` id.
+/// A receipt by its `DCR-…` id. The id names its sequence number, so this is a primary-key
+/// probe (`receipt_id` has no index of its own: a lookup by it alone scans the organization's
+/// log, and a prepared statement's generic plan scans the whole table). An id that is not of
+/// the canonical form names no receipt.
 pub async fn get(
     client: &impl GenericClient,
     org: Uuid,
     receipt_id: &str,
 ) -> Result<Option<StoredReceipt>> {
+    let Some((seq, _)) = crate::receipt::parse_receipt_id(receipt_id) else {
+        return Ok(None);
+    };
+    let Ok(seq) = i64::try_from(seq) else {
+        return Ok(None);
+    };
     let statement = client
         .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM receipts WHERE org_id = $1 AND receipt_id = $2"
+            "SELECT {COLUMNS} FROM receipts WHERE org_id = $1 AND seq = $2 AND receipt_id = $3"
         ))
         .await?;
-    let row = client.query_opt(&statement, &[&org, &receipt_id]).await?;
+    let row = client
+        .query_opt(&statement, &[&org, &seq, &receipt_id])
+        .await?;
     Ok(row.as_ref().map(row_receipt))
 }
 

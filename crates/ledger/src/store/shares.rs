@@ -5,7 +5,8 @@ use defendable_store::audit::{record, AuditEvent};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{row_receipt, Result, StoredReceipt};
+use super::tree::{ProofParts, PROOF_COLUMNS, PROOF_JOINS};
+use super::{row_receipt, Result, StoredReceipt, COLUMNS_COUNT, COLUMNS_R};
 
 /// Records a share link for receipt `seq` of `org`, valid until `expires_at` when given; only
 /// the token's hash is stored.
@@ -105,17 +106,67 @@ pub async fn shared_receipts(
     token_hashes: &[Vec<u8>],
 ) -> Result<Vec<(Vec<u8>, StoredReceipt)>> {
     let statement = client
-        .prepare_cached(
-            "SELECT r.org_id, r.seq, r.receipt_id, r.hash, r.parent, r.kind, r.created_at, r.canonical, r.private, r.salt,
-                    s.token_hash
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS_R}, s.token_hash
              FROM receipt_shares s JOIN receipts r ON r.org_id = s.org_id AND r.seq = s.seq
              WHERE s.token_hash = ANY($1) AND s.revoked_at IS NULL
-               AND (s.expires_at IS NULL OR s.expires_at > now())",
-        )
+               AND (s.expires_at IS NULL OR s.expires_at > now())"
+        ))
         .await?;
     let rows = client.query(&statement, &[&token_hashes]).await?;
     Ok(rows
         .iter()
-        .map(|row| (row.get(10), row_receipt(row)))
+        .map(|row| (row.get(COLUMNS_COUNT), row_receipt(row)))
+        .collect())
+}
+
+/// A shared receipt with what proves it against the current tree ([`shared_proofs`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedProof {
+    /// The shared receipt.
+    pub receipt: StoredReceipt,
+    /// What proves it; unreadable stored hashes (a damaged tree) fail this receipt alone.
+    parts: std::result::Result<ProofParts, String>,
+}
+
+impl SharedProof {
+    /// The receipt's inclusion proof against the current tree ([`ProofParts::prove`]).
+    pub fn prove(&self) -> Result<super::InclusionProof> {
+        match &self.parts {
+            Ok(parts) => parts.prove(self.receipt.seq),
+            Err(e) => Err(crate::LedgerError::InvalidProof(e.clone())),
+        }
+    }
+}
+
+/// [`shared_receipts`] with each receipt's proof material, in the same one statement: the
+/// share link's proof and page cost PostgreSQL one statement per batch of requests, as its
+/// projection does.
+pub async fn shared_proofs(
+    client: &impl GenericClient,
+    token_hashes: &[Vec<u8>],
+) -> Result<Vec<(Vec<u8>, SharedProof)>> {
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS_R}, {PROOF_COLUMNS}, s.token_hash
+             FROM receipt_shares s JOIN receipts r ON r.org_id = s.org_id AND r.seq = s.seq
+             {PROOF_JOINS}
+             WHERE s.token_hash = ANY($1) AND s.revoked_at IS NULL
+               AND (s.expires_at IS NULL OR s.expires_at > now())"
+        ))
+        .await?;
+    let rows = client.query(&statement, &[&token_hashes]).await?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let parts = ProofParts::from_row(row, COLUMNS_COUNT).map_err(|e| e.to_string());
+            (
+                row.get(COLUMNS_COUNT + 5),
+                SharedProof {
+                    receipt: row_receipt(row),
+                    parts,
+                },
+            )
+        })
         .collect())
 }

@@ -501,3 +501,92 @@ async fn an_altered_receipt_is_never_integrated_and_blocks_no_other_org() {
         .expect_err("refused");
     assert!(err.to_string().contains("receipt seq 1"), "{err}");
 }
+
+/// Proving against the current tree reads the head, the leaf's block and the stored siblings in
+/// one statement (alone, or with the receipt it proves); proving against a given size reads the
+/// edge and then the nodes the proof names. For every receipt of every tree from 1 to 80 receipts (stored levels start at 16
+/// leaves), both give the same bundle, byte for byte, and a signer that keeps its checkpoints
+/// signs the same note as one that signs each time.
+#[tokio::test]
+async fn a_bundle_against_the_current_tree_is_byte_for_byte_the_bundle_against_its_size() {
+    let db = TestDb::new().await;
+    let (_, pkcs8) = SigningKey::generate().expect("key");
+    let name = LedgerName::parse("ledger.test").expect("name");
+    let fresh = LogSigner::new(name.clone(), SigningKey::from_pkcs8(&pkcs8).expect("key"));
+    let kept =
+        LogSigner::new(name, SigningKey::from_pkcs8(&pkcs8).expect("key")).with_checkpoint_cache(8);
+    let org = Uuid::new_v4();
+    let appender = BatchAppender::start(db.pool.clone(), 1, 16);
+    let client = db.pool.get().await.expect("client");
+    for size in 1..=80u64 {
+        appender
+            .append(org, draft(size), AppendOptions::default())
+            .await
+            .expect("append");
+        let all = store::list(&client, org, None, 1_000, None)
+            .await
+            .expect("list");
+        assert_eq!(all.len() as u64, size);
+        for r in &all {
+            let current = store::proof_bundle(&client, &kept, r, None)
+                .await
+                .expect("current");
+            let sized = store::proof_bundle(&client, &fresh, r, Some(size))
+                .await
+                .expect("sized");
+            let (found, parts) = store::get_with_proof(&client, org, &r.receipt_id)
+                .await
+                .expect("read")
+                .expect("found");
+            assert_eq!(&found, r);
+            let read_with = store::bundle_of(&kept, &found, &parts.prove(r.seq).expect("proves"))
+                .expect("bundle");
+            let sized = serde_json::to_string(&sized).expect("json");
+            for (path, bundle) in [("current", &current), ("read with the receipt", &read_with)] {
+                assert_eq!(
+                    serde_json::to_string(bundle).expect("json"),
+                    sized,
+                    "{path}: seq {} in a tree of {size}",
+                    r.seq
+                );
+            }
+        }
+    }
+    assert!(
+        kept.cached_checkpoints() <= 8,
+        "the kept checkpoints are bounded"
+    );
+}
+
+/// A consistency proof to the current tree reads the head and the nodes around leaf `from - 1`
+/// in one statement; to a given size, the edge and then the nodes it names. For every `from` of
+/// every tree from 1 to 80 receipts, both give the same proof.
+#[tokio::test]
+async fn a_consistency_proof_to_the_current_tree_is_the_proof_to_its_size() {
+    let db = TestDb::new().await;
+    let (log, _) = log();
+    let org = Uuid::new_v4();
+    let appender = BatchAppender::start(db.pool.clone(), 1, 16);
+    let client = db.pool.get().await.expect("client");
+    for size in 1..=80u64 {
+        appender
+            .append(org, draft(size), AppendOptions::default())
+            .await
+            .expect("append");
+        for from in 1..=size {
+            let current = store::consistency_proof(&client, &log, org, from, None)
+                .await
+                .unwrap_or_else(|e| panic!("{from} -> current {size}: {e}"));
+            let sized = store::consistency_proof(&client, &log, org, from, Some(size))
+                .await
+                .expect("sized");
+            assert_eq!(current, sized, "{from} -> {size}");
+        }
+    }
+    for from in [0, 81, u64::MAX] {
+        assert!(matches!(
+            store::consistency_proof(&client, &log, org, from, None).await,
+            Err(LedgerError::OutOfRange(_))
+        ));
+    }
+}
