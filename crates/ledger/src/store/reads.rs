@@ -26,6 +26,12 @@ pub(super) async fn get_by_seq(
     Ok(row.as_ref().map(row_receipt))
 }
 
+/// The sequence number a canonical `DCR-…` id names, as stored; `None` for any other text.
+pub(super) fn seq_of(receipt_id: &str) -> Option<i64> {
+    let (seq, _) = crate::receipt::parse_receipt_id(receipt_id)?;
+    i64::try_from(seq).ok()
+}
+
 /// A receipt by its `DCR-…` id. The id names its sequence number, so this is a primary-key
 /// probe (`receipt_id` has no index of its own: a lookup by it alone scans the organization's
 /// log, and a prepared statement's generic plan scans the whole table). An id that is not of
@@ -35,10 +41,7 @@ pub async fn get(
     org: Uuid,
     receipt_id: &str,
 ) -> Result<Option<StoredReceipt>> {
-    let Some((seq, _)) = crate::receipt::parse_receipt_id(receipt_id) else {
-        return Ok(None);
-    };
-    let Ok(seq) = i64::try_from(seq) else {
+    let Some(seq) = seq_of(receipt_id) else {
         return Ok(None);
     };
     let statement = client

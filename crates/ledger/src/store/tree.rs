@@ -526,10 +526,7 @@ pub async fn get_with_proof(
     org: Uuid,
     receipt_id: &str,
 ) -> Result<Option<(StoredReceipt, ProofParts)>> {
-    let Some((seq, _)) = crate::receipt::parse_receipt_id(receipt_id) else {
-        return Ok(None);
-    };
-    let Ok(seq) = i64::try_from(seq) else {
+    let Some(seq) = super::reads::seq_of(receipt_id) else {
         return Ok(None);
     };
     let statement = client
