@@ -443,7 +443,10 @@ impl ProofParts {
                 (block + 16).min(size)
             )));
         }
+        // The edge first: where a stored or folded node is also an edge node, the stored one
+        // is used, as the general path uses it (an altered node breaks the proof it is in).
         let mut nodes: NodeMap = HashMap::with_capacity(48);
+        nodes.extend(self.edge.nodes());
         for (i, leaf) in self.leaves.iter().enumerate() {
             nodes.insert(
                 NodeId {
@@ -484,7 +487,6 @@ impl ProofParts {
                 *hash,
             );
         }
-        nodes.extend(self.edge.nodes());
         Ok(nodes)
     }
 

@@ -409,6 +409,16 @@ async fn altered_nodes_and_edges_are_reported_and_break_proofs() {
         err.to_string().contains("size 20") && err.to_string().contains("size 23"),
         "{err}"
     );
+    // The inclusion path of receipt 20 against the current tree ends with node (4, 0), which is
+    // also an edge node: the stored one is used, so the bundle no longer verifies.
+    let twentieth = store::list(&client, org, Some(19), 1, None)
+        .await
+        .expect("list")
+        .remove(0);
+    let bundle = store::proof_bundle(&client, &log, &twentieth, None)
+        .await
+        .expect("bundle");
+    verify_bundle(&bundle, &keys).expect_err("an altered node breaks the inclusion proof");
 
     // An altered edge changes every later checkpoint's root.
     let other = Uuid::new_v4();
