@@ -29,7 +29,7 @@ use defendable_config::Config;
 use defendable_identity::authn::Authenticator;
 use defendable_identity::jwt::SessionKeys;
 use defendable_ledger::note::LogSigner;
-use defendable_ledger::store::{BatchAppender, SharedProof, StoredReceipt};
+use defendable_ledger::store::{BatchAppender, SharedConsistency, SharedProof, StoredReceipt};
 use defendable_ledger::{LedgerName, PublicKey, SigningKey};
 use secrecy::ExposeSecret;
 
@@ -62,6 +62,9 @@ pub struct AppState {
     /// Resolves share tokens to their receipts with what proves them (the proof and the page),
     /// concurrent reads in one statement.
     pub share_proofs: defendable_store::loader::Loader<Vec<u8>, Arc<SharedProof>>,
+    /// Resolves share tokens with the size each holder proves from to what proves their log
+    /// consistent, concurrent reads in one statement.
+    pub share_consistency: defendable_store::loader::Loader<(Vec<u8>, u64), Arc<SharedConsistency>>,
     /// Signs checkpoints: the ledger key under `LEDGER_NAME`.
     pub log: LogSigner,
     /// The keys published at `/ledger/keys` (with their vkeys): current first, then earlier ones.
@@ -237,6 +240,18 @@ impl Application {
                     .collect())
             },
         );
+        let share_consistency = defendable_store::loader::Loader::start(
+            deps.pool.clone(),
+            defendable_config::limits::SHARE_READ_BATCH,
+            |client, asks: Vec<(Vec<u8>, u64)>| async move {
+                let found = defendable_ledger::store::shared_consistency(&client, &asks).await;
+                Ok(found
+                    .map_err(loader_error)?
+                    .into_iter()
+                    .map(|(k, c)| (k, Arc::new(c)))
+                    .collect())
+            },
+        );
         let url_key = config
             .object_url_signing_key
             .current
@@ -284,6 +299,7 @@ impl Application {
             rate_counter,
             share_reads,
             share_proofs,
+            share_consistency,
             log,
             published_keys,
             presigner: deps.presigner,

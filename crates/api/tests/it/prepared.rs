@@ -310,8 +310,7 @@ fn reads_log(sql: &str) -> bool {
 /// link's bundle and page, one statement that resolves the link with its receipt and the whole
 /// proof (the head's edge, the leaf's block and the stored siblings, from one snapshot; batched
 /// with concurrent requests); a member's receipt proof, one for the receipt with its proof; the
-/// checkpoint, one; a share link's consistency proof, one to resolve the link and one for the
-/// proof. The log has 70 receipts so
+/// checkpoint, one; a share link's consistency proof, one that resolves the link with its proof. The log has 70 receipts so
 /// that proofs use stored nodes as well as folded leaves.
 #[actix_web::test]
 async fn proof_routes_read_the_log_in_the_statements_the_design_allows() {
@@ -369,7 +368,7 @@ async fn proof_routes_read_the_log_in_the_statements_the_design_allows() {
             format!("{share_path}/consistency?from=20"),
             None,
             false,
-            2,
+            1,
         ),
     ];
     let get = |path: String, bearer: Option<String>, page: bool| {

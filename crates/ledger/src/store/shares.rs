@@ -5,7 +5,10 @@ use defendable_store::audit::{record, AuditEvent};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::tree::{ProofParts, PROOF_COLUMNS, PROOF_JOINS};
+use super::tree::{
+    ancestor_level, consistency_from_ok, ConsistencyParts, ProofParts, ANCESTOR_COLUMNS,
+    ANCESTOR_JOINS, PROOF_COLUMNS, PROOF_JOINS,
+};
 use super::{row_receipt, Result, StoredReceipt, COLUMNS_COUNT, COLUMNS_R};
 
 /// Records a share link for receipt `seq` of `org`, valid until `expires_at` when given; only
@@ -164,6 +167,69 @@ pub async fn shared_proofs(
                 row.get(COLUMNS_COUNT + 5),
                 SharedProof {
                     receipt: row_receipt(row),
+                    parts,
+                },
+            )
+        })
+        .collect())
+}
+
+/// A shared receipt's log with what proves it consistent from an earlier size to the current
+/// tree ([`shared_consistency`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedConsistency {
+    /// The shared receipt's organization.
+    pub org: Uuid,
+    /// What proves it; unreadable stored hashes fail this request alone.
+    parts: std::result::Result<ConsistencyParts, String>,
+}
+
+impl SharedConsistency {
+    /// The consistency proof to the current tree, signed by `log`.
+    pub fn prove(&self, log: &crate::note::LogSigner) -> Result<crate::ConsistencyProof> {
+        match &self.parts {
+            Ok(parts) => parts.prove(log, self.org),
+            Err(e) => Err(crate::LedgerError::InvalidProof(e.clone())),
+        }
+    }
+}
+
+/// For share tokens (hashes) with the size each holder proves from (`1 ≤ from ≤ 2^62`; others
+/// are left out, as unknown tokens are): the consistency material of each active link's log to
+/// its current tree, all in one statement.
+pub async fn shared_consistency(
+    client: &impl GenericClient,
+    asks: &[(Vec<u8>, u64)],
+) -> Result<Vec<((Vec<u8>, u64), SharedConsistency)>> {
+    let asks: Vec<&(Vec<u8>, u64)> = asks
+        .iter()
+        .filter(|(_, f)| consistency_from_ok(*f))
+        .collect();
+    let tokens: Vec<&[u8]> = asks.iter().map(|(t, _)| t.as_slice()).collect();
+    let froms: Vec<i64> = asks.iter().map(|(_, f)| *f as i64).collect();
+    let levels: Vec<Option<i16>> = asks.iter().map(|(_, f)| ancestor_level(*f)).collect();
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT q.token_hash, q.m, s.org_id, {PROOF_COLUMNS}, {ANCESTOR_COLUMNS}
+             FROM unnest($1::bytea[], $2::bigint[], $3::smallint[]) AS q(token_hash, m, level)
+             JOIN receipt_shares s ON s.token_hash = q.token_hash AND s.revoked_at IS NULL
+                                  AND (s.expires_at IS NULL OR s.expires_at > now())
+             CROSS JOIN LATERAL (SELECT s.org_id, q.m - 1 AS seq, q.level) r
+             {PROOF_JOINS} {ANCESTOR_JOINS}"
+        ))
+        .await?;
+    let rows = client
+        .query(&statement, &[&tokens, &froms, &levels])
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let from = row.get::<_, i64>(1) as u64;
+            let parts = ConsistencyParts::from_row(row, 3, from).map_err(|e| e.to_string());
+            (
+                (row.get(0), from),
+                SharedConsistency {
+                    org: row.get(2),
                     parts,
                 },
             )

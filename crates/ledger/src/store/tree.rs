@@ -365,16 +365,69 @@ pub(super) const PROOF_JOINS: &str = "
          WHERE (((r.seq >> q.level) # 1) + 1) << q.level <= h.tree_size) sb ON true";
 
 /// With [`PROOF_COLUMNS`], for a consistency proof from `m = r.seq + 1` leaves: the one stored
-/// ancestor of leaf `m - 1` the proof reads, the perfect subtree that ends at `m` (level `$3`,
-/// the trailing zeros of `m`, when it is stored; NULL otherwise). RFC 9162's SUBPROOF reads the
+/// ancestor of leaf `m - 1` the proof reads, the perfect subtree that ends at `m` (level
+/// `r.level`, the trailing zeros of `m`, when it is stored; NULL otherwise,
+/// [`ancestor_level`]). RFC 9162's SUBPROOF reads the
 /// siblings of leaf `m - 1`'s ancestors inside the tree, edge nodes, and that one subtree.
-const ANCESTOR_COLUMNS: &str = "an.hash";
+pub(super) const ANCESTOR_COLUMNS: &str = "an.hash";
 
 /// The join [`ANCESTOR_COLUMNS`] reads from.
-const ANCESTOR_JOINS: &str = "
+pub(super) const ANCESTOR_JOINS: &str = "
     LEFT JOIN ledger_nodes an
-      ON an.org_id = r.org_id AND an.level = $3 AND an.idx = r.seq >> $3::int
-         AND ((r.seq >> $3::int) + 1) << $3::int <= h.tree_size";
+      ON an.org_id = r.org_id AND an.level = r.level AND an.idx = r.seq >> r.level::int
+         AND ((r.seq >> r.level::int) + 1) << r.level::int <= h.tree_size";
+
+/// The level of the perfect subtree that ends at `from` leaves when the tree stores it (below
+/// the stored levels it is folded from the block of leaf `from - 1`).
+pub(super) fn ancestor_level(from: u64) -> Option<i16> {
+    let level = from.trailing_zeros().min(62) as i16;
+    (level >= i16::from(STORED_FROM_LEVEL)).then_some(level)
+}
+
+/// Whether `from` can start a consistency proof read in one statement: `1 ≤ from ≤ 2^62` (no
+/// tree has more leaves; anything else is refused by the general path, with the tree's size).
+pub(super) fn consistency_from_ok(from: u64) -> bool {
+    from != 0 && from <= 1 << 62
+}
+
+/// What a consistency proof from `from` leaves to the current tree reads, in the statement that
+/// reads it ([`PROOF_COLUMNS`] around leaf `from - 1` and [`ANCESTOR_COLUMNS`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsistencyParts {
+    from: u64,
+    parts: ProofParts,
+}
+
+impl ConsistencyParts {
+    /// Reads the columns starting at `at`, for a proof from `from` leaves.
+    pub(super) fn from_row(
+        row: &tokio_postgres::Row,
+        at: usize,
+        from: u64,
+    ) -> Result<ConsistencyParts> {
+        let mut parts = ProofParts::from_row(row, at)?;
+        if let (Some(level), Some(bytes)) =
+            (ancestor_level(from), row.get::<_, Option<&[u8]>>(at + 5))
+        {
+            parts.ancestors = vec![(level as u8, TreeHash(hash32(bytes)?))];
+        }
+        Ok(ConsistencyParts { from, parts })
+    }
+
+    /// The consistency proof from `from` leaves to the current tree of `org`, signed.
+    pub fn prove(&self, log: &LogSigner, org: Uuid) -> Result<ConsistencyProof> {
+        let (from, to) = (self.from, self.parts.size());
+        check_size(to, to, "to")?;
+        check_size(from, to, "from")?;
+        let nodes = self.parts.nodes(from - 1)?;
+        Ok(ConsistencyProof {
+            from,
+            to,
+            consistency: merkle::to_base64(&merkle::prove_consistency(from, to, &nodes)?),
+            checkpoint: log.sign(org, to, self.parts.edge.root())?,
+        })
+    }
+}
 
 /// The proof material of one leaf ([`PROOF_COLUMNS`], and [`ANCESTOR_COLUMNS`] for a
 /// consistency proof), read in the statement that reads the receipt (or its share link);
@@ -612,40 +665,25 @@ async fn consistency_current(
     org: Uuid,
     from: u64,
 ) -> Result<ConsistencyProof> {
-    if from == 0 || from > 1 << 62 {
-        // No tree has that many leaves: refused as the general path refuses it, without
-        // computing a block beyond the sequence numbers.
+    if !consistency_from_ok(from) {
         let size = tree_edge(client, org).await?.size();
         check_size(size, size, "to")?;
         check_size(from, size, "from")?;
     }
-    let leaf = (from - 1) as i64;
     let statement = client
         .prepare_cached(&format!(
             "SELECT {PROOF_COLUMNS}, {ANCESTOR_COLUMNS}
-               FROM (SELECT $1::uuid AS org_id, $2::bigint AS seq) r {PROOF_JOINS} {ANCESTOR_JOINS}"
+               FROM (SELECT $1::uuid AS org_id, $2::bigint AS seq, $3::smallint AS level) r
+               {PROOF_JOINS} {ANCESTOR_JOINS}"
         ))
         .await?;
-    // The subtree that ends at `from`: below the stored levels it is folded from the block.
-    let level = from.trailing_zeros().min(62) as i16;
-    let stored = (level >= i16::from(STORED_FROM_LEVEL)).then_some(level);
     let row = client
-        .query_one(&statement, &[&org, &leaf, &stored])
+        .query_one(
+            &statement,
+            &[&org, &((from - 1) as i64), &ancestor_level(from)],
+        )
         .await?;
-    let mut parts = ProofParts::from_row(&row, 0)?;
-    if let (Some(level), Some(bytes)) = (stored, row.get::<_, Option<&[u8]>>(5)) {
-        parts.ancestors = vec![(level as u8, TreeHash(hash32(bytes)?))];
-    }
-    let to = parts.size();
-    check_size(to, to, "to")?;
-    check_size(from, to, "from")?;
-    let nodes = parts.nodes(from - 1)?;
-    Ok(ConsistencyProof {
-        from,
-        to,
-        consistency: merkle::to_base64(&merkle::prove_consistency(from, to, &nodes)?),
-        checkpoint: log.sign(org, to, parts.edge.root())?,
-    })
+    ConsistencyParts::from_row(&row, 0, from)?.prove(log, org)
 }
 
 /// The signed checkpoint of `org`'s current tree, with its size.

@@ -569,8 +569,9 @@ async fn a_bundle_against_the_current_tree_is_byte_for_byte_the_bundle_against_i
 }
 
 /// A consistency proof to the current tree reads the head and the nodes around leaf `from - 1`
-/// in one statement; to a given size, the edge and then the nodes it names. For every `from` of
-/// every tree from 1 to 80 receipts, both give the same proof.
+/// in one statement (alone, or with the share link that asks for it); to a given size, the edge
+/// and then the nodes it names. For every `from` of every tree from 1 to 80 receipts, all three
+/// give the same proof.
 #[tokio::test]
 async fn a_consistency_proof_to_the_current_tree_is_the_proof_to_its_size() {
     let db = TestDb::new().await;
@@ -578,11 +579,17 @@ async fn a_consistency_proof_to_the_current_tree_is_the_proof_to_its_size() {
     let org = Uuid::new_v4();
     let appender = BatchAppender::start(db.pool.clone(), 1, 16);
     let client = db.pool.get().await.expect("client");
+    let token = vec![7u8; 32];
     for size in 1..=80u64 {
         appender
             .append(org, draft(size), AppendOptions::default())
             .await
             .expect("append");
+        if size == 1 {
+            store::create_share(&client, org, 0, &token, None, None)
+                .await
+                .expect("share");
+        }
         for from in 1..=size {
             let current = store::consistency_proof(&client, &log, org, from, None)
                 .await
@@ -591,6 +598,13 @@ async fn a_consistency_proof_to_the_current_tree_is_the_proof_to_its_size() {
                 .await
                 .expect("sized");
             assert_eq!(current, sized, "{from} -> {size}");
+            let shared = store::shared_consistency(&client, &[(token.clone(), from)])
+                .await
+                .expect("shared");
+            assert_eq!(shared.len(), 1);
+            assert_eq!(shared[0].0, (token.clone(), from));
+            let via_link = shared[0].1.prove(&log).expect("proves");
+            assert_eq!(via_link, sized, "via the share link: {from} -> {size}");
         }
     }
     for from in [0, 81, u64::MAX] {
