@@ -315,7 +315,7 @@ pub async fn get_share_consistency(
 ) -> Result<web::Json<ConsistencyDto>, ApiError> {
     let route = "/share/{token}/consistency";
     let from = query.from;
-    if from == 0 || from > 1 << 62 {
+    if !ledger::consistency_from_ok(from) {
         // Outside every tree: refused by the general path, which names the tree's size.
         let receipt = limit_and_resolve(&req, &state, route, &path, &state.share_reads).await?;
         let client = state.db.reader().await?;

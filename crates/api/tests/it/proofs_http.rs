@@ -169,7 +169,13 @@ async fn a_shared_receipt_proves_itself_without_disclosing_any_other_receipt() {
     assert_eq!((proof.from, proof.to), (3, 10));
     let newer = verify_consistency_proof(&proof, &at3, &keys).expect("consistent");
     assert_eq!(newer.head.size, 10);
-    for bad in ["from=0", "from=11"] {
+    // Beyond the tree (read with the link) and beyond every tree (the general path) alike.
+    for bad in [
+        "from=0",
+        "from=11",
+        "from=4611686018427387905",
+        "from=18446744073709551615",
+    ] {
         let (s, _) = app
             .call(
                 "GET",

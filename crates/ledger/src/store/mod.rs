@@ -47,9 +47,9 @@ pub use shares::{
     unshare_receipt, NewShare, SharedConsistency, SharedProof,
 };
 pub use tree::{
-    bundle_of, consistency_proof, get_with_proof, integrate, integrate_all, proof_bundle,
-    prove_receipt, signed_checkpoint, tile, tree_edge, ConsistencyParts, InclusionProof,
-    ProofParts, TileRequest,
+    bundle_of, consistency_from_ok, consistency_proof, get_with_proof, integrate, integrate_all,
+    proof_bundle, prove_receipt, signed_checkpoint, tile, tree_edge, ConsistencyParts,
+    InclusionProof, ProofParts, TileRequest,
 };
 
 type Result<T> = std::result::Result<T, LedgerError>;

@@ -386,7 +386,7 @@ pub(super) fn ancestor_level(from: u64) -> Option<i16> {
 
 /// Whether `from` can start a consistency proof read in one statement: `1 ≤ from ≤ 2^62` (no
 /// tree has more leaves; anything else is refused by the general path, with the tree's size).
-pub(super) fn consistency_from_ok(from: u64) -> bool {
+pub fn consistency_from_ok(from: u64) -> bool {
     from != 0 && from <= 1 << 62
 }
 
