@@ -27,6 +27,7 @@
 
 mod append;
 mod batch;
+mod current;
 mod reads;
 mod shares;
 mod tree;
@@ -41,15 +42,15 @@ use crate::LedgerError;
 
 pub use append::{append_in, request_fingerprint, AppendOptions, Appended};
 pub use batch::{BatchAppender, BatchObserver};
+pub use current::{consistency_from_ok, get_with_proof, ConsistencyParts, ProofParts};
 pub use reads::{get, head, list, orgs, projections_page, verify_all, verify_org, ChainReport};
 pub use shares::{
     create_share, revoke_shares, share_receipt, shared_consistency, shared_proofs, shared_receipts,
     unshare_receipt, NewShare, SharedConsistency, SharedProof,
 };
 pub use tree::{
-    bundle_of, consistency_from_ok, consistency_proof, get_with_proof, integrate, integrate_all,
-    proof_bundle, prove_receipt, signed_checkpoint, tile, tree_edge, ConsistencyParts,
-    InclusionProof, ProofParts, TileRequest,
+    bundle_of, consistency_proof, integrate, integrate_all, proof_bundle, prove_receipt,
+    signed_checkpoint, tile, tree_edge, InclusionProof, TileRequest,
 };
 
 type Result<T> = std::result::Result<T, LedgerError>;

@@ -5,7 +5,7 @@ use defendable_store::audit::{record, AuditEvent};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::tree::{
+use super::current::{
     ancestor_level, consistency_from_ok, ConsistencyParts, ProofParts, ANCESTOR_COLUMNS,
     ANCESTOR_JOINS, PROOF_COLUMNS, PROOF_JOINS,
 };
