@@ -384,7 +384,7 @@ impl Metrics {
         gauge(&self.pool_max, pool.max_size);
         gauge(&self.pool_waiting, pool.waiting);
         // The SSO core counts what it kept; the counter takes what is new since the last scrape.
-        let kept = defendable_sso::login::break_glass_kept_total();
+        let kept = defendable_sso::membership::break_glass_kept_total();
         let seen = self
             .break_glass_kept_seen
             .swap(kept, std::sync::atomic::Ordering::Relaxed);

@@ -23,6 +23,7 @@ pub mod dns;
 pub mod domain;
 pub mod egress;
 pub mod login;
+pub mod membership;
 pub mod oidc;
 pub mod recheck;
 pub mod scim;

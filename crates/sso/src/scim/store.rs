@@ -16,7 +16,7 @@ use super::{
     fault, patch, Filter, GroupInput, GroupRecord, Kind, Page, ScimFault, ScimToken, UserInput,
     UserRecord,
 };
-use crate::login::{deprovision, keep_break_glass, last_break_glass, role_change, Source};
+use crate::membership::{deprovision, keep_break_glass, last_break_glass, role_change, Source};
 use crate::store::{record_change, row_connection, Change, Connection, CONNECTION_COLUMNS};
 use crate::{ConnectionId, Result, SsoError};
 
