@@ -29,9 +29,10 @@ use defendable_config::Config;
 use defendable_identity::authn::Authenticator;
 use defendable_identity::jwt::SessionKeys;
 use defendable_ledger::note::LogSigner;
-use defendable_ledger::store::{BatchAppender, SharedConsistency, SharedProof, StoredReceipt};
+use defendable_ledger::store::{BatchAppender, ProvenReceipt, SharedConsistency, StoredReceipt};
 use defendable_ledger::{LedgerName, PublicKey, SigningKey};
 use secrecy::ExposeSecret;
+use uuid::Uuid;
 
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
@@ -61,7 +62,10 @@ pub struct AppState {
     pub share_reads: defendable_store::loader::Loader<Vec<u8>, Arc<StoredReceipt>>,
     /// Resolves share tokens to their receipts with what proves them (the proof and the page),
     /// concurrent reads in one statement.
-    pub share_proofs: defendable_store::loader::Loader<Vec<u8>, Arc<SharedProof>>,
+    pub share_proofs: defendable_store::loader::Loader<Vec<u8>, Arc<ProvenReceipt>>,
+    /// Resolves (organization, receipt id) to the receipt with what proves it (a member's
+    /// proof against the current tree), concurrent reads in one statement.
+    pub receipt_proofs: defendable_store::loader::Loader<(Uuid, String), Arc<ProvenReceipt>>,
     /// Resolves share tokens with the size each holder proves from to what proves their log
     /// consistent, concurrent reads in one statement.
     pub share_consistency: defendable_store::loader::Loader<(Vec<u8>, u64), Arc<SharedConsistency>>,
@@ -240,6 +244,18 @@ impl Application {
                     .collect())
             },
         );
+        let receipt_proofs = defendable_store::loader::Loader::start(
+            deps.pool.clone(),
+            defendable_config::limits::SHARE_READ_BATCH,
+            |client, keys: Vec<(Uuid, String)>| async move {
+                let found = defendable_ledger::store::receipts_with_proofs(&client, &keys).await;
+                Ok(found
+                    .map_err(loader_error)?
+                    .into_iter()
+                    .map(|(k, r)| (k, Arc::new(r)))
+                    .collect())
+            },
+        );
         let share_consistency = defendable_store::loader::Loader::start(
             deps.pool.clone(),
             defendable_config::limits::SHARE_READ_BATCH,
@@ -299,6 +315,7 @@ impl Application {
             rate_counter,
             share_reads,
             share_proofs,
+            receipt_proofs,
             share_consistency,
             log,
             published_keys,

@@ -295,7 +295,8 @@ pub const RATE_COUNT_BATCH: usize = 256;
 /// Share-link reads one statement answers at most: the reads that arrive while one is in flight
 /// are looked up together by the next (`token_hash = ANY($1)`, each distinct token once), so a
 /// busy public link costs PostgreSQL one statement per batch rather than per request. Nothing is
-/// cached: a revoked link is refused by the next statement.
+/// cached: a revoked link is refused by the next statement. Members' proofs against the
+/// current tree are batched the same way, by (organization, receipt id).
 pub const SHARE_READ_BATCH: usize = 256;
 /// Signed checkpoints the server keeps for reuse, by organization and tree size: every proof,
 /// share page, consistency proof and checkpoint served against one tree reuses one Ed25519

@@ -336,11 +336,16 @@ pub async fn get_receipt_proof(
     let access = caller.member(&state, &org).await?;
     let org = access.org.id.as_uuid();
     let bundle = if query.size.is_none() {
-        // Against the current tree: the receipt and its proof in one statement.
-        let (receipt, parts) = ledger::get_with_proof(&*state.db.reader().await?, org, &id)
-            .await?
+        // Against the current tree: the receipt and its proof in one statement, batched with
+        // concurrent ones.
+        let _slot = state.db.slot()?;
+        let proven = state
+            .receipt_proofs
+            .load((org, id))
+            .await
+            .map_err(ApiError::store)?
             .ok_or_else(ApiError::not_found)?;
-        ledger::bundle_of(&state.log, &receipt, &parts.prove(receipt.seq)?)?
+        ledger::bundle_of(&state.log, &proven.receipt, &proven.prove()?)?
     } else {
         let receipt = find_receipt(&state, org, &id).await?;
         let client = state.db.reader().await?;

@@ -8,7 +8,7 @@ use defendable_datasets::store as datasets;
 use defendable_datasets::{objects, DatasetsError, ObjectKey};
 use defendable_identity::OneTimeToken;
 use defendable_ledger::store as ledger;
-use defendable_ledger::store::SharedProof;
+use defendable_ledger::store::ProvenReceipt;
 use defendable_store::audit::{record, Actor, AuditAction, AuditEvent};
 use defendable_store::loader::Loader;
 use serde_json::{json, Value};
@@ -122,7 +122,7 @@ pub async fn get_share(
 fn share_page(
     state: &AppState,
     token: &str,
-    shared: &SharedProof,
+    shared: &ProvenReceipt,
 ) -> Result<HttpResponse, ApiError> {
     let receipt = &shared.receipt;
     let api = state.config.api_base_url().to_string();

@@ -257,33 +257,82 @@ pub(super) async fn prove_current(
     }
 }
 
-/// A receipt by its `DCR-…` id with what proves it against the current tree, in one statement
-/// (a primary-key probe, as [`super::get`]); `None` when there is no such receipt.
+/// A receipt with what proves it against the current tree, read in one statement with it
+/// ([`receipts_with_proofs`], [`super::shared_proofs`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProvenReceipt {
+    /// The receipt.
+    pub receipt: StoredReceipt,
+    /// What proves it; unreadable stored hashes (a damaged tree) fail this receipt alone.
+    parts: std::result::Result<ProofParts, String>,
+}
+
+impl ProvenReceipt {
+    /// Reads the receipt's columns and [`PROOF_COLUMNS`] after them.
+    pub(super) fn from_row(row: &tokio_postgres::Row) -> ProvenReceipt {
+        ProvenReceipt {
+            receipt: super::row_receipt(row),
+            parts: ProofParts::from_row(row, super::COLUMNS_COUNT).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// The receipt's inclusion proof against the current tree ([`ProofParts::prove`]).
+    pub fn prove(&self) -> Result<InclusionProof> {
+        match &self.parts {
+            Ok(parts) => parts.prove(self.receipt.seq),
+            Err(e) => Err(LedgerError::InvalidProof(e.clone())),
+        }
+    }
+}
+
+/// Receipts by organization and `DCR-…` id, each with what proves it against the current tree,
+/// for many receipts in one statement (the server batches concurrent proof reads). Each is a
+/// primary-key probe, as [`super::get`]; keys that name no receipt are left out.
+pub async fn receipts_with_proofs(
+    client: &impl GenericClient,
+    keys: &[(Uuid, String)],
+) -> Result<Vec<((Uuid, String), ProvenReceipt)>> {
+    let (mut orgs, mut seqs, mut ids) = (Vec::new(), Vec::new(), Vec::new());
+    for (org, id) in keys {
+        if let Some(seq) = super::reads::seq_of(id) {
+            orgs.push(*org);
+            seqs.push(seq);
+            ids.push(id.as_str());
+        }
+    }
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT {}, {PROOF_COLUMNS}
+               FROM unnest($1::uuid[], $2::bigint[], $3::text[]) AS k(org_id, seq, receipt_id)
+               JOIN receipts r
+                 ON r.org_id = k.org_id AND r.seq = k.seq AND r.receipt_id = k.receipt_id
+               {PROOF_JOINS}",
+            super::COLUMNS_R
+        ))
+        .await?;
+    let rows = client.query(&statement, &[&orgs, &seqs, &ids]).await?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let proven = ProvenReceipt::from_row(row);
+            let key = (proven.receipt.org, proven.receipt.receipt_id.clone());
+            (key, proven)
+        })
+        .collect())
+}
+
+/// One receipt by its `DCR-…` id with what proves it against the current tree
+/// ([`receipts_with_proofs`] for one key); `None` when there is no such receipt.
 pub async fn get_with_proof(
     client: &impl GenericClient,
     org: Uuid,
     receipt_id: &str,
-) -> Result<Option<(StoredReceipt, ProofParts)>> {
-    let Some(seq) = super::reads::seq_of(receipt_id) else {
-        return Ok(None);
-    };
-    let statement = client
-        .prepare_cached(&format!(
-            "SELECT {}, {PROOF_COLUMNS} FROM receipts r {PROOF_JOINS}
-              WHERE r.org_id = $1 AND r.seq = $2 AND r.receipt_id = $3",
-            super::COLUMNS_R
-        ))
-        .await?;
-    match client
-        .query_opt(&statement, &[&org, &seq, &receipt_id])
-        .await?
-    {
-        Some(row) => Ok(Some((
-            super::row_receipt(&row),
-            ProofParts::from_row(&row, super::COLUMNS_COUNT)?,
-        ))),
-        None => Ok(None),
-    }
+) -> Result<Option<ProvenReceipt>> {
+    let found = receipts_with_proofs(client, &[(org, receipt_id.to_owned())]).await?;
+    Ok(found.into_iter().next().map(|(_, proven)| proven))
 }
 
 /// The consistency proof from `from` leaves to the current tree in one statement, from one

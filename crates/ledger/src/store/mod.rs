@@ -42,11 +42,14 @@ use crate::LedgerError;
 
 pub use append::{append_in, request_fingerprint, AppendOptions, Appended};
 pub use batch::{BatchAppender, BatchObserver};
-pub use current::{consistency_from_ok, get_with_proof, ConsistencyParts, ProofParts};
+pub use current::{
+    consistency_from_ok, get_with_proof, receipts_with_proofs, ConsistencyParts, ProofParts,
+    ProvenReceipt,
+};
 pub use reads::{get, head, list, orgs, projections_page, verify_all, verify_org, ChainReport};
 pub use shares::{
     create_share, revoke_shares, share_receipt, shared_consistency, shared_proofs, shared_receipts,
-    unshare_receipt, NewShare, SharedConsistency, SharedProof,
+    unshare_receipt, NewShare, SharedConsistency,
 };
 pub use tree::{
     bundle_of, consistency_proof, integrate, integrate_all, proof_bundle, prove_receipt,

@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::current::{
-    ancestor_level, consistency_from_ok, ConsistencyParts, ProofParts, ANCESTOR_COLUMNS,
+    ancestor_level, consistency_from_ok, ConsistencyParts, ProvenReceipt, ANCESTOR_COLUMNS,
     ANCESTOR_JOINS, PROOF_COLUMNS, PROOF_JOINS,
 };
 use super::{row_receipt, Result, StoredReceipt, COLUMNS_COUNT, COLUMNS_R};
@@ -123,32 +123,13 @@ pub async fn shared_receipts(
         .collect())
 }
 
-/// A shared receipt with what proves it against the current tree ([`shared_proofs`]).
-#[derive(Debug, Clone, PartialEq)]
-pub struct SharedProof {
-    /// The shared receipt.
-    pub receipt: StoredReceipt,
-    /// What proves it; unreadable stored hashes (a damaged tree) fail this receipt alone.
-    parts: std::result::Result<ProofParts, String>,
-}
-
-impl SharedProof {
-    /// The receipt's inclusion proof against the current tree ([`ProofParts::prove`]).
-    pub fn prove(&self) -> Result<super::InclusionProof> {
-        match &self.parts {
-            Ok(parts) => parts.prove(self.receipt.seq),
-            Err(e) => Err(crate::LedgerError::InvalidProof(e.clone())),
-        }
-    }
-}
-
 /// [`shared_receipts`] with each receipt's proof material, in the same one statement: the
 /// share link's proof and page cost PostgreSQL one statement per batch of requests, as its
 /// projection does.
 pub async fn shared_proofs(
     client: &impl GenericClient,
     token_hashes: &[Vec<u8>],
-) -> Result<Vec<(Vec<u8>, SharedProof)>> {
+) -> Result<Vec<(Vec<u8>, ProvenReceipt)>> {
     let statement = client
         .prepare_cached(&format!(
             "SELECT {COLUMNS_R}, {PROOF_COLUMNS}, s.token_hash
@@ -161,16 +142,7 @@ pub async fn shared_proofs(
     let rows = client.query(&statement, &[&token_hashes]).await?;
     Ok(rows
         .iter()
-        .map(|row| {
-            let parts = ProofParts::from_row(row, COLUMNS_COUNT).map_err(|e| e.to_string());
-            (
-                row.get(COLUMNS_COUNT + 5),
-                SharedProof {
-                    receipt: row_receipt(row),
-                    parts,
-                },
-            )
-        })
+        .map(|row| (row.get(COLUMNS_COUNT + 5), ProvenReceipt::from_row(row)))
         .collect())
 }
 

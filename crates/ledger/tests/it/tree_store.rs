@@ -537,6 +537,22 @@ async fn a_bundle_against_the_current_tree_is_byte_for_byte_the_bundle_against_i
             .await
             .expect("list");
         assert_eq!(all.len() as u64, size);
+        // Every receipt of the tree read with its proof in one batched statement, beside keys
+        // that name nothing (another organization, an unknown seq, an id that is no id).
+        let mut keys: Vec<(Uuid, String)> =
+            all.iter().map(|r| (org, r.receipt_id.clone())).collect();
+        keys.push((Uuid::new_v4(), all[0].receipt_id.clone()));
+        keys.push((org, "DCR-not-an-id".into()));
+        let proven: std::collections::HashMap<_, _> = store::receipts_with_proofs(&client, &keys)
+            .await
+            .expect("batched read")
+            .into_iter()
+            .collect();
+        assert_eq!(
+            proven.len() as u64,
+            size,
+            "keys naming nothing are left out"
+        );
         for r in &all {
             let current = store::proof_bundle(&client, &kept, r, None)
                 .await
@@ -544,15 +560,23 @@ async fn a_bundle_against_the_current_tree_is_byte_for_byte_the_bundle_against_i
             let sized = store::proof_bundle(&client, &fresh, r, Some(size))
                 .await
                 .expect("sized");
-            let (found, parts) = store::get_with_proof(&client, org, &r.receipt_id)
+            let found = store::get_with_proof(&client, org, &r.receipt_id)
                 .await
                 .expect("read")
                 .expect("found");
-            assert_eq!(&found, r);
-            let read_with = store::bundle_of(&kept, &found, &parts.prove(r.seq).expect("proves"))
-                .expect("bundle");
+            assert_eq!(&found.receipt, r);
+            let read_with =
+                store::bundle_of(&kept, r, &found.prove().expect("proves")).expect("bundle");
+            let batched = &proven[&(org, r.receipt_id.clone())];
+            let read_batched =
+                store::bundle_of(&kept, &batched.receipt, &batched.prove().expect("proves"))
+                    .expect("bundle");
             let sized = serde_json::to_string(&sized).expect("json");
-            for (path, bundle) in [("current", &current), ("read with the receipt", &read_with)] {
+            for (path, bundle) in [
+                ("current", &current),
+                ("read with the receipt", &read_with),
+                ("read with the receipt, batched", &read_batched),
+            ] {
                 assert_eq!(
                     serde_json::to_string(bundle).expect("json"),
                     sized,
