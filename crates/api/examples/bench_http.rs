@@ -11,6 +11,8 @@
 //! share of the projection. Then appends: the library's batched one-organization rate
 //! (`bench_ledger`'s row, in this process, on the same database) beside `POST
 //! /orgs/{org}/receipts`. Then the server's RSS after the load and with 1,000 open connections.
+//! Every row also prints the machine's busy CPU (`cpu %`, 100 per core, the load generator's
+//! included) and that CPU time per request (`cpu µs`).
 //!
 //! `BENCH_SERVER_BIN` names the server binary (xtask builds it); `BENCH_SECONDS` the length of
 //! each run (default 10); `BENCH_ONLY`, when set, runs only the routes whose row contains it
@@ -24,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use defendable_ledger::store::{AppendOptions, BatchAppender};
 use defendable_ledger::{Draft, ReceiptKind};
+use defendable_store::audit::{Actor, AuditAction, AuditContext, AuditEvent};
 use defendable_testkit::bench::{drive, durable_database};
 use defendable_testkit::files::TempDir;
 use defendable_testkit::free_port;
@@ -301,10 +304,17 @@ impl Table {
         if !name.contains(self.only.as_str()) && !name.contains("baseline") {
             return None;
         }
+        let before = CpuTimes::now();
         let run = run();
+        let busy = CpuTimes::now().busy_cores_since(&before);
         println!(
-            "{name:<64} {:>9.0} {:>8.1} {:>8.1}  {}",
-            run.rps, run.p50_ms, run.p99_ms, run.errors
+            "{name:<64} {:>9.0} {:>8.1} {:>8.1} {:>6.0} {:>7.1}  {}",
+            run.rps,
+            run.p50_ms,
+            run.p99_ms,
+            busy * 100.0,
+            busy * 1e6 / run.rps,
+            run.errors
         );
         Some(run)
     }
@@ -315,9 +325,44 @@ impl Table {
 
     fn header(&self) {
         println!(
-            "{:<64} {:>9} {:>8} {:>8}",
-            "route", "req/s", "p50 ms", "p99 ms"
+            "{:<64} {:>9} {:>8} {:>8} {:>6} {:>7}",
+            "route", "req/s", "p50 ms", "p99 ms", "cpu %", "cpu µs"
         );
+    }
+}
+
+/// The machine's CPU time from `/proc/stat`: every process's, the load generator's too, so a
+/// row's `cpu %` (100 per busy core) and `cpu µs` (busy CPU time per request) show where a
+/// rate is bounded by the two cores rather than by waiting.
+struct CpuTimes {
+    busy: u64,
+    total: u64,
+}
+
+impl CpuTimes {
+    fn now() -> CpuTimes {
+        let stat = std::fs::read_to_string("/proc/stat").expect("/proc/stat");
+        let ticks: Vec<u64> = stat
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("cpu "))
+            .expect("the cpu line")
+            .split_whitespace()
+            .map(|v| v.parse().expect("ticks"))
+            .collect();
+        // user nice system idle iowait irq softirq steal (guest time is inside user).
+        let total: u64 = ticks.iter().take(8).sum();
+        CpuTimes {
+            busy: total - ticks[3] - ticks[4],
+            total,
+        }
+    }
+
+    /// Busy cores on average since `before` (2.0: both cores of this machine all the time).
+    fn busy_cores_since(&self, before: &CpuTimes) -> f64 {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let total = (self.total - before.total).max(1) as f64;
+        cores * (self.busy - before.busy) as f64 / total
     }
 }
 
@@ -417,17 +462,37 @@ fn verification(t: &Table, base: &str, org: &Org) {
 }
 
 /// `bench_ledger`'s batched one-organization row: 32 writers appending through the library's
-/// batched appender for `secs`, in this process, on the server's database.
-async fn library_rate(pool: deadpool_postgres::Pool, secs: u64) -> Run {
+/// batched appender for `secs`, in this process, on the server's database. With `audited`, each
+/// receipt also records the audit event `POST /orgs/{org}/receipts` records with it (in the
+/// same transaction), so the two rows split the route's gap into the audit write and the rest.
+async fn library_rate(pool: deadpool_postgres::Pool, secs: u64, audited: bool) -> Run {
     let appender = BatchAppender::start(pool, 2, 512);
     let org = Uuid::new_v4();
+    let key = Uuid::new_v4();
     let (n, t, mut lat) = drive(32, Duration::from_secs(secs), move |w, i| {
         let a = appender.clone();
+        let audit = audited.then(|| {
+            let mut e = AuditEvent::new(
+                AuditAction::parse("receipt.create").expect("valid"),
+                Actor::ApiKey(key),
+            );
+            e.org_id = Some(org);
+            e.context = AuditContext {
+                request_id: Some(format!("bench-{w}-{i}")),
+                ip: Some(std::net::Ipv4Addr::LOCALHOST.into()),
+                user_agent: Some("wrk".into()),
+            };
+            e.details = json!({ "kind": "run", "via": "api" });
+            e
+        });
         async move {
             a.append(
                 org,
                 draft(w as u64 * 1_000_000 + i),
-                AppendOptions::default(),
+                AppendOptions {
+                    audit,
+                    ..AppendOptions::default()
+                },
             )
             .await
             .expect("append");
@@ -543,10 +608,17 @@ fn main() {
     println!("\nwrk -t2 -c32 -d{secs}s, release build, loopback, one run each (2 cores shared by server, database and load):");
     t.header();
     let pgbench_row = || {
+        let cpu = CpuTimes::now();
         let tps = pgbench(db.url(), secs);
+        let busy = CpuTimes::now().busy_cores_since(&cpu);
         println!(
-            "{:<64} {:>9.0} {:>8} {:>8}",
-            "pgbench -S -M prepared -c 32 -j 2 (baseline)", tps, "—", "—"
+            "{:<64} {:>9.0} {:>8} {:>8} {:>6.0} {:>7.1}",
+            "pgbench -S -M prepared -c 32 -j 2 (baseline)",
+            tps,
+            "—",
+            "—",
+            busy * 100.0,
+            busy * 1e6 / tps
         );
         tps
     };
@@ -608,7 +680,11 @@ fn main() {
     t.header();
     let library = t.row(
         "library: batched, 1 org (baseline: bench_ledger's row)",
-        || rt.block_on(library_rate(db.pool.clone(), secs)),
+        || rt.block_on(library_rate(db.pool.clone(), secs, false)),
+    );
+    let audited = t.row(
+        "library: batched, 1 org, with POST's audit event (reference)",
+        || rt.block_on(library_rate(db.pool.clone(), secs, true)),
     );
     let posts = [
         (
@@ -640,6 +716,17 @@ fn main() {
     ];
     if let Some(library) = library {
         shares("against the library's rate", library.rps, &posts);
+    }
+    if let Some(audited) = audited {
+        println!(
+            "against the library's rate with the audit event (reference, no goal) ({:.0} req/s):",
+            audited.rps
+        );
+        for (name, run, _) in posts.iter() {
+            if let Some(run) = run {
+                println!("  {name:<62} {:>6.1} %", 100.0 * run.rps / audited.rps);
+            }
+        }
     }
     println!("\nserver RSS after the load: {:.1} MiB", server.rss_mib());
 
