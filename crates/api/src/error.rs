@@ -515,7 +515,15 @@ impl From<defendable_ledger::LedgerError> for ApiError {
             }
             LedgerError::Store(inner) => ApiError::store(inner),
             LedgerError::Unavailable(cause) => ApiError::database_unavailable(cause),
-            other => ApiError::internal(other),
+            // The server's own data or keys failed a check, or the appender failed: nothing a
+            // client sent can cause these, so each is a logged 500. Every variant is named
+            // here: a new one cannot become a silent 500.
+            LedgerError::InvalidHash(_)
+            | LedgerError::InvalidKey(_)
+            | LedgerError::BadSignature(_)
+            | LedgerError::InvalidProof(_)
+            | LedgerError::BatchFailed(_)
+            | LedgerError::AppenderStopped => ApiError::internal(detail),
         }
     }
 }
