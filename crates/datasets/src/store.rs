@@ -119,9 +119,10 @@ pub async fn entry(
     client: &impl GenericClient,
     slug: &DatasetSlug,
 ) -> Result<Option<CatalogEntry>> {
-    let row = client
-        .query_opt(&format!("{ENTRY} WHERE d.slug = $1"), &[&slug.as_str()])
+    let statement = client
+        .prepare_cached(&format!("{ENTRY} WHERE d.slug = $1"))
         .await?;
+    let row = client.query_opt(&statement, &[&slug.as_str()]).await?;
     Ok(row.as_ref().map(row_entry))
 }
 
@@ -141,15 +142,15 @@ pub async fn catalog(
                 .replace('_', "\\_")
         )
     });
+    let statement = client
+        .prepare_cached(&format!(
+            "{ENTRY} WHERE d.slug > $1
+               AND ($2::text IS NULL OR d.slug ILIKE $2 OR d.title ILIKE $2 OR d.description ILIKE $2)
+             ORDER BY d.slug LIMIT $3"
+        ))
+        .await?;
     let rows = client
-        .query(
-            &format!(
-                "{ENTRY} WHERE d.slug > $1
-                   AND ($2::text IS NULL OR d.slug ILIKE $2 OR d.title ILIKE $2 OR d.description ILIKE $2)
-                 ORDER BY d.slug LIMIT $3"
-            ),
-            &[&cursor.unwrap_or(""), &pattern, &limit],
-        )
+        .query(&statement, &[&cursor.unwrap_or(""), &pattern, &limit])
         .await?;
     Ok(rows.iter().map(row_entry).collect())
 }

@@ -233,6 +233,7 @@ async fn hot_routes_send_no_unprepared_statement_after_warm_up() {
     let id = first["receipt_id"].as_str().expect("id").to_owned();
     let share = app.share(&token, &slug, &id, None).await;
     let share_path = path_of(share["url"].as_str().expect("url"));
+    crate::datasets_http::publish(&app, "census", "raw/census.csv", b"a,b\n1,2\n").await;
 
     let mut n = 0;
     let mut round = || {
@@ -263,6 +264,18 @@ async fn hot_routes_send_no_unprepared_statement_after_warm_up() {
                 "GET",
                 format!("/orgs/{slug}/ledger/checkpoint"),
                 Some(key.clone()),
+                None,
+            ),
+            (
+                "GET",
+                "/datasets/catalog?q=cens".into(),
+                Some(token.clone()),
+                None,
+            ),
+            (
+                "GET",
+                "/datasets/catalog/census".into(),
+                Some(token.clone()),
                 None,
             ),
         ];
