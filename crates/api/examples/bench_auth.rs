@@ -108,10 +108,10 @@ fn main() {
         println!("== in-process authentication (warm; cache refreshed every 2 s)");
         let n = 50_000;
         // Warm both caches and the pool.
-        auth.authenticate(&db.pool, key.expose())
+        auth.authenticate_pooled(&db.pool, key.expose())
             .await
             .expect("key");
-        auth.authenticate(&db.pool, &jwt).await.expect("jwt");
+        auth.authenticate_pooled(&db.pool, &jwt).await.expect("jwt");
         report(
             "baseline: SHA-256 of a key",
             (0..n)
@@ -132,7 +132,7 @@ fn main() {
         report(
             "authenticate API key",
             time_async(n, || async {
-                auth.authenticate(&db.pool, key.expose())
+                auth.authenticate_pooled(&db.pool, key.expose())
                     .await
                     .expect("key");
             })
@@ -141,7 +141,7 @@ fn main() {
         report(
             "authenticate session JWT",
             time_async(n, || async {
-                auth.authenticate(&db.pool, &jwt).await.expect("jwt");
+                auth.authenticate_pooled(&db.pool, &jwt).await.expect("jwt");
             })
             .await,
         );

@@ -202,7 +202,12 @@ impl FromRequest for Caller {
                 .ok_or_else(|| ApiError::internal("application state missing"))?
                 .clone();
             let token = bearer(&req).ok_or(IdentityError::InvalidCredentials)?;
-            let (principal, used) = state.auth.authenticate(state.db.pool(), &token).await?;
+            // On a cache miss the lookup reads through a shared reader, under the request's
+            // one-connection rule.
+            let (principal, used) = state
+                .auth
+                .authenticate(|| state.db.reader(), state.db.pool(), &token)
+                .await?;
             if used == Some(KeyUsed::Previous) {
                 state.metrics.jwt_previous_secret_used();
             }

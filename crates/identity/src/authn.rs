@@ -10,7 +10,10 @@ use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use deadpool_postgres::Pool;
+use std::future::Future;
+use std::ops::Deref;
+
+use deadpool_postgres::{GenericClient, Pool};
 use time::OffsetDateTime;
 
 use crate::jwt::{KeyUsed, SessionKeys};
@@ -145,14 +148,26 @@ impl Authenticator {
 
     /// Authenticates a bearer credential. Returns which JWT key verified a session token, so the
     /// caller can count uses of a previous secret.
-    pub async fn authenticate(
+    ///
+    /// `connect` gives the connection a lookup reads with, asked only when the caches miss: the
+    /// server passes its request-path source (a shared reader, under its one-connection rule).
+    /// `touches` is the pool the background write of an API key's last use takes a connection
+    /// from, outside the request.
+    pub async fn authenticate<C, E, Fut>(
         &self,
-        pool: &Pool,
+        connect: impl FnOnce() -> Fut,
+        touches: &Pool,
         bearer: &str,
-    ) -> Result<(Principal, Option<KeyUsed>), IdentityError> {
+    ) -> Result<(Principal, Option<KeyUsed>), E>
+    where
+        C: Deref,
+        C::Target: GenericClient + Sized,
+        E: From<IdentityError>,
+        Fut: Future<Output = Result<C, E>>,
+    {
         if ApiKeySecret::looks_like(bearer) {
             let secret = ApiKeySecret::parse(bearer)?;
-            let row = self.api_key(pool, secret).await?;
+            let row = self.api_key(connect, touches, secret).await?;
             return Ok((
                 Principal::ApiKey {
                     key: row.id,
@@ -166,8 +181,8 @@ impl Authenticator {
         let row = match self.sessions.get(&session) {
             Some(cached) => cached,
             None => {
-                let client = pool.get().await?;
-                let row = store::session(&client, session).await?;
+                let client = connect().await?;
+                let row = store::session(&*client, session).await?;
                 self.sessions.put(session, row);
                 row
             }
@@ -187,19 +202,45 @@ impl Authenticator {
                     Some(used),
                 ))
             }
-            _ => Err(IdentityError::InvalidCredentials),
+            _ => Err(IdentityError::InvalidCredentials.into()),
         }
     }
 
-    async fn api_key(&self, pool: &Pool, secret: ApiKeySecret) -> Result<ApiKeyRow, IdentityError> {
+    /// [`Authenticator::authenticate`] with every connection from `pool` (tools, benchmarks and
+    /// tests outside a server).
+    pub async fn authenticate_pooled(
+        &self,
+        pool: &Pool,
+        bearer: &str,
+    ) -> Result<(Principal, Option<KeyUsed>), IdentityError> {
+        self.authenticate(
+            || async { Ok::<_, IdentityError>(Box::new(pool.get().await?)) },
+            pool,
+            bearer,
+        )
+        .await
+    }
+
+    async fn api_key<C, E, Fut>(
+        &self,
+        connect: impl FnOnce() -> Fut,
+        touches: &Pool,
+        secret: ApiKeySecret,
+    ) -> Result<ApiKeyRow, E>
+    where
+        C: Deref,
+        C::Target: GenericClient + Sized,
+        E: From<IdentityError>,
+        Fut: Future<Output = Result<C, E>>,
+    {
         let hash = secret.hash();
         let mut hash_bytes = [0u8; 32];
         hash_bytes.copy_from_slice(hash.as_bytes());
         let state = match self.api_keys.get(&hash_bytes) {
             Some(cached) => cached,
             None => {
-                let client = pool.get().await?;
-                let row = store::api_key_by_hash(&client, &hash).await?;
+                let client = connect().await?;
+                let row = store::api_key_by_hash(&*client, &hash).await?;
                 let state = row.map(|row| KeyState { row });
                 self.api_keys.put(hash_bytes, state);
                 state
@@ -214,13 +255,13 @@ impl Authenticator {
             {
                 s.row
             }
-            _ => return Err(IdentityError::InvalidCredentials),
+            _ => return Err(IdentityError::InvalidCredentials.into()),
         };
         // Last use is written at most once per cache period per process, and at most once a
         // minute in the database; it never delays the request.
         if self.touched.get(&row.id).is_none() {
             self.touched.put(row.id, Some(()));
-            let pool = pool.clone();
+            let pool = touches.clone();
             tokio::spawn(async move {
                 if let Ok(client) = pool.get().await {
                     if let Err(e) = store::touch_api_key(&client, row.id).await {

@@ -537,7 +537,7 @@ async fn api_keys_authenticate_until_revoked_or_expired() {
         SESSION,
     ));
     let (p, _) = auth
-        .authenticate(&db.pool, secret.expose())
+        .authenticate_pooled(&db.pool, secret.expose())
         .await
         .expect("valid key");
     assert_eq!(p, Principal::ApiKey { key: key.id, org });
@@ -557,9 +557,15 @@ async fn api_keys_authenticate_until_revoked_or_expired() {
         None,
         SESSION,
     ));
-    assert!(other.authenticate(&db.pool, secret.expose()).await.is_err());
+    assert!(other
+        .authenticate_pooled(&db.pool, secret.expose())
+        .await
+        .is_err());
     tokio::time::sleep(defendable_identity::authn::CACHE_TTL + Duration::from_millis(100)).await;
-    assert!(auth.authenticate(&db.pool, secret.expose()).await.is_err());
+    assert!(auth
+        .authenticate_pooled(&db.pool, secret.expose())
+        .await
+        .is_err());
 
     let (expiring, secret2) = store::create_api_key(
         &mut db.pool.get().await.expect("client"),
@@ -579,7 +585,7 @@ async fn api_keys_authenticate_until_revoked_or_expired() {
         .await
         .expect("expire");
     assert!(other
-        .authenticate(&db.pool, secret2.expose())
+        .authenticate_pooled(&db.pool, secret2.expose())
         .await
         .is_err());
 }
@@ -601,7 +607,7 @@ async fn sessions_verify_with_the_previous_secret_during_rotation_and_end_on_log
         SESSION,
     ));
     let (p, used) = rotated
-        .authenticate(&db.pool, &token)
+        .authenticate_pooled(&db.pool, &token)
         .await
         .expect("old token still valid");
     assert_eq!(used, Some(KeyUsed::Previous));
@@ -618,7 +624,10 @@ async fn sessions_verify_with_the_previous_secret_during_rotation_and_end_on_log
         None,
         SESSION,
     ));
-    assert!(unrotated.authenticate(&db.pool, &token).await.is_err());
+    assert!(unrotated
+        .authenticate_pooled(&db.pool, &token)
+        .await
+        .is_err());
 
     store::revoke_session(
         &mut db.pool.get().await.expect("client"),
@@ -629,5 +638,5 @@ async fn sessions_verify_with_the_previous_secret_during_rotation_and_end_on_log
     .await
     .expect("logout");
     rotated.forget_session(s.session);
-    assert!(rotated.authenticate(&db.pool, &token).await.is_err());
+    assert!(rotated.authenticate_pooled(&db.pool, &token).await.is_err());
 }
