@@ -10,6 +10,7 @@ use defendable_identity::authn::Principal;
 use defendable_identity::jwt::KeyUsed;
 use defendable_identity::store::{self as identity, Org};
 use defendable_identity::{IdentityError, OrgRef, Role, SessionId, UserId};
+use defendable_sso::scim::ScimToken;
 use defendable_store::audit::{Actor, AuditContext};
 use uuid::Uuid;
 
@@ -182,6 +183,25 @@ pub fn audit_context(req: &HttpRequest, state: &AppState) -> AuditContext {
     }
 }
 
+/// The identity-provider connection whose SCIM token the request carries, when that token is
+/// one of the organization `org`'s connections (`None`: no token, another scheme, a malformed
+/// token, or not this organization's). The scheme is matched as RFC 6750 says, ignoring case.
+pub async fn scim_client(
+    req: &HttpRequest,
+    state: &AppState,
+    org: &str,
+) -> Result<Option<defendable_sso::store::Connection>, ApiError> {
+    let (Some(token), Ok(org)) = (
+        bearer(req).and_then(|t| ScimToken::parse(&t)),
+        OrgRef::parse(org),
+    ) else {
+        return Ok(None);
+    };
+    Ok(defendable_sso::scim::store::authenticate(&*state.db.get().await?, &token, &org).await?)
+}
+
+/// The credential of an `Authorization: Bearer` header; the scheme is case-insensitive (RFC
+/// 6750 §2.1, RFC 9110 §11.1).
 fn bearer(req: &HttpRequest) -> Option<String> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;

@@ -8,8 +8,7 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use defendable_config::limits::LimitKey;
-use defendable_identity::OrgRef;
-use defendable_sso::scim::{self, store as directory, Filter, Kind, Page, ScimFault, ScimToken};
+use defendable_sso::scim::{self, store as directory, Filter, Kind, Page, ScimFault};
 use defendable_sso::store::{Change, Connection};
 use defendable_sso::view::ScimTokenView;
 use defendable_sso::{ConnectionId, SsoError};
@@ -196,15 +195,7 @@ async fn directory_of(
         _ => None,
     })
     .await?;
-    let token = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .and_then(|t| ScimToken::parse(t.trim()))
-        .ok_or_else(unauthorized)?;
-    let org_ref = OrgRef::parse(&org).map_err(|_| unauthorized())?;
-    let connection = directory::authenticate(&*state.db.get().await?, &token, &org_ref)
+    let connection = crate::auth::scim_client(req, state, &org)
         .await?
         .ok_or_else(unauthorized)?;
     crate::ratelimit::check(req, state, "*", SCIM_ROUTE, |k| match k {

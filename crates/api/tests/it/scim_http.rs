@@ -570,6 +570,17 @@ async fn every_scim_route_answers_only_its_organizations_token() {
             }
         }
     }
+    // The scheme is case-insensitive (RFC 6750): SCIM clients that send `bearer` get in.
+    for scheme in ["bearer", "BEARER"] {
+        let res = app
+            .http
+            .get(app.url(&format!("/scim/v2/{slug}/Users")))
+            .header("authorization", format!("{scheme} {token}"))
+            .send()
+            .await
+            .expect("response");
+        assert_eq!(res.status().as_u16(), 200, "scheme {scheme}");
+    }
     // Discovery takes GET only; an unknown endpoint is a SCIM 404.
     let (status, _, _) = scim(
         &app,
