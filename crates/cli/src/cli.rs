@@ -104,6 +104,12 @@ pub enum Command {
         #[arg(long = "key", allow_hyphen_values = true)]
         keys: Vec<String>,
     },
+    /// Print a completion script for a shell (bash, elvish, fish, powershell or zsh), e.g.
+    /// `defendable completions bash > ~/.local/share/bash-completion/completions/defendable`.
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// `orgs`.

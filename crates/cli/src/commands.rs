@@ -137,6 +137,19 @@ pub async fn run(cli: Cli, ctx: &mut Context<'_>) -> Result<Output, Exit> {
             };
             run_verify(ctx, &target, &opts).await
         }
+        Command::Completions { shell } => Ok(completions(shell)),
+    }
+}
+
+/// The completion script for `shell`, generated from the command line's own definition.
+fn completions(shell: clap_complete::Shell) -> Output {
+    use clap::CommandFactory as _;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "defendable", &mut script);
+    let script = String::from_utf8_lossy(&script).trim_end().to_owned();
+    Output {
+        json: json!({ "shell": shell.to_string(), "script": script }),
+        human: script,
     }
 }
 
