@@ -1,5 +1,6 @@
 //! The dependency check of `cargo xtask test`: every package in the lock file has a licence
-//! from the allow-list (an SPDX expression that some choice of alternatives satisfies) and comes
+//! from the allow-list (an SPDX expression, read by the `spdx` crate, that some choice of
+//! alternatives satisfies) and comes
 //! from crates.io or this workspace. Packages present in several versions are listed as warnings.
 
 use std::collections::BTreeMap;
@@ -28,63 +29,16 @@ const ALLOWED: &[&str] = &[
     "Zlib",
 ];
 
-/// Whether an SPDX-like expression (`A OR B`, `A AND (B OR C)`, `A WITH exc`, the old `A/B`)
-/// can be satisfied with allowed licences only.
+/// Whether an SPDX expression (crates.io's lax form too: `A/B`, imprecise names) can be
+/// satisfied with allowed licences only; the `spdx` crate reads and evaluates it.
 pub fn allowed(expression: &str) -> Result<bool> {
-    let spaced = expression
-        .replace('/', " OR ")
-        .replace('(', " ( ")
-        .replace(')', " ) ");
-    let tokens: Vec<&str> = spaced.split_whitespace().collect();
-    let mut at = 0;
-    let ok = or(&tokens, &mut at)?;
-    if at != tokens.len() {
-        bail!("cannot read licence expression {expression:?}");
-    }
-    Ok(ok)
-}
-
-fn or(t: &[&str], at: &mut usize) -> Result<bool> {
-    let mut ok = and(t, at)?;
-    while t.get(*at) == Some(&"OR") {
-        *at += 1;
-        ok |= and(t, at)?;
-    }
-    Ok(ok)
-}
-
-fn and(t: &[&str], at: &mut usize) -> Result<bool> {
-    let mut ok = atom(t, at)?;
-    while t.get(*at) == Some(&"AND") {
-        *at += 1;
-        ok &= atom(t, at)?;
-    }
-    Ok(ok)
-}
-
-fn atom(t: &[&str], at: &mut usize) -> Result<bool> {
-    match t.get(*at) {
-        Some(&"(") => {
-            *at += 1;
-            let ok = or(t, at)?;
-            if t.get(*at) != Some(&")") {
-                bail!("unbalanced parentheses in a licence expression");
-            }
-            *at += 1;
-            Ok(ok)
-        }
-        Some(id) => {
-            *at += 1;
-            let mut name = (*id).to_owned();
-            if t.get(*at) == Some(&"WITH") {
-                let exception = t.get(*at + 1).context("WITH without an exception")?;
-                name = format!("{name} WITH {exception}");
-                *at += 2;
-            }
-            Ok(ALLOWED.contains(&name.as_str()))
-        }
-        None => bail!("empty licence expression"),
-    }
+    let expr = spdx::Expression::parse_mode(expression, spdx::ParseMode::LAX)
+        .map_err(|e| anyhow::anyhow!("cannot read licence expression {expression:?}: {e}"))?;
+    let licensees = ALLOWED
+        .iter()
+        .map(|l| spdx::Licensee::parse(l).with_context(|| format!("allow-list entry {l}")))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(expr.evaluate(|req| licensees.iter().any(|l| l.satisfies(req))))
 }
 
 /// Checks every package of `cargo metadata` in `root`; prints one summary line.
