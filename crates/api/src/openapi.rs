@@ -43,7 +43,7 @@ use crate::routes::{
         datasets::post_catalog_download, datasets::get_org_quota, objects::get_object,
         ops::get_metrics, ops::post_internal_receipts, ops::post_stripe_webhook, ops::get_org_audit,
     ),
-    components(schemas(Problem, health::Health, health::Readiness, dto::RoleDto)),
+    components(schemas(Problem, health::Health, health::Readiness, dto::RoleView)),
     modifiers(&BearerAuth, &CommonResponses),
     tags(
         (name = "health", description = "Liveness and readiness"),

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use crate::auth::{audit_context, Caller};
 use crate::error::{ApiError, ErrorCode, Problem};
 use crate::mail::LinkMail;
-use crate::routes::dto::SessionDto;
+use crate::routes::dto::SessionView;
 use crate::AppState;
 
 /// `POST /auth/request` body.
@@ -176,7 +176,7 @@ async fn parse_token(
     }
 }
 
-fn session_body(state: &AppState, session: NewSession) -> SessionDto {
+fn session_body(state: &AppState, session: NewSession) -> SessionView {
     let now = OffsetDateTime::now_utc();
     let token = state.auth.session_keys().issue(
         session.user.id,
@@ -184,7 +184,7 @@ fn session_body(state: &AppState, session: NewSession) -> SessionDto {
         now.unix_timestamp(),
         session.expires_at.unix_timestamp(),
     );
-    SessionDto {
+    SessionView {
         access_token: token,
         token_type: "Bearer".to_owned(),
         expires_in: (session.expires_at - now).whole_seconds().max(0),
@@ -196,14 +196,14 @@ fn session_body(state: &AppState, session: NewSession) -> SessionDto {
 /// the user and a personal organization they own.
 #[utoipa::path(post, path = "/auth/verify", tag = "auth", request_body = VerifyBody,
     responses(
-        (status = 200, description = "Signed in", body = SessionDto),
+        (status = 200, description = "Signed in", body = SessionView),
         (status = 401, description = "Invalid, used or expired token", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn post_auth_verify(
     req: HttpRequest,
     state: web::Data<AppState>,
     body: web::Json<VerifyBody>,
-) -> Result<web::Json<SessionDto>, ApiError> {
+) -> Result<web::Json<SessionView>, ApiError> {
     Ok(web::Json(
         sign_in(&req, &state, &body.token, body.code_verifier.as_deref()).await?,
     ))
@@ -216,7 +216,7 @@ pub async fn sign_in(
     state: &AppState,
     raw: &str,
     verifier: Option<&str>,
-) -> Result<SessionDto, ApiError> {
+) -> Result<SessionView, ApiError> {
     let ctx = audit_context(req, state);
     limit_by_ip(req, state, "/auth/verify", &ctx).await?;
     let token = parse_token(state, raw, "auth.verify", &ctx).await?;
@@ -236,7 +236,7 @@ pub async fn sign_in(
 /// enforces single sign-on is accepted only by signing in through it.
 #[utoipa::path(post, path = "/auth/accept-invite", tag = "auth", request_body = TokenBody,
     responses(
-        (status = 200, description = "Joined and signed in", body = SessionDto),
+        (status = 200, description = "Joined and signed in", body = SessionView),
         (status = 401, description = "Invalid, used, expired or revoked invite", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The address is in a domain whose connection enforces single sign-on: accept through `POST /auth/sso/start {\"invite\": …}` (`sso_required`; the invite stays unused)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already a member", body = Problem, content_type = "application/problem+json"),
@@ -245,7 +245,7 @@ pub async fn post_auth_accept_invite(
     req: HttpRequest,
     state: web::Data<AppState>,
     body: web::Json<TokenBody>,
-) -> Result<web::Json<SessionDto>, ApiError> {
+) -> Result<web::Json<SessionView>, ApiError> {
     Ok(web::Json(accept_invite(&req, &state, &body.token).await?))
 }
 
@@ -255,7 +255,7 @@ pub async fn accept_invite(
     req: &HttpRequest,
     state: &AppState,
     raw: &str,
-) -> Result<SessionDto, ApiError> {
+) -> Result<SessionView, ApiError> {
     let ctx = audit_context(req, state);
     limit_by_ip(req, state, "/auth/accept-invite", &ctx).await?;
     let token = parse_token(state, raw, "invite.accept", &ctx).await?;

@@ -17,9 +17,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode, Problem};
 use crate::routes::dto::split_page;
 use crate::AppState;
-pub use defendable_datasets::view::{
-    DatasetPage, DatasetView as DatasetDto, GrantView as GrantDto, QuotaView as QuotaDto,
-};
+pub use defendable_datasets::view::{DatasetPage, DatasetView, GrantView, QuotaView};
 
 /// Catalog filters.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -96,7 +94,7 @@ async fn require_catalog_reader(state: &AppState, caller: &Caller) -> Result<(),
 #[utoipa::path(post, path = "/internal/datasets", tag = "internal", request_body = PublishDataset,
     params(("X-Internal-Key" = String, Header, description = "INTERNAL_API_KEY")),
     responses(
-        (status = 201, description = "Verified and listed", body = DatasetDto),
+        (status = 201, description = "Verified and listed", body = DatasetView),
         (status = 401, description = "Wrong or missing internal key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not from an allowed network", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields, missing object, or a BLAKE3 that disagrees with the bytes", body = Problem, content_type = "application/problem+json"),
@@ -171,7 +169,7 @@ pub async fn get_catalog(
 #[utoipa::path(get, path = "/datasets/catalog/{slug}", tag = "datasets", security(("bearer" = [])),
     params(("slug" = String, Path, description = "Dataset slug")),
     responses(
-        (status = 200, description = "The dataset", body = DatasetDto),
+        (status = 200, description = "The dataset", body = DatasetView),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not a member of any organization", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such dataset", body = Problem, content_type = "application/problem+json"),
@@ -180,7 +178,7 @@ pub async fn get_catalog_entry(
     state: web::Data<AppState>,
     caller: Caller,
     path: web::Path<String>,
-) -> Result<web::Json<DatasetDto>, ApiError> {
+) -> Result<web::Json<DatasetView>, ApiError> {
     require_catalog_reader(&state, &caller).await?;
     let slug = DatasetSlug::parse(&path).map_err(|_| ApiError::not_found())?;
     let client = state.db.get().await?;
@@ -197,7 +195,7 @@ pub async fn get_catalog_entry(
     security(("bearer" = [])),
     params(("slug" = String, Path, description = "Dataset slug")),
     responses(
-        (status = 201, description = "Granted", body = GrantDto),
+        (status = 201, description = "Granted", body = GrantView),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such dataset or organization", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`org` needed (several memberships), or a bad `expires_in`", body = Problem, content_type = "application/problem+json"),
@@ -240,7 +238,7 @@ pub async fn post_catalog_download(
         token.expose()
     );
     let grant = granted?;
-    Ok(HttpResponse::Created().json(GrantDto {
+    Ok(HttpResponse::Created().json(GrantView {
         receipt: grant.receipt.member_view(),
         download_url,
         expires_at: grant.expires_at,
@@ -323,7 +321,7 @@ async fn grantee(
 #[utoipa::path(get, path = "/orgs/{org}/datasets/quota", tag = "datasets", security(("bearer" = [])),
     params(("org" = String, Path, description = "Organization slug or id")),
     responses(
-        (status = 200, description = "Quota", body = QuotaDto),
+        (status = 200, description = "Quota", body = QuotaView),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such organization, or not a member", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -331,7 +329,7 @@ pub async fn get_org_quota(
     state: web::Data<AppState>,
     caller: Caller,
     path: web::Path<String>,
-) -> Result<web::Json<QuotaDto>, ApiError> {
+) -> Result<web::Json<QuotaView>, ApiError> {
     let access = caller.member(&state, &path).await?;
     let client = state.db.get().await?;
     let q = datasets::quota(

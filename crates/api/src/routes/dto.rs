@@ -54,7 +54,6 @@ pub fn split_page<T, C>(rows: &mut Vec<T>, limit: i64, key: impl Fn(&T) -> C) ->
 }
 
 pub use defendable_identity::view::{
-    ApiKeyPage, ApiKeyView as ApiKeyDto, InvitePage, InviteView as InviteDto, MemberPage,
-    MemberView as MemberDto, MembershipPage, MembershipView as MembershipDto, OrgView as OrgDto,
-    RoleView as RoleDto, SessionView as SessionDto, UserView as UserDto,
+    ApiKeyPage, ApiKeyView, InvitePage, InviteView, MemberPage, MemberView, MembershipPage,
+    MembershipView, OrgView, RoleView, SessionView, UserView,
 };

@@ -12,7 +12,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode, Problem};
 use crate::mail::LinkMail;
 use crate::routes::auth::{app_link, mail_failed};
-use crate::routes::dto::{InviteDto, InvitePage, PageQuery, RoleDto};
+use crate::routes::dto::{InvitePage, InviteView, PageQuery, RoleView};
 use crate::AppState;
 
 /// `POST /orgs/{org}/invites` body.
@@ -21,14 +21,14 @@ pub struct CreateInvite {
     /// Address to invite; only this address can accept.
     pub email: String,
     /// Role granted on acceptance.
-    pub role: RoleDto,
+    pub role: RoleView,
 }
 
 /// Invites an address; it receives a single-use link bound to it.
 #[utoipa::path(post, path = "/orgs/{org}/invites", tag = "invites", request_body = CreateInvite, security(("bearer" = [])),
     params(("org" = String, Path, description = "Organization slug or id")),
     responses(
-        (status = 201, description = "Invited and mailed", body = InviteDto),
+        (status = 201, description = "Invited and mailed", body = InviteView),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an owner, or an API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such organization, or not a member", body = Problem, content_type = "application/problem+json"),
@@ -69,7 +69,7 @@ pub async fn post_org_invites(
             "the invite was created but could not be mailed; revoke it and try again",
         ));
     }
-    Ok(HttpResponse::Created().json(InviteDto::from(invite)))
+    Ok(HttpResponse::Created().json(InviteView::from(invite)))
 }
 
 /// Mails the invite link to `email`.

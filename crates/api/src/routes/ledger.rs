@@ -14,18 +14,17 @@ use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode, Problem};
-use crate::routes::proof::{note_response, ConsistencyDto, ConsistencyQuery};
+use crate::routes::proof::{note_response, ConsistencyQuery};
 use crate::AppState;
+use defendable_ledger::ConsistencyProof;
 
-pub use defendable_ledger::{
-    ChainCheck as VerifyDto, ChainFailure as FailureDto, PublishedKeys as KeysDto,
-};
+pub use defendable_ledger::{ChainCheck, ChainFailure, PublishedKeys};
 
 /// The keys that sign checkpoints (public).
 #[utoipa::path(get, path = "/ledger/keys", tag = "ledger",
-    responses((status = 200, description = "Ed25519 public keys", body = KeysDto)))]
-pub async fn get_ledger_keys(state: web::Data<AppState>) -> web::Json<KeysDto> {
-    web::Json(KeysDto {
+    responses((status = 200, description = "Ed25519 public keys", body = PublishedKeys)))]
+pub async fn get_ledger_keys(state: web::Data<AppState>) -> web::Json<PublishedKeys> {
+    web::Json(PublishedKeys {
         keys: state.published_keys.clone(),
     })
 }
@@ -34,7 +33,7 @@ pub async fn get_ledger_keys(state: web::Data<AppState>) -> web::Json<KeysDto> {
 #[utoipa::path(get, path = "/orgs/{org}/ledger/verify", tag = "ledger", security(("bearer" = [])),
     params(("org" = String, Path, description = "Organization slug or id")),
     responses(
-        (status = 200, description = "The verification result (see `valid`)", body = VerifyDto),
+        (status = 200, description = "The verification result (see `valid`)", body = ChainCheck),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such organization, or not a member", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -42,7 +41,7 @@ pub async fn get_ledger_verify(
     state: web::Data<AppState>,
     caller: Caller,
     path: web::Path<String>,
-) -> Result<web::Json<VerifyDto>, ApiError> {
+) -> Result<web::Json<ChainCheck>, ApiError> {
     let access = caller.member(&state, &path).await?;
     let client = state.db.get().await?;
     let report = ledger::verify_org(&*client, access.org.id.as_uuid()).await?;
@@ -51,13 +50,13 @@ pub async fn get_ledger_verify(
             .metrics
             .receipt_hash_mismatch(access.org.id.as_uuid(), f);
     }
-    Ok(web::Json(VerifyDto {
+    Ok(web::Json(ChainCheck {
         org: report.org,
         valid: report.failure.is_none(),
         checked: report.checked,
         head: report.head.to_hex(),
         tree_size: report.tree_size,
-        failure: report.failure.map(|f| FailureDto {
+        failure: report.failure.map(|f| ChainFailure {
             seq: f.seq,
             reason: f.reason.to_string(),
         }),
@@ -90,7 +89,7 @@ pub async fn get_ledger_checkpoint(
 #[utoipa::path(get, path = "/orgs/{org}/ledger/consistency", tag = "ledger", security(("bearer" = [])),
     params(("org" = String, Path, description = "Organization slug or id"), ConsistencyQuery),
     responses(
-        (status = 200, description = "The proof (empty when from = to) and the checkpoint of `to`", body = ConsistencyDto),
+        (status = 200, description = "The proof (empty when from = to) and the checkpoint of `to`", body = ConsistencyProof),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such organization, or not a member", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Sizes outside `1 ≤ from ≤ to ≤ current`", body = Problem, content_type = "application/problem+json"),
@@ -100,7 +99,7 @@ pub async fn get_ledger_consistency(
     caller: Caller,
     path: web::Path<String>,
     query: web::Query<ConsistencyQuery>,
-) -> Result<web::Json<ConsistencyDto>, ApiError> {
+) -> Result<web::Json<ConsistencyProof>, ApiError> {
     let access = caller.member(&state, &path).await?;
     let client = state.db.reader().await?;
     let proof = ledger::consistency_proof(

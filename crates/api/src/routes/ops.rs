@@ -4,7 +4,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use defendable_datasets::billing::{self, Applied};
 use defendable_identity::OrgRef;
 use defendable_ledger::ReceiptKind;
-use defendable_store::audit::{Actor, AuditAction, AuditEvent};
+use defendable_store::audit::{Actor, AuditAction, AuditEvent, StoredAuditEvent};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -15,8 +15,9 @@ use crate::auth::{audit_context, Caller};
 use crate::error::{ApiError, ErrorCode, Problem};
 use crate::internal::{guard_with, same, Credential};
 use crate::routes::dto::split_page;
-use crate::routes::receipts::{parse_body, record_receipt, ReceiptDto};
+use crate::routes::receipts::{parse_body, record_receipt};
 use crate::AppState;
+use defendable_ledger::ReceiptView;
 
 /// Prometheus metrics of this process (allowed networks and the internal key, as `/internal`,
 /// in `X-Internal-Key` or as `Authorization: Bearer`). Answers without the database.
@@ -66,8 +67,8 @@ pub struct RunnerReceipt {
 #[utoipa::path(post, path = "/internal/receipts", tag = "internal", request_body = RunnerReceipt,
     params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key and body return the first receipt")),
     responses(
-        (status = 201, description = "Recorded", body = ReceiptDto),
-        (status = 200, description = "A retry", body = ReceiptDto),
+        (status = 201, description = "Recorded", body = ReceiptView),
+        (status = 200, description = "A retry", body = ReceiptView),
         (status = 401, description = "Wrong or missing runner token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not from an allowed network, or an organization not in RUNNER_ORGS", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid or reserved receipt kind, or an invalid body", body = Problem, content_type = "application/problem+json"),
@@ -298,14 +299,11 @@ pub struct AuditQuery {
     pub until: Option<OffsetDateTime>,
 }
 
-/// One audit event (the audit log's own type).
-pub type AuditEventDto = defendable_store::audit::StoredAuditEvent;
-
 /// A page of audit events.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuditPage {
     /// Newest first.
-    pub items: Vec<AuditEventDto>,
+    pub items: Vec<StoredAuditEvent>,
     /// Pass as `cursor` for older events; null on the last page.
     pub next_cursor: Option<i64>,
 }

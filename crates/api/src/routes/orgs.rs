@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
-use crate::routes::dto::{MemberDto, MemberPage, MembershipPage, OrgDto, PageQuery, RoleDto};
+use crate::routes::dto::{MemberPage, MemberView, MembershipPage, OrgView, PageQuery, RoleView};
 use crate::AppState;
 
 /// `POST /orgs` body.
@@ -26,13 +26,13 @@ pub struct CreateOrg {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SetRole {
     /// The new role.
-    pub role: RoleDto,
+    pub role: RoleView,
 }
 
 /// Creates an organization owned by the caller.
 #[utoipa::path(post, path = "/orgs", tag = "orgs", request_body = CreateOrg, security(("bearer" = [])),
     responses(
-        (status = 201, description = "Created", body = OrgDto),
+        (status = 201, description = "Created", body = OrgView),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "API keys cannot create organizations", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Slug taken", body = Problem, content_type = "application/problem+json"),
@@ -54,7 +54,7 @@ pub async fn post_orgs(
     .await?;
     let org =
         identity::create_org(&mut *state.db.get().await?, user, &slug, &name, &caller.ctx).await?;
-    Ok(HttpResponse::Created().json(OrgDto::from(org)))
+    Ok(HttpResponse::Created().json(OrgView::from(org)))
 }
 
 /// The caller's organizations.
@@ -79,7 +79,7 @@ pub async fn get_orgs(
 #[utoipa::path(get, path = "/orgs/{org}", tag = "orgs", security(("bearer" = [])),
     params(("org" = String, Path, description = "Organization slug or id")),
     responses(
-        (status = 200, description = "The organization", body = OrgDto),
+        (status = 200, description = "The organization", body = OrgView),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such organization, or not a member", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -87,7 +87,7 @@ pub async fn get_org(
     state: web::Data<AppState>,
     caller: Caller,
     path: web::Path<String>,
-) -> Result<web::Json<OrgDto>, ApiError> {
+) -> Result<web::Json<OrgView>, ApiError> {
     let access = caller.member(&state, &path).await?;
     Ok(web::Json(access.org.into()))
 }
@@ -116,7 +116,7 @@ pub async fn get_org_members(
 #[utoipa::path(patch, path = "/orgs/{org}/members/{user}", tag = "orgs", request_body = SetRole, security(("bearer" = [])),
     params(("org" = String, Path, description = "Organization slug or id"), ("user" = Uuid, Path, description = "Member's user id")),
     responses(
-        (status = 200, description = "Updated", body = MemberDto),
+        (status = 200, description = "Updated", body = MemberView),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an owner, or an API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such organization or member", body = Problem, content_type = "application/problem+json"),
@@ -127,7 +127,7 @@ pub async fn patch_org_member(
     caller: Caller,
     path: web::Path<(String, Uuid)>,
     body: web::Json<SetRole>,
-) -> Result<web::Json<MemberDto>, ApiError> {
+) -> Result<web::Json<MemberView>, ApiError> {
     let (org, target) = path.into_inner();
     let (access, user) = caller.owner(&state, &org).await?;
     let member = identity::set_role(

@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::error::{ApiError, ErrorCode};
 use crate::pages::{self, SessionFacts, SignInPage, SignedInPage};
 use crate::routes::auth::{accept_invite, app_link, sign_in};
-use crate::routes::dto::SessionDto;
+use crate::routes::dto::SessionView;
 use crate::routes::sso::{begin, StartFrom};
 use crate::AppState;
 use defendable_sso::login::Binding;
@@ -173,7 +173,7 @@ pub async fn get_invite_page(
     show_link(&state, LinkKind::Invite, &query)
 }
 
-fn session_facts(s: SessionDto) -> SessionFacts {
+fn session_facts(s: SessionView) -> SessionFacts {
     let expires = time::OffsetDateTime::now_utc() + time::Duration::seconds(s.expires_in);
     SessionFacts {
         email: s.user.email,
@@ -281,7 +281,7 @@ pub async fn post_link_form(
 /// What the pages' button led to.
 enum Outcome {
     /// A session (and, for an invite, the membership).
-    SignedIn(SessionDto),
+    SignedIn(SessionView),
     /// An invite to accept through single sign-on: the sign-in it starts.
     ContinueSso(crate::routes::sso::Begun),
     /// A refusal, shown as the page's problem.

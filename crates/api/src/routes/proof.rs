@@ -3,7 +3,7 @@
 
 use actix_web::http::header;
 use actix_web::HttpResponse;
-use defendable_ledger::{ConsistencyProof, ProofBundle};
+use defendable_ledger::ProofBundle;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -43,11 +43,6 @@ pub struct ShareConsistencyQuery {
     /// The older tree size (a checkpoint you trust), at least 1.
     pub from: u64,
 }
-
-/// The v2 proof bundle as the API documents it (the ledger's type).
-pub type ProofBundleDto = ProofBundle;
-/// A consistency proof as the API documents it (the ledger's type).
-pub type ConsistencyDto = ConsistencyProof;
 
 /// Whether `format` asks for the tlog-proof text; anything but `json` or `tlog-proof` is a 422.
 fn wants_tlog_proof(format: Option<&str>) -> Result<bool, ApiError> {

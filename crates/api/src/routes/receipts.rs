@@ -14,8 +14,9 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode, Problem};
 use crate::routes::dto::split_page;
-use crate::routes::proof::{bundle_response, ProofBundleDto, ProofQuery};
+use crate::routes::proof::{bundle_response, ProofQuery};
 use crate::AppState;
+use defendable_ledger::{ProofBundle, ReceiptView, ShareLink};
 
 /// `POST /orgs/{org}/receipts` body.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -32,8 +33,6 @@ pub struct RecordReceipt {
     pub private: Option<Value>,
 }
 
-/// A receipt as members see it (the ledger's type, documented as `ReceiptDto`).
-pub type ReceiptDto = defendable_ledger::ReceiptView;
 pub use defendable_ledger::ReceiptPage;
 
 /// Receipt list filters.
@@ -48,9 +47,6 @@ pub struct ReceiptQuery {
     /// Only this kind.
     pub kind: Option<String>,
 }
-
-/// A share link (the ledger's shape).
-pub type ShareDto = defendable_ledger::ShareLink;
 
 /// `POST /orgs/{org}/receipts/{id}/share` body; optional (no body: a link that never expires).
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -88,8 +84,8 @@ impl ShareRequest {
     params(("org" = String, Path, description = "Organization slug or id"),
            ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key and body return the first receipt")),
     responses(
-        (status = 201, description = "Recorded", body = ReceiptDto),
-        (status = 200, description = "A retry: the receipt the first call recorded", body = ReceiptDto),
+        (status = 201, description = "Recorded", body = ReceiptView),
+        (status = 200, description = "A retry: the receipt the first call recorded", body = ReceiptView),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such organization, or not a member", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
@@ -251,7 +247,7 @@ async fn find_receipt(
 #[utoipa::path(get, path = "/orgs/{org}/receipts/{id}", tag = "receipts", security(("bearer" = [])),
     params(("org" = String, Path, description = "Organization slug or id"), ("id" = String, Path, description = "Receipt id, DCR-…")),
     responses(
-        (status = 200, description = "The receipt", body = ReceiptDto),
+        (status = 200, description = "The receipt", body = ReceiptView),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such receipt, organization, or membership", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -272,7 +268,7 @@ pub async fn get_org_receipt(
     request_body(content = Option<ShareRequest>, description = "Optional; `{}` or no body: never expires"),
     params(("org" = String, Path, description = "Organization slug or id"), ("id" = String, Path, description = "Receipt id, DCR-…")),
     responses(
-        (status = 201, description = "Shared", body = ShareDto),
+        (status = 201, description = "Shared", body = ShareLink),
         (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`expires_in` out of range", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
@@ -306,7 +302,7 @@ pub async fn post_receipt_share(
     ledger::share_receipt(&mut *state.db.get().await?, &share, &event).await?;
     let base = state.config.api_base_url();
     let base = base.as_str().trim_end_matches('/');
-    Ok(HttpResponse::Created().json(ShareDto {
+    Ok(HttpResponse::Created().json(ShareLink {
         url: format!("{base}/share/{}", token.expose()),
         proof_url: format!("{base}/share/{}/proof", token.expose()),
         download_url: format!("{base}/share/{}/download", token.expose()),
@@ -320,7 +316,7 @@ pub async fn post_receipt_share(
 #[utoipa::path(get, path = "/orgs/{org}/receipts/{id}/proof", tag = "receipts", security(("bearer" = [])),
     params(("org" = String, Path, description = "Organization slug or id"), ("id" = String, Path, description = "Receipt id, DCR-…"), ProofQuery),
     responses(
-        (status = 200, description = "The proof bundle (JSON), or with `format=tlog-proof` a C2SP tlog-proof file (text/plain)", body = ProofBundleDto),
+        (status = 200, description = "The proof bundle (JSON), or with `format=tlog-proof` a C2SP tlog-proof file (text/plain)", body = ProofBundle),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such receipt, organization, or membership", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`size` outside `seq < size ≤ current`, or an unknown format", body = Problem, content_type = "application/problem+json"),

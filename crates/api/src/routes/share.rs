@@ -17,10 +17,9 @@ use time::OffsetDateTime;
 use crate::auth::audit_context;
 use crate::error::{ApiError, ErrorCode, Problem};
 use crate::pages;
-use crate::routes::proof::{
-    bundle_response, ConsistencyDto, ProofBundleDto, ProofQuery, ShareConsistencyQuery,
-};
+use crate::routes::proof::{bundle_response, ProofQuery, ShareConsistencyQuery};
 use crate::AppState;
+use defendable_ledger::{ConsistencyProof, ProofBundle};
 
 /// Counts a public share request against its declared limits (per token and per IP where the
 /// table declares them), then resolves the token with `loader` (its receipt, or its receipt
@@ -272,7 +271,7 @@ async fn grant_redirect(
 #[utoipa::path(get, path = "/share/{token}/proof", tag = "share",
     params(("token" = String, Path, description = "Share token"), ProofQuery),
     responses(
-        (status = 200, description = "The proof bundle (JSON), or with `format=tlog-proof` a C2SP tlog-proof file (text/plain)", body = ProofBundleDto),
+        (status = 200, description = "The proof bundle (JSON), or with `format=tlog-proof` a C2SP tlog-proof file (text/plain)", body = ProofBundle),
         (status = 404, description = "Unknown, revoked or expired link", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`size` outside `seq < size ≤ current`, or an unknown format", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited", body = Problem, content_type = "application/problem+json"),
@@ -302,7 +301,7 @@ pub async fn get_share_proof(
 #[utoipa::path(get, path = "/share/{token}/consistency", tag = "share",
     params(("token" = String, Path, description = "Share token"), ShareConsistencyQuery),
     responses(
-        (status = 200, description = "The consistency proof and the current signed checkpoint", body = ConsistencyDto),
+        (status = 200, description = "The consistency proof and the current signed checkpoint", body = ConsistencyProof),
         (status = 404, description = "Unknown, revoked or expired link", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`from` outside `1 ≤ from ≤ current`", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited", body = Problem, content_type = "application/problem+json"),
@@ -312,7 +311,7 @@ pub async fn get_share_consistency(
     state: web::Data<AppState>,
     path: web::Path<String>,
     query: web::Query<ShareConsistencyQuery>,
-) -> Result<web::Json<ConsistencyDto>, ApiError> {
+) -> Result<web::Json<ConsistencyProof>, ApiError> {
     let route = "/share/{token}/consistency";
     let from = query.from;
     if !ledger::consistency_from_ok(from) {
@@ -339,7 +338,7 @@ pub async fn get_share_consistency(
 #[utoipa::path(get, path = "/share/{token}/download", tag = "share",
     params(("token" = String, Path, description = "Share token"), ProofQuery),
     responses(
-        (status = 200, description = "The proof bundle as an attachment (JSON, or a tlog-proof file)", body = ProofBundleDto),
+        (status = 200, description = "The proof bundle as an attachment (JSON, or a tlog-proof file)", body = ProofBundle),
         (status = 302, description = "A grant: Location is a signed object URL valid DOWNLOAD_URL_TTL"),
         (status = 404, description = "Unknown, revoked or expired link", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "The grant has expired", body = Problem, content_type = "application/problem+json"),
