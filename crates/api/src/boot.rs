@@ -1,57 +1,13 @@
-//! Turns a [`Config`] into running dependencies: the database (an explicit `DATABASE_URL` or
-//! the private development cluster), migrations, and the object store.
+//! Turns a [`Config`] into the server's running dependencies: the database and its
+//! migrations, the pool and the object store, wired by `defendable-boot` (which the operations
+//! tool shares).
 
-use std::path::Path;
-use std::sync::Arc;
-
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+use defendable_boot::{database, object_store, server_pool_settings};
 use defendable_config::Config;
-use defendable_store::cluster::{Cluster, Durability};
-use object_store::aws::AmazonS3Builder;
-use object_store::local::LocalFileSystem;
-use object_store::signer::Signer;
-use object_store::ObjectStore;
-use secrecy::ExposeSecret;
+use defendable_store::cluster::Cluster;
 
 use crate::Dependencies;
-
-/// The database the development cluster serves.
-const DEV_DATABASE: &str = "defendable";
-
-/// The database the server uses: DATABASE_URL, or the private development cluster (started or
-/// reused under `DATA_DIR/pg`, which the caller stops when it is done). Applies no migration.
-pub async fn database(config: &Config) -> Result<(String, Option<Cluster>)> {
-    match &config.database_url {
-        Some(url) => Ok((url.expose_secret().to_owned(), None)),
-        None => {
-            let root = config.data_dir.join("pg");
-            tracing::info!(path = %root.display(), "starting the private development PostgreSQL cluster");
-            let cluster =
-                tokio::task::spawn_blocking(move || Cluster::ensure(&root, Durability::Durable))
-                    .await
-                    .context("cluster start task")??;
-            cluster
-                .ensure_database(DEV_DATABASE)
-                .await
-                .context("creating the development database")?;
-            Ok((cluster.url(DEV_DATABASE), Some(cluster)))
-        }
-    }
-}
-
-/// The server's pool: every wait bounded by `config::limits`; statements planned once per
-/// connection (generic plans, see [`defendable_store::PoolSettings::generic_plans`]).
-pub fn server_pool_settings(max_size: usize) -> defendable_store::PoolSettings {
-    use defendable_config::limits;
-    defendable_store::PoolSettings {
-        max_size,
-        wait: limits::DB_POOL_WAIT,
-        connect: limits::DB_CONNECT,
-        statement_timeout: Some(limits::DB_STATEMENT),
-        lock_timeout: Some(limits::DB_LOCK),
-        generic_plans: true,
-    }
-}
 
 /// Prepares everything the server needs. Returns the development cluster when one was
 /// started, so the caller can stop it on shutdown.
@@ -73,130 +29,5 @@ pub async fn prepare(config: &Config) -> Result<(Dependencies, Option<Cluster>)>
             presigner,
         },
         cluster,
-    ))
-}
-
-/// Development only: fills unset JWT_SECRET, OBJECT_URL_SIGNING_KEY, SSO_SECRET_KEY and
-/// LEDGER_SIGNING_KEY with
-/// values generated once
-/// and kept (mode 0600) under `DATA_DIR/dev-secrets/`, so sessions survive restarts.
-pub fn dev_secrets(config: &mut Config) -> Result<()> {
-    if config.app_env.is_production() {
-        return Ok(());
-    }
-    if config.jwt_secret.current.is_none() {
-        let value = kept_secret(&config.data_dir, "jwt_secret", || {
-            Ok(format!(
-                "{}{}",
-                uuid::Uuid::new_v4().simple(),
-                uuid::Uuid::new_v4().simple()
-            ))
-        })?;
-        config.jwt_secret.current = Some(value.into());
-    }
-    if config.object_url_signing_key.current.is_none() {
-        let value = kept_secret(&config.data_dir, "object_url_signing_key", || {
-            Ok(format!(
-                "{}{}",
-                uuid::Uuid::new_v4().simple(),
-                uuid::Uuid::new_v4().simple()
-            ))
-        })?;
-        config.object_url_signing_key.current = Some(value.into());
-    }
-    if config.sso_secret_key.current.is_none() {
-        let value = kept_secret(&config.data_dir, "sso_secret_key", || {
-            Ok(format!(
-                "{}{}",
-                uuid::Uuid::new_v4().simple(),
-                uuid::Uuid::new_v4().simple()
-            ))
-        })?;
-        config.sso_secret_key.current = Some(value.into());
-    }
-    if config.ledger_signing_key.is_none() {
-        let value = kept_secret(&config.data_dir, "ledger_signing_key", || {
-            Ok(defendable_ledger::SigningKey::generate()?.1)
-        })?;
-        config.ledger_signing_key = Some(value.into());
-    }
-    Ok(())
-}
-
-/// A development secret kept (mode 0600) under `DATA_DIR/dev-secrets/NAME`, generated on first use.
-pub fn kept_secret(
-    data_dir: &Path,
-    name: &str,
-    generate: impl FnOnce() -> Result<String>,
-) -> Result<String> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let dir = data_dir.join("dev-secrets");
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let path = dir.join(name);
-    if let Ok(existing) = std::fs::read_to_string(&path) {
-        if !existing.trim().is_empty() {
-            return Ok(existing.trim().to_owned());
-        }
-    }
-    let value = generate()?;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(value.as_bytes())?;
-    Ok(value)
-}
-
-/// Presigns object URLs (S3).
-pub type Presigner = Arc<dyn Signer>;
-
-/// The object store named by `OBJECT_STORE_URL`, or `DATA_DIR/objects`, and, for S3, the signer
-/// that presigns its download URLs (the local backend has the API sign its own instead).
-pub fn object_store(config: &Config) -> Result<(Arc<dyn ObjectStore>, Option<Presigner>)> {
-    match &config.object_store_url {
-        None => Ok((local(&config.data_dir.join("objects"))?, None)),
-        Some(url) if url.scheme() == "file" => {
-            let path = url
-                .to_file_path()
-                .map_err(|_| anyhow::anyhow!("OBJECT_STORE_URL: {url} is not an absolute file path"))?;
-            Ok((local(&path)?, None))
-        }
-        Some(url) if url.scheme() == "s3" => {
-            let builder = s3_builder(url)?;
-            let s3 = Arc::new(builder.build().context("configuring S3 object storage")?);
-            Ok((s3.clone(), Some(s3)))
-        }
-        Some(url) => bail!(
-            "OBJECT_STORE_URL: the {}:// scheme is not supported; use file:///absolute/path or s3://bucket",
-            url.scheme()
-        ),
-    }
-}
-
-/// The S3 client settings for an `s3://bucket` OBJECT_STORE_URL: credentials, region and
-/// `AWS_ENDPOINT_URL` from the usual `AWS_*` variables (`defendable-ops storage-check` reads the
-/// bucket's own settings through the same ones).
-pub fn s3_builder(url: &defendable_config::Url) -> Result<AmazonS3Builder> {
-    let bucket = url
-        .host_str()
-        .context("OBJECT_STORE_URL: s3:// needs a bucket name")?;
-    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-    if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
-        builder = builder
-            .with_endpoint(&endpoint)
-            .with_allow_http(endpoint.starts_with("http://"));
-    }
-    Ok(builder)
-}
-
-fn local(path: &Path) -> Result<Arc<dyn ObjectStore>> {
-    std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
-    Ok(Arc::new(
-        LocalFileSystem::new_with_prefix(path)
-            .with_context(|| format!("opening {}", path.display()))?,
     ))
 }

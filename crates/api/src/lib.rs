@@ -168,7 +168,7 @@ impl std::fmt::Debug for Application {
 impl Application {
     /// Binds `config.bind_addr` (port 0 picks a free port) and prepares the server.
     /// `JWT_SECRET` and `LEDGER_SIGNING_KEY` must be set (development fills them with
-    /// [`boot::dev_secrets`]). Must run inside a Tokio runtime: it starts the receipt appender.
+    /// [`defendable_boot::dev_secrets`]). Must run inside a Tokio runtime: it starts the receipt appender.
     pub fn build(config: Config, deps: Dependencies) -> anyhow::Result<Application> {
         defendable_store::install_crypto_provider();
         let jwt = config

@@ -142,7 +142,7 @@ fn run(env: &Env, migrate_only: bool) -> ExitCode {
 }
 
 async fn serve(mut config: Config, migrate_only: bool) -> anyhow::Result<()> {
-    boot::dev_secrets(&mut config)?;
+    defendable_boot::dev_secrets(&mut config)?;
     let (deps, cluster) = boot::prepare(&config).await?;
     let pool = deps.pool.clone();
     let result = if migrate_only {

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use deadpool_postgres::Pool;
-use defendable_api::boot;
+use defendable_boot as boot;
 use defendable_config::{Config, Env};
 use defendable_ledger::note::LogSigner;
 use defendable_ledger::{LedgerName, PublicKey, SigningKey, Vkeys};

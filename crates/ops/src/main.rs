@@ -238,7 +238,11 @@ async fn run(cli: Cli) -> Result<bool, OpsError> {
         // Reads the bucket only: no database.
         let config = defendable_config::Config::parse(&Env::from_process())
             .map_err(|e| OpsError::Setup(e.to_string()))?;
-        let r = storage::storage_check(&storage::StorageTarget::from_config(&config)?).await?;
+        let r = storage::storage_check(
+            &defendable_boot::ObjectStoreTarget::from_config(&config)
+                .map_err(|e| OpsError::Setup(e.to_string()))?,
+        )
+        .await?;
         if json {
             println!(
                 "{}",

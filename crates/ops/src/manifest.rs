@@ -139,7 +139,7 @@ pub fn backup_key(config: &Config) -> Result<SigningKey> {
     let encoded = match &config.backup_signing_key {
         Some(k) => k.expose_secret().to_owned(),
         None if !config.app_env.is_production() => {
-            defendable_api::boot::kept_secret(&config.data_dir, "backup_signing_key", || {
+            defendable_boot::kept_secret(&config.data_dir, "backup_signing_key", || {
                 Ok(SigningKey::generate()?.1)
             })
             .map_err(|e| OpsError::Setup(e.to_string()))?

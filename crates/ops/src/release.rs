@@ -70,7 +70,7 @@ pub struct ReleaseJson {
 pub fn release_key(config: &Config) -> Result<SigningKey> {
     let encoded = match &config.release_signing_key {
         Some(k) => k.expose_secret().to_owned(),
-        None if !config.app_env.is_production() => defendable_api::boot::kept_secret(
+        None if !config.app_env.is_production() => defendable_boot::kept_secret(
             &config.data_dir,
             "release_signing_key",
             || Ok(SigningKey::generate()?.1),

@@ -10,7 +10,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use defendable_config::Config;
+use defendable_boot::ObjectStoreTarget;
 use futures_util::TryStreamExt;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, AwsAuthorizer};
 use object_store::client::HttpRequestBody;
@@ -124,33 +124,6 @@ pub async fn storage_sweep(dep: &Deployment, opts: &SweepOptions) -> Result<Swee
 /// Unix seconds `older_than` ago.
 fn cutoff_secs(older_than: Duration) -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp() - older_than.as_secs() as i64
-}
-
-/// The object store a check reads.
-#[derive(Debug)]
-pub enum StorageTarget {
-    /// A directory (`file://` or the development default): no versioning or lifecycle API.
-    Local(std::path::PathBuf),
-    /// An S3 bucket, with the settings the server's client uses.
-    S3(Box<AmazonS3Builder>),
-}
-
-impl StorageTarget {
-    /// The store `config` names (OBJECT_STORE_URL, or `DATA_DIR/objects`).
-    pub fn from_config(config: &Config) -> Result<StorageTarget> {
-        match &config.object_store_url {
-            None => Ok(StorageTarget::Local(config.data_dir.join("objects"))),
-            Some(url) if url.scheme() == "s3" => Ok(StorageTarget::S3(Box::new(
-                defendable_api::boot::s3_builder(url)
-                    .map_err(|e| OpsError::Setup(e.to_string()))?,
-            ))),
-            Some(url) => url.to_file_path().map(StorageTarget::Local).map_err(|()| {
-                OpsError::Setup(format!(
-                    "OBJECT_STORE_URL: {url} is neither s3://bucket nor file:///absolute/path"
-                ))
-            }),
-        }
-    }
 }
 
 /// One bucket setting the check looked for.
@@ -269,9 +242,9 @@ impl LifecycleRule {
 /// Reads the bucket's versioning and lifecycle settings. The request is signed like the
 /// object store's own (SigV4, the same credentials, region and endpoint); an error is a setting
 /// that does not work (no credentials, access denied), not a missing bucket setting.
-pub async fn storage_check(target: &StorageTarget) -> Result<StorageCheckReport> {
+pub async fn storage_check(target: &ObjectStoreTarget) -> Result<StorageCheckReport> {
     let builder = match target {
-        StorageTarget::Local(dir) => {
+        ObjectStoreTarget::Local(dir) => {
             return Ok(StorageCheckReport {
                 store: dir.display().to_string(),
                 supported: false,
@@ -279,7 +252,7 @@ pub async fn storage_check(target: &StorageTarget) -> Result<StorageCheckReport>
                 ok: true,
             })
         }
-        StorageTarget::S3(builder) => builder,
+        ObjectStoreTarget::S3(builder) => builder,
     };
     let s3 = S3Bucket::new(builder).await?;
     let mut findings = Vec::new();

@@ -30,6 +30,7 @@ fn core_crates_do_not_depend_on_actix_web() {
         "defendable-identity",
         "defendable-datasets",
         "defendable-sso",
+        "defendable-boot",
     ] {
         let tree = cargo_tree(core, &["-e", "normal,build"]);
         assert!(tree.lines().count() >= 1, "empty tree for {core}");
@@ -134,7 +135,8 @@ fn workspace_deps(package: &str) -> Vec<String> {
         .collect()
 }
 
-/// Which core may use which, as ARCHITECTURE.md's "Cross-cutting invariants" states it.
+/// Which core (or crate below the shell) may use which, as ARCHITECTURE.md's "Cross-cutting
+/// invariants" states it.
 const ALLOWED_CORE_DEPS: &[(&str, &[&str])] = &[
     ("defendable-config", &[]),
     ("defendable-store", &[]),
@@ -155,6 +157,22 @@ const ALLOWED_CORE_DEPS: &[(&str, &[&str])] = &[
             "defendable-ledger",
             "defendable-identity",
             "defendable-config",
+        ],
+    ),
+    // Start-up wiring below the shell, shared by the server and the operations tool.
+    (
+        "defendable-boot",
+        &["defendable-store", "defendable-ledger", "defendable-config"],
+    ),
+    // The operations tool runs the server as a process and never links the shell.
+    (
+        "defendable-ops",
+        &[
+            "defendable-store",
+            "defendable-ledger",
+            "defendable-datasets",
+            "defendable-config",
+            "defendable-boot",
         ],
     ),
 ];
@@ -199,6 +217,11 @@ fn cores_depend_only_on_the_cores_architecture_allows() {
             ]
         ),
         ["defendable-identity"]
+    );
+    // The operations tool reaching for the web shell is refused.
+    assert_eq!(
+        forbidden_core_deps("defendable-ops", &["defendable-api".to_owned()]),
+        ["defendable-api"]
     );
     // And the tree is read for real: datasets' dependency on the ledger shows up.
     assert!(workspace_deps("defendable-datasets").contains(&"defendable-ledger".to_owned()));

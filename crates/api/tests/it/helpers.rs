@@ -80,7 +80,7 @@ impl TestApp {
         objects: Arc<dyn object_store::ObjectStore>,
         presigner: Option<Arc<dyn object_store::signer::Signer>>,
     ) -> TestApp {
-        let settings = defendable_api::boot::server_pool_settings(config.database_pool_size);
+        let settings = defendable_boot::server_pool_settings(config.database_pool_size);
         let url = db.url().to_owned();
         Self::launch(db, config, data, objects, presigner, settings, url)
     }
@@ -344,7 +344,7 @@ fn start(
 ) -> String {
     start_with_pool(
         db.url(),
-        defendable_api::boot::server_pool_settings(config.database_pool_size),
+        defendable_boot::server_pool_settings(config.database_pool_size),
         config,
         objects,
         presigner,

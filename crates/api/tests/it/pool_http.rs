@@ -18,7 +18,7 @@ use crate::helpers::{config, path_of, TestApp};
 fn patient_pool(size: usize) -> PoolSettings {
     PoolSettings {
         wait: Duration::from_secs(30),
-        ..defendable_api::boot::server_pool_settings(size)
+        ..defendable_boot::server_pool_settings(size)
     }
 }
 
@@ -200,7 +200,7 @@ async fn a_lock_wait_and_a_pool_wait_end_in_503_with_retry_after() {
         config(&[]),
         PoolSettings {
             wait: Duration::from_millis(500),
-            ..defendable_api::boot::server_pool_settings(1)
+            ..defendable_boot::server_pool_settings(1)
         },
     )
     .await;

@@ -215,7 +215,7 @@ async fn hot_routes_send_no_unprepared_statement_after_warm_up() {
         )]),
         defendable_store::PoolSettings {
             wait: Duration::from_secs(30),
-            ..defendable_api::boot::server_pool_settings(1)
+            ..defendable_boot::server_pool_settings(1)
         },
         move |url| proxy(url, counter),
     )
@@ -336,7 +336,7 @@ async fn proof_routes_read_the_log_in_the_statements_the_design_allows() {
         )]),
         defendable_store::PoolSettings {
             wait: Duration::from_secs(30),
-            ..defendable_api::boot::server_pool_settings(8)
+            ..defendable_boot::server_pool_settings(8)
         },
         move |url| proxy(url, counter),
     )

@@ -3,7 +3,8 @@
 
 use std::process::Command;
 
-use defendable_ops::storage::{storage_check, StorageTarget};
+use defendable_boot::ObjectStoreTarget;
+use defendable_ops::storage::storage_check;
 use defendable_testkit::files::TempDir;
 use defendable_testkit::s3::{Moto, S3Server, ACCESS_KEY, SECRET_KEY};
 
@@ -21,8 +22,8 @@ fn lifecycle(status: &str) -> String {
     )
 }
 
-fn target(builder: object_store::aws::AmazonS3Builder) -> StorageTarget {
-    StorageTarget::S3(Box::new(builder))
+fn target(builder: object_store::aws::AmazonS3Builder) -> ObjectStoreTarget {
+    ObjectStoreTarget::S3(Box::new(builder))
 }
 
 /// Each finding as (name, ok).
@@ -152,7 +153,7 @@ async fn storage_check_fails_in_production_only() {
 #[tokio::test]
 async fn a_local_directory_has_nothing_to_check() {
     let dir = TempDir::new();
-    let r = storage_check(&StorageTarget::Local(dir.path().to_owned()))
+    let r = storage_check(&ObjectStoreTarget::Local(dir.path().to_owned()))
         .await
         .expect("check");
     assert!(r.ok && !r.supported && r.findings.is_empty());
