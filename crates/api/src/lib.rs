@@ -3,6 +3,7 @@
 //! headers) lives here and nowhere else.
 
 pub mod auth;
+pub mod bodies;
 pub mod boot;
 pub mod client_ip;
 pub mod db;
@@ -13,8 +14,10 @@ pub mod metrics;
 pub mod middleware;
 pub mod openapi;
 pub mod pages;
+pub mod proofs;
 pub mod ratelimit;
 pub mod recheck;
+pub mod recording;
 pub mod routes;
 pub mod telemetry;
 

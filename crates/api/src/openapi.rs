@@ -8,8 +8,8 @@ use utoipa::Modify;
 
 use crate::error::Problem;
 use crate::routes::{
-    api_keys, auth, datasets, dto, health, invites, ledger, me, objects, ops, orgs, pages,
-    receipts, scim, share, sso, wellknown,
+    api_keys, auth, datasets, health, invites, ledger, me, objects, ops, orgs, pages, receipts,
+    scim, share, sso, wellknown,
 };
 
 /// The API description served at `/openapi.json`.
@@ -43,7 +43,7 @@ use crate::routes::{
         datasets::post_catalog_download, datasets::get_org_quota, objects::get_object,
         ops::get_metrics, ops::post_internal_receipts, ops::post_stripe_webhook, ops::get_org_audit,
     ),
-    components(schemas(Problem, health::Health, health::Readiness, dto::RoleView)),
+    components(schemas(Problem, health::Health, health::Readiness, crate::bodies::RoleView)),
     modifiers(&BearerAuth, &CommonResponses),
     tags(
         (name = "health", description = "Liveness and readiness"),

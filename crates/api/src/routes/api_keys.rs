@@ -9,8 +9,8 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::Caller;
+use crate::bodies::{ApiKeyPage, PageQuery};
 use crate::error::{ApiError, Problem};
-use crate::routes::dto::{ApiKeyPage, PageQuery};
 use crate::AppState;
 
 /// `POST /orgs/{org}/api-keys` body.

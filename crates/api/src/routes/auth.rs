@@ -10,9 +10,9 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::auth::{audit_context, Caller};
+use crate::bodies::SessionView;
 use crate::error::{ApiError, ErrorCode, Problem};
 use crate::mail::LinkMail;
-use crate::routes::dto::SessionView;
 use crate::AppState;
 
 /// `POST /auth/request` body.

@@ -14,8 +14,8 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
+use crate::bodies::split_page;
 use crate::error::{ApiError, ErrorCode, Problem};
-use crate::routes::dto::split_page;
 use crate::AppState;
 pub use defendable_datasets::view::{DatasetPage, DatasetView, GrantView, QuotaView};
 
@@ -208,7 +208,7 @@ pub async fn post_catalog_download(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let body: GrantBody = crate::routes::dto::optional_body(&body, "grant request")?;
+    let body: GrantBody = crate::bodies::optional_body(&body, "grant request")?;
     let slug = DatasetSlug::parse(&path).map_err(|_| ApiError::not_found())?;
     let expires_in = grant_lifetime(body.expires_in)?;
     let (org, grantee) = grantee(&state, &caller, body.org.as_deref()).await?;

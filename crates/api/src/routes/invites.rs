@@ -9,10 +9,10 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::Caller;
+use crate::bodies::{InvitePage, InviteView, PageQuery, RoleView};
 use crate::error::{ApiError, ErrorCode, Problem};
 use crate::mail::LinkMail;
 use crate::routes::auth::{app_link, mail_failed};
-use crate::routes::dto::{InvitePage, InviteView, PageQuery, RoleView};
 use crate::AppState;
 
 /// `POST /orgs/{org}/invites` body.

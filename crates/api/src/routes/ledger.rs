@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode, Problem};
-use crate::routes::proof::{note_response, ConsistencyQuery};
+use crate::proofs::{note_response, ConsistencyQuery};
 use crate::AppState;
 use defendable_ledger::ConsistencyProof;
 

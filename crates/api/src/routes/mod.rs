@@ -3,7 +3,6 @@
 pub mod api_keys;
 pub mod auth;
 pub mod datasets;
-pub mod dto;
 pub mod health;
 pub mod invites;
 pub mod ledger;
@@ -12,7 +11,6 @@ pub mod objects;
 pub mod ops;
 pub mod orgs;
 pub mod pages;
-pub mod proof;
 pub mod receipts;
 pub mod scim;
 pub mod share;

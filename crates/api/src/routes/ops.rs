@@ -12,10 +12,10 @@ use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{audit_context, Caller};
+use crate::bodies::split_page;
 use crate::error::{ApiError, ErrorCode, Problem};
 use crate::internal::{guard_with, same, Credential};
-use crate::routes::dto::split_page;
-use crate::routes::receipts::{parse_body, record_receipt};
+use crate::recording::{parse_body, record_receipt};
 use crate::AppState;
 use defendable_ledger::ReceiptView;
 

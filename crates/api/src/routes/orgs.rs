@@ -9,8 +9,8 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::Caller;
+use crate::bodies::{MemberPage, MemberView, MembershipPage, OrgView, PageQuery, RoleView};
 use crate::error::{ApiError, Problem};
-use crate::routes::dto::{MemberPage, MemberView, MembershipPage, OrgView, PageQuery, RoleView};
 use crate::AppState;
 
 /// `POST /orgs` body.

@@ -8,10 +8,10 @@ use serde::Deserialize;
 use time::format_description::well_known::Rfc3339;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::bodies::SessionView;
 use crate::error::{ApiError, ErrorCode};
 use crate::pages::{self, SessionFacts, SignInPage, SignedInPage};
 use crate::routes::auth::{accept_invite, app_link, sign_in};
-use crate::routes::dto::SessionView;
 use crate::routes::sso::{begin, StartFrom};
 use crate::AppState;
 use defendable_sso::login::Binding;

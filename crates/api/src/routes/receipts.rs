@@ -3,18 +3,19 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use defendable_identity::OneTimeToken;
-use defendable_ledger::store::{self as ledger, AppendOptions, Appended};
+use defendable_ledger::store as ledger;
 use defendable_ledger::view::ReceiptPageOut;
-use defendable_ledger::{parse_strict, Draft, ReceiptKind};
+use defendable_ledger::ReceiptKind;
 use defendable_store::audit::{AuditAction, AuditEvent};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
+use crate::bodies::split_page;
 use crate::error::{ApiError, ErrorCode, Problem};
-use crate::routes::dto::split_page;
-use crate::routes::proof::{bundle_response, ProofQuery};
+use crate::proofs::{bundle_response, ProofQuery};
+use crate::recording::{parse_body, record_receipt};
 use crate::AppState;
 use defendable_ledger::{ProofBundle, ReceiptView, ShareLink};
 
@@ -62,7 +63,7 @@ const SHARE_TTL_RANGE: std::ops::RangeInclusive<u64> = 60..=31_622_400;
 impl ShareRequest {
     /// Parses an optional JSON body.
     fn parse(body: &[u8]) -> Result<ShareRequest, ApiError> {
-        let req: ShareRequest = crate::routes::dto::optional_body(body, "share request")?;
+        let req: ShareRequest = crate::bodies::optional_body(body, "share request")?;
         if let Some(ttl) = req.expires_in {
             if !SHARE_TTL_RANGE.contains(&ttl) {
                 return Err(ApiError::new(
@@ -120,75 +121,6 @@ pub async fn post_org_receipts(
         "api",
     )
     .await
-}
-
-/// Parses a receipt request with the strict reader, which refuses numbers that JSON parsers
-/// would silently round.
-pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let value = parse_strict(body)?;
-    serde_json::from_value(value).map_err(|e| ApiError::new(ErrorCode::InvalidBody, e.to_string()))
-}
-
-/// Records `(kind, public, private)` in `org`'s chain through the batching appender, honouring
-/// `Idempotency-Key` and recording `receipt.create` (by `actor`, via `via`) in the same
-/// transaction: 201 for a new receipt, 200 with `Idempotency-Replayed: true` for a retry.
-pub async fn record_receipt(
-    state: &AppState,
-    req: &HttpRequest,
-    org: uuid::Uuid,
-    (kind, public, private): (String, Value, Option<Value>),
-    (actor, context): (
-        defendable_store::audit::Actor,
-        defendable_store::audit::AuditContext,
-    ),
-    via: &str,
-) -> Result<HttpResponse, ApiError> {
-    let kind = ReceiptKind::parse_client(&kind)?;
-    let idempotency = idempotency(req, &kind, &public, private.as_ref())?;
-    let mut audit = AuditEvent::new(AuditAction::parse("receipt.create").expect("valid"), actor);
-    audit.org_id = Some(org);
-    audit.context = context;
-    audit.details = json!({ "kind": kind.as_str(), "via": via });
-    let draft = Draft::new(kind, public, private)?;
-    let appended = state
-        .ledger
-        .append(
-            org,
-            draft,
-            AppendOptions {
-                idempotency,
-                audit: Some(audit),
-            },
-        )
-        .await?;
-    Ok(match appended {
-        Appended::New(r) => HttpResponse::Created().json(r.member_view_out()),
-        Appended::Existing(r) => HttpResponse::Ok()
-            .insert_header(("Idempotency-Replayed", "true"))
-            .json(r.member_view_out()),
-    })
-}
-
-/// The request's `Idempotency-Key` with the fingerprint of what it asks to record, if it sent
-/// one: a retry with the same key and body gets the first receipt, a different body is refused.
-fn idempotency(
-    req: &HttpRequest,
-    kind: &ReceiptKind,
-    public: &Value,
-    private: Option<&Value>,
-) -> Result<Option<(String, String)>, ApiError> {
-    let Some(v) = req.headers().get("idempotency-key") else {
-        return Ok(None);
-    };
-    let key = v
-        .to_str()
-        .ok()
-        .filter(|k| !k.is_empty() && k.len() <= 255)
-        .ok_or_else(|| {
-            ApiError::bad_request("Idempotency-Key must be 1-255 visible ASCII characters")
-        })?;
-    let fp = ledger::request_fingerprint(kind.as_str(), public, private)?;
-    Ok(Some((key.to_owned(), fp)))
 }
 
 /// The organization's receipts, oldest first.

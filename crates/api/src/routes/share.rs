@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use crate::auth::audit_context;
 use crate::error::{ApiError, ErrorCode, Problem};
 use crate::pages;
-use crate::routes::proof::{bundle_response, ProofQuery, ShareConsistencyQuery};
+use crate::proofs::{bundle_response, ProofQuery, ShareConsistencyQuery};
 use crate::AppState;
 use defendable_ledger::{ConsistencyProof, ProofBundle};
 
