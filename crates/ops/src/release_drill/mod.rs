@@ -11,14 +11,21 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use defendable_ledger::{LedgerName, SigningKey};
 use ring::rand::SecureRandom as _;
 use serde::Serialize;
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
+
+mod process;
+mod server;
+mod smtp;
+
+use process::{command, run};
+use server::Server;
+use smtp::SmtpCapture;
 
 use crate::drill::{hostname, report_lines, restore, Check, Isolated, Target};
 use crate::manifest::Manifest;
@@ -840,194 +847,4 @@ fn free_port() -> Result<u16> {
     l.local_addr()
         .map(|a| a.port())
         .map_err(|e| OpsError::Setup(e.to_string()))
-}
-
-/// A command with only the given environment (and PATH), so nothing of the deployment the drill
-/// runs from leaks into the drilled processes.
-fn command(program: &Path, args: &[&str], vars: &[(String, String)]) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(vars.iter().map(|(k, v)| (k, v)))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    cmd
-}
-
-/// Runs a program to completion; its standard output, or what went wrong.
-async fn run(
-    program: &Path,
-    args: &[&str],
-    vars: &[(String, String)],
-    stdin: Option<&str>,
-) -> std::result::Result<String, String> {
-    let name = program
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let what = format!("{name} {}", args.join(" "));
-    let mut cmd = command(program, args, vars);
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    });
-    let mut child = cmd.spawn().map_err(|e| format!("{what}: {e}"))?;
-    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(text.as_bytes())
-            .await
-            .map_err(|e| format!("{what}: {e}"))?;
-    }
-    let out = tokio::time::timeout(WAIT, child.wait_with_output())
-        .await
-        .map_err(|_| format!("{what} did not finish in {} s", WAIT.as_secs()))?
-        .map_err(|e| format!("{what}: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        // A command that reports on standard output (storage-check) says why there.
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let said = if stderr.trim().is_empty() {
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .map(str::trim)
-                .collect::<Vec<_>>()
-                .join("; ")
-        } else {
-            stderr.trim().to_owned()
-        };
-        Err(format!("`{what}` exited {}: {said}", out.status))
-    }
-}
-
-/// A release's server on the drill's port, stopped when dropped.
-struct Server {
-    child: tokio::process::Child,
-}
-
-impl Server {
-    async fn start(
-        dir: &Path,
-        env: &DrillEnv,
-        log: PathBuf,
-    ) -> std::result::Result<Server, String> {
-        let file = std::fs::File::create(&log).map_err(|e| e.to_string())?;
-        let err = file.try_clone().map_err(|e| e.to_string())?;
-        let mut child = command(&dir.join("defendable-api"), &[], &env.server_vars())
-            .stdout(file)
-            .stderr(err)
-            .spawn()
-            .map_err(|e| format!("{}: {e}", dir.join("defendable-api").display()))?;
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                let tail = std::fs::read_to_string(&log).unwrap_or_default();
-                let tail: Vec<&str> = tail.lines().rev().take(5).collect();
-                return Err(format!(
-                    "the server exited {status} at boot: {}",
-                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
-                ));
-            }
-            let ready = env.http.get(format!("{}/readyz", env.base)).send().await;
-            if ready.is_ok_and(|r| r.status() == 200) {
-                return Ok(Server { child });
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill().await;
-                return Err(format!("/readyz was not 200 within {} s", WAIT.as_secs()));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    async fn stop(mut self) {
-        let _ = self.child.kill().await;
-    }
-}
-
-/// A minimal SMTP server on loopback that keeps every message it is given (the drill's mail
-/// never leaves the machine).
-#[derive(Clone)]
-struct SmtpCapture {
-    port: u16,
-    messages: Arc<Mutex<Vec<String>>>,
-}
-
-impl SmtpCapture {
-    async fn start() -> Result<SmtpCapture> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| OpsError::Setup(format!("the SMTP capture server: {e}")))?;
-        let port = listener
-            .local_addr()
-            .map_err(|e| OpsError::Setup(e.to_string()))?
-            .port();
-        let messages = Arc::new(Mutex::new(Vec::new()));
-        let kept = messages.clone();
-        tokio::spawn(async move {
-            while let Ok((socket, _)) = listener.accept().await {
-                let kept = kept.clone();
-                tokio::spawn(async move {
-                    let _ = smtp_session(socket, kept).await;
-                });
-            }
-        });
-        Ok(SmtpCapture { port, messages })
-    }
-
-    /// The sign-in link in the newest message to `to`, quoted-printable decoded.
-    fn link_to(&self, to: &str) -> Option<String> {
-        let messages = self.messages.lock().unwrap_or_else(|p| p.into_inner());
-        let text = messages.iter().rev().find(|m| m.contains(to))?;
-        let plain = text.replace("=\r\n", "").replace("=3D", "=");
-        let start = plain.find("http")?;
-        let link: String = plain[start..]
-            .chars()
-            .take_while(|c| !c.is_whitespace() && *c != '"' && *c != '<')
-            .collect();
-        link.contains("token=").then_some(link)
-    }
-}
-
-async fn smtp_session(
-    socket: tokio::net::TcpStream,
-    kept: Arc<Mutex<Vec<String>>>,
-) -> std::io::Result<()> {
-    let (read, mut write) = socket.into_split();
-    let mut lines = BufReader::new(read).lines();
-    write.write_all(b"220 drill.invalid capture\r\n").await?;
-    let mut message = String::new();
-    let mut in_data = false;
-    while let Some(line) = lines.next_line().await? {
-        if in_data {
-            if line == "." {
-                in_data = false;
-                kept.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(std::mem::take(&mut message));
-                write.write_all(b"250 kept\r\n").await?;
-            } else {
-                message.push_str(line.strip_prefix('.').unwrap_or(&line));
-                message.push_str("\r\n");
-            }
-            continue;
-        }
-        let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
-        let reply: &[u8] = match verb.as_str() {
-            "EHLO" | "HELO" => b"250 drill.invalid\r\n",
-            "DATA" => {
-                in_data = true;
-                b"354 end with .\r\n"
-            }
-            "QUIT" => {
-                write.write_all(b"221 bye\r\n").await?;
-                return Ok(());
-            }
-            _ => b"250 ok\r\n",
-        };
-        write.write_all(reply).await?;
-    }
-    Ok(())
 }
