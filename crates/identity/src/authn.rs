@@ -6,12 +6,11 @@
 //! within that time (and at once on the process that made it, which evicts its own entry).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::hash::Hash;
+use std::ops::Deref;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-use std::future::Future;
-use std::ops::Deref;
 
 use deadpool_postgres::{GenericClient, Pool};
 use time::OffsetDateTime;
