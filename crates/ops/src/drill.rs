@@ -387,6 +387,8 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// Restores the dump into `url`, migrates it and checks it against the manifest, step by step
+/// (each step a check in `drill`; a failed restore ends the drill's checks there).
 #[allow(clippy::too_many_arguments)]
 async fn verify_restored(
     dep: &Deployment,
@@ -428,7 +430,28 @@ async fn verify_restored(
     let verify_started = Instant::now();
     let client = pool.get().await?;
     let (counts, chains) = manifest::snapshot(&client).await?;
-    drill.counts = counts.clone();
+    check_counts(manifest, &counts, drill);
+    drill.counts = counts;
+    let slugs: HashMap<Uuid, String> = client
+        .query("SELECT id, slug FROM orgs", &[])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let name_of = |org: &Uuid| match slugs.get(org) {
+        Some(s) => format!("org {s} ({org})"),
+        None => format!("org {org}"),
+    };
+    check_heads(manifest, &chains, &name_of, drill);
+    verify_chains(&pool, manifest, &name_of, drill).await?;
+    check_checkpoints(&client, manifest, keys, &name_of, drill).await?;
+    tree_roots(dep, manifest, &client, &name_of, drill).await?;
+    drill.time("verify", verify_started);
+    check_objects(dep, &client, sample, drill).await
+}
+
+/// The restored table counts against the manifest's.
+fn check_counts(manifest: &Manifest, counts: &manifest::Counts, drill: &mut Drill) {
     let want = &manifest.counts;
     let mut diffs = Vec::new();
     for (name, got, expected) in [
@@ -462,17 +485,16 @@ async fn verify_restored(
             diffs.join("; ")
         },
     );
+}
 
-    let slugs: HashMap<Uuid, String> = client
-        .query("SELECT id, slug FROM orgs", &[])
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
-    let name_of = |org: &Uuid| match slugs.get(org) {
-        Some(s) => format!("org {s} ({org})"),
-        None => format!("org {org}"),
-    };
+/// Each restored chain ends where the manifest says (receipts, head seq and hash), and no chain
+/// is missing or extra.
+fn check_heads(
+    manifest: &Manifest,
+    chains: &[manifest::Chain],
+    name_of: &dyn Fn(&Uuid) -> String,
+    drill: &mut Drill,
+) {
     let restored: HashMap<Uuid, &manifest::Chain> = chains.iter().map(|c| (c.org, c)).collect();
     let mut head_diffs = Vec::new();
     for c in &manifest.chains {
@@ -516,8 +538,15 @@ async fn verify_restored(
             head_diffs.join("; ")
         },
     );
+}
 
-    // Every link of every chain, four connections at a time.
+/// Every link of every chain, four connections at a time.
+async fn verify_chains(
+    pool: &deadpool_postgres::Pool,
+    manifest: &Manifest,
+    name_of: &dyn Fn(&Uuid) -> String,
+    drill: &mut Drill,
+) -> Result<()> {
     let t = Instant::now();
     let reports: Vec<Result<defendable_ledger::store::ChainReport>> =
         futures_util::stream::iter(manifest.chains.iter().map(|c| c.org))
@@ -560,6 +589,18 @@ async fn verify_restored(
         },
     );
 
+    Ok(())
+}
+
+/// Each signed checkpoint of the manifest verifies with the published keys and names a restored
+/// receipt with its hash.
+async fn check_checkpoints(
+    client: &impl defendable_store::GenericClient,
+    manifest: &Manifest,
+    keys: &[defendable_ledger::PublicKey],
+    name_of: &dyn Fn(&Uuid) -> String,
+    drill: &mut Drill,
+) -> Result<()> {
     let mut bad = Vec::new();
     for signed in &manifest.checkpoints {
         let cp = &signed.checkpoint;
@@ -602,9 +643,16 @@ async fn verify_restored(
             bad.join("; ")
         },
     );
-    tree_roots(dep, manifest, &client, &name_of, drill).await?;
-    drill.time("verify", verify_started);
+    Ok(())
+}
 
+/// A random sample of the catalog's objects re-hash to their recorded BLAKE3.
+async fn check_objects(
+    dep: &Deployment,
+    client: &impl defendable_store::GenericClient,
+    sample: usize,
+    drill: &mut Drill,
+) -> Result<()> {
     let t = Instant::now();
     let rows = client
         .query(
