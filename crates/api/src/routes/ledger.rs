@@ -7,7 +7,7 @@ use actix_web::{web, HttpResponse};
 use defendable_config::limits;
 use defendable_ledger::merkle::TileId;
 use defendable_ledger::store as ledger;
-use defendable_ledger::ExportLine;
+use defendable_ledger::{ConsistencyProof, ExportLine};
 use defendable_store::slots;
 use futures_util::stream;
 use uuid::Uuid;
@@ -16,7 +16,6 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode, Problem};
 use crate::proofs::{note_response, ConsistencyQuery};
 use crate::AppState;
-use defendable_ledger::ConsistencyProof;
 
 pub use defendable_ledger::{ChainCheck, ChainFailure, PublishedKeys};
 

@@ -3,7 +3,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use defendable_datasets::billing::{self, Applied};
 use defendable_identity::OrgRef;
-use defendable_ledger::ReceiptKind;
+use defendable_ledger::{ReceiptKind, ReceiptView};
 use defendable_store::audit::{Actor, AuditAction, AuditEvent, StoredAuditEvent};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
@@ -17,7 +17,6 @@ use crate::error::{ApiError, ErrorCode, Problem};
 use crate::internal::{guard_with, same, Credential};
 use crate::recording::{parse_body, record_receipt};
 use crate::AppState;
-use defendable_ledger::ReceiptView;
 
 /// Prometheus metrics of this process (allowed networks and the internal key, as `/internal`,
 /// in `X-Internal-Key` or as `Authorization: Bearer`). Answers without the database.

@@ -5,7 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use defendable_identity::OneTimeToken;
 use defendable_ledger::store as ledger;
 use defendable_ledger::view::ReceiptPageOut;
-use defendable_ledger::ReceiptKind;
+use defendable_ledger::{ProofBundle, ReceiptKind, ReceiptView, ShareLink};
 use defendable_store::audit::{AuditAction, AuditEvent};
 use serde::Deserialize;
 use serde_json::Value;
@@ -17,7 +17,6 @@ use crate::error::{ApiError, ErrorCode, Problem};
 use crate::proofs::{bundle_response, ProofQuery};
 use crate::recording::{parse_body, record_receipt};
 use crate::AppState;
-use defendable_ledger::{ProofBundle, ReceiptView, ShareLink};
 
 /// `POST /orgs/{org}/receipts` body.
 #[derive(Debug, Deserialize, ToSchema)]

@@ -9,6 +9,7 @@ use defendable_datasets::{objects, DatasetsError, ObjectKey};
 use defendable_identity::OneTimeToken;
 use defendable_ledger::store as ledger;
 use defendable_ledger::store::ProvenReceipt;
+use defendable_ledger::{ConsistencyProof, ProofBundle};
 use defendable_store::audit::{record, Actor, AuditAction, AuditEvent};
 use defendable_store::loader::Loader;
 use serde_json::{json, Value};
@@ -19,7 +20,6 @@ use crate::error::{ApiError, ErrorCode, Problem};
 use crate::pages;
 use crate::proofs::{bundle_response, ProofQuery, ShareConsistencyQuery};
 use crate::AppState;
-use defendable_ledger::{ConsistencyProof, ProofBundle};
 
 /// Counts a public share request against its declared limits (per token and per IP where the
 /// table declares them), then resolves the token with `loader` (its receipt, or its receipt
