@@ -227,6 +227,19 @@ impl Serialize for ErrorCode {
     }
 }
 
+/// Reads a code back (clients and tests read problems as the typed [`Problem`]); a string that
+/// names no code is an error.
+impl<'de> serde::Deserialize<'de> for ErrorCode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        ErrorCode::ALL
+            .iter()
+            .copied()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown error code {s:?}")))
+    }
+}
+
 impl utoipa::PartialSchema for ErrorCode {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         let mut codes: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
@@ -245,7 +258,7 @@ impl utoipa::PartialSchema for ErrorCode {
 impl ToSchema for ErrorCode {}
 
 /// An RFC 9457 problem document.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema)]
 pub struct Problem {
     /// Always `about:blank`: the title is the HTTP status phrase and `code` names the problem.
     #[serde(rename = "type")]

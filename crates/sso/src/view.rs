@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -11,7 +11,7 @@ use crate::domain::Provider;
 use crate::store::{Connection, DomainClaim};
 
 /// A claimed domain and how to verify it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DomainView {
     /// The domain.
@@ -44,7 +44,7 @@ impl From<DomainClaim> for DomainView {
 }
 
 /// The organization's domains.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DomainList {
     /// Every claimed domain, by name (an organization claims at most 50).

@@ -186,6 +186,35 @@ impl TestApp {
         body
     }
 
+    /// [`TestApp::expect`] read as the API's typed shape `T` (a core's view type): a body that
+    /// does not fit `T` fails the test, naming what did not fit.
+    pub async fn expect_as<T: serde::de::DeserializeOwned>(
+        &self,
+        status: u16,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<Value>,
+    ) -> T {
+        let body = self.expect(status, method, path, bearer, body).await;
+        serde_json::from_value(body.clone())
+            .unwrap_or_else(|e| panic!("{method} {path}: {e} in {body}"))
+    }
+
+    /// A refused call: its status and the typed problem document.
+    pub async fn problem(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, defendable_api::error::Problem) {
+        let (s, body) = self.call(method, path, bearer, body).await;
+        let problem = serde_json::from_value(body.clone())
+            .unwrap_or_else(|e| panic!("{method} {path}: {s} is not a problem ({e}): {body}"));
+        (s.as_u16(), problem)
+    }
+
     /// `/metrics` with the internal key: the Prometheus text.
     pub async fn metrics(&self) -> String {
         let res = self

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use defendable_api::error::ErrorCode;
+use defendable_sso::view::{DomainList, DomainView};
 use defendable_testkit::dns::DnsServer;
 use defendable_testkit::free_port;
 use defendable_testkit::oidc::OidcProvider;
@@ -157,8 +159,8 @@ async fn a_domain_is_verified_by_its_txt_record_and_only_one_organization_holds_
     let (token, slug, _) = app.sign_in_to_org("owner@acme.test").await;
     let path = format!("/orgs/{slug}/domains");
 
-    let claim = app
-        .expect(
+    let claim: DomainView = app
+        .expect_as(
             201,
             "POST",
             &path,
@@ -166,32 +168,25 @@ async fn a_domain_is_verified_by_its_txt_record_and_only_one_organization_holds_
             Some(json!({"domain": "Acme.TEST."})),
         )
         .await;
-    assert_eq!(claim["domain"], "acme.test");
-    assert_eq!(claim["verified"], false);
-    assert_eq!(claim["txt_name"], "_defendable-challenge.acme.test");
-    let challenge = claim["txt_value"].as_str().expect("value").to_owned();
+    assert_eq!(claim.domain, "acme.test");
+    assert!(!claim.verified);
+    assert_eq!(claim.txt_name, "_defendable-challenge.acme.test");
+    let challenge = claim.txt_value;
     assert!(challenge.starts_with("defendable-domain-verification="));
     let (s, again) = app
-        .call(
+        .problem(
             "POST",
             &path,
             Some(&token),
             Some(json!({"domain": "acme.test"})),
         )
         .await;
-    assert_eq!(
-        (s.as_u16(), again["code"].as_str()),
-        (409, Some("domain_exists"))
-    );
+    assert_eq!((s, again.code), (409, ErrorCode::DomainExists));
     for bad in ["localhost", "not a domain", "10.0.0.1"] {
         let (s, body) = app
-            .call("POST", &path, Some(&token), Some(json!({"domain": bad})))
+            .problem("POST", &path, Some(&token), Some(json!({"domain": bad})))
             .await;
-        assert_eq!(
-            (s.as_u16(), body["code"].as_str()),
-            (422, Some("invalid_input")),
-            "{bad}"
-        );
+        assert_eq!((s, body.code), (422, ErrorCode::InvalidInput), "{bad}");
     }
 
     // A record that is not the challenge: refused, saying what was seen.
@@ -201,31 +196,21 @@ async fn a_domain_is_verified_by_its_txt_record_and_only_one_organization_holds_
             port,
             &[("_defendable-challenge.acme.test", "something-else")],
         );
-        let (s, body) = app.call("POST", &verify, Some(&token), None).await;
+        let (s, body) = app.problem("POST", &verify, Some(&token), None).await;
         assert_eq!(
-            (s.as_u16(), body["code"].as_str()),
-            (422, Some("domain_not_verified")),
-            "{body}"
+            (s, body.code),
+            (422, ErrorCode::DomainNotVerified),
+            "{body:?}"
         );
-        assert!(
-            body["detail"]
-                .as_str()
-                .expect("detail")
-                .contains("1 TXT record(s)"),
-            "{body}"
-        );
+        let detail = body.detail.unwrap_or_default();
+        assert!(detail.contains("1 TXT record(s)"), "{detail}");
     }
     {
         let _dns = DnsServer::start(port, &[]);
-        let (s, body) = app.call("POST", &verify, Some(&token), None).await;
-        assert_eq!(s.as_u16(), 422, "{body}");
-        assert!(
-            body["detail"]
-                .as_str()
-                .expect("detail")
-                .contains("no TXT record"),
-            "{body}"
-        );
+        let (s, body) = app.problem("POST", &verify, Some(&token), None).await;
+        assert_eq!(s, 422, "{body:?}");
+        let detail = body.detail.unwrap_or_default();
+        assert!(detail.contains("no TXT record"), "{detail}");
     }
     let _dns = DnsServer::start(
         port,
@@ -234,28 +219,27 @@ async fn a_domain_is_verified_by_its_txt_record_and_only_one_organization_holds_
             ("_defendable-challenge.acme.test", &challenge),
         ],
     );
-    let verified = app.expect(200, "POST", &verify, Some(&token), None).await;
-    assert_eq!(verified["verified"], true);
-    assert!(verified["verified_at"].is_string());
+    let verified: DomainView = app
+        .expect_as(200, "POST", &verify, Some(&token), None)
+        .await;
+    assert!(verified.verified);
+    assert!(verified.verified_at.is_some());
     app.expect(200, "POST", &verify, Some(&token), None).await;
 
     // Another organization may not claim or verify what acme verified.
     let (other, other_slug, _) = app.sign_in_to_org("owner@rival.test").await;
     let (s, body) = app
-        .call(
+        .problem(
             "POST",
             &format!("/orgs/{other_slug}/domains"),
             Some(&other),
             Some(json!({"domain": "acme.test"})),
         )
         .await;
-    assert_eq!(
-        (s.as_u16(), body["code"].as_str()),
-        (409, Some("domain_taken"))
-    );
+    assert_eq!((s, body.code), (409, ErrorCode::DomainTaken));
 
-    let list = app.expect(200, "GET", &path, Some(&token), None).await;
-    assert_eq!(list["items"].as_array().expect("items").len(), 1);
+    let list: DomainList = app.expect_as(200, "GET", &path, Some(&token), None).await;
+    assert_eq!(list.items.len(), 1);
 
     let receipts = app.receipts_of(&token, &slug, "idp.config_change").await;
     let changes: Vec<&str> = receipts
