@@ -52,13 +52,13 @@ pub struct DomainList {
 }
 
 /// An identity-provider connection, without its secret.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConnectionView {
     /// Its id.
     pub id: Uuid,
     /// Always `oidc` today (SAML 2.0 is on the roadmap).
-    pub protocol: &'static str,
+    pub protocol: String,
     /// The provider preset.
     pub provider: Provider,
     /// The issuer.
@@ -87,7 +87,7 @@ pub struct ConnectionView {
 }
 
 /// A connection's new SCIM token, shown once.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScimTokenView {
     /// The bearer token for `/scim/v2/{org}/…` (`dscim_…`). Only its hash is stored: it is
@@ -104,7 +104,7 @@ impl From<Connection> for ConnectionView {
     fn from(c: Connection) -> Self {
         ConnectionView {
             id: c.id.as_uuid(),
-            protocol: "oidc",
+            protocol: "oidc".to_owned(),
             provider: c.provider,
             issuer: c.issuer.as_str().to_owned(),
             client_id: c.client_id.as_str().to_owned(),
@@ -125,7 +125,7 @@ impl From<Connection> for ConnectionView {
 }
 
 /// The organization's connections.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConnectionList {
     /// Every connection, oldest first (an organization has at most 10).

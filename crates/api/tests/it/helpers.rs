@@ -196,9 +196,7 @@ impl TestApp {
         bearer: Option<&str>,
         body: Option<Value>,
     ) -> T {
-        let body = self.expect(status, method, path, bearer, body).await;
-        serde_json::from_value(body.clone())
-            .unwrap_or_else(|e| panic!("{method} {path}: {e} in {body}"))
+        read_as(&self.expect(status, method, path, bearer, body).await)
     }
 
     /// A refused call: its status and the typed problem document.
@@ -210,9 +208,7 @@ impl TestApp {
         body: Option<Value>,
     ) -> (u16, defendable_api::error::Problem) {
         let (s, body) = self.call(method, path, bearer, body).await;
-        let problem = serde_json::from_value(body.clone())
-            .unwrap_or_else(|e| panic!("{method} {path}: {s} is not a problem ({e}): {body}"));
-        (s.as_u16(), problem)
+        (s.as_u16(), read_as(&body))
     }
 
     /// `/metrics` with the internal key: the Prometheus text.
@@ -412,6 +408,12 @@ fn client() -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client")
+}
+
+/// A JSON body read as the API's typed shape `T` (a core's view type, or the API's `Problem`):
+/// a body that does not fit fails the test, naming what did not fit.
+pub fn read_as<T: serde::de::DeserializeOwned>(body: &Value) -> T {
+    serde_json::from_value(body.clone()).unwrap_or_else(|e| panic!("{e} in {body}"))
 }
 
 pub async fn call(

@@ -4,14 +4,14 @@
 
 use std::time::Duration;
 
-use defendable_api::error::ErrorCode;
-use defendable_sso::view::{DomainList, DomainView};
+use defendable_api::error::{ErrorCode, Problem};
+use defendable_sso::view::{ConnectionView, DomainList, DomainView};
 use defendable_testkit::dns::DnsServer;
 use defendable_testkit::free_port;
 use defendable_testkit::oidc::OidcProvider;
 use serde_json::{json, Value};
 
-use crate::helpers::{config, eventually, TestApp};
+use crate::helpers::{config, eventually, read_as, TestApp};
 
 /// A server whose DNS_RESOLVER is `port` on loopback (no server there until a test starts one).
 async fn app_with_dns(port: u16) -> TestApp {
@@ -304,12 +304,14 @@ async fn a_connection_keeps_its_secret_sealed_and_every_change_is_a_receipt() {
             })),
         )
         .await;
-    assert_eq!(created["domains"], json!(["corp.test"]));
-    assert_eq!(created["client_secret_set"], true);
-    assert_eq!(created["enforced"], false);
-    assert!(created["default_role"].is_null());
+    // The raw body never carries the secret (a typed read would drop what it does not know).
     assert!(!created.to_string().contains(secret));
-    let id = created["id"].as_str().expect("id").to_owned();
+    let view: ConnectionView = read_as(&created);
+    assert_eq!(view.domains, ["corp.test"]);
+    assert!(view.client_secret_set);
+    assert!(!view.enforced);
+    assert_eq!(view.default_role, None);
+    let id = view.id.to_string();
     let one = app
         .expect(200, "GET", &format!("{path}/{id}"), Some(&token), None)
         .await;
@@ -343,12 +345,12 @@ async fn a_connection_keeps_its_secret_sealed_and_every_change_is_a_receipt() {
     };
     let (s, same) = patch(json!({"client_id": "0oa1corp", "enforced": false})).await;
     assert_eq!(s.as_u16(), 200);
-    assert_eq!(same["updated_at"], created["updated_at"]);
+    assert_eq!(read_as::<ConnectionView>(&same).updated_at, view.updated_at);
     // Enforcing needs a break-glass owner first.
     let (s, refused) = patch(json!({"enforced": true})).await;
     assert_eq!(
-        (s.as_u16(), refused["code"].as_str()),
-        (409, Some("break_glass_required"))
+        (s.as_u16(), read_as::<Problem>(&refused).code),
+        (409, ErrorCode::BreakGlassRequired)
     );
     let me = app.expect(200, "GET", "/me", Some(&token), None).await;
     let owner_id = me["user"]["id"].as_str().expect("id");
@@ -362,15 +364,16 @@ async fn a_connection_keeps_its_secret_sealed_and_every_change_is_a_receipt() {
     .await;
     let (s, changed) = patch(json!({"client_secret": "rotated-secret-Zx7Cv4Bn1Mq8", "enforced": true, "default_role": "member"})).await;
     assert_eq!(s.as_u16(), 200, "{changed}");
+    let changed: ConnectionView = read_as(&changed);
     assert_eq!(
-        (
-            changed["enforced"].as_bool(),
-            changed["default_role"].as_str()
-        ),
-        (Some(true), Some("member"))
+        (changed.enforced, changed.default_role.as_deref()),
+        (true, Some("member"))
     );
     let (s, cleared) = patch(json!({"default_role": null})).await;
-    assert_eq!((s.as_u16(), cleared["default_role"].is_null()), (200, true));
+    assert_eq!(
+        (s.as_u16(), read_as::<ConnectionView>(&cleared).default_role),
+        (200, None)
+    );
     // The stored secret never follows a new issuer or client id: each needs its secret.
     for body in [
         json!({"issuer": "https://attacker.okta.test/oauth2/default"}),
@@ -378,19 +381,16 @@ async fn a_connection_keeps_its_secret_sealed_and_every_change_is_a_receipt() {
     ] {
         let (s, refused) = patch(body.clone()).await;
         assert_eq!(
-            (s.as_u16(), refused["code"].as_str()),
-            (422, Some("client_secret_required")),
+            (s.as_u16(), read_as::<Problem>(&refused).code),
+            (422, ErrorCode::ClientSecretRequired),
             "{body}: {refused}"
         );
     }
     let (s, moved) =
         patch(json!({"client_id": "0oa1other", "client_secret": "third-secret-Hj5Kl2Pq9Ws3"}))
             .await;
-    assert_eq!(
-        (s.as_u16(), moved["client_id"].as_str()),
-        (200, Some("0oa1other")),
-        "{moved}"
-    );
+    assert_eq!(s.as_u16(), 200, "{moved}");
+    assert_eq!(read_as::<ConnectionView>(&moved).client_id, "0oa1other");
     let (s, bad) = patch(json!({"issuer": "http://corp.okta.test", "unknown": 1})).await;
     assert_eq!(s.as_u16(), 422, "{bad}");
 
@@ -418,9 +418,9 @@ async fn a_connection_keeps_its_secret_sealed_and_every_change_is_a_receipt() {
         ),
     ] {
         let (s, problem) = app
-            .call("POST", &path, Some(&token), Some(body.clone()))
+            .problem("POST", &path, Some(&token), Some(body.clone()))
             .await;
-        assert_eq!(problem["code"], code, "{body}: {s} {problem}");
+        assert_eq!(problem.code.as_str(), code, "{body}: {s} {problem:?}");
     }
 
     app.expect(204, "DELETE", &format!("{path}/{id}"), Some(&token), None)
@@ -513,11 +513,8 @@ async fn members_and_api_keys_cannot_change_sso_settings() {
     let key = app.api_key(&owner, &slug).await;
     let body = json!({"provider": "generic", "issuer": "https://idp.team.test", "client_id": "c", "client_secret": "s", "domains": ["team.test"]});
     let path = format!("/orgs/{slug}/sso/connections");
-    let (s, problem) = app.call("POST", &path, Some(&key), Some(body)).await;
-    assert_eq!(
-        (s.as_u16(), problem["code"].as_str()),
-        (403, Some("session_required"))
-    );
+    let (s, problem) = app.problem("POST", &path, Some(&key), Some(body)).await;
+    assert_eq!((s, problem.code), (403, ErrorCode::SessionRequired));
     let (s, _) = app
         .call("GET", &format!("/orgs/{slug}/domains"), Some(&key), None)
         .await;
