@@ -62,38 +62,25 @@ pub fn dev_secrets(config: &mut Config) -> Result<()> {
     if config.app_env.is_production() {
         return Ok(());
     }
-    if config.jwt_secret.current.is_none() {
-        let value = kept_secret(&config.data_dir, "jwt_secret", || {
-            Ok(format!(
-                "{}{}",
-                uuid::Uuid::new_v4().simple(),
-                uuid::Uuid::new_v4().simple()
-            ))
-        })?;
-        config.jwt_secret.current = Some(value.into());
-    }
-    if config.object_url_signing_key.current.is_none() {
-        let value = kept_secret(&config.data_dir, "object_url_signing_key", || {
-            Ok(format!(
-                "{}{}",
-                uuid::Uuid::new_v4().simple(),
-                uuid::Uuid::new_v4().simple()
-            ))
-        })?;
-        config.object_url_signing_key.current = Some(value.into());
-    }
-    if config.sso_secret_key.current.is_none() {
-        let value = kept_secret(&config.data_dir, "sso_secret_key", || {
-            Ok(format!(
-                "{}{}",
-                uuid::Uuid::new_v4().simple(),
-                uuid::Uuid::new_v4().simple()
-            ))
-        })?;
-        config.sso_secret_key.current = Some(value.into());
+    let data_dir = config.data_dir.clone();
+    for (name, secret) in [
+        ("jwt_secret", &mut config.jwt_secret),
+        ("object_url_signing_key", &mut config.object_url_signing_key),
+        ("sso_secret_key", &mut config.sso_secret_key),
+    ] {
+        if secret.current.is_none() {
+            let value = kept_secret(&data_dir, name, || {
+                Ok(format!(
+                    "{}{}",
+                    uuid::Uuid::new_v4().simple(),
+                    uuid::Uuid::new_v4().simple()
+                ))
+            })?;
+            secret.current = Some(value.into());
+        }
     }
     if config.ledger_signing_key.is_none() {
-        let value = kept_secret(&config.data_dir, "ledger_signing_key", || {
+        let value = kept_secret(&data_dir, "ledger_signing_key", || {
             Ok(defendable_ledger::SigningKey::generate()?.1)
         })?;
         config.ledger_signing_key = Some(value.into());
