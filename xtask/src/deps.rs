@@ -94,6 +94,9 @@ pub fn check(root: &std::path::Path) -> Result<()> {
 
 /// Dependencies a workspace crate declares but never names in its Rust files (`src/`, `tests/`,
 /// `examples/`, `benches/`, `build.rs`): each is a build cost and an audit surface for nothing.
+/// A dependency declared only for the features it turns on in another (object_store's client
+/// needs reqwest's TLS) is listed, with the reason beside it, under
+/// `[package.metadata.deps] features-only` and is not reported.
 fn unused_dependencies(packages: &[Value]) -> Result<Vec<String>> {
     let mut unused = Vec::new();
     for p in packages.iter().filter(|p| p["source"].is_null()) {
@@ -109,7 +112,10 @@ fn unused_dependencies(packages: &[Value]) -> Result<Vec<String>> {
                 .as_str()
                 .or(dep["name"].as_str())
                 .unwrap_or("?");
-            if !names_crate(&text, &declared.replace('-', "_")) {
+            let features_only = p["metadata"]["deps"]["features-only"]
+                .as_array()
+                .is_some_and(|l| l.iter().any(|d| d.as_str() == Some(declared)));
+            if !features_only && !names_crate(&text, &declared.replace('-', "_")) {
                 let kind = dep["kind"].as_str().unwrap_or("normal");
                 unused.push(format!(
                     "{name}: {kind} dependency {declared} is never used"
