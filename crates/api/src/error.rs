@@ -582,6 +582,8 @@ impl From<defendable_sso::SsoError> for ApiError {
             E::DomainNotVerified(_) => ApiError::new(ErrorCode::DomainNotVerified, detail),
             E::LimitReached(_) => ApiError::new(ErrorCode::LimitReached, detail),
             E::SecretRequired(_) => ApiError::new(ErrorCode::ClientSecretRequired, detail),
+            E::Unconfigured => ApiError::new(ErrorCode::SsoUnavailable, detail),
+            E::Identity(e) => e.into(),
             E::SealedWithUnknownKey => {
                 tracing::error!(
                     "a stored SSO client secret opens under no configured SSO_SECRET_KEY"

@@ -19,6 +19,7 @@ pub mod ratelimit;
 pub mod recheck;
 pub mod recording;
 pub mod routes;
+pub mod signin;
 pub mod telemetry;
 
 use std::net::TcpListener;

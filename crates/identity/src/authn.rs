@@ -145,6 +145,23 @@ impl Authenticator {
         &self.keys
     }
 
+    /// A started session as its holder receives it: its bearer token, signed now.
+    pub fn session_view(&self, session: store::NewSession) -> crate::view::SessionView {
+        let now = OffsetDateTime::now_utc();
+        let token = self.keys.issue(
+            session.user.id,
+            session.session,
+            now.unix_timestamp(),
+            session.expires_at.unix_timestamp(),
+        );
+        crate::view::SessionView {
+            access_token: token,
+            token_type: "Bearer".to_owned(),
+            expires_in: (session.expires_at - now).whole_seconds().max(0),
+            user: session.user.into(),
+        }
+    }
+
     /// Authenticates a bearer credential. Returns which JWT key verified a session token, so the
     /// caller can count uses of a previous secret.
     ///

@@ -19,15 +19,22 @@
 //! This crate composes identity (organizations, users, roles) and the ledger (receipts); neither
 //! of those depends on it.
 
+#[cfg(feature = "postgres")]
 pub mod dns;
 pub mod domain;
+#[cfg(feature = "postgres")]
 pub mod egress;
+#[cfg(feature = "postgres")]
 pub mod login;
+#[cfg(feature = "postgres")]
 pub mod membership;
+#[cfg(feature = "postgres")]
 pub mod oidc;
+#[cfg(feature = "postgres")]
 pub mod recheck;
 pub mod scim;
 pub mod sealed;
+#[cfg(feature = "postgres")]
 pub mod store;
 pub mod view;
 
@@ -63,10 +70,17 @@ pub enum SsoError {
     /// A declared limit (config::limits) would be exceeded.
     #[error("{0}")]
     LimitReached(String),
+    /// SSO_SECRET_KEY is not configured: connections cannot be created or used.
+    #[error("SSO_SECRET_KEY is not configured on this deployment")]
+    Unconfigured,
+    /// An identity rule refused (an invite, a token), as identity reports it.
+    #[error(transparent)]
+    Identity(defendable_identity::IdentityError),
     /// No SSO_SECRET_KEY opens a stored secret (the key was replaced without a rotation).
     #[error("no configured SSO_SECRET_KEY opens this connection's client secret")]
     SealedWithUnknownKey,
     /// Storage failed.
+    #[cfg(feature = "postgres")]
     #[error(transparent)]
     Store(#[from] defendable_store::StoreError),
     /// The ledger refused or failed.
@@ -87,12 +101,14 @@ pub enum SsoError {
     Scim(scim::ScimFault, String),
 }
 
+#[cfg(feature = "postgres")]
 impl From<tokio_postgres::Error> for SsoError {
     fn from(e: tokio_postgres::Error) -> Self {
         SsoError::Store(e.into())
     }
 }
 
+#[cfg(feature = "postgres")]
 impl From<deadpool_postgres::PoolError> for SsoError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
         SsoError::Store(e.into())
@@ -101,3 +117,10 @@ impl From<deadpool_postgres::PoolError> for SsoError {
 
 /// This crate's results.
 pub type Result<T> = std::result::Result<T, SsoError>;
+/// An identity error as this crate reports it.
+pub(crate) fn identity_error(e: defendable_identity::IdentityError) -> SsoError {
+    match e {
+        defendable_identity::IdentityError::Store(s) => SsoError::Store(s),
+        other => SsoError::InvalidInput(other.to_string()),
+    }
+}

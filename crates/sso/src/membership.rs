@@ -10,7 +10,7 @@ use defendable_ledger::{Draft, ReceiptKind};
 use defendable_store::audit::{Actor, AuditAction, AuditContext, AuditEvent};
 use serde_json::json;
 
-use crate::login::identity_error;
+use crate::identity_error;
 use crate::store::{receipt_with_event, Connection};
 use crate::Result;
 

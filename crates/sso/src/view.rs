@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::domain::Provider;
+#[cfg(feature = "postgres")]
 use crate::store::{Connection, DomainClaim};
 
 /// A claimed domain and how to verify it.
@@ -30,6 +31,7 @@ pub struct DomainView {
     pub verified_at: Option<OffsetDateTime>,
 }
 
+#[cfg(feature = "postgres")]
 impl From<DomainClaim> for DomainView {
     fn from(c: DomainClaim) -> Self {
         DomainView {
@@ -100,6 +102,7 @@ pub struct ScimTokenView {
     pub created_at: OffsetDateTime,
 }
 
+#[cfg(feature = "postgres")]
 impl From<Connection> for ConnectionView {
     fn from(c: Connection) -> Self {
         ConnectionView {
@@ -130,4 +133,66 @@ impl From<Connection> for ConnectionView {
 pub struct ConnectionList {
     /// Every connection, oldest first (an organization has at most 10).
     pub items: Vec<ConnectionView>,
+}
+
+/// `POST /auth/sso/start` body: an email address (its domain picks the connection), an
+/// organization with one connection, or an invite to accept; and, for the CLI, its loopback
+/// binding.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct StartSso {
+    /// The address to sign in; its verified domain names the organization and connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Or an organization (slug or id) that has exactly one connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
+    /// Or an invite's token: the sign-in accepts it (its address must be the one signed in).
+    /// This is how an invite to a domain whose connection enforces single sign-on is accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invite: Option<String>,
+    /// Set by a CLI (RFC 8252): the callback sends the browser to its loopback port with the
+    /// one-time link instead of to the web app, and no browser cookie is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cli: Option<CliStart>,
+}
+
+/// A CLI's binding of a single sign-on it starts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CliStart {
+    /// The port the CLI listens on at `127.0.0.1`.
+    pub port: u16,
+    /// base64url (no padding) of the SHA-256 of a verifier only the CLI holds (RFC 7636 S256);
+    /// `POST /auth/verify` redeems the link only with that `code_verifier`.
+    pub code_challenge: String,
+    /// 22–128 base64url characters the CLI chose at random: the callback sends it to the
+    /// loopback port beside the link, and the CLI takes only the request that carries it.
+    pub state: String,
+}
+
+/// Where to send the browser.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SsoStarted {
+    /// The identity provider's authorization URL (code flow, PKCE S256, state, nonce).
+    pub authorization_url: String,
+    /// Seconds the sign-in may take.
+    pub expires_in: u64,
+}
+
+/// `GET /auth/sso/callback` query: what the provider redirects back with.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+pub struct SsoCallback {
+    /// The authorization code.
+    pub code: Option<String>,
+    /// The state the sign-in started with.
+    pub state: Option<String>,
+    /// The issuer (RFC 9207), when the provider sends it.
+    pub iss: Option<String>,
+    /// The provider's error, when it refused.
+    pub error: Option<String>,
 }

@@ -2,17 +2,16 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use defendable_config::limits::LimitKey;
-use defendable_identity::store::{self as identity, NewSession};
-use defendable_identity::{Email, OneTimeToken};
-use defendable_store::audit::{record, Actor, AuditAction, AuditContext, AuditEvent};
+use defendable_identity::store::{self as identity};
+use defendable_identity::Email;
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::auth::{audit_context, Caller};
 use crate::bodies::SessionView;
 use crate::error::{ApiError, ErrorCode, Problem};
 use crate::mail::LinkMail;
+use crate::signin;
 use crate::AppState;
 
 /// `POST /auth/request` body.
@@ -78,7 +77,7 @@ pub async fn post_auth_request(
     )
     .await?;
     if let Err(e) = mail_sign_in_link(&state, &email, &link.token).await {
-        mail_failed(&state, &ctx, &email, "auth.request", e).await;
+        signin::mail_failed(&state, &ctx, &email, "auth.request", e).await;
         return Err(ApiError::new(
             ErrorCode::MailUnavailable,
             "the sign-in link could not be sent; try again shortly",
@@ -93,7 +92,7 @@ async fn mail_sign_in_link(
     email: &Email,
     token: &defendable_identity::OneTimeToken,
 ) -> Result<(), crate::mail::MailError> {
-    let url = app_link(state, "/auth/callback", token.expose());
+    let url = signin::app_link(state, "/auth/callback", token.expose());
     let intro = format!(
         "Use this link to sign in to Defendable. It works once and expires in {} minutes.",
         state.config.magic_link_ttl.as_secs().div_ceil(60)
@@ -110,88 +109,6 @@ async fn mail_sign_in_link(
         .await
 }
 
-/// Records a delivery failure (its own audit event; the link itself was already stored).
-pub async fn mail_failed(
-    state: &AppState,
-    ctx: &AuditContext,
-    to: &Email,
-    purpose: &str,
-    e: crate::mail::MailError,
-) {
-    tracing::error!(error = %e, purpose, "mail delivery failed");
-    let mut event = AuditEvent::new(
-        AuditAction::parse("mail.failure").expect("valid action"),
-        Actor::System,
-    );
-    event.context = ctx.clone();
-    event.target = Some(to.to_string());
-    event.details = serde_json::json!({ "purpose": purpose });
-    match state.db.get().await {
-        Ok(client) => {
-            if let Err(e) = record(&*client, &event).await {
-                tracing::error!(error = %e, "could not record the mail failure");
-            }
-        }
-        Err(e) => tracing::error!(error = %e, "could not record the mail failure"),
-    }
-}
-
-/// A link into the web app carrying a token.
-pub fn app_link(state: &AppState, path: &str, token: &str) -> String {
-    let mut url = state.config.app_base_url();
-    let base = url.path().trim_end_matches('/').to_owned();
-    url.set_path(&format!("{base}{path}"));
-    url.query_pairs_mut().clear().append_pair("token", token);
-    url.to_string()
-}
-
-async fn limit_by_ip(
-    req: &HttpRequest,
-    state: &AppState,
-    route: &str,
-    ctx: &AuditContext,
-) -> Result<(), ApiError> {
-    let ip = ctx.ip.map(|ip| ip.to_string());
-    crate::ratelimit::check(req, state, "POST", route, |k| match k {
-        LimitKey::Ip => ip.clone(),
-        _ => None,
-    })
-    .await
-}
-
-/// Parses a one-time token; a malformed one is audited and refused like any other bad token.
-async fn parse_token(
-    state: &AppState,
-    raw: &str,
-    action: &'static str,
-    ctx: &AuditContext,
-) -> Result<OneTimeToken, ApiError> {
-    match OneTimeToken::parse(raw) {
-        Ok(t) => Ok(t),
-        Err(e) => {
-            let client = state.db.get().await?;
-            identity::record_invalid_token(&*client, action, ctx).await?;
-            Err(e.into())
-        }
-    }
-}
-
-fn session_body(state: &AppState, session: NewSession) -> SessionView {
-    let now = OffsetDateTime::now_utc();
-    let token = state.auth.session_keys().issue(
-        session.user.id,
-        session.session,
-        now.unix_timestamp(),
-        session.expires_at.unix_timestamp(),
-    );
-    SessionView {
-        access_token: token,
-        token_type: "Bearer".to_owned(),
-        expires_in: (session.expires_at - now).whole_seconds().max(0),
-        user: session.user.into(),
-    }
-}
-
 /// Consumes a magic-link token and starts a session. The first sign-in of an address creates
 /// the user and a personal organization they own.
 #[utoipa::path(post, path = "/auth/verify", tag = "auth", request_body = VerifyBody,
@@ -205,30 +122,8 @@ pub async fn post_auth_verify(
     body: web::Json<VerifyBody>,
 ) -> Result<web::Json<SessionView>, ApiError> {
     Ok(web::Json(
-        sign_in(&req, &state, &body.token, body.code_verifier.as_deref()).await?,
+        signin::sign_in(&req, &state, &body.token, body.code_verifier.as_deref()).await?,
     ))
-}
-
-/// Consumes a magic-link token (the JSON route and the sign-in page's button): limited per IP,
-/// audited, one session.
-pub async fn sign_in(
-    req: &HttpRequest,
-    state: &AppState,
-    raw: &str,
-    verifier: Option<&str>,
-) -> Result<SessionView, ApiError> {
-    let ctx = audit_context(req, state);
-    limit_by_ip(req, state, "/auth/verify", &ctx).await?;
-    let token = parse_token(state, raw, "auth.verify", &ctx).await?;
-    let session = identity::redeem_link(
-        &mut *state.db.get().await?,
-        &token,
-        verifier,
-        state.config.jwt_ttl,
-        &ctx,
-    )
-    .await?;
-    Ok(session_body(state, session))
 }
 
 /// Accepts an invite: the token proves the invited address. Creates the user if needed, adds the
@@ -246,27 +141,9 @@ pub async fn post_auth_accept_invite(
     state: web::Data<AppState>,
     body: web::Json<TokenBody>,
 ) -> Result<web::Json<SessionView>, ApiError> {
-    Ok(web::Json(accept_invite(&req, &state, &body.token).await?))
-}
-
-/// Consumes an invite token (the JSON route and the invite page's button): limited per IP,
-/// audited, membership and session in one transaction.
-pub async fn accept_invite(
-    req: &HttpRequest,
-    state: &AppState,
-    raw: &str,
-) -> Result<SessionView, ApiError> {
-    let ctx = audit_context(req, state);
-    limit_by_ip(req, state, "/auth/accept-invite", &ctx).await?;
-    let token = parse_token(state, raw, "invite.accept", &ctx).await?;
-    let (session, _org) = identity::accept_invite(
-        &mut *state.db.get().await?,
-        &token,
-        state.config.jwt_ttl,
-        &ctx,
-    )
-    .await?;
-    Ok(session_body(state, session))
+    Ok(web::Json(
+        signin::accept_invite(&req, &state, &body.token).await?,
+    ))
 }
 
 /// Ends the caller's session on every server process.

@@ -12,7 +12,7 @@ use crate::auth::Caller;
 use crate::bodies::{InvitePage, InviteView, PageQuery, RoleView};
 use crate::error::{ApiError, ErrorCode, Problem};
 use crate::mail::LinkMail;
-use crate::routes::auth::{app_link, mail_failed};
+use crate::signin::{app_link, mail_failed};
 use crate::AppState;
 
 /// `POST /orgs/{org}/invites` body.

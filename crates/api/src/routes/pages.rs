@@ -11,10 +11,8 @@ use utoipa::{IntoParams, ToSchema};
 use crate::bodies::SessionView;
 use crate::error::{ApiError, ErrorCode};
 use crate::pages::{self, SessionFacts, SignInPage, SignedInPage};
-use crate::routes::auth::{accept_invite, app_link, sign_in};
-use crate::routes::sso::{begin, StartFrom};
+use crate::signin::{self, app_link, InviteOutcome};
 use crate::AppState;
-use defendable_sso::login::Binding;
 
 /// The token of a mailed link.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -71,7 +69,7 @@ fn form_binding(key: &str, token: &str) -> String {
 /// Whether the form came from the page this browser opened.
 fn form_is_genuine(req: &HttpRequest, form: &LinkForm) -> bool {
     use subtle::ConstantTimeEq as _;
-    match (crate::routes::sso::cookie(req, FORM_COOKIE), &form.csrf) {
+    match (signin::cookie(req, FORM_COOKIE), &form.csrf) {
         (Some(key), Some(sent)) => bool::from(
             form_binding(&key, &form.token)
                 .as_bytes()
@@ -203,7 +201,6 @@ pub async fn post_link_form(
     state: web::Data<AppState>,
     form: web::Form<LinkForm>,
 ) -> Result<HttpResponse, ApiError> {
-    let api = state.config.api_base_url().to_string();
     // A form another site made (login CSRF) is refused before the token is looked at.
     let outcome = if !form_is_genuine(&req, &form) {
         Err(ApiError::new(
@@ -212,80 +209,58 @@ pub async fn post_link_form(
         ))
     } else {
         match form.link {
-            LinkKind::SignIn => sign_in(&req, &state, &form.token, None).await,
-            LinkKind::Invite => accept_invite(&req, &state, &form.token).await,
+            LinkKind::SignIn => signin::sign_in(&req, &state, &form.token, None)
+                .await
+                .map(InviteOutcome::Joined),
+            LinkKind::Invite => signin::accept_invite_or_sso(&req, &state, &form.token).await,
         }
     };
-    // An invite the organization accepts only through single sign-on: the sign-in is recorded
-    // (bound to this browser by its cookie, carrying the invite) and the page links to the
-    // identity provider.
-    let outcome = match outcome {
-        Ok(session) => Outcome::SignedIn(session),
-        Err(e) if form.link == LinkKind::Invite && e.code() == ErrorCode::SsoRequired => {
-            match begin(&state, StartFrom::Invite(&form.token), &Binding::Browser).await {
-                Ok(begun) => Outcome::ContinueSso(begun),
-                Err(e) => Outcome::Failed(e),
-            }
-        }
-        Err(e) => Outcome::Failed(e),
+    outcome_page(&state, form.link, outcome)
+}
+
+/// The page that shows what the button led to: signed in; for an invite the organization
+/// accepts only through single sign-on, a link to the identity provider with the cookie that
+/// binds the sign-in (which uses the invite) to this browser; or the problem.
+fn outcome_page(
+    state: &AppState,
+    link: LinkKind,
+    outcome: Result<InviteOutcome, ApiError>,
+) -> Result<HttpResponse, ApiError> {
+    let api = state.config.api_base_url().to_string();
+    let mut page = SignedInPage {
+        api: &api,
+        heading: "You are signed in",
+        session: None,
+        joined: None,
+        problem: String::new(),
+        continue_sso: None,
     };
-    let mut sso_cookie = None;
-    let (status, page) = match outcome {
-        Outcome::SignedIn(session) => (
-            StatusCode::OK,
-            SignedInPage {
-                api: &api,
-                heading: "You are signed in",
-                session: Some(session_facts(session)),
-                joined: (form.link == LinkKind::Invite).then_some("the organization"),
-                problem: String::new(),
-                continue_sso: None,
-            },
-        ),
-        Outcome::ContinueSso(begun) => {
-            sso_cookie = begun.cookie;
-            (
-                StatusCode::OK,
-                SignedInPage {
-                    api: &api,
-                    heading: "Continue with single sign-on",
-                    session: None,
-                    joined: None,
-                    problem: String::new(),
-                    continue_sso: Some(begun.authorization_url),
-                },
-            )
+    let (status, sso_cookie) = match outcome {
+        Ok(InviteOutcome::Joined(session)) => {
+            page.session = Some(session_facts(session));
+            page.joined = (link == LinkKind::Invite).then_some("the organization");
+            (StatusCode::OK, None)
         }
-        Outcome::Failed(e) => (
-            e.status(),
-            SignedInPage {
-                api: &api,
-                heading: "This link did not sign you in",
-                session: None,
-                joined: None,
-                problem: link_problem(&e),
-                continue_sso: None,
-            },
-        ),
+        Ok(InviteOutcome::ContinueSso(begun)) => {
+            page.heading = "Continue with single sign-on";
+            page.continue_sso = Some(begun.started.authorization_url);
+            (StatusCode::OK, begun.browser)
+        }
+        Err(e) => {
+            page.heading = "This link did not sign you in";
+            page.problem = link_problem(&e);
+            (e.status(), None)
+        }
     };
     let mut response = pages::render(status, &page)?;
-    if let Some(cookie) = sso_cookie {
+    if let Some(browser) = sso_cookie {
         response.headers_mut().insert(
             header::SET_COOKIE,
-            header::HeaderValue::from_str(&cookie).map_err(ApiError::internal)?,
+            header::HeaderValue::from_str(&signin::sso_cookie(Some(&browser)))
+                .map_err(ApiError::internal)?,
         );
     }
     Ok(response)
-}
-
-/// What the pages' button led to.
-enum Outcome {
-    /// A session (and, for an invite, the membership).
-    SignedIn(SessionView),
-    /// An invite to accept through single sign-on: the sign-in it starts.
-    ContinueSso(crate::routes::sso::Begun),
-    /// A refusal, shown as the page's problem.
-    Failed(ApiError),
 }
 
 /// What a person is told when the button fails.

@@ -7,22 +7,25 @@ use std::collections::BTreeMap;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use defendable_config::limits::LimitKey;
-use defendable_identity::store as identity;
 use defendable_identity::Role;
-use defendable_identity::{Email, OneTimeToken, OrgRef};
+use defendable_sso::login;
 use defendable_sso::store::{self as sso, Change, ConnectionPatch, NewConnection};
-use defendable_sso::view::{ConnectionList, ConnectionView, DomainList, DomainView};
-use defendable_sso::{login, oidc, SsoError};
+use defendable_sso::view::{
+    ConnectionList, ConnectionView, DomainList, DomainView, SsoCallback, SsoStarted, StartSso,
+};
+use defendable_sso::SsoError;
 use defendable_sso::{
     ClientId, ClientSecret, ConnectionId, DomainName, GroupRoles, Issuer, Provider,
 };
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Deserialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::{audit_context, Caller};
-use crate::error::{ApiError, ErrorCode, Problem};
+use crate::error::{ApiError, Problem};
+use crate::signin;
 use crate::AppState;
+use defendable_store::audit::AuditContext;
 
 /// `POST /orgs/{org}/domains` body.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -223,12 +226,7 @@ fn allow_http_issuers(state: &AppState) -> bool {
 }
 
 fn keys(state: &AppState) -> Result<&defendable_sso::sealed::SecretKeys, ApiError> {
-    state.sso_keys.as_deref().ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::SsoUnavailable,
-            "SSO_SECRET_KEY is not configured on this deployment",
-        )
-    })
+    Ok(state.sso_keys.as_deref().ok_or(SsoError::Unconfigured)?)
 }
 
 /// Creates a connection; the receipt names what was set, never the secret.
@@ -413,50 +411,24 @@ pub async fn delete_org_sso_connection(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// The cookie that binds a single sign-on to the browser that started it.
-pub const SSO_COOKIE: &str = "__Host-defendable-sso";
 const START_ROUTE: &str = "/auth/sso/start";
 const CALLBACK_ROUTE: &str = "/auth/sso/callback";
 
-/// `POST /auth/sso/start` body: an email address (its domain picks the connection), an
-/// organization with one connection, or an invite to accept; and, for the CLI, its loopback
-/// binding.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StartSso {
-    /// The address to sign in; its verified domain names the organization and connection.
-    pub email: Option<String>,
-    /// Or an organization (slug or id) that has exactly one connection.
-    pub org: Option<String>,
-    /// Or an invite's token: the sign-in accepts it (its address must be the one signed in).
-    /// This is how an invite to a domain whose connection enforces single sign-on is accepted.
-    pub invite: Option<String>,
-    /// Set by a CLI (RFC 8252): the callback sends the browser to its loopback port with the
-    /// one-time link instead of to the web app, and no browser cookie is set.
-    pub cli: Option<CliStart>,
-}
-
-/// A CLI's binding of a single sign-on it starts.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CliStart {
-    /// The port the CLI listens on at `127.0.0.1`.
-    pub port: u16,
-    /// base64url (no padding) of the SHA-256 of a verifier only the CLI holds (RFC 7636 S256);
-    /// `POST /auth/verify` redeems the link only with that `code_verifier`.
-    pub code_challenge: String,
-    /// 22–128 base64url characters the CLI chose at random: the callback sends it to the
-    /// loopback port beside the link, and the CLI takes only the request that carries it.
-    pub state: String,
-}
-
-/// Where to send the browser.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct SsoStarted {
-    /// The identity provider's authorization URL (code flow, PKCE S256, state, nonce).
-    pub authorization_url: String,
-    /// Seconds the sign-in may take.
-    pub expires_in: u64,
+/// Limits a sign-in route per client address.
+async fn limit_by_ip(
+    req: &HttpRequest,
+    state: &AppState,
+    method: &str,
+    route: &str,
+) -> Result<AuditContext, ApiError> {
+    let ctx = audit_context(req, state);
+    let ip = ctx.ip.map(|ip| ip.to_string());
+    crate::ratelimit::check(req, state, method, route, |k| match k {
+        LimitKey::Ip => ip.clone(),
+        _ => None,
+    })
+    .await?;
+    Ok(ctx)
 }
 
 /// Starts a single sign-on: answers the provider's authorization URL and sets a cookie that
@@ -475,145 +447,13 @@ pub async fn post_auth_sso_start(
     state: web::Data<AppState>,
     body: web::Json<StartSso>,
 ) -> Result<HttpResponse, ApiError> {
-    let ctx = audit_context(&req, &state);
-    let ip = ctx.ip.map(|ip| ip.to_string());
-    crate::ratelimit::check(&req, &state, "POST", START_ROUTE, |k| match k {
-        LimitKey::Ip => ip.clone(),
-        _ => None,
-    })
-    .await?;
-    let binding = match &body.cli {
-        Some(cli) => login::Binding::cli(cli.port, &cli.code_challenge, &cli.state)?,
-        None => login::Binding::Browser,
-    };
-    let from = match (&body.email, &body.org, &body.invite) {
-        (Some(email), None, None) => StartFrom::Email(email),
-        (None, Some(org), None) => StartFrom::Org(org),
-        (None, None, Some(invite)) => StartFrom::Invite(invite),
-        _ => {
-            return Err(ApiError::new(
-                ErrorCode::InvalidInput,
-                "send exactly one of `email`, `org` and `invite`",
-            ))
-        }
-    };
-    let begun = begin(&state, from, &binding).await?;
+    limit_by_ip(&req, &state, "POST", START_ROUTE).await?;
+    let begun = login::begin(|| state.db.get(), &signin::deployment(&state), &body).await?;
     let mut response = HttpResponse::Ok();
-    if let Some(cookie) = begun.cookie {
-        response.insert_header((header::SET_COOKIE, cookie));
+    if let Some(browser) = begun.browser.as_deref() {
+        response.insert_header((header::SET_COOKIE, signin::sso_cookie(Some(browser))));
     }
-    Ok(response.json(SsoStarted {
-        authorization_url: begun.authorization_url,
-        expires_in: defendable_config::limits::SSO_LOGIN_TTL.as_secs(),
-    }))
-}
-
-/// What names the connection a sign-in goes through.
-#[derive(Debug, Clone, Copy)]
-pub enum StartFrom<'a> {
-    /// An address whose verified domain one of an organization's connections lists.
-    Email(&'a str),
-    /// An organization with exactly one connection.
-    Org(&'a str),
-    /// A pending invite's token: the sign-in accepts it.
-    Invite(&'a str),
-}
-
-/// A recorded sign-in: where to send the browser, and the cookie binding it (browser sign-ins).
-#[derive(Debug)]
-pub struct Begun {
-    /// The provider's authorization URL.
-    pub authorization_url: String,
-    /// The `Set-Cookie` value that binds the sign-in to this browser.
-    pub cookie: Option<String>,
-}
-
-/// Records a sign-in through the connection `from` names and builds the provider's
-/// authorization URL (code flow, PKCE S256, state, nonce). The JSON start route and the invite
-/// page's button share it.
-pub async fn begin(
-    state: &AppState,
-    from: StartFrom<'_>,
-    binding: &login::Binding,
-) -> Result<Begun, ApiError> {
-    let (connection, started) = {
-        let client = state.db.get().await?;
-        let (connection, invite) = match from {
-            StartFrom::Email(email) => (
-                login::connection_for_email(&*client, &Email::parse(email)?).await?,
-                None,
-            ),
-            StartFrom::Org(org) => {
-                // An unknown or malformed organization is refused like one without a connection.
-                let no_such = || SsoError::Refused("no such organization".into());
-                let org = OrgRef::parse(org).map_err(|_| no_such())?;
-                let org = identity::find_org(&*client, &org)
-                    .await?
-                    .ok_or_else(no_such)?;
-                (login::connection_for_org(&*client, org.id).await?, None)
-            }
-            StartFrom::Invite(invite) => {
-                let invalid = || SsoError::Refused("the invite is invalid or has expired".into());
-                let token = OneTimeToken::parse(invite).map_err(|_| invalid())?;
-                let (connection, invite) = login::connection_for_invite(&*client, &token).await?;
-                (connection, Some(invite))
-            }
-        };
-        let started = login::start(&*client, connection.id, binding, invite).await?;
-        (connection, started)
-    };
-    // No database connection is held while the provider answers.
-    let discovery = state
-        .oidc
-        .discover(&connection.issuer, allow_http_issuers(state))
-        .await?;
-    let mut url = defendable_config::Url::parse(&discovery.authorization_endpoint)
-        .map_err(|e| SsoError::Provider(e.to_string()))?;
-    url.query_pairs_mut()
-        .append_pair("response_type", "code")
-        .append_pair("client_id", connection.client_id.as_str())
-        .append_pair("redirect_uri", &callback_url(state))
-        .append_pair("scope", connection.provider.scopes())
-        .append_pair("state", &started.state)
-        .append_pair("nonce", &started.nonce)
-        .append_pair("code_challenge", &oidc::pkce_challenge(&started.verifier))
-        .append_pair("code_challenge_method", "S256");
-    let ttl = defendable_config::limits::SSO_LOGIN_TTL.as_secs();
-    Ok(Begun {
-        authorization_url: url.to_string(),
-        cookie: started.browser.map(|browser| {
-            format!("{SSO_COOKIE}={browser}; Path=/; Max-Age={ttl}; HttpOnly; Secure; SameSite=Lax")
-        }),
-    })
-}
-
-/// The value of the request's cookie `name`.
-pub(crate) fn cookie(req: &HttpRequest, name: &str) -> Option<String> {
-    req.headers()
-        .get_all(header::COOKIE)
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
-}
-
-fn callback_url(state: &AppState) -> String {
-    let base = state.config.api_base_url();
-    format!("{}{CALLBACK_ROUTE}", base.as_str().trim_end_matches('/'))
-}
-
-/// `GET /auth/sso/callback` query: what the provider redirects back with.
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct SsoCallback {
-    /// The authorization code.
-    pub code: Option<String>,
-    /// The state the sign-in started with.
-    pub state: Option<String>,
-    /// The issuer (RFC 9207), when the provider sends it.
-    pub iss: Option<String>,
-    /// The provider's error, when it refused.
-    pub error: Option<String>,
+    Ok(response.json(begun.started))
 }
 
 /// Completes a single sign-on: the state (once, in the browser that started it), the code
@@ -631,112 +471,19 @@ pub async fn get_auth_sso_callback(
     state: web::Data<AppState>,
     query: web::Query<SsoCallback>,
 ) -> Result<HttpResponse, ApiError> {
-    let ctx = audit_context(&req, &state);
-    let ip = ctx.ip.map(|ip| ip.to_string());
-    crate::ratelimit::check(&req, &state, "GET", CALLBACK_ROUTE, |k| match k {
-        LimitKey::Ip => ip.clone(),
-        _ => None,
-    })
+    let ctx = limit_by_ip(&req, &state, "GET", CALLBACK_ROUTE).await?;
+    let browser = signin::cookie(&req, signin::SSO_COOKIE);
+    let target = login::finish(
+        || state.db.get(),
+        &signin::deployment(&state),
+        &query,
+        browser.as_deref(),
+        &ctx,
+    )
     .await?;
-    let query = query.into_inner();
-    if let Some(error) = &query.error {
-        return Err(SsoError::Refused(format!("the identity provider answered {error}")).into());
-    }
-    let (Some(code), Some(sso_state)) = (&query.code, &query.state) else {
-        return Err(SsoError::Refused("the callback carries no code or state".into()).into());
-    };
-    let browser = cookie(&req, SSO_COOKIE);
-    let pending = login::take(&*state.db.get().await?, sso_state, browser.as_deref()).await?;
-    let connection = &pending.connection;
-    if query
-        .iss
-        .as_deref()
-        .is_some_and(|iss| iss != connection.issuer.as_str())
-    {
-        return Err(SsoError::Refused("wrong issuer (iss)".into()).into());
-    }
-    let allow_http = allow_http_issuers(&state);
-    let discovery = state.oidc.discover(&connection.issuer, allow_http).await?;
-    let secret = connection.client_secret(keys(&state)?)?;
-    let id_token = state
-        .oidc
-        .exchange(
-            &discovery,
-            connection.client_id.as_str(),
-            secret.expose(),
-            code,
-            &pending.verifier,
-            &callback_url(&state),
-            allow_http,
-        )
-        .await?;
-    let jwks = state.oidc.jwks(&discovery, allow_http).await?;
-    let claims = oidc::validate_id_token(
-        &id_token,
-        &jwks,
-        &connection.issuer,
-        connection.client_id.as_str(),
-        &pending.nonce,
-    )?;
-    let email = Email::parse(claims.verified_email(connection.provider)?)?;
-    let link = {
-        let mut client = state.db.get().await?;
-        let tx = client.transaction().await.map_err(SsoError::from)?;
-        let completed = login::complete(
-            &tx,
-            connection,
-            &email,
-            &claims.groups,
-            claims.hd.as_deref(),
-            pending.invite,
-            &ctx,
-        )
-        .await?;
-        tx.commit().await.map_err(SsoError::from)?;
-        if let Some(refusal) = completed.refusal() {
-            return Err(refusal.into());
-        }
-        identity::request_sso_link(
-            &mut client,
-            &email,
-            state.config.magic_link_ttl,
-            connection.id.as_uuid(),
-            state.config.sso_session_ttl,
-            match &pending.binding {
-                login::Binding::Cli { challenge, .. } => Some(challenge.as_slice()),
-                login::Binding::Browser => None,
-            },
-            &ctx,
-        )
-        .await?
-    };
-    // The web app's sign-in page, or the loopback port of the CLI that started the sign-in
-    // with the state it takes the link by.
-    let (mut target, cli_state) = match pending.binding {
-        login::Binding::Cli { port, state, .. } => (
-            defendable_config::Url::parse(&format!("http://127.0.0.1:{port}/"))
-                .map_err(|e| SsoError::InvalidInput(e.to_string()))?,
-            state,
-        ),
-        login::Binding::Browser => {
-            let mut page = state.config.app_base_url();
-            page.set_path("/auth/callback");
-            (page, None)
-        }
-    };
-    {
-        let mut query = target.query_pairs_mut();
-        query.append_pair("token", link.token.expose());
-        if let Some(cli_state) = &cli_state {
-            query.append_pair("state", cli_state);
-        }
-    }
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, target.to_string()))
-        .insert_header((
-            header::SET_COOKIE,
-            format!("{SSO_COOKIE}=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Lax"),
-        ))
+        .insert_header((header::SET_COOKIE, signin::sso_cookie(None)))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::REFERRER_POLICY, "no-referrer"))
         .finish())

@@ -43,14 +43,16 @@ fn core_crates_do_not_depend_on_actix_web() {
     }
 }
 
-/// The ledger's and identity's pure parts build with no database: outsiders can embed the
-/// verifier alone, and the CLI reads the API's typed shapes without a PostgreSQL client.
+/// The pure parts of the ledger, identity, datasets and SSO build with no database: outsiders
+/// can embed the verifier alone, and the CLI reads the API's typed shapes without a PostgreSQL
+/// client (nor SSO's identity-provider client).
 #[test]
 fn the_pure_cores_have_no_database_dependency_without_default_features() {
     for core in [
         "defendable-ledger",
         "defendable-identity",
         "defendable-datasets",
+        "defendable-sso",
     ] {
         let tree = cargo_tree(core, &["--no-default-features", "-e", "normal"]);
         for forbidden in [
@@ -59,6 +61,8 @@ fn the_pure_cores_have_no_database_dependency_without_default_features() {
             "defendable-store",
             "tokio ",
             "actix",
+            "reqwest",
+            "hickory",
         ] {
             assert!(
                 !tree.lines().any(|l| l.starts_with(forbidden)),
@@ -167,18 +171,8 @@ fn route_imports(text: &str) -> Vec<String> {
     found
 }
 
-/// Edges between route modules that remain until the SSO sign-in moves into its core (issue 35,
-/// item 1): the invite page and the sign-in pages call the magic-link and SSO start helpers.
-/// The test fails on any other edge and on a listed edge that no longer exists, so the list only
-/// shrinks.
-const REMAINING_ROUTE_EDGES: &[(&str, &str)] = &[
-    ("invites.rs", "auth"),
-    ("pages.rs", "auth"),
-    ("pages.rs", "sso"),
-];
-
 /// Route modules do not import each other: what several routes share lives outside `routes/`
-/// (`proofs`, `bodies`, `recording`, `auth`, …).
+/// (`proofs`, `bodies`, `recording`, `signin`, `auth`, …).
 #[test]
 fn route_modules_do_not_import_each_other() {
     assert_eq!(
@@ -202,41 +196,39 @@ fn route_modules_do_not_import_each_other() {
         }
     }
     edges.sort();
-    let remaining: Vec<(String, String)> = REMAINING_ROUTE_EDGES
-        .iter()
-        .map(|(f, m)| ((*f).to_owned(), (*m).to_owned()))
-        .collect();
     assert_eq!(
-        edges, remaining,
-        "route modules import each other beyond the listed edges (or a listed one is gone: \
-         take it off the list)"
+        edges,
+        Vec::<(String, String)>::new(),
+        "route modules import each other: move what they share out of routes/"
     );
 }
 
+/// Whether a line of code opens a transaction (comments ignored).
+fn opens_transaction(line: &str) -> bool {
+    let code = line.split("//").next().unwrap_or_default();
+    code.contains(".transaction()") || code.contains("build_transaction()")
+}
+
 /// The shell opens no transaction: a use case that writes is one call into its core, which
-/// opens the transaction. The one left is the SSO callback's (issue 35, item 1 moves it into
-/// `sso::login::finish`); the test fails on any other, and once that one is gone.
+/// opens the transaction (the SSO callback's went into `sso::login::finish`).
 #[test]
 fn the_shell_opens_no_transaction() {
-    let mut found: Vec<String> = api_sources()
+    assert!(opens_transaction("let tx = client.transaction().await?;"));
+    assert!(!opens_transaction("// client.transaction() in a comment"));
+    let found: Vec<String> = api_sources()
         .into_iter()
         .flat_map(|(path, text)| {
-            let file = path
-                .file_name()
-                .expect("name")
-                .to_string_lossy()
-                .into_owned();
             text.lines()
-                .filter(|l| {
-                    let code = l.split("//").next().unwrap_or_default();
-                    code.contains(".transaction()") || code.contains("build_transaction()")
-                })
-                .map(|_| file.clone())
+                .enumerate()
+                .filter(|(_, l)| opens_transaction(l))
+                .map(|(n, l)| format!("{}:{}: {}", path.display(), n + 1, l.trim()))
                 .collect::<Vec<_>>()
         })
         .collect();
-    found.sort();
-    assert_eq!(found, ["sso.rs"], "transactions opened in the api crate");
+    assert!(
+        found.is_empty(),
+        "transactions opened in the api crate: {found:#?}"
+    );
 }
 
 /// The workspace crates `package` depends on directly (normal and build edges), by name.

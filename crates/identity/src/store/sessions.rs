@@ -13,11 +13,12 @@ pub async fn request_magic_link(
     issue_link(client, email, ttl, None, None, ctx).await
 }
 
-/// Issues the one-time link a completed single sign-on hands to the browser: like a magic link,
-/// but the session it starts remembers `connection` (an organization that enforces SSO admits
-/// only such sessions).
-pub async fn request_sso_link(
-    client: &mut Client,
+/// Issues, in `tx`, the one-time link a completed single sign-on hands to the browser: like a
+/// magic link, but the session it starts remembers `connection` (an organization that enforces
+/// SSO admits only such sessions), lives at most `session_max`, and, with `handoff` (the SHA-256
+/// of a CLI's verifier), is redeemed only with that verifier.
+pub async fn issue_sso_link(
+    tx: &Transaction<'_>,
     email: &Email,
     ttl: Duration,
     connection: Uuid,
@@ -25,8 +26,8 @@ pub async fn request_sso_link(
     handoff: Option<&[u8]>,
     ctx: &AuditContext,
 ) -> Result<IssuedLink> {
-    issue_link(
-        client,
+    link_in(
+        tx,
         email,
         ttl,
         Some((connection, session_max)),
@@ -44,10 +45,24 @@ async fn issue_link(
     handoff: Option<&[u8]>,
     ctx: &AuditContext,
 ) -> Result<IssuedLink> {
+    let tx = client.transaction().await?;
+    let link = link_in(&tx, email, ttl, sso, handoff, ctx).await?;
+    tx.commit().await?;
+    Ok(link)
+}
+
+/// Supersedes `email`'s unused links and stores a new one with its audit event, in `tx`.
+async fn link_in(
+    tx: &Transaction<'_>,
+    email: &Email,
+    ttl: Duration,
+    sso: Option<(Uuid, Duration)>,
+    handoff: Option<&[u8]>,
+    ctx: &AuditContext,
+) -> Result<IssuedLink> {
     let connection = sso.map(|(c, _)| c);
     let session_max = sso.map(|(_, max)| max.as_secs_f64());
     let token = OneTimeToken::generate();
-    let tx = client.transaction().await?;
     tx.execute(
         &tx.prepare_cached(
             "UPDATE magic_links SET superseded_at = now()
@@ -82,8 +97,7 @@ async fn issue_link(
             Some(c) => json!({"via": "sso", "connection": c}),
             None => json!({}),
         });
-    record(&tx, &e).await?;
-    tx.commit().await?;
+    record(tx, &e).await?;
     Ok(IssuedLink {
         email: email.clone(),
         token,

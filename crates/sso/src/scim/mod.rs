@@ -16,6 +16,7 @@
 //! `member.role_change` receipts); [`patch`] applies PATCH operations to a resource's document.
 
 pub mod patch;
+#[cfg(feature = "postgres")]
 pub mod store;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -355,7 +356,7 @@ impl UserRecord {
     }
 
     /// The writable attributes, the document a PATCH works on.
-    pub(crate) fn document(&self) -> Map<String, Value> {
+    pub fn document(&self) -> Map<String, Value> {
         let mut o = Map::new();
         o.insert("userName".into(), json!(self.user_name));
         if let Some(e) = &self.external_id {
@@ -405,7 +406,7 @@ impl GroupRecord {
     }
 
     /// The writable attributes, the document a PATCH works on.
-    pub(crate) fn document(&self) -> Map<String, Value> {
+    pub fn document(&self) -> Map<String, Value> {
         let mut o = Map::new();
         o.insert("displayName".into(), json!(self.display_name));
         if let Some(e) = &self.external_id {

@@ -825,7 +825,7 @@ async fn account_for(
     let Some(email) = address.and_then(|a| Email::parse(a).ok()) else {
         return Ok(None);
     };
-    if crate::login::verified_domain(tx, connection, &email)
+    if crate::store::verified_domain(tx, connection, &email)
         .await?
         .is_none()
     {
