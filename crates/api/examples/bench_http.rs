@@ -472,10 +472,7 @@ async fn library_rate(pool: deadpool_postgres::Pool, secs: u64, audited: bool) -
     let (n, t, mut lat) = drive(32, Duration::from_secs(secs), move |w, i| {
         let a = appender.clone();
         let audit = audited.then(|| {
-            let mut e = AuditEvent::new(
-                AuditAction::parse("receipt.create").expect("valid"),
-                Actor::ApiKey(key),
-            );
+            let mut e = AuditEvent::new(AuditAction::ReceiptCreate, Actor::ApiKey(key));
             e.org_id = Some(org);
             e.context = AuditContext {
                 request_id: Some(format!("bench-{w}-{i}")),

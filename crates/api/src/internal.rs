@@ -34,10 +34,7 @@ pub enum Credential {
 pub async fn guard_scrape(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
     let outcome = check(req, state, Credential::InternalKey);
     if let Err(refused) = &outcome {
-        let mut e = AuditEvent::new(
-            AuditAction::parse("internal.call").expect("valid"),
-            Actor::Internal,
-        );
+        let mut e = AuditEvent::new(AuditAction::InternalCall, Actor::Internal);
         e.context = audit_context(req, state);
         e.target = Some("GET /metrics".to_owned());
         e.details = json!({ "outcome": refused.code().as_str() });
@@ -65,7 +62,7 @@ pub async fn guard_with(
         Credential::InternalKey => Actor::Internal,
         Credential::RunnerToken => Actor::Runner,
     };
-    let mut e = AuditEvent::new(AuditAction::parse("internal.call").expect("valid"), actor);
+    let mut e = AuditEvent::new(AuditAction::InternalCall, actor);
     e.context = audit_context(req, state);
     e.target = Some(route.to_owned());
     e.details = json!({ "outcome": outcome.as_ref().map(|_| "allowed").unwrap_or_else(|e| e.code().as_str()) });

@@ -33,7 +33,7 @@ pub async fn record_receipt(
 ) -> Result<HttpResponse, ApiError> {
     let kind = ReceiptKind::parse_client(&kind)?;
     let idempotency = idempotency(req, &kind, &public, private.as_ref())?;
-    let mut audit = AuditEvent::new(AuditAction::parse("receipt.create").expect("valid"), actor);
+    let mut audit = AuditEvent::new(AuditAction::ReceiptCreate, actor);
     audit.org_id = Some(org);
     audit.context = context;
     audit.details = json!({ "kind": kind.as_str(), "via": via });

@@ -64,10 +64,7 @@ pub async fn mail_failed(
     e: crate::mail::MailError,
 ) {
     tracing::error!(error = %e, purpose, "mail delivery failed");
-    let mut event = AuditEvent::new(
-        AuditAction::parse("mail.failure").expect("valid action"),
-        Actor::System,
-    );
+    let mut event = AuditEvent::new(AuditAction::MailFailure, Actor::System);
     event.context = ctx.clone();
     event.target = Some(to.to_string());
     event.details = serde_json::json!({ "purpose": purpose });
@@ -108,7 +105,7 @@ async fn limit_by_ip(
 async fn parse_token(
     state: &AppState,
     raw: &str,
-    action: &'static str,
+    action: AuditAction,
     ctx: &AuditContext,
 ) -> Result<OneTimeToken, ApiError> {
     match OneTimeToken::parse(raw) {
@@ -131,7 +128,7 @@ pub async fn sign_in(
 ) -> Result<SessionView, ApiError> {
     let ctx = audit_context(req, state);
     limit_by_ip(req, state, "/auth/verify", &ctx).await?;
-    let token = parse_token(state, raw, "auth.verify", &ctx).await?;
+    let token = parse_token(state, raw, AuditAction::AuthVerify, &ctx).await?;
     let session = identity::redeem_link(
         &mut *state.db.get().await?,
         &token,
@@ -152,7 +149,7 @@ pub async fn accept_invite(
 ) -> Result<SessionView, ApiError> {
     let ctx = audit_context(req, state);
     limit_by_ip(req, state, "/auth/accept-invite", &ctx).await?;
-    let token = parse_token(state, raw, "invite.accept", &ctx).await?;
+    let token = parse_token(state, raw, AuditAction::InviteAccept, &ctx).await?;
     let (session, _org) = identity::accept_invite(
         &mut *state.db.get().await?,
         &token,
@@ -182,7 +179,7 @@ pub async fn accept_invite_or_sso(
 ) -> Result<InviteOutcome, ApiError> {
     let ctx = audit_context(req, state);
     limit_by_ip(req, state, "/auth/accept-invite", &ctx).await?;
-    let token = parse_token(state, raw, "invite.accept", &ctx).await?;
+    let token = parse_token(state, raw, AuditAction::InviteAccept, &ctx).await?;
     let accepted = login::accept_invite(
         || state.db.get(),
         &deployment(state),

@@ -145,6 +145,14 @@ impl Role {
             Role::Member => "member",
         }
     }
+
+    /// The role as the API names it.
+    pub fn view(self) -> defendable_identity::view::RoleView {
+        match self {
+            Role::Owner => defendable_identity::view::RoleView::Owner,
+            Role::Member => defendable_identity::view::RoleView::Member,
+        }
+    }
 }
 
 /// `members`.

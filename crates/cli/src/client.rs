@@ -32,6 +32,13 @@ pub enum Body {
     RawJson(String),
 }
 
+impl Body {
+    /// A request body in the API's own shape (the type the server reads it as).
+    pub fn of<T: serde::Serialize>(body: &T) -> Body {
+        Body::Json(serde_json::to_value(body).expect("the API's request shapes serialize"))
+    }
+}
+
 impl Api {
     /// A client for `base` (trailing slashes ignored).
     pub fn new(base: &str, token: Option<Token>) -> Result<Api, Exit> {

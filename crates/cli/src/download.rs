@@ -16,7 +16,7 @@ use serde_json::json;
 use crate::client::{encode, root_cause, typed, Api, Body};
 use crate::output::bytes;
 use crate::{Exit, Output};
-use defendable_datasets::view::{DatasetView, GrantView};
+use defendable_datasets::view::{DatasetView, GrantBody, GrantView};
 
 /// What to download and how.
 #[derive(Debug, Clone)]
@@ -90,12 +90,15 @@ pub async fn download(api: &Api, plan: &Plan) -> Result<Output, Exit> {
             // No usable grant: anything partial is of unknown origin or an older version.
             remove(&part);
             remove(&pending_path);
-            let body = json!({ "org": plan.org });
+            let body = GrantBody {
+                org: plan.org.clone(),
+                expires_in: None,
+            };
             let grant: GrantView = typed(
                 api.call(
                     reqwest::Method::POST,
                     &format!("/datasets/catalog/{}/download", encode(&plan.slug)),
-                    Body::Json(body),
+                    Body::of(&body),
                 )
                 .await?,
             )?;

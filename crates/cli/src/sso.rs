@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use defendable_identity::view::SessionView;
+use defendable_identity::view::{SessionView, VerifyBody};
+use defendable_sso::view::{CliStart, SsoStarted, StartSso};
 use reqwest::Method;
 use ring::rand::{SecureRandom as _, SystemRandom};
-use serde_json::json;
 use subtle::ConstantTimeEq as _;
 
 use crate::client::{typed, Api, Body};
@@ -48,21 +48,29 @@ pub async fn sign_in(api: &str, by: By, open: bool) -> Result<SessionView, Exit>
         &ring::digest::SHA256,
         verifier.as_bytes(),
     ));
-    let mut body = match by {
-        By::Email(email) => json!({ "email": email }),
-        By::Org(org) => json!({ "org": org }),
-        By::Invite(invite) => json!({ "invite": invite }),
+    let mut body = StartSso {
+        cli: Some(CliStart {
+            port,
+            code_challenge: challenge,
+            state: cli_state.clone(),
+        }),
+        ..StartSso::default()
     };
-    body["cli"] = json!({ "port": port, "code_challenge": challenge, "state": cli_state });
+    match by {
+        By::Email(email) => body.email = Some(email),
+        By::Org(org) => body.org = Some(org),
+        By::Invite(invite) => body.invite = Some(invite),
+    }
     let anonymous = Api::new(api, None)?;
-    let started = anonymous
-        .call(Method::POST, "/auth/sso/start", Body::Json(body))
-        .await?;
-    let url = started["authorization_url"]
-        .as_str()
-        .ok_or_else(|| Exit::server("the server answered no authorization_url"))?
-        .to_owned();
-    let expires_in = started["expires_in"].as_u64().unwrap_or(600);
+    let started: SsoStarted = typed(
+        anonymous
+            .call(Method::POST, "/auth/sso/start", Body::of(&body))
+            .await?,
+    )?;
+    let SsoStarted {
+        authorization_url: url,
+        expires_in,
+    } = started;
     eprintln!("Sign in with your identity provider in a browser on this machine:\n{url}");
     if open {
         open_browser(&url);
@@ -79,7 +87,10 @@ pub async fn sign_in(api: &str, by: By, open: bool) -> Result<SessionView, Exit>
             .call(
                 Method::POST,
                 "/auth/verify",
-                Body::Json(json!({ "token": token, "code_verifier": verifier })),
+                Body::of(&VerifyBody {
+                    token,
+                    code_verifier: Some(verifier),
+                }),
             )
             .await?,
     )

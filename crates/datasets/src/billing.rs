@@ -91,10 +91,7 @@ pub async fn apply_stripe_event(client: &mut Client, event: &Value) -> Result<Ap
                 .await?;
             }
         }
-        let mut e = AuditEvent::new(
-            AuditAction::parse("billing.plan_change").expect("valid"),
-            Actor::Webhook,
-        );
+        let mut e = AuditEvent::new(AuditAction::BillingPlanChange, Actor::Webhook);
         e.org_id = Some(*org);
         e.target = Some(id.to_owned());
         e.details = json!({ "plan": plan, "dataset_daily_limit": limit, "event": kind });

@@ -174,7 +174,7 @@ pub async fn record_catalog_view(
         .await?
         == 1;
     if fresh {
-        let mut e = AuditEvent::new(AuditAction::parse("dataset.catalog").expect("valid"), actor);
+        let mut e = AuditEvent::new(AuditAction::DatasetCatalog, actor);
         e.org_id = org;
         e.context = ctx.clone();
         record(&tx, &e).await?;
@@ -441,10 +441,7 @@ pub async fn grant(client: &mut Client, req: &GrantRequest) -> Result<Grant> {
         Grantee::User { id, .. } => Actor::User(id),
         Grantee::ApiKey { id } => Actor::ApiKey(id),
     };
-    let mut e = AuditEvent::new(
-        AuditAction::parse("dataset.download").expect("valid"),
-        actor,
-    );
+    let mut e = AuditEvent::new(AuditAction::DatasetDownload, actor);
     e.org_id = Some(req.org);
     e.context = req.context.clone();
     e.target = Some(sealed.id.clone());
@@ -461,6 +458,47 @@ pub async fn grant(client: &mut Client, req: &GrantRequest) -> Result<Grant> {
             resets_at: resets_at(now),
         },
     })
+}
+
+/// What became of a download through a grant's share link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantAccess {
+    /// The grant had expired: refused.
+    Expired,
+    /// Object storage failed while the object was checked.
+    StorageFailure,
+    /// The browser was sent to a fresh short-lived object URL.
+    Redirect,
+}
+
+/// Records what became of a download through `grant`'s share link (anonymous: the link is the
+/// credential), on the grant's receipt `receipt_id`.
+pub async fn record_grant_access(
+    client: &impl GenericClient,
+    grant: &GrantRow,
+    receipt_id: &str,
+    access: GrantAccess,
+    ctx: &AuditContext,
+) -> Result<()> {
+    let grant_id = grant.id.to_string();
+    let (action, details) = match access {
+        GrantAccess::Expired => (
+            AuditAction::ShareAccessError,
+            json!({"reason": "grant_expired", "grant_id": grant_id}),
+        ),
+        GrantAccess::StorageFailure => (AuditAction::StorageFailure, json!({"grant_id": grant_id})),
+        GrantAccess::Redirect => (
+            AuditAction::DatasetDownload,
+            json!({"outcome": "redirect", "grant_id": grant_id, "slug": grant.slug, "version": grant.version}),
+        ),
+    };
+    let mut e = AuditEvent::new(action, Actor::Anonymous);
+    e.org_id = Some(grant.org);
+    e.context = ctx.clone();
+    e.target = Some(receipt_id.to_owned());
+    e.details = details;
+    record(client, &e).await?;
+    Ok(())
 }
 
 /// A grant as stored, found through its receipt.

@@ -77,3 +77,14 @@ pub struct GrantView {
     /// The organization's quota after this grant.
     pub quota: QuotaView,
 }
+
+/// `POST /datasets/catalog/{slug}/download` body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct GrantBody {
+    /// Organization (slug or id); required only when the caller belongs to several.
+    pub org: Option<String>,
+    /// Grant lifetime in seconds: default 86,400, at most 604,800.
+    pub expires_in: Option<u64>,
+}

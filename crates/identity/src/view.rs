@@ -289,3 +289,72 @@ pub struct CreatedApiKeyView {
     /// never shown again.
     pub secret: String,
 }
+
+// The request bodies the API takes (and the CLI sends).
+
+/// `POST /auth/request` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuthRequest {
+    /// The address to send a sign-in link to.
+    pub email: String,
+}
+
+/// A body carrying a one-time token from a mailed link.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenBody {
+    /// The `token` query parameter of the mailed link.
+    pub token: String,
+}
+
+/// `POST /auth/verify` body: a one-time sign-in token, and the CLI's verifier for a link a
+/// single sign-on handed to it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct VerifyBody {
+    /// The `token` query parameter of the mailed link (or of the single sign-on's redirect).
+    pub token: String,
+    /// For a link a single sign-on sent to a CLI's loopback port: the verifier whose SHA-256
+    /// the CLI sent as `cli.code_challenge` when it started. Such a link is refused without it.
+    pub code_verifier: Option<String>,
+}
+
+/// `POST /orgs` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreateOrg {
+    /// URL name: 3–40 characters of a-z, 0-9 and single inner hyphens.
+    pub slug: String,
+    /// Display name.
+    pub name: String,
+}
+
+/// `PATCH /orgs/{org}/members/{user}` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SetRole {
+    /// The new role.
+    pub role: RoleView,
+}
+
+/// `POST /orgs/{org}/invites` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreateInvite {
+    /// Address to invite; only this address can accept.
+    pub email: String,
+    /// Role granted on acceptance.
+    pub role: RoleView,
+}
+
+/// `POST /orgs/{org}/api-keys` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreateApiKey {
+    /// A name to tell keys apart (1–100 characters).
+    pub name: String,
+    /// Optional expiry (RFC 3339, in the future).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+}

@@ -269,3 +269,12 @@ mod tests {
         assert!(serde_json::from_value::<ExportLine>(json!({"hash": "x"})).is_err());
     }
 }
+
+/// `POST /orgs/{org}/receipts/{id}/share` body; optional (no body: a link that never expires).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ShareRequest {
+    /// Seconds until the link stops working, from 60 to 31,622,400 (366 days).
+    pub expires_in: Option<u64>,
+}

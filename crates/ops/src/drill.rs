@@ -272,7 +272,7 @@ pub async fn restore_drill(dep: &Deployment, opts: &DrillOptions) -> Result<Dril
         operator,
         Operation {
             kind: "restore_drill",
-            action: "ops.restore_drill",
+            action: defendable_store::audit::AuditAction::OpsRestoreDrill,
             public,
             private: Some(private),
         },

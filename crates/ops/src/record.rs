@@ -14,7 +14,7 @@ pub struct Operation {
     /// Receipt kind (`restore_drill`, `secret.rotation`).
     pub kind: &'static str,
     /// Audit action (`ops.restore_drill`, …).
-    pub action: &'static str,
+    pub action: AuditAction,
     /// What anyone holding a share link may see.
     pub public: Value,
     /// What only members see: hosts, paths, operators.
@@ -27,7 +27,7 @@ pub async fn record_operation(dep: &Deployment, org: Uuid, op: Operation) -> Res
     let tx = client.transaction().await?;
     let draft = Draft::new(ReceiptKind::parse(op.kind)?, op.public, op.private)?;
     let sealed = defendable_ledger::store::append_in(&tx, org, draft).await?;
-    let mut event = AuditEvent::new(AuditAction::parse(op.action)?, Actor::System);
+    let mut event = AuditEvent::new(op.action, Actor::System);
     event.org_id = Some(org);
     event.target = Some(sealed.id.clone());
     event.details = json!({ "receipt_id": sealed.id, "kind": op.kind, "via": "xtask" });

@@ -276,7 +276,7 @@ pub async fn release_receipt(
         operator,
         Operation {
             kind: "release",
-            action: "ops.release",
+            action: defendable_store::audit::AuditAction::OpsRelease,
             public: release_public(&release),
             private: Some(
                 json!({"dir": dir.display().to_string(), "host": crate::drill::hostname()}),

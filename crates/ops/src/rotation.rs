@@ -134,7 +134,7 @@ pub async fn rotation_receipt(dep: &Deployment, secret: &str, old: &OldUses) -> 
         operator,
         Operation {
             kind: "secret.rotation",
-            action: "ops.secret_rotation",
+            action: defendable_store::audit::AuditAction::OpsSecretRotation,
             public,
             private: Some(json!({
                 "operator": std::env::var("USER").unwrap_or_default(),

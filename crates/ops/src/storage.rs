@@ -101,7 +101,7 @@ pub async fn storage_sweep(dep: &Deployment, opts: &SweepOptions) -> Result<Swee
                 .map_err(|e| OpsError::Setup(format!("deleting {}: {e}", o.key)))?;
         }
         let mut event = defendable_store::audit::AuditEvent::new(
-            defendable_store::audit::AuditAction::parse("storage.sweep")?,
+            defendable_store::audit::AuditAction::StorageSweep,
             defendable_store::audit::Actor::System,
         );
         event.target = Some(format!("{prefix}/"));

@@ -55,7 +55,7 @@ pub(crate) async fn keep_break_glass(
     ctx: &AuditContext,
 ) -> Result<()> {
     let mut e = AuditEvent::new(
-        AuditAction::parse("sso.break_glass_kept")?,
+        AuditAction::SsoBreakGlassKept,
         source.actor(connection, user),
     )
     .on(format!("user:{user}"))
@@ -120,7 +120,7 @@ pub(crate) async fn role_change(
         facts.clone(),
         Some(json!({ "user": user.to_string() })),
     )?;
-    let event = AuditEvent::new(AuditAction::parse("member.role_change")?, actor)
+    let event = AuditEvent::new(AuditAction::MemberRoleChange, actor)
         .on(format!("user:{user}"))
         .with(facts);
     receipt_with_event(tx, connection.org, draft, event, ctx).await?;
@@ -159,14 +159,14 @@ pub(crate) async fn deprovision(
         )
         .await?;
     let action = match source {
-        Source::SignIn => "sso.deprovision",
-        Source::Scim => "scim.deprovision",
+        Source::SignIn => AuditAction::SsoDeprovision,
+        Source::Scim => AuditAction::ScimDeprovision,
     };
     let actor = source.actor(connection, user);
     let keys = identity::revoke_keys_created_by(tx, connection.org, user, actor, ctx)
         .await
         .map_err(identity_error)?;
-    let mut e = AuditEvent::new(AuditAction::parse(action)?, actor)
+    let mut e = AuditEvent::new(action, actor)
         .on(format!("user:{user}"))
         .with(json!({ "sessions_revoked": sessions, "api_keys_revoked": keys }));
     e.org_id = Some(org);

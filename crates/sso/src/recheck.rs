@@ -181,16 +181,14 @@ pub async fn record(
                         &[&org, &due.domain.as_str(), &now],
                     )
                     .await?;
-                    let mut e = AuditEvent::new(
-                        AuditAction::parse("sso.domain.recheck_warning")?,
-                        Actor::System,
-                    )
-                    .on(format!("domain:{}", due.domain))
-                    .with(json!({
-                        "txt_name": due.domain.challenge_name(),
-                        "missing_since": since.unix_timestamp(),
-                        "unverified_after_days": UNVERIFY_AFTER.as_secs() / 86_400,
-                    }));
+                    let mut e =
+                        AuditEvent::new(AuditAction::SsoDomainRecheckWarning, Actor::System)
+                            .on(format!("domain:{}", due.domain))
+                            .with(json!({
+                                "txt_name": due.domain.challenge_name(),
+                                "missing_since": since.unix_timestamp(),
+                                "unverified_after_days": UNVERIFY_AFTER.as_secs() / 86_400,
+                            }));
                     e.org_id = Some(org);
                     audit::record(&tx, &e).await?;
                     let owners = tx
@@ -235,10 +233,9 @@ pub async fn record(
                             "missing_since": since.unix_timestamp(),
                         }})),
                     )?;
-                    let event =
-                        AuditEvent::new(AuditAction::parse("sso.domain.unverify")?, Actor::System)
-                            .on(format!("domain:{}", due.domain))
-                            .with(json!({ "fields": ["verified"], "misses": misses }));
+                    let event = AuditEvent::new(AuditAction::SsoDomainUnverify, Actor::System)
+                        .on(format!("domain:{}", due.domain))
+                        .with(json!({ "fields": ["verified"], "misses": misses }));
                     let receipt = receipt_with_event(&tx, due.org, draft, event, &ctx).await?;
                     Recorded::Unverified { receipt }
                 }

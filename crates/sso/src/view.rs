@@ -196,3 +196,68 @@ pub struct SsoCallback {
     /// The provider's error, when it refused.
     pub error: Option<String>,
 }
+
+/// `POST /orgs/{org}/domains` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClaimDomain {
+    /// The domain, e.g. `example.com` (an internationalized name in its `xn--` form).
+    pub domain: String,
+}
+
+/// `POST /orgs/{org}/sso/connections` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateConnection {
+    /// The provider preset: `generic`, `google`, `entra` or `okta`.
+    pub provider: Provider,
+    /// The OpenID Provider's issuer (`https://`), exactly as its ID tokens name it.
+    pub issuer: String,
+    /// The OAuth client id.
+    pub client_id: String,
+    /// The OAuth client secret: sealed at rest, never returned.
+    pub client_secret: String,
+    /// Email domains this connection signs in (each routes once verified).
+    pub domains: Vec<String>,
+    /// IdP group → `owner` | `member` (at most 100 groups).
+    #[serde(default)]
+    pub group_roles: BTreeMap<String, String>,
+    /// The role of a user in no mapped group; absent: such a user is refused.
+    #[serde(default)]
+    pub default_role: Option<String>,
+    /// Accept only sessions from this connection in the organization.
+    #[serde(default)]
+    pub enforced: bool,
+}
+
+/// `PATCH /orgs/{org}/sso/connections/{id}` body: each field present replaces that setting.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PatchConnection {
+    /// A new issuer.
+    pub issuer: Option<String>,
+    /// A new client id.
+    pub client_id: Option<String>,
+    /// A new client secret (rotation at the IdP).
+    pub client_secret: Option<String>,
+    /// New domains.
+    pub domains: Option<Vec<String>>,
+    /// A new group mapping.
+    pub group_roles: Option<BTreeMap<String, String>>,
+    /// A new default role; `null` removes it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub default_role: Option<Option<String>>,
+    /// Enforcement on or off.
+    pub enforced: Option<bool>,
+}
+
+/// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn double_option<'de, D>(d: D) -> Result<Option<Option<String>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Option::<String>::deserialize(d).map(Some)
+}

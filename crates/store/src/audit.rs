@@ -9,37 +9,149 @@ use uuid::Uuid;
 
 use crate::StoreError;
 
-/// A dotted lowercase action name such as `auth.verify` or `api_key.revoke`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditAction(String);
-
-impl AuditAction {
-    /// Parses an action name: dotted segments of `[a-z][a-z0-9_]*`, at most 64 bytes.
-    pub fn parse(s: &str) -> Result<Self, StoreError> {
-        let valid_segment = |seg: &str| {
-            let mut chars = seg.chars();
-            chars.next().is_some_and(|c| c.is_ascii_lowercase())
-                && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        };
-        if s.len() <= 64 && s.split('.').all(valid_segment) {
-            Ok(AuditAction(s.to_owned()))
-        } else {
-            Err(StoreError::Invalid {
-                what: "audit action",
-                why: format!("{s:?} is not a dotted lowercase name"),
-            })
+/// Declares the closed set of audit actions: each variant's stored name, and the lookup both
+/// ways (the way `api::error::ErrorCode` declares error codes).
+macro_rules! audit_actions {
+    ($($(#[$doc:meta])* $variant:ident = $name:literal,)*) => {
+        /// What an audit event records: a closed set, so a misspelt or new action is a compile
+        /// error, not a runtime one. The stored name is dotted lowercase (`auth.verify`); the
+        /// audit listing returns stored names as text, so a name an older release wrote still
+        /// lists after its variant is gone.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum AuditAction {
+            $($(#[$doc])* $variant,)*
         }
-    }
 
-    /// The name.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+        impl AuditAction {
+            /// Every action, in declaration order.
+            pub const ALL: &'static [AuditAction] = &[$(AuditAction::$variant,)*];
+
+            /// The stored name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(AuditAction::$variant => $name,)*
+                }
+            }
+
+            /// The action a stored name denotes, if this release knows it.
+            pub fn from_name(name: &str) -> Option<AuditAction> {
+                match name {
+                    $($name => Some(AuditAction::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+audit_actions! {
+    /// A sign-in link was requested (mailed or, for single sign-on, handed to the browser).
+    AuthRequest = "auth.request",
+    /// A sign-in link was redeemed, or an invalid one was presented.
+    AuthVerify = "auth.verify",
+    /// A session ended (logout).
+    SessionRevoke = "session.revoke",
+    /// An organization was created.
+    OrgCreate = "org.create",
+    /// A member's role changed.
+    MemberRoleChange = "member.role_change",
+    /// A member was removed.
+    MemberRemove = "member.remove",
+    /// An address was invited.
+    InviteCreate = "invite.create",
+    /// An invite was accepted, refused or presented invalid.
+    InviteAccept = "invite.accept",
+    /// An invite was revoked.
+    InviteRevoke = "invite.revoke",
+    /// An API key was created.
+    ApiKeyCreate = "api_key.create",
+    /// An API key was revoked.
+    ApiKeyRevoke = "api_key.revoke",
+    /// A receipt was recorded through the API.
+    ReceiptCreate = "receipt.create",
+    /// A share link was created.
+    ShareCreate = "share.create",
+    /// A receipt's share links were revoked.
+    ShareRevoke = "share.revoke",
+    /// A share link was refused (unknown, revoked, or its grant expired); aggregated.
+    ShareAccessError = "share.access_error",
+    /// A dataset version was published to the catalog.
+    DatasetCatalog = "dataset.catalog",
+    /// A dataset download was granted or redirected.
+    DatasetDownload = "dataset.download",
+    /// An organization's plan changed (billing webhook).
+    BillingPlanChange = "billing.plan_change",
+    /// Object storage failed while serving a download.
+    StorageFailure = "storage.failure",
+    /// Unreferenced objects were swept from storage.
+    StorageSweep = "storage.sweep",
+    /// A mail could not be delivered.
+    MailFailure = "mail.failure",
+    /// A call to an internal route, or a refused one (aggregated).
+    InternalCall = "internal.call",
+    /// A webhook's signature did not verify (aggregated).
+    WebhookSignatureFailure = "webhook.signature_failure",
+    /// A restore drill ran.
+    OpsRestoreDrill = "ops.restore_drill",
+    /// A release was recorded.
+    OpsRelease = "ops.release",
+    /// A release drill ran.
+    OpsReleaseDrill = "ops.release_drill",
+    /// A secret was rotated.
+    OpsSecretRotation = "ops.secret_rotation",
+    /// A domain was claimed.
+    SsoDomainAdd = "sso.domain.add",
+    /// A domain was verified.
+    SsoDomainVerify = "sso.domain.verify",
+    /// A claimed domain was removed.
+    SsoDomainRemove = "sso.domain.remove",
+    /// The daily re-check unverified a domain whose record stayed missing.
+    SsoDomainUnverify = "sso.domain.unverify",
+    /// The daily re-check missed a verified domain's record (owners warned).
+    SsoDomainRecheckWarning = "sso.domain.recheck_warning",
+    /// An identity-provider connection was created.
+    SsoConnectionCreate = "sso.connection.create",
+    /// An identity-provider connection changed.
+    SsoConnectionUpdate = "sso.connection.update",
+    /// An identity-provider connection was deleted.
+    SsoConnectionDelete = "sso.connection.delete",
+    /// An owner became a break-glass owner.
+    SsoBreakGlassGrant = "sso.break_glass.grant",
+    /// An owner stopped being a break-glass owner.
+    SsoBreakGlassRevoke = "sso.break_glass.revoke",
+    /// A break-glass session's first use where single sign-on is enforced.
+    SsoBreakGlassUse = "sso.break_glass_use",
+    /// A mapping would have demoted the last break-glass owner; the role was kept.
+    SsoBreakGlassKept = "sso.break_glass_kept",
+    /// A connection's SCIM token was issued or replaced.
+    SsoScimTokenRotate = "sso.scim_token.rotate",
+    /// A connection's SCIM token was revoked.
+    SsoScimTokenRevoke = "sso.scim_token.revoke",
+    /// A sign-in removed a membership the identity provider no longer grants.
+    SsoDeprovision = "sso.deprovision",
+    /// The directory removed a membership.
+    ScimDeprovision = "scim.deprovision",
+    /// The directory created a user.
+    ScimUserCreate = "scim.user_create",
+    /// The directory replaced a user.
+    ScimUserReplace = "scim.user_replace",
+    /// The directory patched a user.
+    ScimUserPatch = "scim.user_patch",
+    /// The directory deleted a user.
+    ScimUserDelete = "scim.user_delete",
+    /// The directory created a group.
+    ScimGroupCreate = "scim.group_create",
+    /// The directory replaced a group.
+    ScimGroupReplace = "scim.group_replace",
+    /// The directory patched a group.
+    ScimGroupPatch = "scim.group_patch",
+    /// The directory deleted a group.
+    ScimGroupDelete = "scim.group_delete",
 }
 
 impl fmt::Display for AuditAction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 

@@ -3,25 +3,13 @@
 use actix_web::{web, HttpResponse};
 use defendable_identity::store as identity;
 use defendable_identity::ApiKeyId;
-use serde::Deserialize;
-use time::OffsetDateTime;
-use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::bodies::{ApiKeyPage, PageQuery};
 use crate::error::{ApiError, Problem};
 use crate::AppState;
-
-/// `POST /orgs/{org}/api-keys` body.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct CreateApiKey {
-    /// A name to tell keys apart (1–100 characters).
-    pub name: String,
-    /// Optional expiry (RFC 3339, in the future).
-    #[serde(default, with = "time::serde::rfc3339::option")]
-    pub expires_at: Option<OffsetDateTime>,
-}
+use defendable_identity::view::CreateApiKey;
 
 /// A newly created key with its secret (the identity crate's shape).
 pub type CreatedApiKey = defendable_identity::view::CreatedApiKeyView;

@@ -4,7 +4,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use defendable_config::limits::LimitKey;
 use defendable_identity::store::{self as identity};
 use defendable_identity::Email;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::auth::{audit_context, Caller};
@@ -13,37 +13,13 @@ use crate::error::{ApiError, ErrorCode, Problem};
 use crate::mail::LinkMail;
 use crate::signin;
 use crate::AppState;
-
-/// `POST /auth/request` body.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct AuthRequest {
-    /// The address to send a sign-in link to.
-    pub email: String,
-}
+use defendable_identity::view::{AuthRequest, TokenBody, VerifyBody};
 
 /// The one answer to every well-formed sign-in request.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuthRequested {
     /// Always the same text, whether or not the address has an account.
     pub message: &'static str,
-}
-
-/// A body carrying a one-time token from a mailed link.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct TokenBody {
-    /// The `token` query parameter of the mailed link.
-    pub token: String,
-}
-
-/// `POST /auth/verify` body: a one-time sign-in token, and the CLI's verifier for a link a
-/// single sign-on handed to it.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct VerifyBody {
-    /// The `token` query parameter of the mailed link (or of the single sign-on's redirect).
-    pub token: String,
-    /// For a link a single sign-on sent to a CLI's loopback port: the verifier whose SHA-256
-    /// the CLI sent as `cli.code_challenge` when it started. Such a link is refused without it.
-    pub code_verifier: Option<String>,
 }
 
 const REQUESTED: &str = "If this address can receive mail, a sign-in link is on its way.";

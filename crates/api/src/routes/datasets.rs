@@ -17,6 +17,7 @@ use crate::auth::Caller;
 use crate::bodies::split_page;
 use crate::error::{ApiError, ErrorCode, Problem};
 use crate::AppState;
+use defendable_datasets::view::GrantBody;
 pub use defendable_datasets::view::{DatasetPage, DatasetView, GrantView, QuotaView};
 
 /// Catalog filters.
@@ -52,16 +53,6 @@ pub struct PublishDataset {
     pub object_key: String,
     /// The stager's BLAKE3 (hex); refused if the bytes disagree.
     pub blake3: Option<String>,
-}
-
-/// `POST /datasets/catalog/{slug}/download` body.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct GrantBody {
-    /// Organization (slug or id); required only when the caller belongs to several.
-    pub org: Option<String>,
-    /// Grant lifetime in seconds: default 86,400, at most 604,800.
-    pub expires_in: Option<u64>,
 }
 
 const DEFAULT_GRANT: Duration = Duration::from_secs(24 * 3600);

@@ -4,25 +4,15 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use defendable_config::limits::LimitKey;
 use defendable_identity::store as identity;
 use defendable_identity::{Email, InviteId};
-use serde::Deserialize;
-use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::Caller;
-use crate::bodies::{InvitePage, InviteView, PageQuery, RoleView};
+use crate::bodies::{InvitePage, InviteView, PageQuery};
 use crate::error::{ApiError, ErrorCode, Problem};
 use crate::mail::LinkMail;
 use crate::signin::{app_link, mail_failed};
 use crate::AppState;
-
-/// `POST /orgs/{org}/invites` body.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct CreateInvite {
-    /// Address to invite; only this address can accept.
-    pub email: String,
-    /// Role granted on acceptance.
-    pub role: RoleView,
-}
+use defendable_identity::view::CreateInvite;
 
 /// Invites an address; it receives a single-use link bound to it.
 #[utoipa::path(post, path = "/orgs/{org}/invites", tag = "invites", request_body = CreateInvite, security(("bearer" = [])),

@@ -4,30 +4,13 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use defendable_config::limits::LimitKey;
 use defendable_identity::store as identity;
 use defendable_identity::{OrgName, OrgSlug, UserId};
-use serde::Deserialize;
-use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::Caller;
-use crate::bodies::{MemberPage, MemberView, MembershipPage, OrgView, PageQuery, RoleView};
+use crate::bodies::{MemberPage, MemberView, MembershipPage, OrgView, PageQuery};
 use crate::error::{ApiError, Problem};
 use crate::AppState;
-
-/// `POST /orgs` body.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct CreateOrg {
-    /// URL name: 3–40 characters of a-z, 0-9 and single inner hyphens.
-    pub slug: String,
-    /// Display name.
-    pub name: String,
-}
-
-/// `PATCH /orgs/{org}/members/{user}` body.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct SetRole {
-    /// The new role.
-    pub role: RoleView,
-}
+use defendable_identity::view::{CreateOrg, SetRole};
 
 /// Creates an organization owned by the caller.
 #[utoipa::path(post, path = "/orgs", tag = "orgs", request_body = CreateOrg, security(("bearer" = [])),

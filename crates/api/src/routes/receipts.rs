@@ -17,6 +17,7 @@ use crate::error::{ApiError, ErrorCode, Problem};
 use crate::proofs::{bundle_response, ProofQuery};
 use crate::recording::{parse_body, record_receipt};
 use crate::AppState;
+use defendable_ledger::view::ShareRequest;
 
 /// `POST /orgs/{org}/receipts` body.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -48,35 +49,25 @@ pub struct ReceiptQuery {
     pub kind: Option<String>,
 }
 
-/// `POST /orgs/{org}/receipts/{id}/share` body; optional (no body: a link that never expires).
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ShareRequest {
-    /// Seconds until the link stops working, from 60 to 31,622,400 (366 days).
-    pub expires_in: Option<u64>,
-}
-
 /// The shortest and longest share link lifetimes accepted, in seconds.
 const SHARE_TTL_RANGE: std::ops::RangeInclusive<u64> = 60..=31_622_400;
 
-impl ShareRequest {
-    /// Parses an optional JSON body.
-    fn parse(body: &[u8]) -> Result<ShareRequest, ApiError> {
-        let req: ShareRequest = crate::bodies::optional_body(body, "share request")?;
-        if let Some(ttl) = req.expires_in {
-            if !SHARE_TTL_RANGE.contains(&ttl) {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidExpiry,
-                    format!(
-                        "expires_in must be between {} and {} seconds",
-                        SHARE_TTL_RANGE.start(),
-                        SHARE_TTL_RANGE.end()
-                    ),
-                ));
-            }
+/// Parses an optional share request body.
+fn share_request(body: &[u8]) -> Result<ShareRequest, ApiError> {
+    let req: ShareRequest = crate::bodies::optional_body(body, "share request")?;
+    if let Some(ttl) = req.expires_in {
+        if !SHARE_TTL_RANGE.contains(&ttl) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidExpiry,
+                format!(
+                    "expires_in must be between {} and {} seconds",
+                    SHARE_TTL_RANGE.start(),
+                    SHARE_TTL_RANGE.end()
+                ),
+            ));
         }
-        Ok(req)
     }
+    Ok(req)
 }
 
 /// Records a receipt in the organization's chain. Send `Idempotency-Key` to make retries safe.
@@ -215,7 +206,7 @@ pub async fn post_receipt_share(
     let (org, id) = path.into_inner();
     let access = caller.member(&state, &org).await?;
     let (user, _) = caller.session()?;
-    let request = ShareRequest::parse(&body)?;
+    let request = share_request(&body)?;
     let expires_at = request
         .expires_in
         .map(|s| time::OffsetDateTime::now_utc() + std::time::Duration::from_secs(s));
@@ -229,7 +220,12 @@ pub async fn post_receipt_share(
         created_by: Some(user.as_uuid()),
         expires_at,
     };
-    let event = receipt_event(&caller, access.org.id.as_uuid(), "share.create", &receipt);
+    let event = receipt_event(
+        &caller,
+        access.org.id.as_uuid(),
+        AuditAction::ShareCreate,
+        &receipt,
+    );
     ledger::share_receipt(&mut *state.db.get().await?, &share, &event).await?;
     let base = state.config.api_base_url();
     let base = base.as_str().trim_end_matches('/');
@@ -299,7 +295,12 @@ pub async fn delete_receipt_share(
     let access = caller.member(&state, &org).await?;
     caller.session()?;
     let receipt = find_receipt(&state, access.org.id.as_uuid(), &id).await?;
-    let event = receipt_event(&caller, access.org.id.as_uuid(), "share.revoke", &receipt);
+    let event = receipt_event(
+        &caller,
+        access.org.id.as_uuid(),
+        AuditAction::ShareRevoke,
+        &receipt,
+    );
     ledger::unshare_receipt(
         &mut *state.db.get().await?,
         receipt.org,
@@ -314,10 +315,10 @@ pub async fn delete_receipt_share(
 fn receipt_event(
     caller: &Caller,
     org: uuid::Uuid,
-    action: &str,
+    action: AuditAction,
     receipt: &ledger::StoredReceipt,
 ) -> AuditEvent {
-    let mut e = AuditEvent::new(AuditAction::parse(action).expect("valid"), caller.actor());
+    let mut e = AuditEvent::new(action, caller.actor());
     e.org_id = Some(org);
     e.context = caller.ctx.clone();
     e.target = Some(receipt.receipt_id.clone());

@@ -4,15 +4,15 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use defendable_config::limits::LimitKey;
-use defendable_datasets::store as datasets;
+use defendable_datasets::store::{self as datasets, GrantAccess};
 use defendable_datasets::{objects, DatasetsError, ObjectKey};
 use defendable_identity::OneTimeToken;
 use defendable_ledger::store as ledger;
 use defendable_ledger::store::ProvenReceipt;
 use defendable_ledger::{ConsistencyProof, ProofBundle};
-use defendable_store::audit::{record, Actor, AuditAction, AuditEvent};
+use defendable_store::audit::{Actor, AuditAction, AuditContext, AuditEvent};
 use defendable_store::loader::Loader;
-use serde_json::{json, Value};
+use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::auth::audit_context;
@@ -68,10 +68,7 @@ where
     match found {
         Some(r) => Ok(r),
         None => {
-            let mut e = AuditEvent::new(
-                AuditAction::parse("share.access_error").expect("valid"),
-                Actor::Anonymous,
-            );
+            let mut e = AuditEvent::new(AuditAction::ShareAccessError, Actor::Anonymous);
             e.context = audit_context(req, state);
             e.details = json!({ "reason": "unknown_or_revoked" });
             state.metrics.public_projection_error();
@@ -176,22 +173,16 @@ fn share_page(
     pages::render(StatusCode::OK, &page)
 }
 
-/// Records a download outcome as an audit event (anonymous: the link is the credential).
-async fn record_outcome(
-    req: &HttpRequest,
+/// Records what became of a grant's download.
+async fn record_access(
     state: &AppState,
-    org: uuid::Uuid,
-    action: &str,
-    target: &str,
-    details: Value,
+    grant: &datasets::GrantRow,
+    receipt: &ledger::StoredReceipt,
+    access: GrantAccess,
+    ctx: &AuditContext,
 ) -> Result<(), ApiError> {
-    let mut e = AuditEvent::new(AuditAction::parse(action).expect("valid"), Actor::Anonymous);
-    e.org_id = Some(org);
-    e.context = audit_context(req, state);
-    e.target = Some(target.to_owned());
-    e.details = details;
     let client = state.db.get().await?;
-    record(&*client, &e).await.map_err(ApiError::store)?;
+    datasets::record_grant_access(&*client, grant, &receipt.receipt_id, access, ctx).await?;
     Ok(())
 }
 
@@ -202,41 +193,39 @@ async fn grant_redirect(
     receipt: &ledger::StoredReceipt,
     grant: datasets::GrantRow,
 ) -> Result<HttpResponse, ApiError> {
+    let ctx = audit_context(req, state);
     let now = OffsetDateTime::now_utc();
-    let grant_id = grant.id.to_string();
     if grant.expires_at <= now {
         state.metrics.public_projection_error();
-        record_outcome(
-            req,
-            state,
-            grant.org,
-            "share.access_error",
-            &receipt.receipt_id,
-            json!({"reason": "grant_expired", "grant_id": grant_id}),
-        )
-        .await?;
+        record_access(state, &grant, receipt, GrantAccess::Expired, &ctx).await?;
         return Err(DatasetsError::GrantExpired.into());
     }
     let key = ObjectKey::parse(&grant.object_key)?;
     if let Err(e) = objects::head(state.objects.as_ref(), &key).await {
         state.metrics.storage_failure();
-        tracing::error!(error = %e, grant_id = %grant_id, "object storage failure on a signed grant");
-        record_outcome(
-            req,
-            state,
-            grant.org,
-            "storage.failure",
-            &receipt.receipt_id,
-            json!({"grant_id": grant_id}),
-        )
-        .await?;
+        tracing::error!(error = %e, grant_id = %grant.id, "object storage failure on a signed grant");
+        record_access(state, &grant, receipt, GrantAccess::StorageFailure, &ctx).await?;
         return Err(ApiError::new(
             ErrorCode::StorageUnavailable,
             "object storage is unreachable; try again shortly",
         ));
     }
+    let url = download_url(state, &key, now).await?;
+    record_access(state, &grant, receipt, GrantAccess::Redirect, &ctx).await?;
+    Ok(HttpResponse::Found()
+        .insert_header((header::LOCATION, url))
+        .finish())
+}
+
+/// A short-lived URL for the object: presigned by the object store where it signs, else this
+/// server's own signed `/objects/…` URL.
+async fn download_url(
+    state: &AppState,
+    key: &ObjectKey,
+    now: OffsetDateTime,
+) -> Result<String, ApiError> {
     let ttl = state.config.download_url_ttl;
-    let url = match &state.presigner {
+    Ok(match &state.presigner {
         Some(signer) => signer
             .signed_url(
                 reqwest::Method::GET,
@@ -259,11 +248,7 @@ async fn grant_redirect(
                 state.url_signer.sign(key.as_str(), expires)
             )
         }
-    };
-    record_outcome(req, state, grant.org, "dataset.download", &receipt.receipt_id, json!({"outcome": "redirect", "grant_id": grant_id, "slug": grant.slug, "version": grant.version})).await?;
-    Ok(HttpResponse::Found()
-        .insert_header((header::LOCATION, url))
-        .finish())
+    })
 }
 
 /// The v2 proof bundle of a shared receipt: its projection, its inclusion path and a signed

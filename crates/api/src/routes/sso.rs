@@ -2,23 +2,17 @@
 //! connections, every change an `idp.config_change` receipt in the organization's chain — and
 //! the OIDC sign-in (`/auth/sso/start`, `/auth/sso/callback`).
 
-use std::collections::BTreeMap;
-
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use defendable_config::limits::LimitKey;
-use defendable_identity::Role;
 use defendable_sso::login;
-use defendable_sso::store::{self as sso, Change, ConnectionPatch, NewConnection};
+use defendable_sso::store::{self as sso, Change};
 use defendable_sso::view::{
-    ConnectionList, ConnectionView, DomainList, DomainView, SsoCallback, SsoStarted, StartSso,
+    ClaimDomain, ConnectionList, ConnectionView, CreateConnection, DomainList, DomainView,
+    PatchConnection, SsoCallback, SsoStarted, StartSso,
 };
 use defendable_sso::SsoError;
-use defendable_sso::{
-    ClientId, ClientSecret, ConnectionId, DomainName, GroupRoles, Issuer, Provider,
-};
-use serde::Deserialize;
-use utoipa::ToSchema;
+use defendable_sso::{ConnectionId, DomainName};
 use uuid::Uuid;
 
 use crate::auth::{audit_context, Caller};
@@ -26,13 +20,6 @@ use crate::error::{ApiError, Problem};
 use crate::signin;
 use crate::AppState;
 use defendable_store::audit::AuditContext;
-
-/// `POST /orgs/{org}/domains` body.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct ClaimDomain {
-    /// The domain, e.g. `example.com` (an internationalized name in its `xn--` form).
-    pub domain: String,
-}
 
 /// Claims a domain; the answer names the DNS TXT record that proves it.
 #[utoipa::path(post, path = "/orgs/{org}/domains", tag = "sso", request_body = ClaimDomain, security(("bearer" = [])),
@@ -155,72 +142,6 @@ pub async fn delete_org_domain(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// `POST /orgs/{org}/sso/connections` body.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateConnection {
-    /// The provider preset: `generic`, `google`, `entra` or `okta`.
-    pub provider: Provider,
-    /// The OpenID Provider's issuer (`https://`), exactly as its ID tokens name it.
-    pub issuer: String,
-    /// The OAuth client id.
-    pub client_id: String,
-    /// The OAuth client secret: sealed at rest, never returned.
-    pub client_secret: String,
-    /// Email domains this connection signs in (each routes once verified).
-    pub domains: Vec<String>,
-    /// IdP group → `owner` | `member` (at most 100 groups).
-    #[serde(default)]
-    pub group_roles: BTreeMap<String, String>,
-    /// The role of a user in no mapped group; absent: such a user is refused.
-    #[serde(default)]
-    pub default_role: Option<String>,
-    /// Accept only sessions from this connection in the organization.
-    #[serde(default)]
-    pub enforced: bool,
-}
-
-/// `PATCH /orgs/{org}/sso/connections/{id}` body: each field present replaces that setting.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PatchConnection {
-    /// A new issuer.
-    pub issuer: Option<String>,
-    /// A new client id.
-    pub client_id: Option<String>,
-    /// A new client secret (rotation at the IdP).
-    pub client_secret: Option<String>,
-    /// New domains.
-    pub domains: Option<Vec<String>>,
-    /// A new group mapping.
-    pub group_roles: Option<BTreeMap<String, String>>,
-    /// A new default role; `null` removes it.
-    #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
-    pub default_role: Option<Option<String>>,
-    /// Enforcement on or off.
-    pub enforced: Option<bool>,
-}
-
-/// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
-fn double_option<'de, D>(d: D) -> Result<Option<Option<String>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-{
-    Option::<String>::deserialize(d).map(Some)
-}
-
-fn domains(list: &[String]) -> Result<Vec<DomainName>, ApiError> {
-    Ok(list
-        .iter()
-        .map(|d| DomainName::parse(d))
-        .collect::<Result<_, _>>()?)
-}
-
-fn role(r: &str) -> Result<Role, ApiError> {
-    Ok(Role::parse(r)?)
-}
-
 fn allow_http_issuers(state: &AppState) -> bool {
     !state.config.app_env.is_production()
 }
@@ -248,17 +169,7 @@ pub async fn post_org_sso_connections(
     body: web::Json<CreateConnection>,
 ) -> Result<HttpResponse, ApiError> {
     let (access, user) = caller.owner(&state, &path).await?;
-    let body = body.into_inner();
-    let new = NewConnection {
-        provider: body.provider,
-        issuer: Issuer::parse(&body.issuer, allow_http_issuers(&state))?,
-        client_id: ClientId::parse(&body.client_id)?,
-        client_secret: ClientSecret::parse(&body.client_secret)?,
-        domains: domains(&body.domains)?,
-        group_roles: GroupRoles::parse(&body.group_roles)?,
-        default_role: body.default_role.as_deref().map(role).transpose()?,
-        enforced: body.enforced,
-    };
+    let new = body.parse(allow_http_issuers(&state))?;
     let change = Change {
         org: access.org.id,
         actor: user,
@@ -338,31 +249,7 @@ pub async fn patch_org_sso_connection(
 ) -> Result<web::Json<ConnectionView>, ApiError> {
     let (org, id) = path.into_inner();
     let (access, user) = caller.owner(&state, &org).await?;
-    let body = body.into_inner();
-    let patch = ConnectionPatch {
-        issuer: body
-            .issuer
-            .as_deref()
-            .map(|i| Issuer::parse(i, allow_http_issuers(&state)))
-            .transpose()?,
-        client_id: body.client_id.as_deref().map(ClientId::parse).transpose()?,
-        client_secret: body
-            .client_secret
-            .as_deref()
-            .map(ClientSecret::parse)
-            .transpose()?,
-        domains: body.domains.as_deref().map(domains).transpose()?,
-        group_roles: body
-            .group_roles
-            .as_ref()
-            .map(GroupRoles::parse)
-            .transpose()?,
-        default_role: body
-            .default_role
-            .map(|r| r.as_deref().map(role).transpose())
-            .transpose()?,
-        enforced: body.enforced,
-    };
+    let patch = body.parse(allow_http_issuers(&state))?;
     let change = Change {
         org: access.org.id,
         actor: user,

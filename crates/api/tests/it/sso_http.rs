@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use defendable_identity::view::{InvitePage, MeView, SessionView};
 use defendable_api::error::{ErrorCode, Problem};
+use defendable_identity::view::{InvitePage, MeView, SessionView};
 use defendable_ledger::view::{ChainCheck, ReceiptPage};
 use defendable_sso::view::{ConnectionList, ConnectionView, DomainList, DomainView, SsoStarted};
 use defendable_testkit::dns::DnsServer;
@@ -1089,10 +1089,7 @@ async fn oidc_sign_in_provisions_users_with_mapped_roles_and_refuses_every_bad_c
         .expect("events")
         .get(0);
     assert_eq!(deprovisions, 1);
-    assert_eq!(
-        read_as::<ChainCheck>(&app.verify(&owner, &slug).await).valid,
-        true
-    );
+    assert!(read_as::<ChainCheck>(&app.verify(&owner, &slug).await).valid);
 }
 
 #[actix_web::test]
@@ -1428,8 +1425,5 @@ async fn invites_to_an_enforced_domain_are_accepted_through_sso_and_cli_links_ne
         Some(json!({"token": plain})),
     )
     .await;
-    assert_eq!(
-        read_as::<ChainCheck>(&app.verify(&owner, &slug).await).valid,
-        true
-    );
+    assert!(read_as::<ChainCheck>(&app.verify(&owner, &slug).await).valid);
 }

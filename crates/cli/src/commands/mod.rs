@@ -29,9 +29,10 @@ use crate::output::{bytes, count, table};
 use crate::{Exit, Output};
 use defendable_datasets::view::DatasetView;
 use defendable_identity::view::{
-    ApiKeyView, CreatedApiKeyView, InviteView, MeView, MemberView, MembershipView, OrgView,
-    RoleView, SessionView,
+    ApiKeyView, AuthRequest, CreateApiKey, CreateInvite, CreateOrg, CreatedApiKeyView, InviteView,
+    MeView, MemberView, MembershipView, OrgView, RoleView, SessionView, SetRole, VerifyBody,
 };
+use defendable_ledger::view::ShareRequest;
 use defendable_ledger::{BodyFields, ChainCheck, ReceiptPage, ReceiptView, ShareLink};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -211,6 +212,15 @@ fn when_opt(t: &Option<OffsetDateTime>) -> String {
 /// A role's name.
 fn role(r: RoleView) -> &'static str {
     defendable_identity::Role::from(r).as_str()
+}
+
+/// An API key's expiry as given on the command line (RFC 3339).
+fn parse_expiry(raw: &str) -> Result<OffsetDateTime, Exit> {
+    OffsetDateTime::parse(raw, &Rfc3339).map_err(|e| {
+        Exit::usage(format!(
+            "--expires-at must be an RFC 3339 time such as 2027-01-31T00:00:00Z: {e}"
+        ))
+    })
 }
 
 #[cfg(test)]

@@ -23,7 +23,10 @@ pub(super) async fn orgs(ctx: &mut Context<'_>, c: Orgs) -> Result<Output, Exit>
                 api.call(
                     Method::POST,
                     "/orgs",
-                    Body::Json(json!({"slug": slug, "name": name})),
+                    Body::of(&CreateOrg {
+                        slug: slug.clone(),
+                        name: name.clone(),
+                    }),
                 )
                 .await?,
             )?;
@@ -86,7 +89,7 @@ pub(super) async fn members(ctx: &mut Context<'_>, c: Members) -> Result<Output,
                 api.call(
                     Method::PATCH,
                     &format!("{path}/{}", encode(&id)),
-                    Body::Json(json!({"role": role.as_str()})),
+                    Body::of(&SetRole { role: role.view() }),
                 )
                 .await?,
             )?;
@@ -115,7 +118,10 @@ pub(super) async fn invites(ctx: &mut Context<'_>, c: Invites) -> Result<Output,
                 api.call(
                     Method::POST,
                     &path,
-                    Body::Json(json!({"email": email, "role": role.as_str()})),
+                    Body::of(&CreateInvite {
+                        email: email.clone(),
+                        role: role.view(),
+                    }),
                 )
                 .await?,
             )?;
@@ -158,7 +164,10 @@ pub(super) async fn keys(ctx: &mut Context<'_>, c: Keys) -> Result<Output, Exit>
                 api.call(
                     Method::POST,
                     &path,
-                    Body::Json(json!({"name": name, "expires_at": expires_at})),
+                    Body::of(&CreateApiKey {
+                        name: name.clone(),
+                        expires_at: expires_at.as_deref().map(parse_expiry).transpose()?,
+                    }),
                 )
                 .await?,
             )?;

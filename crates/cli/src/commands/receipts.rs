@@ -92,7 +92,9 @@ pub(super) async fn receipts(ctx: &mut Context<'_>, c: Receipts) -> Result<Outpu
                 ));
             }
             let body = match expires_in {
-                Some(d) => Body::Json(json!({ "expires_in": d.as_secs() })),
+                Some(d) => Body::of(&ShareRequest {
+                    expires_in: Some(d.as_secs()),
+                }),
                 None => Body::None,
             };
             let share: ShareLink = typed(api.call(Method::POST, &share_path, body).await?)?;

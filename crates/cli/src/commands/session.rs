@@ -8,7 +8,9 @@ pub(super) async fn login(ctx: &mut Context<'_>, email: &str) -> Result<Output, 
         .call(
             Method::POST,
             "/auth/request",
-            Body::Json(json!({ "email": email })),
+            Body::of(&AuthRequest {
+                email: email.to_owned(),
+            }),
         )
         .await?;
     eprintln!(
@@ -24,7 +26,10 @@ pub(super) async fn login(ctx: &mut Context<'_>, email: &str) -> Result<Output, 
             .call(
                 Method::POST,
                 "/auth/verify",
-                Body::Json(json!({ "token": token })),
+                Body::of(&VerifyBody {
+                    token,
+                    code_verifier: None,
+                }),
             )
             .await?,
     )?;

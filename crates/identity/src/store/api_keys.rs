@@ -50,7 +50,7 @@ pub async fn create_api_key(
         )
         .await?
         .get(0);
-    let e = event("api_key.create", actor, Some(org), ctx)
+    let e = event(AuditAction::ApiKeyCreate, actor, Some(org), ctx)
         .on(format!("api_key:{id}"))
         .with(json!({"name": name, "last4": secret.last4()}));
     record(&tx, &e).await?;
@@ -101,7 +101,7 @@ pub async fn revoke_api_key(
         "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND org_id = $2 AND revoked_at IS NULL",
         key.as_uuid(),
         org,
-        ("api_key.revoke", format!("api_key:{key}")),
+        (AuditAction::ApiKeyRevoke, format!("api_key:{key}")),
         actor,
         ctx,
     )

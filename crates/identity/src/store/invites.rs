@@ -66,7 +66,7 @@ pub async fn create_invite(
         .await?;
     let id = InviteId::from_uuid(row.get(2));
     let reused: bool = row.get(3);
-    let e = event("invite.create", actor, Some(org), ctx)
+    let e = event(AuditAction::InviteCreate, actor, Some(org), ctx)
         .on(format!("invite:{id}"))
         .with(json!({"email": email.as_str(), "role": role.as_str(), "reused": reused}));
     record(&tx, &e).await?;
@@ -121,7 +121,7 @@ pub async fn revoke_invite(
          WHERE id = $1 AND org_id = $2 AND accepted_at IS NULL AND revoked_at IS NULL",
         invite.as_uuid(),
         org,
-        ("invite.revoke", format!("invite:{invite}")),
+        (AuditAction::InviteRevoke, format!("invite:{invite}")),
         actor,
         ctx,
     )
@@ -148,7 +148,7 @@ pub async fn accept_invite(
         .await?;
     let Some(row) = row else {
         drop(tx);
-        record_invalid_token(&*client, "invite.accept", ctx).await?;
+        record_invalid_token(&*client, AuditAction::InviteAccept, ctx).await?;
         return Err(IdentityError::InvalidToken);
     };
     let invite = InviteId::from_uuid(row.get(0));
@@ -158,7 +158,7 @@ pub async fn accept_invite(
     if sso_enforced_for(&tx, org, &email).await? {
         // The invite stays unused: it is accepted by signing in through the connection.
         drop(tx);
-        let e = event("invite.accept", Actor::Anonymous, Some(org), ctx)
+        let e = event(AuditAction::InviteAccept, Actor::Anonymous, Some(org), ctx)
             .on(format!("invite:{invite}"))
             .with(json!({"outcome": "sso_required"}));
         record(&*client, &e).await?;
@@ -172,7 +172,7 @@ pub async fn accept_invite(
         return Err(IdentityError::AlreadyMember);
     }
     let (session, expires_at) = create_session(&tx, user.id, session_ttl, None).await?;
-    let e = event("invite.accept", user.id, Some(org), ctx)
+    let e = event(AuditAction::InviteAccept, user.id, Some(org), ctx)
         .on(format!("invite:{invite}"))
         .with(json!({"outcome": "ok", "role": role.as_str()}));
     record(&tx, &e).await?;
@@ -270,7 +270,7 @@ pub async fn use_invite(
         .await?
         .ok_or(IdentityError::InvalidToken)?;
     let role = row_role(&row, 0);
-    let e = event("invite.accept", user, Some(org), ctx)
+    let e = event(AuditAction::InviteAccept, user, Some(org), ctx)
         .on(format!("invite:{invite}"))
         .with(json!({"outcome": "ok", "role": role.as_str(), "via": "sso"}));
     record(tx, &e).await?;

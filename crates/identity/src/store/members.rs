@@ -124,7 +124,7 @@ pub async fn set_role(
             &[&org.as_uuid(), &target.as_uuid(), &role.as_str()],
         )
         .await?;
-    let e = event("member.role_change", actor, Some(org), ctx)
+    let e = event(AuditAction::MemberRoleChange, actor, Some(org), ctx)
         .on(format!("user:{target}"))
         .with(json!({"from": from.as_str(), "to": role.as_str()}));
     record(&tx, &e).await?;
@@ -150,7 +150,7 @@ pub async fn remove_member(
         &[&org.as_uuid(), &target.as_uuid()],
     )
     .await?;
-    let e = event("member.remove", actor, Some(org), ctx)
+    let e = event(AuditAction::MemberRemove, actor, Some(org), ctx)
         .on(format!("user:{target}"))
         .with(json!({"role": target_role.as_str(), "self": actor == target}));
     record(&tx, &e).await?;
@@ -181,7 +181,7 @@ pub async fn revoke_keys_created_by(
         .await?;
     for row in &revoked {
         let key: Uuid = row.get(0);
-        let e = event("api_key.revoke", actor, Some(org), ctx)
+        let e = event(AuditAction::ApiKeyRevoke, actor, Some(org), ctx)
             .on(format!("api_key:{key}"))
             .with(json!({"reason": "creator_left", "creator": format!("user:{creator}")}));
         record(tx, &e).await?;

@@ -195,20 +195,16 @@ impl PageRequest {
     }
 }
 
-fn action(name: &str) -> AuditAction {
-    AuditAction::parse(name).expect("identity's action names are valid")
-}
-
 /// The one way identity starts an audit event: `name` by `actor` in `org`, with the request's
 /// context; `.on(target)` and `.with(details)` complete it, and the caller records it in the
 /// transaction of the change it describes.
 fn event(
-    name: &str,
+    action: AuditAction,
     actor: impl Into<Actor>,
     org: Option<OrgId>,
     ctx: &AuditContext,
 ) -> AuditEvent {
-    let mut e = AuditEvent::new(action(name), actor.into());
+    let mut e = AuditEvent::new(action, actor.into());
     e.org_id = org.map(|o| o.as_uuid());
     e.context = ctx.clone();
     e
@@ -245,7 +241,7 @@ async fn revoke(
     sql: &str,
     id: Uuid,
     org: OrgId,
-    (action_name, target): (&str, String),
+    (action, target): (AuditAction, String),
     actor: UserId,
     ctx: &AuditContext,
 ) -> Result<()> {
@@ -253,7 +249,7 @@ async fn revoke(
     if tx.execute(sql, &[&id, &org.as_uuid()]).await? == 0 {
         return Err(IdentityError::NotFound);
     }
-    let e = event(action_name, actor, Some(org), ctx).on(target);
+    let e = event(action, actor, Some(org), ctx).on(target);
     record(&tx, &e).await?;
     tx.commit().await?;
     Ok(())

@@ -15,7 +15,7 @@ pub async fn create_org(
         .await?
         .ok_or(IdentityError::SlugTaken)?;
     add_member(&tx, org.id, owner, Role::Owner).await?;
-    let e = event("org.create", owner, Some(org.id), ctx).on(org.slug.clone());
+    let e = event(AuditAction::OrgCreate, owner, Some(org.id), ctx).on(org.slug.clone());
     record(&tx, &e).await?;
     tx.commit().await?;
     Ok(org)

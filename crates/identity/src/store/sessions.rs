@@ -91,7 +91,7 @@ async fn link_in(
         )
         .await?
         .get(0);
-    let e = event("auth.request", Actor::Anonymous, None, ctx)
+    let e = event(AuditAction::AuthRequest, Actor::Anonymous, None, ctx)
         .on(email.to_string())
         .with(match connection {
             Some(c) => json!({"via": "sso", "connection": c}),
@@ -147,7 +147,7 @@ pub async fn redeem_link(
         .await?;
     let Some(row) = consumed else {
         drop(tx);
-        record_invalid_token(&*client, "auth.verify", ctx).await?;
+        record_invalid_token(&*client, AuditAction::AuthVerify, ctx).await?;
         return Err(IdentityError::InvalidToken);
     };
     let email = Email::parse(row.get::<_, &str>(0))?;
@@ -161,7 +161,7 @@ pub async fn redeem_link(
         None => session_ttl,
     };
     let (session, expires_at) = create_session(&tx, user.id, session_ttl, sso).await?;
-    let e = event("auth.verify", user.id, None, ctx)
+    let e = event(AuditAction::AuthVerify, user.id, None, ctx)
         .on(format!("session:{session}"))
         .with(json!({"outcome": "ok", "new_user": created}));
     record(&tx, &e).await?;
@@ -177,11 +177,10 @@ pub async fn redeem_link(
 /// too malformed to look up, and returns the error every such failure gets.
 pub async fn record_invalid_token(
     client: &impl GenericClient,
-    action_name: &'static str,
+    action: AuditAction,
     ctx: &AuditContext,
 ) -> Result<()> {
-    let e =
-        event(action_name, Actor::Anonymous, None, ctx).with(json!({"outcome": "invalid_token"}));
+    let e = event(action, Actor::Anonymous, None, ctx).with(json!({"outcome": "invalid_token"}));
     record(client, &e).await?;
     Ok(())
 }
@@ -199,7 +198,7 @@ async fn create_personal_org(
         let slug = OrgSlug::personal(email);
         if let Some(org) = insert_org(tx, &slug, &name, true).await? {
             add_member(tx, org.id, user.id, Role::Owner).await?;
-            let e = event("org.create", user.id, Some(org.id), ctx)
+            let e = event(AuditAction::OrgCreate, user.id, Some(org.id), ctx)
                 .on(org.slug.clone())
                 .with(json!({"personal": true}));
             record(tx, &e).await?;
@@ -270,7 +269,7 @@ pub async fn revoke_session(
         &[&id.as_uuid(), &user.as_uuid()],
     )
     .await?;
-    let e = event("session.revoke", user, None, ctx).on(format!("session:{id}"));
+    let e = event(AuditAction::SessionRevoke, user, None, ctx).on(format!("session:{id}"));
     record(&tx, &e).await?;
     tx.commit().await?;
     Ok(())

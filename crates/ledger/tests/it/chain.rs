@@ -396,7 +396,7 @@ fn audited(org: Uuid, key: Option<&str>, n: u64) -> (Draft, AppendOptions) {
     let fingerprint =
         store::request_fingerprint("test.receipt", &json!({ "n": n }), None).expect("fingerprint");
     let mut audit = defendable_store::audit::AuditEvent::new(
-        defendable_store::audit::AuditAction::parse("receipt.create").expect("action"),
+        defendable_store::audit::AuditAction::ReceiptCreate,
         defendable_store::audit::Actor::System,
     );
     audit.org_id = Some(org);

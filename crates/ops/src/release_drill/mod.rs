@@ -250,7 +250,7 @@ pub async fn release_drill(
             operator,
             Operation {
                 kind: "release_drill",
-                action: "ops.release_drill",
+                action: defendable_store::audit::AuditAction::OpsReleaseDrill,
                 public,
                 private: Some(private),
             },

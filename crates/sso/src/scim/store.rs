@@ -47,7 +47,7 @@ pub async fn rotate_token(
     record_change(
         &tx,
         change,
-        "scim_token.rotate",
+        AuditAction::SsoScimTokenRotate,
         format!("sso_connection:{id}"),
         json!({ "connection": id.to_string(), "provider": row.get::<_, String>(1), "fields": ["scim_token"] }),
         json!({ "scim_token_sha256_prefix": fingerprint }),
@@ -79,7 +79,7 @@ pub async fn revoke_token(
     record_change(
         &tx,
         change,
-        "scim_token.revoke",
+        AuditAction::SsoScimTokenRevoke,
         format!("sso_connection:{id}"),
         json!({ "connection": id.to_string(), "provider": row.get::<_, String>(0), "fields": ["scim_token"] }),
         json!({}),
@@ -174,17 +174,14 @@ async fn lock_org(tx: &Transaction<'_>, connection: &Connection) -> Result<()> {
 async fn event(
     tx: &Transaction<'_>,
     connection: &Connection,
-    action: &str,
+    action: AuditAction,
     target: String,
     details: Value,
     ctx: &AuditContext,
 ) -> Result<()> {
-    let mut e = AuditEvent::new(
-        AuditAction::parse(action)?,
-        Actor::Scim(connection.id.as_uuid()),
-    )
-    .on(target)
-    .with(details);
+    let mut e = AuditEvent::new(action, Actor::Scim(connection.id.as_uuid()))
+        .on(target)
+        .with(details);
     e.org_id = Some(connection.org.as_uuid());
     e.context = ctx.clone();
     audit::record(tx, &e).await?;
@@ -363,7 +360,7 @@ pub async fn create_user(
     event(
         &tx,
         connection,
-        "scim.user_create",
+        AuditAction::ScimUserCreate,
         format!("scim_user:{id}"),
         json!({}),
         ctx,
@@ -389,7 +386,7 @@ pub async fn replace_user(
     event(
         &tx,
         connection,
-        "scim.user_replace",
+        AuditAction::ScimUserReplace,
         format!("scim_user:{id}"),
         json!({}),
         ctx,
@@ -418,7 +415,7 @@ pub async fn patch_user(
     event(
         &tx,
         connection,
-        "scim.user_patch",
+        AuditAction::ScimUserPatch,
         format!("scim_user:{id}"),
         json!({}),
         ctx,
@@ -469,7 +466,7 @@ pub async fn delete_user(
     event(
         &tx,
         connection,
-        "scim.user_delete",
+        AuditAction::ScimUserDelete,
         format!("scim_user:{id}"),
         json!({}),
         ctx,
@@ -703,7 +700,7 @@ pub async fn create_group(
     event(
         &tx,
         connection,
-        "scim.group_create",
+        AuditAction::ScimGroupCreate,
         format!("scim_group:{id}"),
         json!({"members": input.members.len()}),
         ctx,
@@ -729,7 +726,7 @@ pub async fn replace_group(
     event(
         &tx,
         connection,
-        "scim.group_replace",
+        AuditAction::ScimGroupReplace,
         format!("scim_group:{id}"),
         json!({"members": input.members.len()}),
         ctx,
@@ -758,7 +755,7 @@ pub async fn patch_group(
     event(
         &tx,
         connection,
-        "scim.group_patch",
+        AuditAction::ScimGroupPatch,
         format!("scim_group:{id}"),
         json!({"members": input.members.len()}),
         ctx,
@@ -804,7 +801,7 @@ pub async fn delete_group(
     event(
         &tx,
         connection,
-        "scim.group_delete",
+        AuditAction::ScimGroupDelete,
         format!("scim_group:{id}"),
         json!({"members": members.len()}),
         ctx,

@@ -43,6 +43,9 @@ pub(crate) async fn check_enforceable(tx: &Transaction<'_>, org: OrgId) -> Resul
     Ok(())
 }
 
+/// Grants or withdraws break-glass status: an owner who keeps access without single sign-on
+/// where it is enforced. At most [`MAX_BREAK_GLASS`] per organization; the last one cannot be
+/// withdrawn while a connection enforces sign-on. Each change is an `idp.config_change` receipt.
 pub async fn set_break_glass(
     client: &mut impl GenericClient,
     change: Change<'_>,
@@ -109,9 +112,9 @@ pub async fn set_break_glass(
         &tx,
         change,
         if on {
-            "break_glass.grant"
+            AuditAction::SsoBreakGlassGrant
         } else {
-            "break_glass.revoke"
+            AuditAction::SsoBreakGlassRevoke
         },
         format!("user:{user}"),
         json!({ "fields": ["break_glass"] }),
@@ -152,11 +155,8 @@ pub async fn record_break_glass_use(
             json!({ "by": Role::Owner.as_str(), "use": "first in this session" }),
             Some(json!({ "user": user.to_string(), "session": session.to_string() })),
         )?;
-        let event = AuditEvent::new(
-            AuditAction::parse("sso.break_glass_use")?,
-            Actor::User(user.as_uuid()),
-        )
-        .on(format!("session:{session}"));
+        let event = AuditEvent::new(AuditAction::SsoBreakGlassUse, Actor::User(user.as_uuid()))
+            .on(format!("session:{session}"));
         receipt_with_event(&tx, org, draft, event, ctx).await?;
     }
     tx.commit().await?;

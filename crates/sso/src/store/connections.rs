@@ -15,6 +15,7 @@ use crate::domain::{ClientId, ConnectionId, DomainName, GroupRoles, Issuer, Prov
 use crate::sealed::{Sealed, SecretKeys};
 use crate::{Result, SsoError};
 use defendable_identity::Email;
+use defendable_store::audit::AuditAction;
 
 pub(crate) const CONNECTION_COLUMNS: &str = "id, org_id, provider, issuer, client_id, client_secret, secret_key_id, domains, group_roles, default_role, enforced, created_at, updated_at, scim_token_created_at";
 
@@ -166,7 +167,7 @@ pub async fn create_connection(
     record_change(
         &tx,
         change,
-        "connection.create",
+        AuditAction::SsoConnectionCreate,
         format!("sso_connection:{id}"),
         json!({
             "connection": id.to_string(),
@@ -361,7 +362,7 @@ pub async fn update_connection(
     record_change(
         &tx,
         change,
-        "connection.update",
+        AuditAction::SsoConnectionUpdate,
         format!("sso_connection:{id}"),
         json!({
             "connection": id.to_string(),
@@ -394,7 +395,7 @@ pub async fn delete_connection(
     record_change(
         &tx,
         change,
-        "connection.delete",
+        AuditAction::SsoConnectionDelete,
         format!("sso_connection:{id}"),
         json!({
             "connection": id.to_string(),
@@ -409,10 +410,6 @@ pub async fn delete_connection(
     tx.commit().await?;
     Ok(())
 }
-
-/// Grants or withdraws break-glass status: an owner who keeps access without single sign-on
-/// where it is enforced. At most [`MAX_BREAK_GLASS`] per organization; the last one cannot be
-/// withdrawn while a connection enforces sign-on. Each change is an `idp.config_change` receipt.
 
 /// The domain of `email` when `connection` lists it and its organization verified it: the rule
 /// for which addresses a connection speaks for, at sign-in and in the directory alike.

@@ -11,6 +11,7 @@ use super::{
 };
 use crate::domain::DomainName;
 use crate::{Result, SsoError};
+use defendable_store::audit::AuditAction;
 
 fn row_claim(row: &Row) -> Result<DomainClaim> {
     Ok(DomainClaim {
@@ -70,7 +71,7 @@ pub async fn add_domain(
     record_change(
         &tx,
         change,
-        "domain.add",
+        AuditAction::SsoDomainAdd,
         format!("domain:{domain}"),
         json!({ "domain": domain.as_str(), "fields": ["domain"] }),
         json!({}),
@@ -167,7 +168,7 @@ pub async fn mark_verified(
     record_change(
         &tx,
         change,
-        "domain.verify",
+        AuditAction::SsoDomainVerify,
         format!("domain:{domain}"),
         json!({ "domain": domain.as_str(), "fields": ["verified"] }),
         json!({ "txt_name": domain.challenge_name() }),
@@ -198,7 +199,7 @@ pub async fn remove_domain(
     record_change(
         &tx,
         change,
-        "domain.remove",
+        AuditAction::SsoDomainRemove,
         format!("domain:{domain}"),
         json!({ "domain": domain.as_str(), "was_verified": was_verified, "fields": ["domain"] }),
         json!({}),

@@ -19,6 +19,7 @@ use crate::domain::{
     ClientId, ClientSecret, ConnectionId, DomainName, GroupRoles, Issuer, Provider,
 };
 use crate::sealed::{Sealed, SecretKeys};
+use crate::view::{CreateConnection, PatchConnection};
 use crate::Result;
 
 mod break_glass;
@@ -187,24 +188,83 @@ pub(crate) async fn receipt_with_event(
 pub(crate) async fn record_change(
     tx: &Transaction<'_>,
     change: Change<'_>,
-    action: &str,
+    action: AuditAction,
     target: String,
     public: Value,
     private: Value,
 ) -> Result<String> {
     let mut public = public;
-    public["change"] = json!(action);
+    // The receipt names the change without the audit namespace (`domain.add`).
+    let change_name = action
+        .as_str()
+        .strip_prefix("sso.")
+        .unwrap_or(action.as_str());
+    public["change"] = json!(change_name);
     public["by"] = json!(Role::Owner.as_str());
     let draft = Draft::new(
         ReceiptKind::parse("idp.config_change")?,
         public.clone(),
         Some(json!({ "actor": change.actor.to_string(), "values": private })),
     )?;
-    let event = AuditEvent::new(
-        AuditAction::parse(&format!("sso.{action}"))?,
-        Actor::User(change.actor.as_uuid()),
-    )
-    .on(target)
-    .with(json!({ "fields": public.get("fields") }));
+    let event = AuditEvent::new(action, Actor::User(change.actor.as_uuid()))
+        .on(target)
+        .with(json!({ "fields": public.get("fields") }));
     receipt_with_event(tx, change.org, draft, event, change.ctx).await
+}
+
+impl CreateConnection {
+    /// The connection this body describes, each value parsed; `allow_http` accepts `http://`
+    /// issuers (never in production).
+    pub fn parse(&self, allow_http: bool) -> Result<NewConnection> {
+        Ok(NewConnection {
+            provider: self.provider,
+            issuer: Issuer::parse(&self.issuer, allow_http)?,
+            client_id: ClientId::parse(&self.client_id)?,
+            client_secret: ClientSecret::parse(&self.client_secret)?,
+            domains: domains(&self.domains)?,
+            group_roles: GroupRoles::parse(&self.group_roles)?,
+            default_role: self.default_role.as_deref().map(role).transpose()?,
+            enforced: self.enforced,
+        })
+    }
+}
+
+impl PatchConnection {
+    /// The change this body describes, each value present parsed; `allow_http` as for
+    /// [`CreateConnection::parse`].
+    pub fn parse(&self, allow_http: bool) -> Result<ConnectionPatch> {
+        Ok(ConnectionPatch {
+            issuer: self
+                .issuer
+                .as_deref()
+                .map(|i| Issuer::parse(i, allow_http))
+                .transpose()?,
+            client_id: self.client_id.as_deref().map(ClientId::parse).transpose()?,
+            client_secret: self
+                .client_secret
+                .as_deref()
+                .map(ClientSecret::parse)
+                .transpose()?,
+            domains: self.domains.as_deref().map(domains).transpose()?,
+            group_roles: self
+                .group_roles
+                .as_ref()
+                .map(GroupRoles::parse)
+                .transpose()?,
+            default_role: self
+                .default_role
+                .as_ref()
+                .map(|r| r.as_deref().map(role).transpose())
+                .transpose()?,
+            enforced: self.enforced,
+        })
+    }
+}
+
+fn domains(list: &[String]) -> Result<Vec<DomainName>> {
+    list.iter().map(|d| DomainName::parse(d)).collect()
+}
+
+fn role(r: &str) -> Result<Role> {
+    Role::parse(r).map_err(crate::identity_error)
 }
