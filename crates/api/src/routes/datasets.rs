@@ -203,13 +203,7 @@ pub async fn post_catalog_download(
     let slug = DatasetSlug::parse(&path).map_err(|_| ApiError::not_found())?;
     let expires_in = grant_lifetime(body.expires_in)?;
     let (org, grantee) = grantee(&state, &caller, body.org.as_deref()).await?;
-    let ip = caller.ctx.ip.map(|ip| ip.to_string());
-    let key = |k: LimitKey| match k {
-        LimitKey::Org => Some(org.to_string()),
-        LimitKey::Ip => ip.clone(),
-        _ => None,
-    };
-    crate::ratelimit::check(&req, &state, "POST", DOWNLOAD_ROUTE, key).await?;
+    limit_downloads(&req, &state, &caller, org).await?;
     let token = OneTimeToken::generate();
     let request = GrantRequest {
         org,
@@ -223,18 +217,34 @@ pub async fn post_catalog_download(
     };
     let granted = datasets::grant(&mut *state.db.get().await?, &request).await;
     count_grant(&state, org, &granted);
-    let download_url = format!(
-        "{}/share/{}/download",
-        state.config.api_base_url().as_str().trim_end_matches('/'),
-        token.expose()
-    );
     let grant = granted?;
+    let api = state.config.api_base_url();
     Ok(HttpResponse::Created().json(GrantView {
         receipt: grant.receipt.member_view(),
-        download_url,
+        download_url: format!(
+            "{}/share/{}/download",
+            api.as_str().trim_end_matches('/'),
+            token.expose()
+        ),
         expires_at: grant.expires_at,
         quota: grant.quota.into(),
     }))
+}
+
+/// Counts a grant request against the download route's limits (per organization and address).
+async fn limit_downloads(
+    req: &HttpRequest,
+    state: &AppState,
+    caller: &Caller,
+    org: uuid::Uuid,
+) -> Result<(), ApiError> {
+    let ip = caller.ctx.ip.map(|ip| ip.to_string());
+    let key = |k: LimitKey| match k {
+        LimitKey::Org => Some(org.to_string()),
+        LimitKey::Ip => ip.clone(),
+        _ => None,
+    };
+    crate::ratelimit::check(req, state, "POST", DOWNLOAD_ROUTE, key).await
 }
 
 /// The download route, as its rate limits name it.
@@ -273,29 +283,7 @@ async fn grantee(
     let org = match (caller.principal, named) {
         (_, Some(named)) => named.to_owned(),
         (Principal::ApiKey { org, .. }, None) => org.to_string(),
-        (Principal::User { user, .. }, None) => {
-            let orgs = identity::list_orgs(
-                &*state.db.get().await?,
-                user,
-                PageRequest::new(None, Some(2)),
-            )
-            .await?;
-            match orgs.items.as_slice() {
-                [only] => only.org.id.to_string(),
-                [] => {
-                    return Err(defendable_identity::IdentityError::Forbidden(
-                        "downloads are for members of an organization",
-                    )
-                    .into())
-                }
-                _ => {
-                    return Err(ApiError::new(
-                        ErrorCode::OrgRequired,
-                        "you belong to several organizations: name one in `org`",
-                    ))
-                }
-            }
-        }
+        (Principal::User { user, .. }, None) => only_org(state, user).await?,
     };
     let access = caller.member(state, &org).await?;
     let grantee = match caller.principal {
@@ -306,6 +294,27 @@ async fn grantee(
         },
     };
     Ok((access.org.id.as_uuid(), grantee))
+}
+
+/// The one organization a user belongs to (a download names none).
+async fn only_org(state: &AppState, user: defendable_identity::UserId) -> Result<String, ApiError> {
+    let orgs = identity::list_orgs(
+        &*state.db.get().await?,
+        user,
+        PageRequest::new(None, Some(2)),
+    )
+    .await?;
+    match orgs.items.as_slice() {
+        [only] => Ok(only.org.id.to_string()),
+        [] => Err(defendable_identity::IdentityError::Forbidden(
+            "downloads are for members of an organization",
+        )
+        .into()),
+        _ => Err(ApiError::new(
+            ErrorCode::OrgRequired,
+            "you belong to several organizations: name one in `org`",
+        )),
+    }
 }
 
 /// The organization's dataset quota today.

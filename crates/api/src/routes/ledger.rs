@@ -232,17 +232,7 @@ async fn export_pages(
         if next > through {
             break true;
         }
-        let page = async {
-            let client = state.db.get().await?;
-            slots::renew(&*client, slot)
-                .await
-                .map_err(ApiError::store)?;
-            Ok::<_, ApiError>(
-                ledger::projections_page(&*client, org, next, through, limits::EXPORT_PAGE).await?,
-            )
-        }
-        .await;
-        let page = match page {
+        let page = match export_page(&state, slot, org, next, through).await {
             Ok(page) if !page.is_empty() => page,
             Ok(_) => break false,
             Err(e) => {
@@ -251,23 +241,7 @@ async fn export_pages(
             }
         };
         next += page.len() as i64;
-        let mut delivered = true;
-        for projection in page {
-            let line = ExportLine::Receipt(projection);
-            match tokio::time::timeout(limits::EXPORT_WRITE_TIMEOUT, out.send(line)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => {
-                    delivered = false;
-                    break;
-                }
-                Err(_) => {
-                    tracing::warn!(org_id = %org, "ledger export reader stalled; cut off");
-                    delivered = false;
-                    break;
-                }
-            }
-        }
-        if !delivered {
+        if !deliver(&out, page.into_iter().map(ExportLine::Receipt), org).await {
             break false;
         }
     };
@@ -277,6 +251,41 @@ async fn export_pages(
     }
     drop(out);
     release_slot(&state, slot).await;
+}
+
+/// The export's next page from `next` on a short-lived connection, renewing its slot's lease.
+async fn export_page(
+    state: &AppState,
+    slot: slots::Slot,
+    org: Uuid,
+    next: i64,
+    through: i64,
+) -> Result<Vec<defendable_ledger::Projection>, ApiError> {
+    let client = state.db.get().await?;
+    slots::renew(&*client, slot)
+        .await
+        .map_err(ApiError::store)?;
+    Ok(ledger::projections_page(&*client, org, next, through, limits::EXPORT_PAGE).await?)
+}
+
+/// Sends `lines` to the reader; false when it went away or stalled past
+/// `config::limits::EXPORT_WRITE_TIMEOUT` (the export is cut off).
+async fn deliver(
+    out: &tokio::sync::mpsc::Sender<ExportLine>,
+    lines: impl Iterator<Item = ExportLine>,
+    org: Uuid,
+) -> bool {
+    for line in lines {
+        match tokio::time::timeout(limits::EXPORT_WRITE_TIMEOUT, out.send(line)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return false,
+            Err(_) => {
+                tracing::warn!(org_id = %org, "ledger export reader stalled; cut off");
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// Frees an export slot; if the database is away the slot goes stale after its lease.

@@ -207,13 +207,9 @@ pub async fn post_stripe_webhook(
     }))
 }
 
-/// Verifies `Stripe-Signature` against the current secret and the previous one during a
-/// rotation; a failure is counted, logged, recorded as an aggregated refusal and answered 400.
-async fn check_stripe_signature(
-    req: &HttpRequest,
-    state: &AppState,
-    body: &[u8],
-) -> Result<(), ApiError> {
+/// The webhook secrets a signature may verify under: the current one, then the previous one
+/// during a rotation.
+fn stripe_keys(state: &AppState) -> Result<Vec<&[u8]>, ApiError> {
     let secrets = &state.config.stripe_webhook_secret;
     let Some(current) = &secrets.current else {
         return Err(ApiError::new(
@@ -225,6 +221,17 @@ async fn check_stripe_signature(
     if let Some(previous) = &secrets.previous {
         keys.push(previous.expose_secret().as_bytes());
     }
+    Ok(keys)
+}
+
+/// Verifies `Stripe-Signature` against the current secret and the previous one during a
+/// rotation; a failure is counted, logged, recorded as an aggregated refusal and answered 400.
+async fn check_stripe_signature(
+    req: &HttpRequest,
+    state: &AppState,
+    body: &[u8],
+) -> Result<(), ApiError> {
+    let keys = stripe_keys(state)?;
     let header = req
         .headers()
         .get("stripe-signature")

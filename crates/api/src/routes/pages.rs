@@ -254,11 +254,9 @@ fn outcome_page(
     };
     let mut response = pages::render(status, &page)?;
     if let Some(browser) = sso_cookie {
-        response.headers_mut().insert(
-            header::SET_COOKIE,
-            header::HeaderValue::from_str(&signin::sso_cookie(Some(&browser)))
-                .map_err(ApiError::internal)?,
-        );
+        let cookie = signin::sso_cookie(Some(&browser));
+        let value = header::HeaderValue::from_str(&cookie).map_err(ApiError::internal)?;
+        response.headers_mut().insert(header::SET_COOKIE, value);
     }
     Ok(response)
 }

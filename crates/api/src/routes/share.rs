@@ -65,17 +65,15 @@ where
         }
         Err(_) => None,
     };
-    match found {
-        Some(r) => Ok(r),
-        None => {
-            let mut e = AuditEvent::new(AuditAction::ShareAccessError, Actor::Anonymous);
-            e.context = audit_context(req, state);
-            e.details = json!({ "reason": "unknown_or_revoked" });
-            state.metrics.public_projection_error();
-            crate::ratelimit::record_refusal(state, &e).await?;
-            Err(ApiError::not_found())
-        }
+    if let Some(found) = found {
+        return Ok(found);
     }
+    let mut e = AuditEvent::new(AuditAction::ShareAccessError, Actor::Anonymous);
+    e.context = audit_context(req, state);
+    e.details = json!({ "reason": "unknown_or_revoked" });
+    state.metrics.public_projection_error();
+    crate::ratelimit::record_refusal(state, &e).await?;
+    Err(ApiError::not_found())
 }
 
 /// The redacted public projection `{receipt_id, hash, body}` of a shared receipt; for a browser
@@ -123,31 +121,7 @@ fn share_page(
     let receipt = &shared.receipt;
     let api = state.config.api_base_url().to_string();
     let projection = receipt.projection();
-    let bundle = shared
-        .prove()
-        .and_then(|proof| ledger::bundle_of(&state.log, receipt, &proof));
-    let (bundle_json, bundle_error, log) = match bundle {
-        Ok(b) => {
-            let mut lines = b.checkpoint.lines();
-            let log = pages::LogFacts {
-                origin: lines.next().unwrap_or_default().to_owned(),
-                size: lines.next().unwrap_or_default().to_owned(),
-            };
-            (Some(pages::script_json(&b)?), String::new(), log)
-        }
-        Err(e) => {
-            let e = ApiError::from(e);
-            if e.status().is_server_error() && e.status() != StatusCode::SERVICE_UNAVAILABLE {
-                return Err(e);
-            }
-            let log = pages::LogFacts {
-                origin: state.log.name().origin(receipt.org),
-                size: "not yet known".to_owned(),
-            };
-            let why = "the receipt is not in the log's tree yet; reload in a moment.".to_owned();
-            (None, why, log)
-        }
-    };
+    let (bundle_json, bundle_error, log) = bundle_facts(state, shared)?;
     let vkeys: Vec<&str> = state
         .published_keys
         .iter()
@@ -171,6 +145,40 @@ fn share_page(
         command: format!("defendable verify {share_url}{pin}"),
     };
     pages::render(StatusCode::OK, &page)
+}
+
+/// The share page's bundle (as the script reads it) and the log it is in; a receipt not yet in
+/// the log's tree, or a database that is away, shows why instead of the bundle.
+fn bundle_facts(
+    state: &AppState,
+    shared: &ProvenReceipt,
+) -> Result<(Option<String>, String, pages::LogFacts), ApiError> {
+    let receipt = &shared.receipt;
+    let bundle = shared
+        .prove()
+        .and_then(|proof| ledger::bundle_of(&state.log, receipt, &proof));
+    match bundle {
+        Ok(b) => {
+            let mut lines = b.checkpoint.lines();
+            let log = pages::LogFacts {
+                origin: lines.next().unwrap_or_default().to_owned(),
+                size: lines.next().unwrap_or_default().to_owned(),
+            };
+            Ok((Some(pages::script_json(&b)?), String::new(), log))
+        }
+        Err(e) => {
+            let e = ApiError::from(e);
+            if e.status().is_server_error() && e.status() != StatusCode::SERVICE_UNAVAILABLE {
+                return Err(e);
+            }
+            let log = pages::LogFacts {
+                origin: state.log.name().origin(receipt.org),
+                size: "not yet known".to_owned(),
+            };
+            let why = "the receipt is not in the log's tree yet; reload in a moment.".to_owned();
+            Ok((None, why, log))
+        }
+    }
 }
 
 /// Records what became of a grant's download.
