@@ -118,6 +118,7 @@ impl From<deadpool_postgres::PoolError> for SsoError {
 /// This crate's results.
 pub type Result<T> = std::result::Result<T, SsoError>;
 /// An identity error as this crate reports it.
+#[cfg(feature = "postgres")]
 pub(crate) fn identity_error(e: defendable_identity::IdentityError) -> SsoError {
     match e {
         defendable_identity::IdentityError::Store(s) => SsoError::Store(s),

@@ -8,7 +8,8 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use defendable_config::limits::LimitKey;
-use defendable_sso::scim::{self, store as directory, Filter, Kind, Page, ScimFault};
+use defendable_sso::scim::store::{self as directory, Stored};
+use defendable_sso::scim::{self, Filter, GroupRecord, Kind, Page, ScimFault, UserRecord};
 use defendable_sso::store::{Change, Connection};
 use defendable_sso::view::ScimTokenView;
 use defendable_sso::{ConnectionId, SsoError};
@@ -75,37 +76,33 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .get(get_schema)
                     .default_service(only_get()),
             )
-            .service(
-                web::resource("/Users")
-                    .get(list_users)
-                    .post(post_user)
-                    .default_service(web::route().to(method_not_allowed)),
-            )
-            .service(
-                web::resource("/Users/{id}")
-                    .get(get_user)
-                    .put(put_user)
-                    .patch(patch_user)
-                    .delete(delete_user)
-                    .default_service(web::route().to(method_not_allowed)),
-            )
-            .service(
-                web::resource("/Groups")
-                    .get(list_groups)
-                    .post(post_group)
-                    .default_service(web::route().to(method_not_allowed)),
-            )
-            .service(
-                web::resource("/Groups/{id}")
-                    .get(get_group)
-                    .put(put_group)
-                    .patch(patch_group)
-                    .delete(delete_group)
-                    .default_service(web::route().to(method_not_allowed)),
-            )
+            .configure(resource_routes::<UserRecord>("/Users"))
+            .configure(resource_routes::<GroupRecord>("/Groups"))
             .service(web::resource("/.search").post(post_search))
             .default_service(web::route().to(unknown)),
     );
+}
+
+/// A resource type's routes: the collection at `path` and its entries at `path/{id}`.
+fn resource_routes<R: Stored + 'static>(
+    path: &'static str,
+) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        cfg.service(
+            web::resource(path)
+                .get(list::<R>)
+                .post(post::<R>)
+                .default_service(web::route().to(method_not_allowed)),
+        )
+        .service(
+            web::resource(format!("{path}/{{id}}"))
+                .get(get::<R>)
+                .put(put::<R>)
+                .patch(patch::<R>)
+                .delete(delete::<R>)
+                .default_service(web::route().to(method_not_allowed)),
+        );
+    }
 }
 
 /// A SCIM error: the API's error (status, stable code, headers such as `Retry-After`) in
@@ -350,163 +347,89 @@ fn page_of(kind: Kind, q: &Query, total: i64, resources: Vec<Value>) -> HttpResp
     ok(StatusCode::OK, scim::list_response(total, page, resources))
 }
 
-async fn list_users(req: HttpRequest, state: web::Data<AppState>) -> ScimResult {
+/// A page of a resource type's entries (`GET /Users`, `GET /Groups`).
+async fn list<R: Stored>(req: HttpRequest, state: web::Data<AppState>) -> ScimResult {
     let q = query(&req)?;
     let (connection, base) = directory_of(&req, &state).await?;
     let filter = q
         .filter
         .as_deref()
-        .map(|f| Filter::parse(Kind::User, f))
+        .map(|f| Filter::parse(R::KIND, f))
         .transpose()?;
     let page = Page::new(q.start_index, q.count);
-    let (total, users) =
-        directory::list_users(&*state.db.get().await?, &connection, filter.as_ref(), page).await?;
-    Ok(page_of(
-        Kind::User,
-        &q,
-        total,
-        users.iter().map(|u| u.to_json(&base)).collect(),
-    ))
+    let (total, found) =
+        directory::list::<R>(&*state.db.get().await?, &connection, filter.as_ref(), page).await?;
+    let resources = found.iter().map(|r| r.to_json(&base)).collect();
+    Ok(page_of(R::KIND, &q, total, resources))
 }
 
-async fn post_user(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> ScimResult {
+/// Creates an entry (`POST /Users`, `POST /Groups`).
+async fn post<R: Stored>(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> ScimResult {
     let q = query(&req)?;
     let (connection, base) = directory_of(&req, &state).await?;
-    let input = scim::parse_user(&body_json(&body)?)?;
+    let input = R::parse(&body_json(&body)?)?;
     let ctx = audit_context(&req, &state);
-    let user =
-        directory::create_user(&mut *state.db.get().await?, &connection, &input, &ctx).await?;
+    let created =
+        directory::create::<R>(&mut *state.db.get().await?, &connection, &input, &ctx).await?;
     Ok(answer(
-        Kind::User,
+        R::KIND,
         StatusCode::CREATED,
         &q,
-        user.to_json(&base),
+        created.to_json(&base),
     ))
 }
 
-async fn get_user(req: HttpRequest, state: web::Data<AppState>) -> ScimResult {
+/// One entry.
+async fn get<R: Stored>(req: HttpRequest, state: web::Data<AppState>) -> ScimResult {
     let q = query(&req)?;
     let (connection, base) = directory_of(&req, &state).await?;
     let id = resource_id(&req)?;
-    let user = directory::get_user(&*state.db.get().await?, &connection, id).await?;
-    Ok(answer(Kind::User, StatusCode::OK, &q, user.to_json(&base)))
+    let found = directory::get::<R>(&*state.db.get().await?, &connection, id).await?;
+    Ok(answer(R::KIND, StatusCode::OK, &q, found.to_json(&base)))
 }
 
-async fn put_user(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> ScimResult {
+/// Replaces an entry (PUT).
+async fn put<R: Stored>(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> ScimResult {
     let q = query(&req)?;
     let (connection, base) = directory_of(&req, &state).await?;
     let id = resource_id(&req)?;
-    let input = scim::parse_user(&body_json(&body)?)?;
+    let input = R::parse(&body_json(&body)?)?;
     let ctx = audit_context(&req, &state);
-    let user =
-        directory::replace_user(&mut *state.db.get().await?, &connection, id, &input, &ctx).await?;
-    Ok(answer(Kind::User, StatusCode::OK, &q, user.to_json(&base)))
+    let db = &mut *state.db.get().await?;
+    let replaced = directory::replace::<R>(db, &connection, id, &input, &ctx).await?;
+    Ok(answer(R::KIND, StatusCode::OK, &q, replaced.to_json(&base)))
 }
 
-async fn patch_user(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> ScimResult {
+/// Applies a PatchOp to an entry.
+async fn patch<R: Stored>(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> ScimResult {
     let q = query(&req)?;
     let (connection, base) = directory_of(&req, &state).await?;
     let id = resource_id(&req)?;
     let ops = body_json(&body)?;
     let ctx = audit_context(&req, &state);
-    let user =
-        directory::patch_user(&mut *state.db.get().await?, &connection, id, &ops, &ctx).await?;
-    Ok(answer(Kind::User, StatusCode::OK, &q, user.to_json(&base)))
+    let db = &mut *state.db.get().await?;
+    let patched = directory::patch::<R>(db, &connection, id, &ops, &ctx).await?;
+    Ok(answer(R::KIND, StatusCode::OK, &q, patched.to_json(&base)))
 }
 
-async fn delete_user(req: HttpRequest, state: web::Data<AppState>) -> ScimResult {
+/// Deletes an entry.
+async fn delete<R: Stored>(req: HttpRequest, state: web::Data<AppState>) -> ScimResult {
     let (connection, _) = directory_of(&req, &state).await?;
     let id = resource_id(&req)?;
     let ctx = audit_context(&req, &state);
-    directory::delete_user(&mut *state.db.get().await?, &connection, id, &ctx).await?;
-    Ok(HttpResponse::NoContent().finish())
-}
-
-async fn list_groups(req: HttpRequest, state: web::Data<AppState>) -> ScimResult {
-    let q = query(&req)?;
-    let (connection, base) = directory_of(&req, &state).await?;
-    let filter = q
-        .filter
-        .as_deref()
-        .map(|f| Filter::parse(Kind::Group, f))
-        .transpose()?;
-    let page = Page::new(q.start_index, q.count);
-    let (total, groups) =
-        directory::list_groups(&*state.db.get().await?, &connection, filter.as_ref(), page).await?;
-    Ok(page_of(
-        Kind::Group,
-        &q,
-        total,
-        groups.iter().map(|g| g.to_json(&base)).collect(),
-    ))
-}
-
-async fn post_group(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> ScimResult {
-    let q = query(&req)?;
-    let (connection, base) = directory_of(&req, &state).await?;
-    let input = scim::parse_group(&body_json(&body)?)?;
-    let ctx = audit_context(&req, &state);
-    let group =
-        directory::create_group(&mut *state.db.get().await?, &connection, &input, &ctx).await?;
-    Ok(answer(
-        Kind::Group,
-        StatusCode::CREATED,
-        &q,
-        group.to_json(&base),
-    ))
-}
-
-async fn get_group(req: HttpRequest, state: web::Data<AppState>) -> ScimResult {
-    let q = query(&req)?;
-    let (connection, base) = directory_of(&req, &state).await?;
-    let id = resource_id(&req)?;
-    let group = directory::get_group(&*state.db.get().await?, &connection, id).await?;
-    Ok(answer(
-        Kind::Group,
-        StatusCode::OK,
-        &q,
-        group.to_json(&base),
-    ))
-}
-
-async fn put_group(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> ScimResult {
-    let q = query(&req)?;
-    let (connection, base) = directory_of(&req, &state).await?;
-    let id = resource_id(&req)?;
-    let input = scim::parse_group(&body_json(&body)?)?;
-    let ctx = audit_context(&req, &state);
-    let group =
-        directory::replace_group(&mut *state.db.get().await?, &connection, id, &input, &ctx)
-            .await?;
-    Ok(answer(
-        Kind::Group,
-        StatusCode::OK,
-        &q,
-        group.to_json(&base),
-    ))
-}
-
-async fn patch_group(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> ScimResult {
-    let q = query(&req)?;
-    let (connection, base) = directory_of(&req, &state).await?;
-    let id = resource_id(&req)?;
-    let ops = body_json(&body)?;
-    let ctx = audit_context(&req, &state);
-    let group =
-        directory::patch_group(&mut *state.db.get().await?, &connection, id, &ops, &ctx).await?;
-    Ok(answer(
-        Kind::Group,
-        StatusCode::OK,
-        &q,
-        group.to_json(&base),
-    ))
-}
-
-async fn delete_group(req: HttpRequest, state: web::Data<AppState>) -> ScimResult {
-    let (connection, _) = directory_of(&req, &state).await?;
-    let id = resource_id(&req)?;
-    let ctx = audit_context(&req, &state);
-    directory::delete_group(&mut *state.db.get().await?, &connection, id, &ctx).await?;
+    directory::delete::<R>(&mut *state.db.get().await?, &connection, id, &ctx).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
