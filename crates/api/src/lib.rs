@@ -174,6 +174,19 @@ impl Application {
     /// `JWT_SECRET` and `LEDGER_SIGNING_KEY` must be set (development fills them with
     /// [`defendable_boot::dev_secrets`]). Must run inside a Tokio runtime: it starts the receipt appender.
     pub fn build(config: Config, deps: Dependencies) -> anyhow::Result<Application> {
+        let listener = TcpListener::bind(config.bind_addr)
+            .with_context(|| format!("binding {}", config.bind_addr))?;
+        Self::build_on(config, deps, listener)
+    }
+
+    /// [`Application::build`] on a socket already bound and listening: one a parent process
+    /// handed down (socket activation), or one a test bound before it needed the port. No other
+    /// process can take the port between the bind and the server's first accept.
+    pub fn build_on(
+        config: Config,
+        deps: Dependencies,
+        listener: TcpListener,
+    ) -> anyhow::Result<Application> {
         defendable_store::install_crypto_provider();
         let jwt = config
             .jwt_secret
@@ -299,8 +312,6 @@ impl Application {
             Some(server) => defendable_sso::dns::TxtResolver::parse(server)?,
             None => defendable_sso::dns::TxtResolver::system(),
         };
-        let listener = TcpListener::bind(config.bind_addr)
-            .with_context(|| format!("binding {}", config.bind_addr))?;
         let port = listener.local_addr()?.port();
         // Production reaches identity providers on public addresses only (and the networks
         // SSO_PROVIDER_ALLOWED_CIDRS lists); development also reaches the test provider on loopback.

@@ -163,9 +163,20 @@ async fn serve(mut config: Config, migrate_only: bool) -> anyhow::Result<()> {
 }
 
 async fn listen(config: Config, deps: defendable_api::Dependencies) -> anyhow::Result<()> {
-    let ip = config.bind_addr.ip();
-    let app = Application::build(config, deps)?;
-    tracing::info!(port = app.port(), "listening on http://{ip}:{}", app.port());
+    // A socket handed down by the process that started this one (systemd socket activation,
+    // `LISTEN_FDS`; the release drill does the same) is used as it is; else BIND_ADDR is bound.
+    let app = match listenfd::ListenFd::from_env().take_tcp_listener(0)? {
+        Some(listener) => {
+            tracing::info!(address = %listener.local_addr()?, "listening on a socket handed down (LISTEN_FDS)");
+            Application::build_on(config, deps, listener)?
+        }
+        None => {
+            let ip = config.bind_addr.ip();
+            let app = Application::build(config, deps)?;
+            tracing::info!(port = app.port(), "listening on http://{ip}:{}", app.port());
+            app
+        }
+    };
     app.run_until_stopped().await?;
     Ok(())
 }

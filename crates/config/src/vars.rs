@@ -86,7 +86,7 @@ pub static VARS: &[Var] = &[
         "Deployment mode. Production refuses to boot while any production rule fails; development only warns.",
         ""),
     var!("BIND_ADDR", Kind::SocketAddr, Some("127.0.0.1:8080"), false,
-        "Address the HTTP server listens on.", ""),
+        "Address the HTTP server listens on, unless the process that starts it hands a listening socket down (`LISTEN_FDS=1`, the socket as descriptor 3: systemd socket activation; the release drill does it).", ""),
     var!("DATA_DIR", Kind::Path, Some("./.defendable"), false,
         "Development state: the private PostgreSQL cluster (`pg/`), local objects (`objects/`), generated development secrets and the mail outbox (`outbox/`, one `.eml` file per message).",
         ""),

@@ -64,7 +64,7 @@ impl Cluster {
             .parse()
             .map_err(|_| StoreError::Cluster(format!("{}/port is corrupt", root.display())))?;
         let password = read_trimmed(&root.join("password"))?;
-        let cluster = Cluster {
+        let mut cluster = Cluster {
             root,
             bin_dir,
             run_as,
@@ -72,7 +72,7 @@ impl Cluster {
             password,
         };
         if !cluster.is_running() {
-            cluster.start()?;
+            cluster.start_or_move()?;
         }
         drop(lock);
         Ok(cluster)
@@ -135,6 +135,34 @@ impl Cluster {
             .ok()
             .and_then(|d| self.pg_ctl(&["-D", d, "status"]).ok())
             .is_some_and(|o| o.status.success())
+    }
+
+    /// Starts the cluster. Its port was picked when the cluster was made, and another process
+    /// may hold it now: PostgreSQL then fails to bind and exits (`pg_ctl -w` waits for its own
+    /// server, never for whatever else answers on the port), and the cluster moves to a fresh
+    /// port, at most three times.
+    fn start_or_move(&mut self) -> Result<(), StoreError> {
+        for _ in 0..3 {
+            match self.start() {
+                Err(StoreError::Cluster(why)) if why.contains("Address already in use") => {
+                    let port = free_port()?;
+                    let conf = self.root.join("data").join("postgresql.conf");
+                    let moved = format!(
+                        "\n# Moved by Defendable: port {} was taken.\nport = {port}\n",
+                        self.port
+                    );
+                    fs::OpenOptions::new()
+                        .append(true)
+                        .open(&conf)
+                        .and_then(|mut f| f.write_all(moved.as_bytes()))
+                        .map_err(|e| io_err(&conf, e))?;
+                    write_private(&self.root.join("port"), &port.to_string())?;
+                    self.port = port;
+                }
+                other => return other,
+            }
+        }
+        self.start()
     }
 
     fn start(&self) -> Result<(), StoreError> {

@@ -11,11 +11,16 @@
 // provider's own published key, so only the overridden claims are wrong.
 import { readFileSync } from 'node:fs';
 import { generateKeyPairSync } from 'node:crypto';
+import { createServer } from 'node:http';
 import Provider from 'oidc-provider';
 import { SignJWT, decodeJwt, importJWK } from 'jose';
 
-const port = Number(process.env.PORT);
-const issuer = process.env.ISSUER;
+// Port 0: the system picks a free port, and the line printed once the provider answers tells
+// the test which (no port is picked by one process and bound later by another).
+const server = createServer();
+await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+const { port } = server.address();
+const issuer = `http://127.0.0.1:${port}`;
 const clients = JSON.parse(process.env.OIDC_CLIENTS);
 const accounts = () => JSON.parse(readFileSync(process.env.OIDC_ACCOUNTS_FILE, 'utf8'));
 
@@ -59,4 +64,5 @@ provider.use(async (ctx, next) => {
   ctx.body = { ...ctx.body, id_token: idToken };
 });
 
-provider.listen(port, '127.0.0.1', () => console.log(`listening ${issuer}`));
+server.on('request', provider.callback());
+console.log(`listening on port ${port}`);

@@ -422,8 +422,80 @@ pub mod bench {
     }
 }
 
+/// A listening socket on 127.0.0.1 (port 0: the system picks) and its port. Hand it to the
+/// server that needs it — in process (`Application::build_on`) or to a child with
+/// [`hand_down`] — instead of a port number: held from the bind on, the port cannot be taken by
+/// another process, so a test only ever talks to the server it started.
+pub fn listener() -> (std::net::TcpListener, u16) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback socket");
+    let port = listener.local_addr().expect("its address").port();
+    (listener, port)
+}
+
+/// Hands `listener` to the child `cmd` starts as its descriptor 3 with `LISTEN_FDS=1` (systemd's
+/// socket activation, which the server takes before `BIND_ADDR`).
+pub fn hand_down(cmd: &mut std::process::Command, listener: &std::net::TcpListener) {
+    use command_fds::{CommandFdExt as _, FdMapping};
+    let socket = listener.try_clone().expect("a copy of the socket");
+    cmd.env("LISTEN_FDS", "1")
+        .fd_mappings(vec![FdMapping {
+            parent_fd: socket.into(),
+            child_fd: 3,
+        }])
+        .expect("one mapping");
+}
+
+/// The port a child announces once it listens: reads `out` (its standard output or error) until
+/// a line holds `marker` followed by a port number, and answers that number. For servers that
+/// bind port 0 themselves and say which port they got (chromedriver, the OpenID Provider), so
+/// there is never a moment the port is free for another process. The rest of `out` is drained in
+/// the background, so the child never blocks on a full pipe.
+pub fn announced_port(
+    out: impl std::io::Read + Send + 'static,
+    marker: &'static str,
+    within: std::time::Duration,
+) -> u16 {
+    use std::io::BufRead as _;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if let Some(at) = line.find(marker) {
+                let digits: String = line[at + marker.len()..]
+                    .trim_start()
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                if let (Some(tx), Ok(port)) = (tx.take(), digits.parse::<u16>()) {
+                    let _ = tx.send(port);
+                }
+            }
+        }
+    });
+    rx.recv_timeout(within)
+        .unwrap_or_else(|_| panic!("no line with {marker:?} and a port within {within:?}"))
+}
+
+/// A TCP port on 127.0.0.1 that refuses connections for as long as the returned socket lives:
+/// bound (so no other process can take it) but not listening. For "the server is unreachable".
+pub fn refusing_port() -> (socket2::Socket, u16) {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a socket");
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().expect("address");
+    socket.bind(&any.into()).expect("bound");
+    let port = socket
+        .local_addr()
+        .expect("address")
+        .as_socket()
+        .expect("an IP socket")
+        .port();
+    (socket, port)
+}
+
 /// A free port on 127.0.0.1 for a server to start on later (UDP and TCP are both free when
-/// this returns).
+/// this returns). Only for servers that can neither take a socket nor report the port they
+/// bound (dnsmasq); those check that the server they started is the one that answers.
 pub fn free_port() -> u16 {
     loop {
         let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");

@@ -5,7 +5,7 @@
 //! back.
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -29,6 +29,27 @@ impl Drop for OidcProvider {
     }
 }
 
+/// Asks the provider for its discovery document once and waits for the answer, so that a test's
+/// first request does not meet node's cold start (it loads modules on first use).
+fn warm_up(port: u16) {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("the provider");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    stream
+        .write_all(b"GET /.well-known/openid-configuration HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .expect("request");
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .expect("the discovery document");
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "the provider answered {answer}"
+    );
+}
+
 impl OidcProvider {
     /// Starts a provider with `accounts` (`{"sub": {claims}}`, see `provider.mjs` for the
     /// `_id_token` misbehaviours) and `clients` (oidc-provider client metadata).
@@ -41,33 +62,35 @@ impl OidcProvider {
             "{} is missing: `cargo xtask test` installs oidc-provider {OIDC_PROVIDER_VERSION}",
             dir.display()
         );
-        // Beside its node_modules, so the module resolves.
+        // Beside its node_modules, so the module resolves; copied under a name of its own and
+        // renamed into place, so a provider starting in a parallel test never reads half a file.
         let script = dir.join("provider.mjs");
+        let fresh = dir.join(format!("provider.mjs.{}", uuid::Uuid::new_v4().simple()));
         std::fs::copy(
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("oidc/provider.mjs"),
-            &script,
+            &fresh,
         )
         .expect("copy provider.mjs");
-        let port = crate::free_port();
-        let issuer = format!("http://127.0.0.1:{port}");
+        std::fs::rename(&fresh, &script).expect("provider.mjs in place");
         let dir = crate::files::TempDir::new();
         let accounts_file = dir.path().join("accounts.json");
         std::fs::write(&accounts_file, accounts.to_string()).expect("accounts file");
-        let child = Command::new("node")
+        let mut child = Command::new("node")
             .arg(&script)
-            .env("PORT", port.to_string())
-            .env("ISSUER", &issuer)
             .env("OIDC_ACCOUNTS_FILE", &accounts_file)
             .env("OIDC_CLIENTS", clients.to_string())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("node starts oidc-provider");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "oidc-provider did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        // The provider binds port 0 and says which port it got once it answers.
+        let port = crate::announced_port(
+            child.stdout.take().expect("its output"),
+            "listening on port",
+            Duration::from_secs(20),
+        );
+        let issuer = format!("http://127.0.0.1:{port}");
+        warm_up(port);
         OidcProvider { child, issuer, dir }
     }
 

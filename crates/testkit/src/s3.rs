@@ -6,7 +6,7 @@
 //!   implements the bucket versioning and lifecycle calls s3s-fs lacks.
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::files::TempDir;
 
@@ -38,16 +38,21 @@ impl S3Server {
         defendable_store::install_crypto_provider();
         let root = TempDir::new();
         std::fs::create_dir_all(root.path().join(bucket)).expect("bucket dir");
-        let port = crate::free_port();
-        let child = Command::new("s3s-fs")
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        // Port 0: s3s-fs binds a free port itself and logs which.
+        let mut child = Command::new("s3s-fs")
+            .args(["--host", "127.0.0.1", "--port", "0"])
             .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
             .arg(root.path())
-            .stdout(Stdio::null())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("s3s-fs starts (cargo xtask test installs it with cargo install)");
-        wait_for(port, "s3s-fs");
+        let port = crate::announced_port(
+            child.stdout.take().expect("its output"),
+            "server is running at http://127.0.0.1:",
+            Duration::from_secs(30),
+        );
         S3Server {
             child,
             port,
@@ -81,14 +86,6 @@ fn client_settings(endpoint: &str, bucket: &str) -> object_store::aws::AmazonS3B
         .with_secret_access_key(SECRET_KEY)
 }
 
-fn wait_for(port: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "{what} did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// The pinned moto; keep in step with `MOTO` in xtask/src/main.rs, which installs it.
 pub const MOTO_VERSION: &str = "5.2.5";
 
@@ -119,14 +116,18 @@ impl Moto {
             "{} is missing: `cargo xtask test` installs moto {MOTO_VERSION}",
             bin.display()
         );
-        let port = crate::free_port();
-        let child = Command::new(bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        // Port 0: moto's server binds a free port itself and says which.
+        let mut child = Command::new(bin)
+            .args(["-H", "127.0.0.1", "-p", "0"])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("moto_server starts");
-        wait_for(port, "moto_server");
+        let port = crate::announced_port(
+            child.stderr.take().expect("its output"),
+            "Running on http://127.0.0.1:",
+            Duration::from_secs(30),
+        );
         Moto { child, port }
     }
 

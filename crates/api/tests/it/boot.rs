@@ -65,10 +65,12 @@ fn check_config_reports_and_exits_non_zero_on_failure() {
 #[tokio::test]
 async fn production_with_a_complete_environment_boots_and_is_ready() {
     let db = TestDb::new().await;
-    let port = crate::helpers::free_port();
+    let (socket, port) = defendable_testkit::listener();
     let data =
         std::env::temp_dir().join(format!("defendable-boot-{}", uuid::Uuid::new_v4().simple()));
-    let mut child = bin()
+    let mut command = bin();
+    defendable_testkit::hand_down(&mut command, &socket);
+    let mut child = command
         .envs([
             ("APP_ENV", "production"),
             ("BIND_ADDR", &format!("127.0.0.1:{port}")),

@@ -13,7 +13,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{config, free_port, path_of, TempDir, TestApp};
+use crate::helpers::{config, path_of, TempDir, TestApp};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const DESKTOP: (u32, u32) = (1280, 900);
@@ -38,22 +38,18 @@ async fn start_driver() -> Driver {
         std::path::Path::new(CHROMIUM).is_file(),
         "{CHROMIUM} is missing: `cargo xtask test` installs Debian's chromium and chromium-driver"
     );
-    let port = free_port();
-    let child = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
+    // Port 0: chromedriver binds a free port itself and says which.
+    let mut child = Command::new("chromedriver")
+        .arg("--port=0")
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("chromedriver starts (`cargo xtask test` installs chromium-driver)");
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let port = defendable_testkit::announced_port(
+        child.stdout.take().expect("its output"),
+        "started successfully on port",
+        Duration::from_secs(10),
+    );
     Driver {
         child,
         port,
@@ -213,8 +209,9 @@ fn flip_signature(page: &str) -> String {
 #[actix_web::test]
 async fn the_pages_work_in_a_real_browser() {
     // A real port, so the links and the command the pages show are the ones a person would see.
-    let bind = format!("127.0.0.1:{}", free_port());
-    let app = TestApp::spawn_with(config(&[("BIND_ADDR", &bind)])).await;
+    let (socket, port) = defendable_testkit::listener();
+    let bind = format!("127.0.0.1:{port}");
+    let app = TestApp::spawn_listening(config(&[]), socket).await;
     let driver = start_driver().await;
     let c = browser(&driver).await;
 

@@ -62,11 +62,13 @@ impl Harness {
     /// answers `/healthz`.
     async fn server(&mut self) -> Server {
         self.servers += 1;
-        let port = crate::helpers::free_port();
+        let (socket, port) = defendable_testkit::listener();
         let log =
             std::fs::File::create(self.dir.path().join(format!("server-{}.log", self.servers)))
                 .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_defendable-api"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_defendable-api"));
+        defendable_testkit::hand_down(&mut command, &socket);
+        let child = command
             .env("APP_ENV", "development")
             .env("BIND_ADDR", format!("127.0.0.1:{port}"))
             .env("DATA_DIR", self.dir.path().join("data"))

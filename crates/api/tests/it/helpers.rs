@@ -65,6 +65,35 @@ impl TestApp {
         Self::spawn_on(db, config).await
     }
 
+    /// A server on a fresh database, listening on `listener`: a socket the test bound first, so
+    /// that its port could go into the configuration (`BIND_ADDR` here, hence `API_BASE_URL`)
+    /// and to other servers before this one started, with no moment the port was free.
+    pub async fn spawn_listening(mut config: Config, listener: std::net::TcpListener) -> TestApp {
+        config.bind_addr = listener.local_addr().expect("the socket's address");
+        let db = TestDb::new().await;
+        let data = TempDir::new();
+        let objects = local_objects(&data);
+        let settings = defendable_boot::server_pool_settings(config.database_pool_size);
+        let url = db.url().to_owned();
+        capture_logs();
+        config.data_dir = data.path().to_path_buf();
+        let deps = Dependencies {
+            pool: defendable_store::pool_with(&url, settings).expect("pool for the test database"),
+            objects: objects.clone(),
+            presigner: None,
+        };
+        let app = Application::build_on(config, deps, listener).expect("server builds");
+        let base = format!("http://127.0.0.1:{}", app.port());
+        actix_web::rt::spawn(app.run_until_stopped());
+        TestApp {
+            base,
+            http: client(),
+            db,
+            data,
+            objects,
+        }
+    }
+
     /// A server on an existing database (another "process" on the same data).
     pub async fn spawn_on(db: TestDb, config: Config) -> TestApp {
         let data = TempDir::new();
@@ -516,8 +545,6 @@ pub fn http_builder() -> reqwest::ClientBuilder {
     defendable_store::install_crypto_provider();
     reqwest::Client::builder()
 }
-
-pub use defendable_testkit::free_port;
 
 /// Polls `check` until it holds or `within` passes (the revocation window).
 pub async fn eventually<F, Fut>(within: std::time::Duration, mut check: F) -> bool

@@ -67,12 +67,16 @@ async fn collector() -> (u16, Received) {
 async fn request_spans_reach_the_collector_in_the_callers_trace() {
     let db = TestDb::new().await;
     let (collector_port, received) = collector().await;
-    let port = crate::helpers::free_port();
+    let (socket, port) = defendable_testkit::listener();
     let data =
         std::env::temp_dir().join(format!("defendable-otlp-{}", uuid::Uuid::new_v4().simple()));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_defendable-api"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_defendable-api"));
+    // env_clear first: it would also drop the LISTEN_FDS the hand-down sets.
+    command
         .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    defendable_testkit::hand_down(&mut command, &socket);
+    let mut child = command
         .envs([
             ("BIND_ADDR", format!("127.0.0.1:{port}")),
             ("DATA_DIR", data.display().to_string()),

@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::datasets_http::{grant_share, publish};
-use crate::helpers::{config, free_port, path_of, TestApp};
+use crate::helpers::{config, path_of, TestApp};
 
 const BROWSER_ACCEPT: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
 
@@ -219,11 +219,12 @@ async fn a_dataset_grant_share_page_shows_the_dataset_and_a_download_button() {
 async fn mail_scanners_cannot_consume_a_sign_in_link_and_the_button_works_once() {
     // A real port, and a CORS list naming only a web app elsewhere: the page's own form post
     // (same origin) still goes through.
-    let bind = format!("127.0.0.1:{}", free_port());
-    let app = TestApp::spawn_with(config(&[
-        ("BIND_ADDR", &bind),
-        ("CORS_ORIGINS", "https://app.example.com"),
-    ]))
+    let (socket, port) = defendable_testkit::listener();
+    let bind = format!("127.0.0.1:{port}");
+    let app = TestApp::spawn_listening(
+        config(&[("CORS_ORIGINS", "https://app.example.com")]),
+        socket,
+    )
     .await;
     let email = "scanned@example.com";
     let (s, _) = app

@@ -21,20 +21,31 @@ impl Drop for SmtpServer {
     }
 }
 
+/// aiosmtpd's mailbox server on the listening socket at descriptor 3 (`argv[1]`: the mailbox).
+const SERVE_ON_FD_3: &str = "
+import asyncio, socket, sys
+from aiosmtpd.handlers import Mailbox
+from aiosmtpd.smtp import SMTP
+
+async def main():
+    sock = socket.socket(fileno=3)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: SMTP(Mailbox(sys.argv[1])), sock=sock)
+    await server.serve_forever()
+
+asyncio.run(main())
+";
+
 fn start_smtp() -> SmtpServer {
     let dir = TempDir::new();
     let mailbox = dir.path().join("mailbox");
-    let port = crate::helpers::free_port();
-    let child = Command::new("/usr/bin/python3")
-        .args([
-            "-m",
-            "aiosmtpd",
-            "-n",
-            "-l",
-            &format!("127.0.0.1:{port}"),
-            "-c",
-            "aiosmtpd.handlers.Mailbox",
-        ])
+    // The test binds the socket and hands it down (descriptor 3): aiosmtpd serves on it, so no
+    // other process can take the port between a pick and a bind.
+    let (socket, port) = defendable_testkit::listener();
+    let mut command = Command::new("/usr/bin/python3");
+    defendable_testkit::hand_down(&mut command, &socket);
+    let child = command
+        .args(["-c", SERVE_ON_FD_3])
         .arg(&mailbox)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -115,7 +126,8 @@ async fn a_magic_link_travels_through_a_real_smtp_server_and_signs_in() {
 
 #[actix_web::test]
 async fn an_unreachable_smtp_server_is_a_503_and_an_audit_event() {
-    let port = crate::helpers::free_port();
+    // Bound but not listening: connections are refused, and no other process can take the port.
+    let (_reserved, port) = defendable_testkit::refusing_port();
     let app =
         TestApp::spawn_with(config(&[("SMTP_URL", &format!("smtp://127.0.0.1:{port}"))])).await;
     let (s, body) = app

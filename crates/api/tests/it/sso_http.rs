@@ -647,8 +647,7 @@ struct Scene {
 }
 
 async fn scene(accounts: &Value, domains: &[&str], group_roles: Value) -> Scene {
-    let port = free_port();
-    let app = TestApp::spawn_with(config(&[("BIND_ADDR", &format!("127.0.0.1:{port}"))])).await;
+    let (socket, port) = defendable_testkit::listener();
     let provider = OidcProvider::start(
         accounts,
         &json!([{
@@ -657,6 +656,7 @@ async fn scene(accounts: &Value, domains: &[&str], group_roles: Value) -> Scene 
             "redirect_uris": [format!("http://127.0.0.1:{port}/auth/sso/callback")],
         }]),
     );
+    let app = TestApp::spawn_listening(config(&[]), socket).await;
     let (owner, slug, _) = app.sign_in_to_org("admin@corp.test").await;
     app.db
         .pool

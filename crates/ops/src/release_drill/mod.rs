@@ -743,6 +743,11 @@ fn field(out: &str, name: &str) -> std::result::Result<String, String> {
 struct DrillEnv {
     base: String,
     port: u16,
+    /// The server's socket, bound by the drill and handed to each server it starts
+    /// (`LISTEN_FDS`): no other process can take the port, so the drill only ever talks to the
+    /// server it started. Given up only for a release that cannot take a socket (see
+    /// `server::Server::start`).
+    listener: std::sync::Mutex<Option<std::net::TcpListener>>,
     db_url: String,
     work: PathBuf,
     objects: PathBuf,
@@ -767,7 +772,12 @@ impl DrillEnv {
         // The library may run outside the ops binary (benchmarks, tests): reqwest needs a TLS
         // provider installed either way.
         defendable_store::install_crypto_provider();
-        let port = free_port()?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")
+            .map_err(|e| OpsError::Setup(format!("binding the drill's server socket: {e}")))?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| OpsError::Setup(e.to_string()))?
+            .port();
         let (key, encoded) = SigningKey::generate()?;
         let name = LedgerName::parse(DRILL_LEDGER_NAME)?;
         let internal_key = random_secret();
@@ -783,6 +793,7 @@ impl DrillEnv {
         Ok(DrillEnv {
             base: format!("http://127.0.0.1:{port}"),
             port,
+            listener: std::sync::Mutex::new(Some(listener)),
             db_url: db_url.to_owned(),
             work: work.to_owned(),
             objects,
@@ -839,12 +850,4 @@ impl DrillEnv {
             ("HOME".into(), self.work.display().to_string()),
         ]
     }
-}
-
-fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| OpsError::Setup(format!("no free port: {e}")))?;
-    l.local_addr()
-        .map(|a| a.port())
-        .map_err(|e| OpsError::Setup(e.to_string()))
 }

@@ -13,7 +13,7 @@ const OLD: &str = "sso-old-key-Qw3Er6Ty9Ui2Op5As8Df1Gh4";
 const NEW: &str = "sso-new-key-Zx4Cv7Bn0Mq3Wr6Ty9Ui2Op5";
 
 /// An organization and its owner on a fresh database.
-async fn org(db: &TestDb) -> (defendable_identity::OrgId, defendable_identity::UserId) {
+pub(crate) async fn org(db: &TestDb) -> (defendable_identity::OrgId, defendable_identity::UserId) {
     let ctx = AuditContext::default();
     let email = Email::parse("owner@rotate.test").expect("email");
     let link = identity::request_magic_link(
