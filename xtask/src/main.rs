@@ -302,6 +302,7 @@ fn test() -> Result<()> {
     release::ensure_tool(release::AUDITABLE)?;
     release::ensure_tool(release::CYCLONEDX)?;
     deps::check(&root())?;
+    pure_cores_build()?;
     alert_rules()?;
     let started = std::time::SystemTime::now();
     let outcome = cargo_test_with_summary();
@@ -401,6 +402,25 @@ fn write_ci_summary(started: std::time::SystemTime, outcome: &Result<Totals>) ->
         dir.join("ci-summary.json"),
         serde_json::to_string_pretty(&summary)? + "\n",
     )?;
+    Ok(())
+}
+
+/// The cores' pure parts build on their own (`--no-default-features`): the workspace's own build
+/// never does, since the server turns the features on for every crate it shares with them, so a
+/// server-only item that slips into a pure part would otherwise pass the tests and break the
+/// CLI's and embedders' builds.
+fn pure_cores_build() -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--offline", "--lib", "--no-default-features"])
+        .args(["-p", "defendable-ledger", "-p", "defendable-identity"])
+        .args(["-p", "defendable-datasets", "-p", "defendable-sso"])
+        .current_dir(root())
+        .status()
+        .context("running cargo build")?;
+    if !status.success() {
+        bail!("a core's pure part (--no-default-features) does not build");
+    }
     Ok(())
 }
 
