@@ -3,9 +3,8 @@
 //! `internal.call`, refusals included.
 
 use actix_web::HttpRequest;
-use defendable_store::audit::{record, Actor, AuditAction, AuditEvent};
+use defendable_store::audit::{record, Actor, AuditEvent};
 use secrecy::ExposeSecret;
-use serde_json::json;
 
 use crate::auth::audit_context;
 use crate::client_ip::client_ip;
@@ -34,10 +33,13 @@ pub enum Credential {
 pub async fn guard_scrape(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
     let outcome = check(req, state, Credential::InternalKey);
     if let Err(refused) = &outcome {
-        let mut e = AuditEvent::new(AuditAction::InternalCall, Actor::Internal);
-        e.context = audit_context(req, state);
-        e.target = Some("GET /metrics".to_owned());
-        e.details = json!({ "outcome": refused.code().as_str() });
+        let ctx = audit_context(req, state);
+        let e = AuditEvent::internal_call(
+            Actor::Internal,
+            "GET /metrics",
+            refused.code().as_str(),
+            &ctx,
+        );
         if let Err(e) = crate::ratelimit::record_refusal(state, &e).await {
             tracing::warn!(error = %e, "could not record a refused scrape");
         }
@@ -62,10 +64,11 @@ pub async fn guard_with(
         Credential::InternalKey => Actor::Internal,
         Credential::RunnerToken => Actor::Runner,
     };
-    let mut e = AuditEvent::new(AuditAction::InternalCall, actor);
-    e.context = audit_context(req, state);
-    e.target = Some(route.to_owned());
-    e.details = json!({ "outcome": outcome.as_ref().map(|_| "allowed").unwrap_or_else(|e| e.code().as_str()) });
+    let said = outcome
+        .as_ref()
+        .map(|_| "allowed")
+        .unwrap_or_else(|e| e.code().as_str());
+    let e = AuditEvent::internal_call(actor, route, said, &audit_context(req, state));
     if outcome.is_ok() {
         let client = state.db.get().await?;
         record(&*client, &e).await.map_err(ApiError::store)?;

@@ -4,8 +4,7 @@
 use actix_web::{HttpRequest, HttpResponse};
 use defendable_ledger::store::{self as ledger, AppendOptions, Appended};
 use defendable_ledger::{parse_strict, Draft, ReceiptKind};
-use defendable_store::audit::{AuditAction, AuditEvent};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::AppState;
@@ -33,10 +32,7 @@ pub async fn record_receipt(
 ) -> Result<HttpResponse, ApiError> {
     let kind = ReceiptKind::parse_client(&kind)?;
     let idempotency = idempotency(req, &kind, &public, private.as_ref())?;
-    let mut audit = AuditEvent::new(AuditAction::ReceiptCreate, actor);
-    audit.org_id = Some(org);
-    audit.context = context;
-    audit.details = json!({ "kind": kind.as_str(), "via": via });
+    let audit = ledger::receipt_created(org, &kind, via, actor, &context);
     let draft = Draft::new(kind, public, private)?;
     let appended = state
         .ledger

@@ -9,7 +9,7 @@ use defendable_config::limits::LimitKey;
 use defendable_identity::store as identity;
 use defendable_identity::{Email, OneTimeToken};
 use defendable_sso::login::{self, Begun, Deployment, InviteAccepted};
-use defendable_store::audit::{record, Actor, AuditAction, AuditContext, AuditEvent};
+use defendable_store::audit::{AuditAction, AuditContext};
 
 use crate::auth::audit_context;
 use crate::bodies::SessionView;
@@ -64,17 +64,14 @@ pub async fn mail_failed(
     e: crate::mail::MailError,
 ) {
     tracing::error!(error = %e, purpose, "mail delivery failed");
-    let mut event = AuditEvent::new(AuditAction::MailFailure, Actor::System);
-    event.context = ctx.clone();
-    event.target = Some(to.to_string());
-    event.details = serde_json::json!({ "purpose": purpose });
-    match state.db.get().await {
-        Ok(client) => {
-            if let Err(e) = record(&*client, &event).await {
-                tracing::error!(error = %e, "could not record the mail failure");
-            }
-        }
-        Err(e) => tracing::error!(error = %e, "could not record the mail failure"),
+    let recorded = match state.db.get().await {
+        Ok(client) => identity::record_mail_failure(&*client, to, purpose, ctx)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = recorded {
+        tracing::error!(error = %e, "could not record the mail failure");
     }
 }
 

@@ -251,6 +251,39 @@ impl AuditEvent {
         self.details = details;
         self
     }
+
+    /// The same event, in the request's context.
+    pub fn within(mut self, context: &AuditContext) -> Self {
+        self.context = context.clone();
+        self
+    }
+
+    /// The same event, in organization `org`.
+    pub fn in_org(mut self, org: Uuid) -> Self {
+        self.org_id = Some(org);
+        self
+    }
+
+    /// A refusal of anonymous or machine traffic (an unknown share link, a webhook whose
+    /// signature does not verify, a refused internal call), recorded aggregated per source and
+    /// minute by [`record_refusal`].
+    pub fn refusal(
+        action: AuditAction,
+        actor: Actor,
+        context: &AuditContext,
+        details: serde_json::Value,
+    ) -> Self {
+        AuditEvent::new(action, actor).within(context).with(details)
+    }
+
+    /// A call to an internal route (`route`) by `actor`, and its outcome (`allowed` or the
+    /// refusal's error code).
+    pub fn internal_call(actor: Actor, route: &str, outcome: &str, context: &AuditContext) -> Self {
+        AuditEvent::new(AuditAction::InternalCall, actor)
+            .within(context)
+            .on(route)
+            .with(serde_json::json!({ "outcome": outcome }))
+    }
 }
 
 fn truncate(s: &str, max: usize) -> &str {

@@ -254,9 +254,12 @@ async fn check_stripe_signature(
         Err(why) => {
             state.metrics.webhook_signature_failure();
             tracing::warn!(reason = why, "stripe webhook signature failure");
-            let mut e = AuditEvent::new(AuditAction::WebhookSignatureFailure, Actor::Webhook);
-            e.context = audit_context(req, state);
-            e.details = json!({ "provider": "stripe", "reason": why });
+            let e = AuditEvent::refusal(
+                AuditAction::WebhookSignatureFailure,
+                Actor::Webhook,
+                &audit_context(req, state),
+                json!({ "provider": "stripe", "reason": why }),
+            );
             crate::ratelimit::record_refusal(state, &e).await?;
             Err(ApiError::new(
                 ErrorCode::InvalidSignature,

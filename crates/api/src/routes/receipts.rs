@@ -6,7 +6,6 @@ use defendable_identity::OneTimeToken;
 use defendable_ledger::store as ledger;
 use defendable_ledger::view::ReceiptPageOut;
 use defendable_ledger::{ProofBundle, ReceiptKind, ReceiptView, ShareLink};
-use defendable_store::audit::{AuditAction, AuditEvent};
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -219,14 +218,10 @@ pub async fn post_receipt_share(
         token_hash: token_hash.as_bytes(),
         created_by: Some(user.as_uuid()),
         expires_at,
+        receipt_id: &receipt.receipt_id,
     };
-    let event = receipt_event(
-        &caller,
-        access.org.id.as_uuid(),
-        AuditAction::ShareCreate,
-        &receipt,
-    );
-    ledger::share_receipt(&mut *state.db.get().await?, &share, &event).await?;
+    let by = (caller.actor(), &caller.ctx);
+    ledger::share_receipt(&mut *state.db.get().await?, &share, by).await?;
     let base = state.config.api_base_url();
     let base = base.as_str().trim_end_matches('/');
     Ok(HttpResponse::Created().json(ShareLink {
@@ -295,32 +290,8 @@ pub async fn delete_receipt_share(
     let access = caller.member(&state, &org).await?;
     caller.session()?;
     let receipt = find_receipt(&state, access.org.id.as_uuid(), &id).await?;
-    let event = receipt_event(
-        &caller,
-        access.org.id.as_uuid(),
-        AuditAction::ShareRevoke,
-        &receipt,
-    );
-    ledger::unshare_receipt(
-        &mut *state.db.get().await?,
-        receipt.org,
-        receipt.seq,
-        &event,
-    )
-    .await?;
+    let shared = (receipt.org, receipt.seq, receipt.receipt_id.as_str());
+    let by = (caller.actor(), &caller.ctx);
+    ledger::unshare_receipt(&mut *state.db.get().await?, shared, by).await?;
     Ok(HttpResponse::NoContent().finish())
-}
-
-/// The audit event of a share action by `caller` on `receipt`.
-fn receipt_event(
-    caller: &Caller,
-    org: uuid::Uuid,
-    action: AuditAction,
-    receipt: &ledger::StoredReceipt,
-) -> AuditEvent {
-    let mut e = AuditEvent::new(action, caller.actor());
-    e.org_id = Some(org);
-    e.context = caller.ctx.clone();
-    e.target = Some(receipt.receipt_id.clone());
-    e
 }

@@ -68,9 +68,12 @@ where
     if let Some(found) = found {
         return Ok(found);
     }
-    let mut e = AuditEvent::new(AuditAction::ShareAccessError, Actor::Anonymous);
-    e.context = audit_context(req, state);
-    e.details = json!({ "reason": "unknown_or_revoked" });
+    let e = AuditEvent::refusal(
+        AuditAction::ShareAccessError,
+        Actor::Anonymous,
+        &audit_context(req, state),
+        json!({ "reason": "unknown_or_revoked" }),
+    );
     state.metrics.public_projection_error();
     crate::ratelimit::record_refusal(state, &e).await?;
     Err(ApiError::not_found())

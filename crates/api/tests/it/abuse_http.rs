@@ -2,6 +2,7 @@
 //! quota, share reads per address and per token, aggregated refusals, and the normalization of
 //! limit keys (email case, token spelling, IPv6 /64).
 
+use defendable_api::error::ErrorCode;
 use defendable_api::ratelimit::normalize;
 use defendable_config::limits::LimitKey;
 use serde_json::{json, Value};
@@ -70,17 +71,14 @@ async fn organizations_per_user_per_day_are_limited() {
         assert_eq!(s, 201, "{body}");
     }
     let (s, problem) = app
-        .call(
+        .problem(
             "POST",
             "/orgs",
             Some(&token),
             Some(json!({"slug": "venture-9", "name": "V"})),
         )
         .await;
-    assert_eq!(
-        (s.as_u16(), problem["code"].as_str()),
-        (429, Some("rate_limited"))
-    );
+    assert_eq!((s, problem.code), (429, ErrorCode::RateLimited));
     let (other, _) = app.sign_in("someone-else@example.com").await;
     let (s, _) = app
         .call(
@@ -286,7 +284,7 @@ async fn emails_compare_case_insensitively_in_sign_up_and_in_limits() {
     let (_, again) = app.sign_in("casey@example.COM").await;
     assert_eq!(first, again, "one person, one account");
     let (s, problem) = app
-        .call(
+        .problem(
             "POST",
             "/auth/request",
             None,
@@ -294,8 +292,8 @@ async fn emails_compare_case_insensitively_in_sign_up_and_in_limits() {
         )
         .await;
     assert_eq!(
-        (s.as_u16(), problem["code"].as_str()),
-        (429, Some("rate_limited")),
+        (s, problem.code),
+        (429, ErrorCode::RateLimited),
         "every spelling counts against one address"
     );
 }

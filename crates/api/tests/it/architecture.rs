@@ -203,6 +203,30 @@ fn route_modules_do_not_import_each_other() {
     );
 }
 
+/// The shell builds no audit event: which action a write records, and what its event says, is
+/// decided in the core that makes the write (the shell passes who and the request's context).
+/// It may name a refusal it answers (`AuditEvent::refusal`, `AuditEvent::internal_call`).
+#[test]
+fn the_shell_builds_no_audit_event() {
+    let builds = |line: &str| {
+        let code = line.split("//").next().unwrap_or_default();
+        code.contains("AuditEvent::new(") || code.contains("AuditEvent {")
+    };
+    assert!(builds("let e = AuditEvent::new(AuditAction::MailFailure, Actor::System);"));
+    assert!(!builds("// AuditEvent::new( in a comment"));
+    let found: Vec<String> = api_sources()
+        .into_iter()
+        .flat_map(|(path, text)| {
+            text.lines()
+                .enumerate()
+                .filter(|(_, l)| builds(l))
+                .map(|(n, l)| format!("{}:{}: {}", path.display(), n + 1, l.trim()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(found.is_empty(), "audit events built in the api crate: {found:#?}");
+}
+
 /// Whether a line of code opens a transaction (comments ignored).
 fn opens_transaction(line: &str) -> bool {
     let code = line.split("//").next().unwrap_or_default();

@@ -2,6 +2,7 @@
 //! on the local filesystem and on a real S3-compatible server, redaction, and the race for the
 //! last units of quota.
 
+use defendable_api::error::ErrorCode;
 use object_store::ObjectStoreExt as _;
 use std::sync::Arc;
 
@@ -248,17 +249,14 @@ async fn a_grant_mints_a_receipt_and_its_link_redirects_to_a_fresh_signed_url() 
         .await;
     assert_eq!(org["slug"], "second-org");
     let (s, body) = app
-        .call(
+        .problem(
             "POST",
             "/datasets/catalog/census/download",
             Some(&token),
             Some(json!({})),
         )
         .await;
-    assert_eq!(
-        (s.as_u16(), body["code"].as_str()),
-        (422, Some("org_required"))
-    );
+    assert_eq!((s, body.code), (422, ErrorCode::OrgRequired));
     let (s, _) = app
         .call(
             "POST",

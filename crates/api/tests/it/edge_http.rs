@@ -1,6 +1,7 @@
 //! Edge and application controls: rate limits shared across processes, client addresses behind
 //! proxies, the internal routes, the Stripe webhook, metrics and the audit log.
 
+use defendable_api::error::ErrorCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{call, config, TestApp, RUNNER_TOKEN, STRIPE_SECRET};
@@ -194,17 +195,14 @@ async fn runners_record_receipts_with_their_token_and_metrics_need_the_internal_
     let body = json!({"org": slug, "kind": "run", "public": {"suite": "nightly", "passed": 120}});
     // No RUNNER_ORGS: the token records nowhere.
     let (s, problem) = app
-        .call(
+        .problem(
             "POST",
             "/internal/receipts",
             Some(RUNNER_TOKEN),
             Some(body.clone()),
         )
         .await;
-    assert_eq!(
-        (s.as_u16(), problem["code"].as_str()),
-        (403, Some("runner_org_not_allowed"))
-    );
+    assert_eq!((s, problem.code), (403, ErrorCode::RunnerOrgNotAllowed));
     // Listed by slug: recorded; another organization (by slug or id) and an unknown one are
     // refused alike.
     let listed = app.second_instance(config(&[("RUNNER_ORGS", &slug)]));
@@ -487,21 +485,17 @@ async fn reserved_kinds_are_refused_from_every_route() {
     for kind in defendable_ledger::receipt::RESERVED_KINDS {
         for bearer in [token.as_str(), api_key.as_str()] {
             let (s, problem) = app
-                .call(
+                .problem(
                     "POST",
                     &format!("/orgs/{slug}/receipts"),
                     Some(bearer),
                     Some(json!({"kind": kind, "public": {}})),
                 )
                 .await;
-            assert_eq!(
-                (s.as_u16(), problem["code"].as_str()),
-                (422, Some("reserved_kind")),
-                "{kind}"
-            );
+            assert_eq!((s, problem.code), (422, ErrorCode::ReservedKind), "{kind}");
         }
         let (s, problem) = app
-            .call(
+            .problem(
                 "POST",
                 "/internal/receipts",
                 Some(RUNNER_TOKEN),
@@ -509,8 +503,8 @@ async fn reserved_kinds_are_refused_from_every_route() {
             )
             .await;
         assert_eq!(
-            (s.as_u16(), problem["code"].as_str()),
-            (422, Some("reserved_kind")),
+            (s, problem.code),
+            (422, ErrorCode::ReservedKind),
             "runner {kind}"
         );
     }

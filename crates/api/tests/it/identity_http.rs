@@ -1,6 +1,7 @@
 //! Identity through HTTP, as a client sees it: sign-in by mailed link, organizations, roles,
 //! invites, API keys, logout, and revocation across server processes.
 
+use defendable_api::error::ErrorCode;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -112,17 +113,14 @@ async fn me_orgs_members_roles_invites_and_keys_work_end_to_end() {
         .await;
     assert_eq!(s, 409);
     let (s, body) = app
-        .call(
+        .problem(
             "POST",
             "/orgs",
             Some(&owner),
             Some(json!({"slug": "No Good", "name": "x"})),
         )
         .await;
-    assert_eq!(
-        (s.as_u16(), body["code"].as_str()),
-        (422, Some("invalid_slug"))
-    );
+    assert_eq!((s, body.code), (422, ErrorCode::InvalidSlug));
 
     // Invite a member and accept through the mailed link.
     let (s, invite) = app
@@ -318,7 +316,7 @@ async fn a_second_invite_replaces_the_first_link_and_inviting_a_member_is_409() 
     let tokens = app.outbox_tokens("m@example.com");
     assert_eq!(tokens.len(), 2, "each invite mails a link");
     let (s, body) = app
-        .call(
+        .problem(
             "POST",
             "/auth/accept-invite",
             None,
@@ -326,8 +324,8 @@ async fn a_second_invite_replaces_the_first_link_and_inviting_a_member_is_409() 
         )
         .await;
     assert_eq!(
-        (s.as_u16(), body["code"].as_str()),
-        (401, Some("invalid_token")),
+        (s, body.code),
+        (401, ErrorCode::InvalidToken),
         "the pending invite was reused with a fresh link"
     );
     let (s, _) = app

@@ -185,6 +185,21 @@ pub async fn record_invalid_token(
     Ok(())
 }
 
+/// Records that a mail (a sign-in link or an invite, `purpose` names which) could not be
+/// delivered to `to`; the link itself was stored before.
+pub async fn record_mail_failure(
+    client: &impl GenericClient,
+    to: &Email,
+    purpose: &str,
+    ctx: &AuditContext,
+) -> Result<()> {
+    let e = event(AuditAction::MailFailure, Actor::System, None, ctx)
+        .on(to.to_string())
+        .with(json!({ "purpose": purpose }));
+    record(client, &e).await?;
+    Ok(())
+}
+
 async fn create_personal_org(
     tx: &Transaction<'_>,
     user: &User,

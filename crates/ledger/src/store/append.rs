@@ -226,6 +226,21 @@ pub fn request_fingerprint(kind: &str, public: &Value, private: Option<&Value>) 
     Ok(Hash::of(&bytes).to_hex())
 }
 
+/// The `receipt.create` audit event of a receipt of `kind` recorded in `org` by `actor` through
+/// `via` (`api`, `runner`), for [`AppendOptions::audit`].
+pub fn receipt_created(
+    org: Uuid,
+    kind: &crate::ReceiptKind,
+    via: &str,
+    actor: defendable_store::audit::Actor,
+    context: &defendable_store::audit::AuditContext,
+) -> AuditEvent {
+    AuditEvent::new(defendable_store::audit::AuditAction::ReceiptCreate, actor)
+        .in_org(org)
+        .within(context)
+        .with(json!({ "kind": kind.as_str(), "via": via }))
+}
+
 /// An append's options beyond the receipt itself.
 #[derive(Debug, Default)]
 pub struct AppendOptions {

@@ -40,7 +40,7 @@ use crate::merkle::TreeEdge;
 use crate::receipt::{Hash, Sealed};
 use crate::LedgerError;
 
-pub use append::{append_in, request_fingerprint, AppendOptions, Appended};
+pub use append::{append_in, receipt_created, request_fingerprint, AppendOptions, Appended};
 pub use batch::{BatchAppender, BatchObserver};
 pub use current::{
     consistency_from_ok, get_with_proof, receipts_with_proofs, ConsistencyParts, ProofParts,

@@ -1,7 +1,7 @@
 //! Share links: only a token's hash is stored; a link may expire and can be revoked.
 
 use deadpool_postgres::{Client, GenericClient};
-use defendable_store::audit::{record, AuditEvent};
+use defendable_store::audit::{record, Actor, AuditAction, AuditContext, AuditEvent};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -63,15 +63,31 @@ pub struct NewShare<'a> {
     pub created_by: Option<Uuid>,
     /// When the link stops working; `None`: never.
     pub expires_at: Option<OffsetDateTime>,
+    /// The receipt's id (what the audit event names).
+    pub receipt_id: &'a str,
 }
 
-/// Creates a share link and records `event` (its `share.create` audit event) in one
+/// The audit event of a share action on a receipt, by `by` in the request's `ctx`.
+fn share_event(
+    action: AuditAction,
+    org: Uuid,
+    receipt_id: &str,
+    (by, ctx): (Actor, &AuditContext),
+) -> AuditEvent {
+    AuditEvent::new(action, by)
+        .in_org(org)
+        .on(receipt_id)
+        .within(ctx)
+}
+
+/// Creates a share link and records its `share.create` audit event (by `by`) in one
 /// transaction.
 pub async fn share_receipt(
     client: &mut Client,
     share: &NewShare<'_>,
-    event: &AuditEvent,
+    by: (Actor, &AuditContext),
 ) -> Result<Uuid> {
+    let event = share_event(AuditAction::ShareCreate, share.org, share.receipt_id, by);
     let tx = client.transaction().await?;
     let id = create_share(
         &tx,
@@ -82,22 +98,23 @@ pub async fn share_receipt(
         share.expires_at,
     )
     .await?;
-    record(&tx, event).await?;
+    record(&tx, &event).await?;
     tx.commit().await?;
     Ok(id)
 }
 
-/// Revokes every active link of receipt `seq` of `org` and records `event` (its `share.revoke`
-/// audit event) in one transaction; returns how many links were revoked.
+/// Revokes every active link of receipt `seq` (`receipt_id`) of `org` and records its
+/// `share.revoke` audit event (by `by`) in one transaction; returns how many links were
+/// revoked.
 pub async fn unshare_receipt(
     client: &mut Client,
-    org: Uuid,
-    seq: u64,
-    event: &AuditEvent,
+    (org, seq, receipt_id): (Uuid, u64, &str),
+    by: (Actor, &AuditContext),
 ) -> Result<u64> {
+    let event = share_event(AuditAction::ShareRevoke, org, receipt_id, by);
     let tx = client.transaction().await?;
     let revoked = revoke_shares(&tx, org, seq).await?;
-    record(&tx, event).await?;
+    record(&tx, &event).await?;
     tx.commit().await?;
     Ok(revoked)
 }
