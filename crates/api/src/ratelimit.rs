@@ -45,9 +45,9 @@ pub fn normalize(key: LimitKey, value: &str) -> String {
             Err(_) => value.to_owned(),
         },
         LimitKey::Email => value.trim().to_ascii_lowercase(),
-        LimitKey::Token => match defendable_identity::OneTimeToken::parse(value) {
-            Ok(token) => hex::encode(token.hash().as_bytes()),
-            Err(_) => "malformed".to_owned(),
+        LimitKey::Token => match defendable_ledger::ShareToken::parse(value) {
+            Some(token) => hex::encode(token.hash()),
+            None => "malformed".to_owned(),
         },
         LimitKey::Org | LimitKey::User => value.to_owned(),
     }

@@ -100,7 +100,6 @@ async fn run() {
                 },
                 client_ip: Some("203.0.113.7".parse().expect("ip")),
                 default_limit: i64::from(i32::MAX),
-                share_token_hash: Uuid::new_v4().as_bytes().repeat(2),
                 context: AuditContext::default(),
             };
             store::grant(&mut pool.get().await.expect("client"), &req)

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use deadpool_postgres::{Client, GenericClient};
 use defendable_ledger::store::{self as ledger, StoredReceipt};
+use defendable_ledger::ShareToken;
 use defendable_ledger::{Draft, ReceiptKind};
 use defendable_store::audit::{record, Actor, AuditAction, AuditContext, AuditEvent};
 use object_store::ObjectStore;
@@ -299,8 +300,6 @@ pub struct GrantRequest {
     pub client_ip: Option<IpAddr>,
     /// DATASET_DOWNLOAD_DAILY_LIMIT, unless the org has its own.
     pub default_limit: i64,
-    /// SHA-256 of the share token that will carry the download.
-    pub share_token_hash: Vec<u8>,
     /// Request facts for the audit event.
     pub context: AuditContext,
 }
@@ -310,6 +309,8 @@ pub struct GrantRequest {
 pub struct Grant {
     /// Grant id.
     pub id: Uuid,
+    /// The share link's token for its download (`/share/{token}/download`), minted with it.
+    pub share_token: ShareToken,
     /// Its receipt.
     pub receipt: StoredReceipt,
     /// When the grant ends.
@@ -428,15 +429,8 @@ pub async fn grant(client: &mut Client, req: &GrantRequest) -> Result<Grant> {
         &[&id, &req.org, &(sealed.seq as i64), &req.slug.as_str(), &version, &object_key, &user_id, &api_key_id, &expires_at],
     )
     .await?;
-    ledger::create_share(
-        &tx,
-        req.org,
-        sealed.seq,
-        &req.share_token_hash,
-        user_id,
-        None,
-    )
-    .await?;
+    let share_token = ShareToken::generate();
+    ledger::create_share(&tx, req.org, sealed.seq, &share_token.hash(), user_id, None).await?;
     let actor = match req.grantee {
         Grantee::User { id, .. } => Actor::User(id),
         Grantee::ApiKey { id } => Actor::ApiKey(id),
@@ -450,6 +444,7 @@ pub async fn grant(client: &mut Client, req: &GrantRequest) -> Result<Grant> {
     tx.commit().await?;
     Ok(Grant {
         id,
+        share_token,
         receipt: StoredReceipt::from(&sealed),
         expires_at,
         quota: QuotaStatus {

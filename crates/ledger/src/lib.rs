@@ -31,6 +31,7 @@ pub mod checkpoint;
 pub mod merkle;
 pub mod note;
 pub mod receipt;
+pub mod share_token;
 #[cfg(feature = "postgres")]
 pub mod store;
 pub mod verify;
@@ -42,6 +43,7 @@ pub use checkpoint::{Checkpoint, PublicKey, SignedCheckpoint, SigningKey};
 pub use merkle::{TreeEdge, TreeHash};
 pub use note::{LedgerName, OpenedCheckpoint, TreeHead, Vkeys};
 pub use receipt::{projection, receipt_id, seal, Draft, Hash, ReceiptKind, Sealed};
+pub use share_token::ShareToken;
 pub use verify::{ChainVerifier, Link, Reason, VerifyFailure};
 pub use view::{
     BodyFields, ChainCheck, ChainFailure, ExportLine, Projection, PublishedKeys, ReceiptPage,

@@ -9,7 +9,6 @@ use defendable_datasets::store::{self as datasets, GrantRequest, Grantee, Public
 use defendable_datasets::{Blake3Digest, DatasetSlug, DatasetVersion, DatasetsError, ObjectKey};
 use defendable_identity::authn::Principal;
 use defendable_identity::store::{self as identity, PageRequest};
-use defendable_identity::OneTimeToken;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
@@ -204,7 +203,6 @@ pub async fn post_catalog_download(
     let expires_in = grant_lifetime(body.expires_in)?;
     let (org, grantee) = grantee(&state, &caller, body.org.as_deref()).await?;
     limit_downloads(&req, &state, &caller, org).await?;
-    let token = OneTimeToken::generate();
     let request = GrantRequest {
         org,
         slug,
@@ -212,7 +210,6 @@ pub async fn post_catalog_download(
         grantee,
         client_ip: caller.ctx.ip,
         default_limit: default_limit(&state),
-        share_token_hash: token.hash().as_bytes().to_vec(),
         context: caller.ctx.clone(),
     };
     let granted = datasets::grant(&mut *state.db.get().await?, &request).await;
@@ -224,7 +221,7 @@ pub async fn post_catalog_download(
         download_url: format!(
             "{}/share/{}/download",
             api.as_str().trim_end_matches('/'),
-            token.expose()
+            grant.share_token.expose()
         ),
         expires_at: grant.expires_at,
         quota: grant.quota.into(),

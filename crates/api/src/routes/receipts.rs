@@ -2,7 +2,6 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use defendable_identity::OneTimeToken;
 use defendable_ledger::store as ledger;
 use defendable_ledger::view::ReceiptPageOut;
 use defendable_ledger::{ProofBundle, ReceiptKind, ReceiptView, ShareLink};
@@ -210,18 +209,15 @@ pub async fn post_receipt_share(
         .expires_in
         .map(|s| time::OffsetDateTime::now_utc() + std::time::Duration::from_secs(s));
     let receipt = find_receipt(&state, access.org.id.as_uuid(), &id).await?;
-    let token = OneTimeToken::generate();
-    let token_hash = token.hash();
     let share = ledger::NewShare {
         org: receipt.org,
         seq: receipt.seq,
-        token_hash: token_hash.as_bytes(),
         created_by: Some(user.as_uuid()),
         expires_at,
         receipt_id: &receipt.receipt_id,
     };
     let by = (caller.actor(), &caller.ctx);
-    ledger::share_receipt(&mut *state.db.get().await?, &share, by).await?;
+    let (_, token) = ledger::share_receipt(&mut *state.db.get().await?, &share, by).await?;
     let base = state.config.api_base_url();
     let base = base.as_str().trim_end_matches('/');
     Ok(HttpResponse::Created().json(ShareLink {

@@ -6,10 +6,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use defendable_config::limits::LimitKey;
 use defendable_datasets::store::{self as datasets, GrantAccess};
 use defendable_datasets::{objects, DatasetsError, ObjectKey};
-use defendable_identity::OneTimeToken;
 use defendable_ledger::store as ledger;
 use defendable_ledger::store::ProvenReceipt;
-use defendable_ledger::{ConsistencyProof, ProofBundle};
+use defendable_ledger::{ConsistencyProof, ProofBundle, ShareToken};
 use defendable_store::audit::{Actor, AuditAction, AuditContext, AuditEvent};
 use defendable_store::loader::Loader;
 use serde_json::json;
@@ -55,15 +54,15 @@ where
         _ => None,
     })
     .await?;
-    let found = match OneTimeToken::parse(token) {
-        Ok(t) => {
+    let found = match ShareToken::parse(token) {
+        Some(t) => {
             let _slot = state.db.slot()?;
             loader
-                .load(key(t.hash().as_bytes().to_vec()))
+                .load(key(t.hash().to_vec()))
                 .await
                 .map_err(ApiError::store)?
         }
-        Err(_) => None,
+        None => None,
     };
     if let Some(found) = found {
         return Ok(found);

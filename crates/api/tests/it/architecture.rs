@@ -212,7 +212,9 @@ fn the_shell_builds_no_audit_event() {
         let code = line.split("//").next().unwrap_or_default();
         code.contains("AuditEvent::new(") || code.contains("AuditEvent {")
     };
-    assert!(builds("let e = AuditEvent::new(AuditAction::MailFailure, Actor::System);"));
+    assert!(builds(
+        "let e = AuditEvent::new(AuditAction::MailFailure, Actor::System);"
+    ));
     assert!(!builds("// AuditEvent::new( in a comment"));
     let found: Vec<String> = api_sources()
         .into_iter()
@@ -224,7 +226,36 @@ fn the_shell_builds_no_audit_event() {
                 .collect::<Vec<_>>()
         })
         .collect();
-    assert!(found.is_empty(), "audit events built in the api crate: {found:#?}");
+    assert!(
+        found.is_empty(),
+        "audit events built in the api crate: {found:#?}"
+    );
+}
+
+/// The shell mints no token: sessions, links, share tokens and keys come from the cores that
+/// store their hashes.
+#[test]
+fn the_shell_mints_no_token() {
+    let mints = |line: &str| {
+        let code = line.split("//").next().unwrap_or_default();
+        ["Token::generate(", "Secret::generate(", "session_keys().issue("]
+            .iter()
+            .any(|m| code.contains(m))
+    };
+    assert!(mints("let token = OneTimeToken::generate();"));
+    assert!(mints("let t = state.auth.session_keys().issue(user, s, now, exp);"));
+    assert!(!mints("let token = grant.share_token.expose();"));
+    let found: Vec<String> = api_sources()
+        .into_iter()
+        .flat_map(|(path, text)| {
+            text.lines()
+                .enumerate()
+                .filter(|(_, l)| mints(l))
+                .map(|(n, l)| format!("{}:{}: {}", path.display(), n + 1, l.trim()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(found.is_empty(), "tokens minted in the api crate: {found:#?}");
 }
 
 /// Whether a line of code opens a transaction (comments ignored).

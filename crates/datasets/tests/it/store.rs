@@ -49,7 +49,6 @@ fn grant(org: Uuid, user: Uuid, default_limit: i64) -> GrantRequest {
         },
         client_ip: None,
         default_limit,
-        share_token_hash: Uuid::new_v4().as_bytes().repeat(2),
         context: AuditContext::default(),
     }
 }

@@ -10,6 +10,7 @@ use super::current::{
     ANCESTOR_JOINS, PROOF_COLUMNS, PROOF_JOINS,
 };
 use super::{row_receipt, Result, StoredReceipt, COLUMNS_COUNT, COLUMNS_R};
+use crate::ShareToken;
 
 /// Records a share link for receipt `seq` of `org`, valid until `expires_at` when given; only
 /// the token's hash is stored.
@@ -57,8 +58,6 @@ pub struct NewShare<'a> {
     pub org: Uuid,
     /// The receipt's seq.
     pub seq: u64,
-    /// SHA-256 of the token.
-    pub token_hash: &'a [u8],
     /// The user who shares it.
     pub created_by: Option<Uuid>,
     /// When the link stops working; `None`: never.
@@ -80,27 +79,28 @@ fn share_event(
         .within(ctx)
 }
 
-/// Creates a share link and records its `share.create` audit event (by `by`) in one
-/// transaction.
+/// Creates a share link with a fresh token and records its `share.create` audit event (by `by`)
+/// in one transaction; answers the link's id and its token (stored only as its hash).
 pub async fn share_receipt(
     client: &mut Client,
     share: &NewShare<'_>,
     by: (Actor, &AuditContext),
-) -> Result<Uuid> {
+) -> Result<(Uuid, ShareToken)> {
     let event = share_event(AuditAction::ShareCreate, share.org, share.receipt_id, by);
+    let token = ShareToken::generate();
     let tx = client.transaction().await?;
     let id = create_share(
         &tx,
         share.org,
         share.seq,
-        share.token_hash,
+        &token.hash(),
         share.created_by,
         share.expires_at,
     )
     .await?;
     record(&tx, &event).await?;
     tx.commit().await?;
-    Ok(id)
+    Ok((id, token))
 }
 
 /// Revokes every active link of receipt `seq` (`receipt_id`) of `org` and records its
