@@ -192,7 +192,7 @@ async fn share_reads_are_limited_per_token_in_any_spelling_and_per_address() {
             None,
         )
         .await;
-    let link = share["token"].as_str().expect("token");
+    let link = share.token.as_str();
     let mut statuses = Vec::new();
     // The same token three ways: as is, and with blanks the handler trims.
     for path in [

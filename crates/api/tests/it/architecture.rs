@@ -238,12 +238,18 @@ fn the_shell_builds_no_audit_event() {
 fn the_shell_mints_no_token() {
     let mints = |line: &str| {
         let code = line.split("//").next().unwrap_or_default();
-        ["Token::generate(", "Secret::generate(", "session_keys().issue("]
-            .iter()
-            .any(|m| code.contains(m))
+        [
+            "Token::generate(",
+            "Secret::generate(",
+            "session_keys().issue(",
+        ]
+        .iter()
+        .any(|m| code.contains(m))
     };
     assert!(mints("let token = OneTimeToken::generate();"));
-    assert!(mints("let t = state.auth.session_keys().issue(user, s, now, exp);"));
+    assert!(mints(
+        "let t = state.auth.session_keys().issue(user, s, now, exp);"
+    ));
     assert!(!mints("let token = grant.share_token.expose();"));
     let found: Vec<String> = api_sources()
         .into_iter()
@@ -255,7 +261,10 @@ fn the_shell_mints_no_token() {
                 .collect::<Vec<_>>()
         })
         .collect();
-    assert!(found.is_empty(), "tokens minted in the api crate: {found:#?}");
+    assert!(
+        found.is_empty(),
+        "tokens minted in the api crate: {found:#?}"
+    );
 }
 
 /// Whether a line of code opens a transaction (comments ignored).

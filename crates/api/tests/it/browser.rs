@@ -242,7 +242,7 @@ async fn the_pages_work_in_a_real_browser() {
         let slug = slug.clone();
         async move {
             let s = app.share(&token, &slug, &id, None).await;
-            path_of(s["url"].as_str().expect("url"))
+            path_of(&s.url)
         }
     };
     let genuine = share(ids[0].clone()).await;

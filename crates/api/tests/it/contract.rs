@@ -100,7 +100,7 @@ async fn the_served_contract_holds_under_schemathesis() {
         dir.path().join("schemathesis.toml"),
         format!(
             "[parameters]\n\"path.org\" = \"{slug}\"\n\"path.slug\" = \"census\"\n\"path.token\" = \"{}\"\n",
-            share["token"].as_str().expect("token")
+            share.token
         ),
     )
     .expect("config");

@@ -591,7 +591,7 @@ async fn faults_lose_nothing_and_three_processes_behave_as_one() {
 
     // A rate limit (share-view-token = 6 an hour) holds across processes.
     let receipt_id = outcomes[0].receipt_id.clone().expect("id");
-    let share: Value = h
+    let share: defendable_ledger::ShareLink = h
         .http
         .post(servers[0].url(&format!("/orgs/{slug}/receipts/{receipt_id}/share")))
         .bearer_auth(token)
@@ -602,7 +602,7 @@ async fn faults_lose_nothing_and_three_processes_behave_as_one() {
         .json()
         .await
         .expect("share");
-    let share_path = path_of(share["url"].as_str().expect("url"));
+    let share_path = path_of(&share.url);
     let mut views = BTreeMap::new();
     for i in 0..12 {
         let status = h

@@ -190,15 +190,21 @@ impl TestApp {
 
     /// Shares receipt `id` of `slug` as `token`, with `body` (`None`: a link that never
     /// expires); returns the created link.
-    pub async fn share(&self, token: &str, slug: &str, id: &str, body: Option<Value>) -> Value {
+    pub async fn share(
+        &self,
+        token: &str,
+        slug: &str,
+        id: &str,
+        body: Option<Value>,
+    ) -> defendable_ledger::ShareLink {
         let path = format!("/orgs/{slug}/receipts/{id}/share");
-        self.expect(201, "POST", &path, Some(token), body).await
+        self.expect_as(201, "POST", &path, Some(token), body).await
     }
 
     /// `GET /orgs/{slug}/ledger/verify` as `token`: the report.
-    pub async fn verify(&self, token: &str, slug: &str) -> Value {
+    pub async fn verify(&self, token: &str, slug: &str) -> defendable_ledger::ChainCheck {
         let path = format!("/orgs/{slug}/ledger/verify");
-        self.expect(200, "GET", &path, Some(token), None).await
+        self.expect_as(200, "GET", &path, Some(token), None).await
     }
 
     /// [`TestApp::call`], asserting the status; returns the body.

@@ -6,7 +6,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{config, TestApp};
+use crate::helpers::{config, read_as, TestApp};
+use defendable_identity::view::{
+    ApiKeyPage, CreatedApiKeyView, InvitePage, MeView, MemberPage, MemberView, RoleView,
+    SessionView,
+};
 
 #[actix_web::test]
 async fn auth_request_answers_the_same_for_known_and_unknown_addresses() {
@@ -31,15 +35,14 @@ async fn auth_request_answers_the_same_for_known_and_unknown_addresses() {
     assert_eq!((s1.as_u16(), s2.as_u16()), (202, 202));
     assert_eq!(b1, b2);
     let (s, body) = app
-        .call(
+        .problem(
             "POST",
             "/auth/request",
             None,
             Some(json!({"email": "not an email"})),
         )
         .await;
-    assert_eq!(s, 422);
-    assert_eq!(body["code"], "invalid_email");
+    assert_eq!((s, body.code), (422, ErrorCode::InvalidEmail));
 }
 
 #[actix_web::test]
@@ -76,10 +79,9 @@ async fn verify_with_bad_tokens_is_one_401() {
     let used = app.outbox_token("a@example.com");
     for token in [used.as_str(), "short", &"A".repeat(43)] {
         let (s, body) = app
-            .call("POST", "/auth/verify", None, Some(json!({"token": token})))
+            .problem("POST", "/auth/verify", None, Some(json!({"token": token})))
             .await;
-        assert_eq!(s, 401, "{token}");
-        assert_eq!(body["code"], "invalid_token");
+        assert_eq!((s, body.code), (401, ErrorCode::InvalidToken), "{token}");
     }
 }
 
@@ -88,11 +90,10 @@ async fn me_orgs_members_roles_invites_and_keys_work_end_to_end() {
     let app = TestApp::spawn().await;
     let (owner, owner_id) = app.sign_in("owner@example.com").await;
 
-    let (s, me) = app.call("GET", "/me", Some(&owner), None).await;
-    assert_eq!(s, 200);
-    assert_eq!(me["user"]["email"], "owner@example.com");
-    assert_eq!(me["memberships"][0]["role"], "owner");
-    assert_eq!(me["memberships"][0]["org"]["personal"], true);
+    let me: MeView = app.expect_as(200, "GET", "/me", Some(&owner), None).await;
+    assert_eq!(me.user.email, "owner@example.com");
+    assert_eq!(me.memberships[0].role, RoleView::Owner);
+    assert!(me.memberships[0].org.personal);
 
     let (s, org) = app
         .call(
@@ -132,25 +133,22 @@ async fn me_orgs_members_roles_invites_and_keys_work_end_to_end() {
         )
         .await;
     assert_eq!(s, 201, "{invite}");
-    let (s, pending) = app
-        .call("GET", "/orgs/acme/invites", Some(&owner), None)
+    let pending: InvitePage = app
+        .expect_as(200, "GET", "/orgs/acme/invites", Some(&owner), None)
         .await;
-    assert_eq!(
-        (s.as_u16(), pending["items"].as_array().map(Vec::len)),
-        (200, Some(1))
-    );
+    assert_eq!(pending.items.len(), 1);
     let invite_token = app.outbox_token("mem@example.com");
-    let (s, joined) = app
-        .call(
+    let joined: SessionView = app
+        .expect_as(
+            200,
             "POST",
             "/auth/accept-invite",
             None,
             Some(json!({"token": invite_token})),
         )
         .await;
-    assert_eq!(s, 200, "{joined}");
-    let member = joined["access_token"].as_str().expect("token").to_owned();
-    let member_id = joined["user"]["id"].as_str().expect("id").to_owned();
+    let member = joined.access_token;
+    let member_id = joined.user.id.to_string();
     let (s, _) = app
         .call(
             "POST",
@@ -161,11 +159,10 @@ async fn me_orgs_members_roles_invites_and_keys_work_end_to_end() {
         .await;
     assert_eq!(s, 401, "an invite works once");
 
-    let (s, members) = app
-        .call("GET", "/orgs/acme/members", Some(&member), None)
+    let members: MemberPage = app
+        .expect_as(200, "GET", "/orgs/acme/members", Some(&member), None)
         .await;
-    assert_eq!(s, 200);
-    assert_eq!(members["items"].as_array().expect("items").len(), 2);
+    assert_eq!(members.items.len(), 2);
 
     // Members cannot change roles; owners can; the last owner cannot step down.
     let path = format!("/orgs/acme/members/{owner_id}");
@@ -187,34 +184,37 @@ async fn me_orgs_members_roles_invites_and_keys_work_end_to_end() {
         )
         .await;
     assert_eq!(s, 409, "last owner");
-    let (s, changed) = app
-        .call(
+    let changed: MemberView = app
+        .expect_as(
+            200,
             "PATCH",
             &format!("/orgs/acme/members/{member_id}"),
             Some(&owner),
             Some(json!({"role": "owner"})),
         )
         .await;
-    assert_eq!((s.as_u16(), changed["role"].as_str()), (200, Some("owner")));
+    assert_eq!(changed.role, RoleView::Owner);
 
     // API keys: created by session, secret once, act as members of their org only.
-    let (s, created) = app
-        .call(
+    let created: CreatedApiKeyView = app
+        .expect_as(
+            201,
             "POST",
             "/orgs/acme/api-keys",
             Some(&owner),
             Some(json!({"name": "ci"})),
         )
         .await;
-    assert_eq!(s, 201, "{created}");
-    let secret = created["secret"].as_str().expect("secret").to_owned();
+    let secret = created.secret.clone();
     assert!(secret.starts_with("dfd_") && secret.len() == 50);
     let (s, listed) = app
         .call("GET", "/orgs/acme/api-keys", Some(&owner), None)
         .await;
     assert_eq!(s, 200);
-    assert_eq!(listed["items"][0]["last4"], &secret[46..]);
+    // The raw body, so that no field anywhere carries the secret.
     assert!(!listed.to_string().contains(&secret));
+    let listed: ApiKeyPage = read_as(&listed);
+    assert_eq!(listed.items[0].last4, &secret[46..]);
     let (s, _) = app.call("GET", "/orgs/acme", Some(&secret), None).await;
     assert_eq!(s, 200);
     let (s, _) = app.call("GET", "/me", Some(&secret), None).await;
@@ -228,7 +228,7 @@ async fn me_orgs_members_roles_invites_and_keys_work_end_to_end() {
         )
         .await;
     assert_eq!(s, 403, "a key never mints keys");
-    let key_id = created["key"]["id"].as_str().expect("id").to_owned();
+    let key_id = created.key.id;
     let (s, _) = app
         .call(
             "DELETE",
@@ -354,16 +354,16 @@ async fn logout_and_key_revocation_reach_another_server_process_within_five_seco
     let other = app.second_instance(config(&[]));
     let http = crate::helpers::http();
     let (token, slug, _) = app.sign_in_to_org("a@example.com").await;
-    let (_, key) = app
-        .call(
+    let key: CreatedApiKeyView = app
+        .expect_as(
+            201,
             "POST",
             &format!("/orgs/{slug}/api-keys"),
             Some(&token),
             Some(json!({"name": "k"})),
         )
         .await;
-    let secret = key["secret"].as_str().expect("secret").to_owned();
-    let key_id = key["key"]["id"].as_str().expect("id").to_owned();
+    let (secret, key_id) = (key.secret, key.key.id);
 
     // Warm the other process's caches.
     let (s, _) =
@@ -451,19 +451,16 @@ async fn join(app: &TestApp, owner: &str, org: &str, email: &str, role: &str) ->
         )
         .await;
     assert_eq!(s, 201, "{invite}");
-    let (s, joined) = app
-        .call(
+    let joined: SessionView = app
+        .expect_as(
+            200,
             "POST",
             "/auth/accept-invite",
             None,
             Some(json!({"token": app.outbox_token(email)})),
         )
         .await;
-    assert_eq!(s, 200, "{joined}");
-    (
-        joined["access_token"].as_str().expect("token").to_owned(),
-        joined["user"]["id"].as_str().expect("id").to_owned(),
-    )
+    (joined.access_token, joined.user.id.to_string())
 }
 
 #[actix_web::test]

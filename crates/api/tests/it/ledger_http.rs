@@ -6,6 +6,10 @@ use defendable_ledger::note::open_checkpoint;
 use defendable_ledger::{ChainVerifier, Hash, ProofBundle};
 use serde_json::{json, Value};
 
+use defendable_api::error::{ErrorCode, Problem};
+use defendable_ledger::view::BodyFields as _;
+use defendable_ledger::{ReceiptPage, ReceiptView};
+
 use crate::helpers::{path_of, TestApp};
 
 #[actix_web::test]
@@ -14,31 +18,27 @@ async fn record_list_read_and_retry_receipts() {
     let (token, slug, org_id) = app.sign_in_to_org("r@example.com").await;
     let path = format!("/orgs/{slug}/receipts");
 
-    let (s, first) = app
-        .call("POST", &path, Some(&token), Some(json!({"kind": "run", "public": {"suite": "ci", "passed": 412}, "private": {"host": "10.0.0.7"}})))
+    let first: ReceiptView = app
+        .expect_as(201, "POST", &path, Some(&token), Some(json!({"kind": "run", "public": {"suite": "ci", "passed": 412}, "private": {"host": "10.0.0.7"}})))
         .await;
-    assert_eq!(s, 201, "{first}");
-    assert_eq!(first["body"]["seq"], 0);
-    assert_eq!(first["body"]["org"], org_id.as_str());
-    assert_eq!(first["private"]["host"], "10.0.0.7");
-    assert_eq!(first["salt"].as_str().map(str::len), Some(64));
-    assert!(first["receipt_id"]
-        .as_str()
-        .expect("id")
-        .starts_with("DCR-000000-"));
+    assert_eq!(first.seq(), Some(0));
+    assert_eq!(first.org().map(|o| o.to_string()), Some(org_id.clone()));
+    assert_eq!(first.private["host"], "10.0.0.7");
+    assert_eq!(first.salt.as_deref().map(str::len), Some(64));
+    assert!(first.receipt_id.starts_with("DCR-000000-"));
 
     // An API key records too.
     let secret = app.api_key(&token, &slug).await;
-    let (s, second) = app
-        .call(
+    let second: ReceiptView = app
+        .expect_as(
+            201,
             "POST",
             &path,
             Some(&secret),
             Some(json!({"kind": "run", "public": {"n": 2}})),
         )
         .await;
-    assert_eq!(s, 201, "{second}");
-    assert_eq!(second["body"]["parent"], first["hash"]);
+    assert_eq!(second.parent(), Some(first.hash.as_str()));
 
     // Idempotent retry: the same key and body return the first receipt, not a new one.
     let http = crate::helpers::http();
@@ -53,14 +53,14 @@ async fn record_list_read_and_retry_receipts() {
         .await
         .expect("a");
     assert_eq!(a.status(), 201);
-    let a: Value = a.json().await.expect("json");
+    let a: ReceiptView = a.json().await.expect("json");
     let b = send(json!({"kind": "deploy", "public": {"v": "1.2.3"}}))
         .await
         .expect("b");
     assert_eq!(b.status(), 200);
     assert_eq!(b.headers()["idempotency-replayed"], "true");
-    let b: Value = b.json().await.expect("json");
-    assert_eq!(a["receipt_id"], b["receipt_id"]);
+    let b: ReceiptView = b.json().await.expect("json");
+    assert_eq!(a.receipt_id, b.receipt_id);
     let c = send(json!({"kind": "deploy", "public": {"v": "9.9.9"}}))
         .await
         .expect("c");
@@ -68,19 +68,25 @@ async fn record_list_read_and_retry_receipts() {
 
     // Bad payloads are clear 4xx and record nothing.
     for (body, code) in [
-        (json!({"kind": "Not Valid", "public": {}}), "invalid_kind"),
-        (json!({"kind": "run", "public": [1]}), "not_an_object"),
+        (
+            json!({"kind": "Not Valid", "public": {}}),
+            ErrorCode::InvalidKind,
+        ),
+        (
+            json!({"kind": "run", "public": [1]}),
+            ErrorCode::NotAnObject,
+        ),
         (
             json!({"kind": "run", "public": {}, "private": "x"}),
-            "not_an_object",
+            ErrorCode::NotAnObject,
         ),
         (
             json!({"kind": "run", "public": {}, "extra": 1}),
-            "invalid_body",
+            ErrorCode::InvalidBody,
         ),
     ] {
-        let (s, p) = app.call("POST", &path, Some(&token), Some(body)).await;
-        assert_eq!((s.as_u16(), p["code"].as_str()), (422, Some(code)));
+        let (s, p) = app.problem("POST", &path, Some(&token), Some(body)).await;
+        assert_eq!((s, p.code), (422, code));
     }
     let raw = http
         .post(app.url(&path))
@@ -92,32 +98,29 @@ async fn record_list_read_and_retry_receipts() {
         .expect("raw");
     assert_eq!(raw.status(), 422);
     assert_eq!(
-        raw.json::<Value>().await.expect("json")["code"],
-        "unsafe_number"
+        raw.json::<Problem>().await.expect("a problem").code,
+        ErrorCode::UnsafeNumber
     );
 
-    let (_, list) = app
-        .call("GET", &format!("{path}?limit=2"), Some(&token), None)
+    let page = |query: &str| {
+        let url = format!("{path}?{query}");
+        let token = token.clone();
+        let app = &app;
+        async move {
+            app.expect_as::<ReceiptPage>(200, "GET", &url, Some(&token), None)
+                .await
+        }
+    };
+    let list = page("limit=2").await;
+    assert_eq!((list.items.len(), list.next_cursor), (2, Some(1)));
+    let rest = page("after=1").await;
+    assert_eq!(rest.items.len(), 1, "three receipts in all: {rest:?}");
+    assert_eq!(page("kind=deploy").await.items.len(), 1);
+    let id = &first.receipt_id;
+    let one: ReceiptView = app
+        .expect_as(200, "GET", &format!("{path}/{id}"), Some(&token), None)
         .await;
-    assert_eq!(list["items"].as_array().expect("items").len(), 2);
-    assert_eq!(list["next_cursor"], 1);
-    let (_, rest) = app
-        .call("GET", &format!("{path}?after=1"), Some(&token), None)
-        .await;
-    assert_eq!(
-        rest["items"].as_array().expect("items").len(),
-        1,
-        "three receipts in all: {rest}"
-    );
-    let (_, runs) = app
-        .call("GET", &format!("{path}?kind=deploy"), Some(&token), None)
-        .await;
-    assert_eq!(runs["items"].as_array().expect("items").len(), 1);
-    let id = first["receipt_id"].as_str().expect("id");
-    let (s, one) = app
-        .call("GET", &format!("{path}/{id}"), Some(&token), None)
-        .await;
-    assert_eq!((s.as_u16(), &one["hash"]), (200, &first["hash"]));
+    assert_eq!(one.hash, first.hash);
     let (s, _) = app
         .call(
             "GET",
@@ -144,12 +147,12 @@ async fn record_list_read_and_retry_receipts() {
 async fn a_share_link_shows_the_redacted_projection_until_revoked() {
     let app = TestApp::spawn().await;
     let (token, slug, _) = app.sign_in_to_org("s@example.com").await;
-    let (_, receipt) = app
-        .call("POST", &format!("/orgs/{slug}/receipts"), Some(&token), Some(json!({"kind": "run", "public": {"ok": true}, "private": {"email": "s@example.com", "key": "raw/x"}})))
+    let receipt: ReceiptView = app
+        .expect_as(201, "POST", &format!("/orgs/{slug}/receipts"), Some(&token), Some(json!({"kind": "run", "public": {"ok": true}, "private": {"email": "s@example.com", "key": "raw/x"}})))
         .await;
-    let id = receipt["receipt_id"].as_str().expect("id");
+    let id = &receipt.receipt_id;
     let share = app.share(&token, &slug, id, None).await;
-    let url = share["url"].as_str().expect("url");
+    let url = &share.url;
     let share_path = &path_of(url);
 
     let (s, projection) = app.call("GET", share_path, None, None).await;
@@ -159,14 +162,8 @@ async fn a_share_link_shows_the_redacted_projection_until_revoked() {
         !text.contains("s@example.com") && !text.contains("raw/x") && !text.contains("salt"),
         "{text}"
     );
-    assert_eq!(projection["hash"], receipt["hash"]);
-    let mut v = ChainVerifier::new(
-        receipt["body"]["org"]
-            .as_str()
-            .expect("org")
-            .parse()
-            .expect("uuid"),
-    );
+    assert_eq!(projection["hash"], receipt.hash.as_str());
+    let mut v = ChainVerifier::new(receipt.org().expect("the receipt's organization"));
     v.push_projection(&serde_json::from_value(projection.clone()).expect("a projection"))
         .expect("the projection verifies on its own");
 
@@ -266,10 +263,7 @@ async fn an_export_verifies_offline_and_the_verify_route_reports_tampering() {
     );
 
     let ok = app.verify(&token, &slug).await;
-    assert_eq!(
-        (ok["valid"].as_bool(), ok["checked"].as_u64()),
-        (Some(true), Some(25))
-    );
+    assert_eq!((ok.valid, ok.checked), (true, 25));
 
     let client = app.db.pool.get().await.expect("client");
     client
@@ -284,15 +278,10 @@ async fn an_export_verifies_offline_and_the_verify_route_reports_tampering() {
         .await
         .expect("tamper");
     let bad = app.verify(&token, &slug).await;
-    assert_eq!(bad["valid"], false);
-    assert_eq!(bad["failure"]["seq"], 11);
-    assert!(
-        bad["failure"]["reason"]
-            .as_str()
-            .expect("reason")
-            .contains("hash"),
-        "{bad}"
-    );
+    assert!(!bad.valid);
+    let failure = bad.failure.expect("the failure");
+    assert_eq!(failure.seq, 11);
+    assert!(failure.reason.contains("hash"), "{failure:?}");
 }
 
 /// The same Idempotency-Key from two clients at once, among other writers: one receipt, and
@@ -341,8 +330,5 @@ async fn one_key_from_two_clients_at_once_yields_one_receipt() {
     );
     assert!(results[2..].iter().all(|(s, _)| *s == 201));
     let report = app.verify(&token, &slug).await;
-    assert_eq!(
-        (report["valid"].as_bool(), report["checked"].as_u64()),
-        (Some(true), Some(33))
-    );
+    assert_eq!((report.valid, report.checked), (true, 33));
 }

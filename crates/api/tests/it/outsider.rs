@@ -228,7 +228,7 @@ async fn an_outsider_verifies_a_bundle_and_a_consistency_proof_from_the_design_a
     let vkey = parse_vkey(keys["keys"][0]["vkey"].as_str().expect("vkey"));
 
     let share = app.share(&token, &slug, &ids[4], None).await;
-    let share = path_of(share["url"].as_str().expect("url"));
+    let share = path_of(&share.url);
     let (_, old) = app
         .call("GET", &format!("{share}/proof?size=6"), None, None)
         .await;

@@ -109,7 +109,7 @@ async fn a_browser_gets_the_share_page_and_api_clients_keep_the_json() {
         .await;
     let id = receipt["receipt_id"].as_str().expect("id");
     let share = app.share(&token, &slug, id, None).await;
-    let share_path = path_of(share["url"].as_str().expect("url"));
+    let share_path = path_of(&share.url);
 
     let (s, h, page) = browse(&app, &share_path).await;
     assert_eq!(s, 200, "{page}");

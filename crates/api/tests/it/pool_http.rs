@@ -262,8 +262,8 @@ async fn a_lock_wait_and_a_pool_wait_end_in_503_with_retry_after() {
 
     let verify = app.verify(&token, &slug).await;
     assert_eq!(
-        (verify["valid"].as_bool(), verify["checked"].as_u64()),
-        (Some(true), Some(1)),
+        (verify.valid, verify.checked),
+        (true, 1),
         "the refused append wrote nothing"
     );
 }

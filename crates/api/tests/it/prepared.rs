@@ -232,7 +232,7 @@ async fn hot_routes_send_no_unprepared_statement_after_warm_up() {
         .await;
     let id = first["receipt_id"].as_str().expect("id").to_owned();
     let share = app.share(&token, &slug, &id, None).await;
-    let share_path = path_of(share["url"].as_str().expect("url"));
+    let share_path = path_of(&share.url);
     crate::datasets_http::publish(&app, "census", "raw/census.csv", b"a,b\n1,2\n").await;
 
     let mut n = 0;
@@ -358,7 +358,7 @@ async fn proof_routes_read_the_log_in_the_statements_the_design_allows() {
     }
     let id = &ids[37];
     let share = app.share(&token, &slug, id, None).await;
-    let share_path = path_of(share["url"].as_str().expect("url"));
+    let share_path = path_of(&share.url);
     let routes: [(&str, String, Option<&str>, bool, usize); 5] = [
         ("share proof", format!("{share_path}/proof"), None, false, 1),
         ("share page", share_path.clone(), None, true, 1),

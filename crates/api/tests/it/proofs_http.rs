@@ -7,6 +7,8 @@ use defendable_ledger::note::open_checkpoint;
 use defendable_ledger::{ConsistencyProof, Hash, ProofBundle};
 use serde_json::{json, Value};
 
+use defendable_ledger::ShareLink;
+
 use crate::helpers::{path_of, TestApp};
 
 /// Records `kind: run` receipts whose public and private parts carry unique markers.
@@ -51,12 +53,9 @@ async fn a_shared_receipt_proves_itself_without_disclosing_any_other_receipt() {
     let k = &first[2];
     let id = k["receipt_id"].as_str().expect("id");
     let share = app.share(&token, &slug, id, None).await;
-    assert_eq!(share["expires_at"], Value::Null);
-    let share_path = path_of(share["url"].as_str().expect("url"));
-    assert_eq!(
-        path_of(share["proof_url"].as_str().expect("proof")),
-        format!("{share_path}/proof")
-    );
+    assert_eq!(share.expires_at, None);
+    let share_path = path_of(&share.url);
+    assert_eq!(path_of(&share.proof_url), format!("{share_path}/proof"));
     // Receipts recorded after the link was made.
     record(&app, &token, &slug, 5..10).await;
 
@@ -366,20 +365,17 @@ async fn share_links_can_expire() {
         "/orgs/{slug}/receipts/{}/share",
         r["receipt_id"].as_str().expect("id")
     );
-    let (s, link) = app
-        .call(
+    let link: ShareLink = app
+        .expect_as(
+            201,
             "POST",
             &share,
             Some(&token),
             Some(json!({"expires_in": 3600})),
         )
         .await;
-    assert_eq!(s, 201, "{link}");
-    assert!(link["expires_at"]
-        .as_str()
-        .expect("expires_at")
-        .ends_with('Z'));
-    let path = path_of(link["url"].as_str().expect("url"));
+    assert!(link.expires_at.as_deref().is_some_and(|e| e.ends_with('Z')));
+    let path = path_of(&link.url);
     let (s, _) = app.call("GET", &format!("{path}/proof"), None, None).await;
     assert_eq!(s, 200);
 
