@@ -2,13 +2,13 @@
 //! quota, share reads per address and per token, aggregated refusals, and the normalization of
 //! limit keys (email case, token spelling, IPv6 /64).
 
-use defendable_api::error::ErrorCode;
+use defendable_api::error::{ErrorCode, Problem};
 use defendable_api::ratelimit::normalize;
 use defendable_config::limits::LimitKey;
 use serde_json::{json, Value};
 
 use crate::datasets_http::publish;
-use crate::helpers::{config, TestApp};
+use crate::helpers::{config, read_as, TestApp};
 
 async fn invite(app: &TestApp, owner: &str, org: &str, email: &str) -> (u16, Value) {
     let (s, body) = app
@@ -43,7 +43,10 @@ async fn invites_are_limited_per_organization_and_per_address_and_reused_while_p
     assert_eq!(pending["items"].as_array().map(Vec::len), Some(1));
     // A third invite to that address, however spelled, is refused.
     let (s, problem) = invite(&app, &owner, &slug, "Guest@Example.COM").await;
-    assert_eq!((s, problem["code"].as_str()), (429, Some("rate_limited")));
+    assert_eq!(
+        (s, read_as::<Problem>(&problem).code),
+        (429, ErrorCode::RateLimited)
+    );
 
     // The organization's own budget (five attempts, the refused one included): two more
     // addresses, then refused.
@@ -52,7 +55,10 @@ async fn invites_are_limited_per_organization_and_per_address_and_reused_while_p
         assert_eq!(s, 201, "{body}");
     }
     let (s, problem) = invite(&app, &owner, &slug, "g9@example.com").await;
-    assert_eq!((s, problem["code"].as_str()), (429, Some("rate_limited")));
+    assert_eq!(
+        (s, read_as::<Problem>(&problem).code),
+        (429, ErrorCode::RateLimited)
+    );
 }
 
 #[actix_web::test]
@@ -126,8 +132,8 @@ async fn free_organizations_do_not_multiply_a_persons_daily_dataset_quota() {
     // The second organization has its whole quota, but the person has used theirs.
     let (s, problem) = grant("second-free".into(), token.clone()).await;
     assert_eq!(
-        (s, problem["code"].as_str()),
-        (429, Some("quota_exhausted"))
+        (s, read_as::<Problem>(&problem).code),
+        (429, ErrorCode::QuotaExhausted)
     );
     assert!(
         problem["detail"]
@@ -140,8 +146,8 @@ async fn free_organizations_do_not_multiply_a_persons_daily_dataset_quota() {
     let key = app.api_key(&token, "second-free").await;
     let (s, problem) = grant("second-free".into(), key).await;
     assert_eq!(
-        (s, problem["code"].as_str()),
-        (429, Some("quota_exhausted"))
+        (s, read_as::<Problem>(&problem).code),
+        (429, ErrorCode::QuotaExhausted)
     );
     // The refusals took nothing from the organization: another member still gets a grant.
     let (s, _) = app

@@ -2,7 +2,7 @@
 //! on the local filesystem and on a real S3-compatible server, redaction, and the race for the
 //! last units of quota.
 
-use defendable_api::error::ErrorCode;
+use defendable_api::error::{ErrorCode, Problem};
 use object_store::ObjectStoreExt as _;
 use std::sync::Arc;
 
@@ -10,7 +10,7 @@ use defendable_datasets::signed_url::UrlSigner;
 use defendable_ledger::ChainVerifier;
 use serde_json::{json, Value};
 
-use crate::helpers::{config, path_of, TempDir, TestApp, OBJECT_URL_KEY};
+use crate::helpers::{config, path_of, read_as, TempDir, TestApp, OBJECT_URL_KEY};
 use defendable_testkit::s3::S3Server;
 
 const BYTES: &[u8] = b"year,region,count\n2026,north,41\n2026,south,58\n";
@@ -57,16 +57,16 @@ async fn publishing_checks_the_bytes_and_the_catalog_never_shows_the_object_key(
                        "object_key": "raw/census-2026.csv", "blake3": blake3_hex(b"other bytes")});
     let (s, body) = app.call_internal("POST", "/internal/datasets", wrong).await;
     assert_eq!(
-        (s.as_u16(), body["code"].as_str()),
-        (422, Some("digest_mismatch"))
+        (s.as_u16(), read_as::<Problem>(&body).code),
+        (422, ErrorCode::DigestMismatch)
     );
     let missing = json!({"slug": "ghost", "title": "Ghost", "version": "1", "license": "CC0", "media_type": "text/csv", "object_key": "raw/none.csv"});
     let (s, body) = app
         .call_internal("POST", "/internal/datasets", missing)
         .await;
     assert_eq!(
-        (s.as_u16(), body["code"].as_str()),
-        (422, Some("object_missing"))
+        (s.as_u16(), read_as::<Problem>(&body).code),
+        (422, ErrorCode::ObjectMissing)
     );
 
     let (token, _, _) = app.sign_in_to_org("reader@example.com").await;
@@ -379,8 +379,8 @@ async fn signed_urls_refuse_expiry_tampering_and_unknown_keys_and_survive_rotati
         let res = app.http.get(app.url(url)).send().await.expect("r");
         assert_eq!(res.status(), 403, "{what}");
         assert_eq!(
-            res.json::<Value>().await.expect("json")["code"],
-            "invalid_signature",
+            res.json::<Problem>().await.expect("a problem").code,
+            ErrorCode::InvalidSignature,
             "{what}"
         );
     }

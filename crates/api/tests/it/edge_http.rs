@@ -1,10 +1,10 @@
 //! Edge and application controls: rate limits shared across processes, client addresses behind
 //! proxies, the internal routes, the Stripe webhook, metrics and the audit log.
 
-use defendable_api::error::ErrorCode;
+use defendable_api::error::{ErrorCode, Problem};
 use serde_json::{json, Value};
 
-use crate::helpers::{call, config, TestApp, RUNNER_TOKEN, STRIPE_SECRET};
+use crate::helpers::{call, config, read_as, TestApp, RUNNER_TOKEN, STRIPE_SECRET};
 
 #[actix_web::test]
 async fn the_sixth_sign_in_request_for_one_email_is_refused_with_retry_after() {
@@ -50,8 +50,8 @@ async fn the_sixth_sign_in_request_for_one_email_is_refused_with_retry_after() {
     );
     assert_eq!(res.headers()["content-type"], "application/problem+json");
     assert_eq!(
-        res.json::<Value>().await.expect("json")["code"],
-        "rate_limited"
+        res.json::<Problem>().await.expect("a problem").code,
+        ErrorCode::RateLimited
     );
     // Another address is not affected.
     let (s, _) = app
@@ -226,8 +226,8 @@ async fn runners_record_receipts_with_their_token_and_metrics_need_the_internal_
         )
         .await;
         assert_eq!(
-            (s.as_u16(), problem["code"].as_str()),
-            (403, Some("runner_org_not_allowed")),
+            (s.as_u16(), read_as::<Problem>(&problem).code),
+            (403, ErrorCode::RunnerOrgNotAllowed),
             "{org}"
         );
     }
@@ -296,8 +296,8 @@ async fn stripe_webhooks_verify_the_raw_body_and_are_idempotent() {
     )
     .await;
     assert_eq!(
-        (s, body["code"].as_str()),
-        (400, Some("invalid_signature")),
+        (s, read_as::<Problem>(&body).code),
+        (400, ErrorCode::InvalidSignature),
         "wrong secret"
     );
     let old = now - 301;

@@ -1,9 +1,10 @@
 //! The shell's behaviour on every response: headers, request ids, problem documents, readiness.
 
 use actix_web::{test, web, App, HttpResponse};
+use defendable_api::error::{ErrorCode, Problem};
 use serde_json::Value;
 
-use crate::helpers::{assert_security_headers, config, TestApp};
+use crate::helpers::{assert_security_headers, config, read_as, TestApp};
 
 async fn problem(res: reqwest::Response) -> Value {
     assert_eq!(res.headers()["content-type"], "application/problem+json");
@@ -94,8 +95,8 @@ async fn an_unknown_route_is_a_problem_404_with_headers() {
     assert_eq!(res.status(), 404);
     assert_security_headers(&res);
     let body = problem(res).await;
-    assert_eq!(body["code"], "not_found");
-    assert_eq!(body["status"], 404);
+    let body: Problem = read_as(&body);
+    assert_eq!((body.code, body.status), (ErrorCode::NotFound, 404));
 }
 
 #[actix_web::test]
@@ -109,7 +110,10 @@ async fn a_wrong_method_is_a_problem_405() {
         .expect("response");
     assert_eq!(res.status(), 405);
     assert_security_headers(&res);
-    assert_eq!(problem(res).await["code"], "method_not_allowed");
+    assert_eq!(
+        read_as::<Problem>(&problem(res).await).code,
+        ErrorCode::MethodNotAllowed
+    );
 }
 
 #[actix_web::test]

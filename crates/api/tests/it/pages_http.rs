@@ -2,11 +2,12 @@
 //! (JSON for everyone else), its verifier module under node against the Rust vectors, and
 //! sign-in and invite pages that a mail scanner cannot consume.
 
+use defendable_api::error::{ErrorCode, Problem};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::datasets_http::{grant_share, publish};
-use crate::helpers::{config, path_of, TestApp};
+use crate::helpers::{config, path_of, read_as, TestApp};
 
 const BROWSER_ACCEPT: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
 
@@ -169,8 +170,8 @@ async fn a_browser_gets_the_share_page_and_api_clients_keep_the_json() {
     assert!(page.contains("Not Found"), "{page}");
     let (s, body) = app.call("GET", "/share/not-a-token", None, None).await;
     assert_eq!(
-        (s, body["code"].as_str()),
-        (StatusCode::NOT_FOUND, Some("not_found"))
+        (s, read_as::<Problem>(&body).code),
+        (StatusCode::NOT_FOUND, ErrorCode::NotFound)
     );
 
     // The assets are embedded and served with the same policy.

@@ -2,6 +2,7 @@
 //! waits for another, a slow export reader holds none, and every database wait is bounded and
 //! answered 503 with `Retry-After`.
 
+use defendable_api::error::{ErrorCode, Problem};
 use std::time::Duration;
 
 use defendable_ledger::store::{AppendOptions, BatchAppender};
@@ -157,8 +158,8 @@ async fn slow_export_readers_hold_no_connection_and_exports_are_capped_per_princ
     let res = start_export(&app, &export, &token).await;
     assert_eq!(res.status(), 429);
     assert!(res.headers().contains_key("retry-after"));
-    let problem: Value = res.json().await.expect("problem");
-    assert_eq!(problem["code"], "too_many_exports");
+    let problem: Problem = res.json().await.expect("problem");
+    assert_eq!(problem.code, ErrorCode::TooManyExports);
     let key = app.api_key(&token, &slug).await;
     let res = start_export(&app, &export, &key).await;
     assert_eq!(res.status(), 200);
@@ -250,14 +251,14 @@ async fn a_lock_wait_and_a_pool_wait_end_in_503_with_retry_after() {
         .expect("read");
     assert_eq!(res.status(), 503);
     assert!(res.headers().contains_key("retry-after"));
-    let problem: Value = res.json().await.expect("problem");
-    assert_eq!(problem["code"], "database_unavailable");
+    let problem: Problem = res.json().await.expect("problem");
+    assert_eq!(problem.code, ErrorCode::DatabaseUnavailable);
 
     let res = append.await.expect("join");
     assert_eq!(res.status(), 503, "the lock wait ended in the lock timeout");
     assert!(res.headers().contains_key("retry-after"));
-    let problem: Value = res.json().await.expect("problem");
-    assert_eq!(problem["code"], "database_unavailable");
+    let problem: Problem = res.json().await.expect("problem");
+    assert_eq!(problem.code, ErrorCode::DatabaseUnavailable);
     tx.rollback().await.expect("rollback");
 
     let verify = app.verify(&token, &slug).await;
