@@ -7,6 +7,9 @@ use object_store::ObjectStoreExt as _;
 use std::sync::Arc;
 
 use defendable_datasets::signed_url::UrlSigner;
+use defendable_datasets::view::{DatasetPage, DatasetView, GrantView};
+use defendable_identity::view::OrgView;
+use defendable_ledger::view::BodyFields as _;
 use defendable_ledger::ChainVerifier;
 use serde_json::{json, Value};
 
@@ -15,7 +18,7 @@ use defendable_testkit::s3::S3Server;
 
 const BYTES: &[u8] = b"year,region,count\n2026,north,41\n2026,south,58\n";
 
-pub(crate) async fn publish(app: &TestApp, slug: &str, key: &str, bytes: &[u8]) -> Value {
+pub(crate) async fn publish(app: &TestApp, slug: &str, key: &str, bytes: &[u8]) -> DatasetView {
     app.objects
         .put(&object_store::path::Path::from(key), bytes.to_vec().into())
         .await
@@ -29,15 +32,14 @@ pub(crate) async fn publish(app: &TestApp, slug: &str, key: &str, bytes: &[u8]) 
         )
         .await;
     assert_eq!(s, 201, "{body}");
-    body
+    read_as(&body)
 }
 
 /// A grant of `slug` to `token`'s holder: the grant and its share link's path.
-pub(crate) async fn grant_share(app: &TestApp, token: &str, slug: &str) -> (Value, String) {
+pub(crate) async fn grant_share(app: &TestApp, token: &str, slug: &str) -> (GrantView, String) {
     let path = format!("/datasets/catalog/{slug}/download");
-    let (s, grant) = app.call("POST", &path, Some(token), None).await;
-    assert_eq!(s, 201, "{grant}");
-    let download = path_of(grant["download_url"].as_str().expect("url"));
+    let grant: GrantView = app.expect_as(201, "POST", &path, Some(token), None).await;
+    let download = path_of(&grant.download_url);
     let share = download.strip_suffix("/download").expect("a grant link");
     (grant.clone(), share.to_owned())
 }
@@ -50,8 +52,8 @@ fn blake3_hex(bytes: &[u8]) -> String {
 async fn publishing_checks_the_bytes_and_the_catalog_never_shows_the_object_key() {
     let app = TestApp::spawn().await;
     let listed = publish(&app, "census", "raw/census-2026.csv", BYTES).await;
-    assert_eq!(listed["blake3"], blake3_hex(BYTES));
-    assert_eq!(listed["size"], BYTES.len());
+    assert_eq!(listed.blake3, blake3_hex(BYTES));
+    assert_eq!(listed.size, BYTES.len() as i64);
 
     let wrong = json!({"slug": "census", "title": "Census", "version": "2026.2", "license": "CC0", "media_type": "text/csv",
                        "object_key": "raw/census-2026.csv", "blake3": blake3_hex(b"other bytes")});
@@ -74,12 +76,14 @@ async fn publishing_checks_the_bytes_and_the_catalog_never_shows_the_object_key(
         .call("GET", "/datasets/catalog?q=counts", Some(&token), None)
         .await;
     assert_eq!(s, 200);
-    assert_eq!(page["items"].as_array().expect("items").len(), 1);
+    // The raw body, so that no field anywhere carries the object key.
+    assert!(!page.to_string().contains("raw/census"), "{page}");
+    let page: DatasetPage = read_as(&page);
+    assert_eq!(page.items.len(), 1);
     assert_eq!(
-        page["items"][0]["version"], "2026.1",
+        page.items[0].version, "2026.1",
         "the refused version was not listed"
     );
-    assert!(!page.to_string().contains("raw/census"), "{page}");
     let (s, one) = app
         .call("GET", "/datasets/catalog/census", Some(&token), None)
         .await;
@@ -146,27 +150,21 @@ async fn a_grant_mints_a_receipt_and_its_link_redirects_to_a_fresh_signed_url() 
     publish(&app, "census", "raw/census-2026.csv", BYTES).await;
     let (token, slug, _) = app.sign_in_to_org("m@example.com").await;
 
-    let (s, grant) = app
-        .call(
+    let grant: GrantView = app
+        .expect_as(
+            201,
             "POST",
             "/datasets/catalog/census/download",
             Some(&token),
             Some(json!({})),
         )
         .await;
-    assert_eq!(s, 201, "{grant}");
-    assert_eq!(grant["receipt"]["body"]["kind"], "dataset.download");
-    assert_eq!(
-        grant["receipt"]["body"]["public"]["blake3"],
-        blake3_hex(BYTES)
-    );
-    assert_eq!(
-        grant["receipt"]["private"]["object_key"],
-        "raw/census-2026.csv"
-    );
-    assert_eq!(grant["quota"]["used"], 1);
-    assert_eq!(grant["quota"]["limit"], 100);
-    let download = grant["download_url"].as_str().expect("url").to_owned();
+    assert_eq!(grant.receipt.kind(), Some("dataset.download"));
+    // The receipt's public and private parts are what its kind records: they stay JSON.
+    assert_eq!(grant.receipt.body["public"]["blake3"], blake3_hex(BYTES));
+    assert_eq!(grant.receipt.private["object_key"], "raw/census-2026.csv");
+    assert_eq!((grant.quota.used, grant.quota.limit), (1, 100));
+    let download = grant.download_url.clone();
     let share_path = path_of(&download);
 
     // Every access mints a fresh short-lived URL.
@@ -215,39 +213,31 @@ async fn a_grant_mints_a_receipt_and_its_link_redirects_to_a_fresh_signed_url() 
     assert_eq!(tail.status(), 416);
 
     // The quota route agrees; an API key grants too.
-    let quota = app.quota(&token, &slug).await;
-    assert_eq!(quota["used"], 1);
-    let (_, key) = app
-        .call(
-            "POST",
-            &format!("/orgs/{slug}/api-keys"),
-            Some(&token),
-            Some(json!({"name": "k"})),
-        )
-        .await;
-    let secret = key["secret"].as_str().expect("secret").to_owned();
-    let (s, by_key) = app
-        .call(
+    assert_eq!(app.quota(&token, &slug).await.used, 1);
+    let secret = app.api_key(&token, &slug).await;
+    let by_key: GrantView = app
+        .expect_as(
+            201,
             "POST",
             "/datasets/catalog/census/download",
             Some(&secret),
             None,
         )
         .await;
-    assert_eq!(s, 201, "{by_key}");
-    assert_eq!(by_key["quota"]["used"], 2);
-    assert!(by_key["receipt"]["private"]["user_id"].is_null());
+    assert_eq!(by_key.quota.used, 2);
+    assert!(by_key.receipt.private["user_id"].is_null());
 
     // Several memberships: the org must be named.
-    let (_, org) = app
-        .call(
+    let org: OrgView = app
+        .expect_as(
+            201,
             "POST",
             "/orgs",
             Some(&token),
             Some(json!({"slug": "second-org", "name": "Second"})),
         )
         .await;
-    assert_eq!(org["slug"], "second-org");
+    assert_eq!(org.slug, "second-org");
     let (s, body) = app
         .problem(
             "POST",
@@ -309,9 +299,7 @@ async fn the_public_view_of_a_grant_is_redacted_and_still_verifies() {
     let (s, projection) = app.call("GET", &share_path, None, None).await;
     assert_eq!(s, 200);
     let text = projection.to_string();
-    let user_id = grant["receipt"]["private"]["user_id"]
-        .as_str()
-        .expect("user id");
+    let user_id = grant.receipt.private["user_id"].as_str().expect("user id");
     for secret in [
         "raw/census-2026.csv",
         "private.person@example.com",

@@ -335,7 +335,7 @@ async fn stripe_webhooks_verify_the_raw_body_and_are_idempotent() {
         "{body}"
     );
     let quota = app.quota(&token, &slug).await;
-    assert_eq!(quota["limit"], 1000, "the pro plan sets the dataset limit");
+    assert_eq!(quota.limit, 1000, "the pro plan sets the dataset limit");
 
     // A replay is acknowledged and does nothing.
     let (s, body) = post_event(&app, &header, &payload).await;
@@ -394,7 +394,7 @@ async fn stripe_webhooks_verify_the_raw_body_and_are_idempotent() {
     .await;
     assert_eq!(s, 200);
     let quota = app.quota(&token, &slug).await;
-    assert_eq!(quota["limit"], 100);
+    assert_eq!(quota.limit, 100);
 }
 
 #[actix_web::test]
@@ -537,7 +537,7 @@ async fn lapsed_subscriptions_fall_back_and_late_events_are_ignored() {
         let app = &app;
         async move { post_event(app, &header, &payload).await }
     };
-    let limit = || async { app.quota(&token, &slug).await["limit"].clone() };
+    let limit = || async { app.quota(&token, &slug).await.limit };
     assert_eq!(send("evt_a", 1_000, "active").await.0, 200);
     assert_eq!(limit().await, 1000, "pro");
     assert_eq!(send("evt_b", 2_000, "past_due").await.0, 200);

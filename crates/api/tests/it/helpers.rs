@@ -260,16 +260,9 @@ impl TestApp {
     }
 
     /// `GET /orgs/{slug}/datasets/quota` as `token` sees it.
-    pub async fn quota(&self, token: &str, slug: &str) -> Value {
-        let (_, quota) = self
-            .call(
-                "GET",
-                &format!("/orgs/{slug}/datasets/quota"),
-                Some(token),
-                None,
-            )
-            .await;
-        quota
+    pub async fn quota(&self, token: &str, slug: &str) -> defendable_datasets::view::QuotaView {
+        let path = format!("/orgs/{slug}/datasets/quota");
+        self.expect_as(200, "GET", &path, Some(token), None).await
     }
 
     /// The public parts of the organization's receipts of `kind`, oldest first.
