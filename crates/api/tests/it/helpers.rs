@@ -1,6 +1,7 @@
 //! Spawning the application on a fresh database, the way a client sees it, with every log line
 //! of the test process captured for the secret-leak check.
 
+use defendable_identity::view::{MeView, RoleView};
 use std::sync::{Arc, Mutex, Once, OnceLock};
 
 use defendable_api::{Application, Dependencies};
@@ -184,8 +185,9 @@ impl TestApp {
     pub async fn api_key(&self, token: &str, slug: &str) -> String {
         let path = format!("/orgs/{slug}/api-keys");
         let body = Some(serde_json::json!({"name": "ci"}));
-        let key = self.expect(201, "POST", &path, Some(token), body).await;
-        key["secret"].as_str().expect("secret").to_owned()
+        let key: defendable_identity::view::CreatedApiKeyView =
+            self.expect_as(201, "POST", &path, Some(token), body).await;
+        key.secret
     }
 
     /// Shares receipt `id` of `slug` as `token`, with `body` (`None`: a link that never
@@ -267,42 +269,33 @@ impl TestApp {
 
     /// The public parts of the organization's receipts of `kind`, oldest first.
     pub async fn receipts_of(&self, token: &str, slug: &str, kind: &str) -> Vec<Value> {
-        let (_, list) = self
-            .call(
-                "GET",
-                &format!("/orgs/{slug}/receipts?kind={kind}&limit=100"),
-                Some(token),
-                None,
-            )
-            .await;
-        list["items"]
-            .as_array()
-            .expect("items")
-            .iter()
-            .map(|r| r["body"]["public"].clone())
+        let path = format!("/orgs/{slug}/receipts?kind={kind}&limit=100");
+        let list: defendable_ledger::ReceiptPage =
+            self.expect_as(200, "GET", &path, Some(token), None).await;
+        // A receipt's public part is whatever its kind records: it stays JSON.
+        list.items
+            .into_iter()
+            .map(|r| r.body["public"].clone())
             .collect()
     }
 
     /// The role `token`'s user has in `slug`, if any (from `GET /me`).
     pub async fn role_in(&self, token: &str, slug: &str) -> Option<String> {
-        let me = self.expect(200, "GET", "/me", Some(token), None).await;
-        me["memberships"]
-            .as_array()
-            .expect("memberships")
-            .iter()
-            .find(|m| m["org"]["slug"] == slug)
-            .map(|m| m["role"].as_str().expect("role").to_owned())
+        let me: MeView = self.expect_as(200, "GET", "/me", Some(token), None).await;
+        me.memberships
+            .into_iter()
+            .find(|m| m.org.slug == slug)
+            .map(|m| match m.role {
+                RoleView::Owner => "owner".to_owned(),
+                RoleView::Member => "member".to_owned(),
+            })
     }
 
     /// The verifier keys `/ledger/keys` publishes.
     pub async fn vkeys(&self) -> defendable_ledger::Vkeys {
-        let (_, keys) = self.call("GET", "/ledger/keys", None, None).await;
-        let vkeys: Vec<&str> = keys["keys"]
-            .as_array()
-            .expect("keys")
-            .iter()
-            .map(|k| k["vkey"].as_str().expect("every key has a vkey"))
-            .collect();
+        let keys: defendable_ledger::PublishedKeys =
+            self.expect_as(200, "GET", "/ledger/keys", None, None).await;
+        let vkeys: Vec<&str> = keys.keys.iter().map(|k| k.vkey.as_str()).collect();
         defendable_ledger::Vkeys::parse(&vkeys).expect("vkeys parse")
     }
 
@@ -310,15 +303,9 @@ impl TestApp {
     /// the first sign-in created.
     pub async fn sign_in_to_org(&self, email: &str) -> (String, String, String) {
         let (token, _) = self.sign_in(email).await;
-        let (_, me) = self.call("GET", "/me", Some(&token), None).await;
-        let org = &me["memberships"][0]["org"];
-        let field = |name: &str| {
-            org[name]
-                .as_str()
-                .unwrap_or_else(|| panic!("org {name} in {me}"))
-                .to_owned()
-        };
-        (token, field("slug"), field("id"))
+        let me: MeView = self.expect_as(200, "GET", "/me", Some(&token), None).await;
+        let org = &me.memberships[0].org;
+        (token, org.slug.clone(), org.id.to_string())
     }
 
     /// Calls an internal route with the internal key.
@@ -373,19 +360,16 @@ impl TestApp {
             .into_iter()
             .find(|t| !before.contains(t))
             .expect("a new link was mailed");
-        let (status, body) = self
-            .call(
+        let session: defendable_identity::view::SessionView = self
+            .expect_as(
+                200,
                 "POST",
                 "/auth/verify",
                 None,
                 Some(serde_json::json!({"token": token})),
             )
             .await;
-        assert_eq!(status, 200, "{body}");
-        (
-            body["access_token"].as_str().expect("token").to_owned(),
-            body["user"]["id"].as_str().expect("id").to_owned(),
-        )
+        (session.access_token, session.user.id.to_string())
     }
 }
 

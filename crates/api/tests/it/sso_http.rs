@@ -27,8 +27,8 @@ async fn a_verified_domain_whose_record_stays_missing_is_unverified_after_three_
     let app = app_with_dns(port).await;
     let (token, slug, org) = app.sign_in_to_org("owner@keep.test").await;
     let path = format!("/orgs/{slug}/domains");
-    let claim = app
-        .expect(
+    let claim: DomainView = app
+        .expect_as(
             201,
             "POST",
             &path,
@@ -36,7 +36,7 @@ async fn a_verified_domain_whose_record_stays_missing_is_unverified_after_three_
             Some(json!({"domain": "keep.test"})),
         )
         .await;
-    let challenge = claim["txt_value"].as_str().expect("value").to_owned();
+    let challenge = claim.txt_value;
     let record = [("_defendable-challenge.keep.test", challenge.as_str())];
     let published = DnsServer::start(port, &record);
     app.expect(
@@ -148,8 +148,8 @@ async fn a_verified_domain_whose_record_stays_missing_is_unverified_after_three_
         .expect("events")
         .get(0);
     assert_eq!(events, 3);
-    let listed = app.expect(200, "GET", &path, Some(&token), None).await;
-    assert_eq!(listed["items"][0]["verified"], false, "{listed}");
+    let listed: DomainList = app.expect_as(200, "GET", &path, Some(&token), None).await;
+    assert!(!listed.items[0].verified, "{listed:?}");
     assert!(app.verify(&token, &slug).await.valid);
 }
 
@@ -318,8 +318,9 @@ async fn a_connection_keeps_its_secret_sealed_and_every_change_is_a_receipt() {
         .expect(200, "GET", &format!("{path}/{id}"), Some(&token), None)
         .await;
     assert_eq!(one, created);
-    let list = app.expect(200, "GET", &path, Some(&token), None).await;
-    assert_eq!(list["items"], json!([created]));
+    let list: ConnectionList = app.expect_as(200, "GET", &path, Some(&token), None).await;
+    assert_eq!(list.items.len(), 1);
+    assert_eq!(serde_json::to_value(&list.items[0]).expect("json"), created);
 
     // At rest: sealed bytes, not the secret.
     let client = app.db.pool.get().await.expect("client");
@@ -354,8 +355,8 @@ async fn a_connection_keeps_its_secret_sealed_and_every_change_is_a_receipt() {
         (s.as_u16(), read_as::<Problem>(&refused).code),
         (409, ErrorCode::BreakGlassRequired)
     );
-    let me = app.expect(200, "GET", "/me", Some(&token), None).await;
-    let owner_id = me["user"]["id"].as_str().expect("id");
+    let me: MeView = app.expect_as(200, "GET", "/me", Some(&token), None).await;
+    let owner_id = me.user.id.to_string();
     app.expect(
         204,
         "PUT",
@@ -441,16 +442,14 @@ async fn a_connection_keeps_its_secret_sealed_and_every_change_is_a_receipt() {
             None,
         )
         .await;
-    let items = list["items"].as_array().expect("items");
-    assert_eq!(items.len(), 6, "{list}");
-    for item in items {
-        assert!(item["body"]["private_digest"].is_string(), "{item}");
-        assert!(
-            item["private"].is_null() && item["salt"].is_null(),
-            "{item}"
-        );
-    }
+    // The raw body, so that no field anywhere carries the client id.
     assert!(!list.to_string().contains("0oa1corp"), "{list}");
+    let list: ReceiptPage = read_as(&list);
+    assert_eq!(list.items.len(), 6, "{list:?}");
+    for item in &list.items {
+        assert!(item.body["private_digest"].is_string(), "{item:?}");
+        assert!(item.private.is_null() && item.salt.is_none(), "{item:?}");
+    }
 
     let receipts = app.receipts_of(&token, &slug, "idp.config_change").await;
     let summary: Vec<(String, Value)> = receipts
