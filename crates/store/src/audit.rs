@@ -486,7 +486,7 @@ pub struct AuditFilter {
 }
 
 /// An audit event as stored.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = AuditEventDto))]
 pub struct StoredAuditEvent {
     /// Id (increasing; the API lists newest first).

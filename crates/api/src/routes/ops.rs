@@ -306,7 +306,7 @@ pub struct AuditQuery {
 }
 
 /// A page of audit events.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AuditPage {
     /// Newest first.
     pub items: Vec<StoredAuditEvent>,

@@ -5,6 +5,9 @@
 use defendable_api::error::{ErrorCode, Problem};
 use defendable_api::ratelimit::normalize;
 use defendable_config::limits::LimitKey;
+use defendable_datasets::view::GrantView;
+use defendable_identity::view::{InvitePage, InviteView, SessionView};
+use defendable_ledger::ReceiptView;
 use serde_json::{json, Value};
 
 use crate::datasets_http::publish;
@@ -36,11 +39,18 @@ async fn invites_are_limited_per_organization_and_per_address_and_reused_while_p
     assert_eq!(s, 201, "{first}");
     let (s, again) = invite(&app, &owner, &slug, "GUEST@example.com").await;
     assert_eq!(s, 201, "{again}");
-    assert_eq!(again["id"], first["id"], "the pending invite is reused");
-    let (_, pending) = app
-        .call("GET", &format!("/orgs/{slug}/invites"), Some(&owner), None)
+    let (first, again): (InviteView, InviteView) = (read_as(&first), read_as(&again));
+    assert_eq!(again.id, first.id, "the pending invite is reused");
+    let pending: InvitePage = app
+        .expect_as(
+            200,
+            "GET",
+            &format!("/orgs/{slug}/invites"),
+            Some(&owner),
+            None,
+        )
         .await;
-    assert_eq!(pending["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(pending.items.len(), 1);
     // A third invite to that address, however spelled, is refused.
     let (s, problem) = invite(&app, &owner, &slug, "Guest@Example.COM").await;
     assert_eq!(
@@ -159,19 +169,18 @@ async fn free_organizations_do_not_multiply_a_persons_daily_dataset_quota() {
         )
         .await;
     assert_eq!(s, 201);
-    let (s, joined) = app
-        .call(
+    let joined: SessionView = app
+        .expect_as(
+            200,
             "POST",
             "/auth/accept-invite",
             None,
             Some(json!({"token": app.outbox_token("colleague@example.com")})),
         )
         .await;
-    assert_eq!(s, 200);
-    let colleague = joined["access_token"].as_str().expect("token").to_owned();
-    let (s, granted) = grant("second-free".into(), colleague).await;
+    let (s, granted) = grant("second-free".into(), joined.access_token).await;
     assert_eq!(s, 201, "{granted}");
-    assert_eq!(granted["quota"]["used"], 1);
+    assert_eq!(read_as::<GrantView>(&granted).quota.used, 1);
 }
 
 #[actix_web::test]
@@ -182,22 +191,16 @@ async fn share_reads_are_limited_per_token_in_any_spelling_and_per_address() {
     )]))
     .await;
     let (token, slug, _) = app.sign_in_to_org("sharer@example.com").await;
-    let (_, receipt) = app
-        .call(
+    let receipt: ReceiptView = app
+        .expect_as(
+            201,
             "POST",
             &format!("/orgs/{slug}/receipts"),
             Some(&token),
             Some(json!({"kind": "note", "public": {"n": 1}})),
         )
         .await;
-    let share = app
-        .share(
-            &token,
-            &slug,
-            receipt["receipt_id"].as_str().expect("id"),
-            None,
-        )
-        .await;
+    let share = app.share(&token, &slug, &receipt.receipt_id, None).await;
     let link = share.token.as_str();
     let mut statuses = Vec::new();
     // The same token three ways: as is, and with blanks the handler trims.

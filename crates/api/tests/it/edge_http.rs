@@ -2,6 +2,7 @@
 //! proxies, the internal routes, the Stripe webhook, metrics and the audit log.
 
 use defendable_api::error::{ErrorCode, Problem};
+use defendable_api::routes::ops::AuditPage;
 use serde_json::{json, Value};
 
 use crate::helpers::{call, config, read_as, TestApp, RUNNER_TOKEN, STRIPE_SECRET};
@@ -438,41 +439,22 @@ async fn owners_page_through_their_audit_log() {
         )
         .await;
     }
-    let (s, page) = app
-        .call(
-            "GET",
-            &format!("/orgs/{slug}/audit?action=api_key.create&limit=2"),
-            Some(&token),
-            None,
-        )
-        .await;
-    assert_eq!(s, 200, "{page}");
-    assert_eq!(page["items"].as_array().expect("items").len(), 2);
-    assert!(page["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .all(|e| e["action"] == "api_key.create"));
-    let cursor = page["next_cursor"].as_i64().expect("more");
-    let (_, rest) = app
-        .call(
-            "GET",
-            &format!("/orgs/{slug}/audit?action=api_key.create&cursor={cursor}"),
-            Some(&token),
-            None,
-        )
-        .await;
-    assert_eq!(rest["items"].as_array().expect("items").len(), 1);
-    assert!(rest["next_cursor"].is_null());
-    let (_, all) = app
-        .call(
-            "GET",
-            &format!("/orgs/{slug}/audit?since=2000-01-01T00:00:00Z"),
-            Some(&token),
-            None,
-        )
-        .await;
-    assert!(all["items"].as_array().expect("items").len() >= 4, "{all}");
+    let audit = |query: String| {
+        let (app, token, slug) = (&app, token.clone(), slug.clone());
+        async move {
+            let path = format!("/orgs/{slug}/audit?{query}");
+            app.expect_as::<AuditPage>(200, "GET", &path, Some(&token), None)
+                .await
+        }
+    };
+    let page = audit("action=api_key.create&limit=2".into()).await;
+    assert_eq!(page.items.len(), 2);
+    assert!(page.items.iter().all(|e| e.action == "api_key.create"));
+    let cursor = page.next_cursor.expect("more");
+    let rest = audit(format!("action=api_key.create&cursor={cursor}")).await;
+    assert_eq!((rest.items.len(), rest.next_cursor), (1, None));
+    let all = audit("since=2000-01-01T00:00:00Z".into()).await;
+    assert!(all.items.len() >= 4, "{all:?}");
 }
 
 /// Kinds the server and the operations tools write are refused from every API route, so no
