@@ -76,23 +76,8 @@ impl TestApp {
         let objects = local_objects(&data);
         let settings = defendable_boot::server_pool_settings(config.database_pool_size);
         let url = db.url().to_owned();
-        capture_logs();
-        config.data_dir = data.path().to_path_buf();
-        let deps = Dependencies {
-            pool: defendable_store::pool_with(&url, settings).expect("pool for the test database"),
-            objects: objects.clone(),
-            presigner: None,
-        };
-        let app = Application::build_on(config, deps, listener).expect("server builds");
-        let base = format!("http://127.0.0.1:{}", app.port());
-        actix_web::rt::spawn(app.run_until_stopped());
-        TestApp {
-            base,
-            http: client(),
-            db,
-            data,
-            objects,
-        }
+        let server = (objects.clone(), None, Some(listener));
+        Self::launch(db, config, data, server, settings, url)
     }
 
     /// A server on an existing database (another "process" on the same data).
@@ -112,22 +97,23 @@ impl TestApp {
     ) -> TestApp {
         let settings = defendable_boot::server_pool_settings(config.database_pool_size);
         let url = db.url().to_owned();
-        Self::launch(db, config, data, objects, presigner, settings, url)
+        Self::launch(db, config, data, (objects, presigner, None), settings, url)
     }
 
-    /// Starts the server on `db` (reached at `url`) with `settings`, objects and data.
+    /// Starts the server on `db` (reached at `url`) with `settings` and data, its objects, its
+    /// presigner and the socket it listens on (`None`: it binds `BIND_ADDR`).
     fn launch(
         db: TestDb,
         mut config: Config,
         data: TempDir,
-        objects: Arc<dyn object_store::ObjectStore>,
-        presigner: Option<Arc<dyn object_store::signer::Signer>>,
+        (objects, presigner, listener): ServerParts,
         settings: defendable_store::PoolSettings,
         url: String,
     ) -> TestApp {
         capture_logs();
         config.data_dir = data.path().to_path_buf();
-        let base = start_with_pool(&url, settings, config, objects.clone(), presigner);
+        let parts = (objects.clone(), presigner, listener);
+        let base = start_on(&url, settings, config, parts);
         TestApp {
             base,
             http: client(),
@@ -156,7 +142,7 @@ impl TestApp {
         let data = TempDir::new();
         let objects = local_objects(&data);
         let url = route(db.url());
-        Self::launch(db, config, data, objects, None, settings, url)
+        Self::launch(db, config, data, (objects, None, None), settings, url)
     }
 
     /// A second server process on this app's database and objects, with its own caches.
@@ -396,12 +382,33 @@ pub fn start_with_pool(
     objects: Arc<dyn object_store::ObjectStore>,
     presigner: Option<Arc<dyn object_store::signer::Signer>>,
 ) -> String {
+    start_on(url, settings, config, (objects, presigner, None))
+}
+
+/// What a test server is given besides its configuration: its object store, its presigner and
+/// the socket it listens on (`None`: it binds `BIND_ADDR`).
+type ServerParts = (
+    Arc<dyn object_store::ObjectStore>,
+    Option<Arc<dyn object_store::signer::Signer>>,
+    Option<std::net::TcpListener>,
+);
+
+fn start_on(
+    url: &str,
+    settings: defendable_store::PoolSettings,
+    config: Config,
+    (objects, presigner, listener): ServerParts,
+) -> String {
     let deps = Dependencies {
         pool: defendable_store::pool_with(url, settings).expect("pool for the test database"),
         objects,
         presigner,
     };
-    let app = Application::build(config, deps).expect("server builds");
+    let app = match listener {
+        Some(listener) => Application::build_on(config, deps, listener),
+        None => Application::build(config, deps),
+    }
+    .expect("server builds");
     let base = format!("http://127.0.0.1:{}", app.port());
     actix_web::rt::spawn(app.run_until_stopped());
     base
