@@ -84,14 +84,15 @@ pub fn app_link(state: &AppState, path: &str, token: &str) -> String {
     url.to_string()
 }
 
-async fn limit_by_ip(
+/// Counts a sign-in request (`method route`) against its per-address limits.
+pub async fn limit_by_ip(
     req: &HttpRequest,
     state: &AppState,
-    route: &str,
+    (method, route): (&str, &str),
     ctx: &AuditContext,
 ) -> Result<(), ApiError> {
     let ip = ctx.ip.map(|ip| ip.to_string());
-    crate::ratelimit::check(req, state, "POST", route, |k| match k {
+    crate::ratelimit::check(req, state, method, route, |k| match k {
         LimitKey::Ip => ip.clone(),
         _ => None,
     })
@@ -115,6 +116,20 @@ async fn parse_token(
     }
 }
 
+/// The request's context and its one-time token, once the request passed the route's per-address
+/// limit; a malformed token is audited as `action` and refused.
+async fn limited_token(
+    req: &HttpRequest,
+    state: &AppState,
+    (route, action): (&str, AuditAction),
+    raw: &str,
+) -> Result<(AuditContext, OneTimeToken), ApiError> {
+    let ctx = audit_context(req, state);
+    limit_by_ip(req, state, ("POST", route), &ctx).await?;
+    let token = parse_token(state, raw, action, &ctx).await?;
+    Ok((ctx, token))
+}
+
 /// Consumes a magic-link token (the JSON route and the sign-in page's button): limited per IP,
 /// audited, one session.
 pub async fn sign_in(
@@ -123,9 +138,8 @@ pub async fn sign_in(
     raw: &str,
     verifier: Option<&str>,
 ) -> Result<SessionView, ApiError> {
-    let ctx = audit_context(req, state);
-    limit_by_ip(req, state, "/auth/verify", &ctx).await?;
-    let token = parse_token(state, raw, AuditAction::AuthVerify, &ctx).await?;
+    let (ctx, token) =
+        limited_token(req, state, ("/auth/verify", AuditAction::AuthVerify), raw).await?;
     let session = identity::redeem_link(
         &mut *state.db.get().await?,
         &token,
@@ -144,9 +158,13 @@ pub async fn accept_invite(
     state: &AppState,
     raw: &str,
 ) -> Result<SessionView, ApiError> {
-    let ctx = audit_context(req, state);
-    limit_by_ip(req, state, "/auth/accept-invite", &ctx).await?;
-    let token = parse_token(state, raw, AuditAction::InviteAccept, &ctx).await?;
+    let (ctx, token) = limited_token(
+        req,
+        state,
+        ("/auth/accept-invite", AuditAction::InviteAccept),
+        raw,
+    )
+    .await?;
     let (session, _org) = identity::accept_invite(
         &mut *state.db.get().await?,
         &token,
@@ -174,9 +192,13 @@ pub async fn accept_invite_or_sso(
     state: &AppState,
     raw: &str,
 ) -> Result<InviteOutcome, ApiError> {
-    let ctx = audit_context(req, state);
-    limit_by_ip(req, state, "/auth/accept-invite", &ctx).await?;
-    let token = parse_token(state, raw, AuditAction::InviteAccept, &ctx).await?;
+    let (ctx, token) = limited_token(
+        req,
+        state,
+        ("/auth/accept-invite", AuditAction::InviteAccept),
+        raw,
+    )
+    .await?;
     let accepted = login::accept_invite(
         || state.db.get(),
         &deployment(state),

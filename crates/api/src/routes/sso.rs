@@ -19,7 +19,6 @@ use crate::auth::{audit_context, Caller};
 use crate::error::{ApiError, Problem};
 use crate::signin;
 use crate::AppState;
-use defendable_store::audit::AuditContext;
 
 /// Claims a domain; the answer names the DNS TXT record that proves it.
 #[utoipa::path(post, path = "/orgs/{org}/domains", tag = "sso", request_body = ClaimDomain, security(("bearer" = [])),
@@ -301,23 +300,6 @@ pub async fn delete_org_sso_connection(
 const START_ROUTE: &str = "/auth/sso/start";
 const CALLBACK_ROUTE: &str = "/auth/sso/callback";
 
-/// Limits a sign-in route per client address.
-async fn limit_by_ip(
-    req: &HttpRequest,
-    state: &AppState,
-    method: &str,
-    route: &str,
-) -> Result<AuditContext, ApiError> {
-    let ctx = audit_context(req, state);
-    let ip = ctx.ip.map(|ip| ip.to_string());
-    crate::ratelimit::check(req, state, method, route, |k| match k {
-        LimitKey::Ip => ip.clone(),
-        _ => None,
-    })
-    .await?;
-    Ok(ctx)
-}
-
 /// Starts a single sign-on: answers the provider's authorization URL and sets a cookie that
 /// binds the sign-in to this browser (the callback must come back with it). A CLI sends
 /// `cli` instead and gets no cookie: its sign-in is bound to its loopback port and verifier.
@@ -334,7 +316,8 @@ pub async fn post_auth_sso_start(
     state: web::Data<AppState>,
     body: web::Json<StartSso>,
 ) -> Result<HttpResponse, ApiError> {
-    limit_by_ip(&req, &state, "POST", START_ROUTE).await?;
+    let ctx = audit_context(&req, &state);
+    signin::limit_by_ip(&req, &state, ("POST", START_ROUTE), &ctx).await?;
     let begun = login::begin(|| state.db.get(), &signin::deployment(&state), &body).await?;
     let mut response = HttpResponse::Ok();
     if let Some(browser) = begun.browser.as_deref() {
@@ -358,7 +341,8 @@ pub async fn get_auth_sso_callback(
     state: web::Data<AppState>,
     query: web::Query<SsoCallback>,
 ) -> Result<HttpResponse, ApiError> {
-    let ctx = limit_by_ip(&req, &state, "GET", CALLBACK_ROUTE).await?;
+    let ctx = audit_context(&req, &state);
+    signin::limit_by_ip(&req, &state, ("GET", CALLBACK_ROUTE), &ctx).await?;
     let browser = signin::cookie(&req, signin::SSO_COOKIE);
     let target = login::finish(
         || state.db.get(),

@@ -90,6 +90,17 @@ fn meta(
     })
 }
 
+/// What every resource's document starts with: its schema, its id and its `externalId`.
+fn head(kind: Kind, id: Uuid, external_id: Option<&str>) -> Map<String, Value> {
+    let mut o = Map::new();
+    o.insert("schemas".into(), json!([kind.schema()]));
+    o.insert("id".into(), json!(id));
+    if let Some(e) = external_id {
+        o.insert("externalId".into(), json!(e));
+    }
+    o
+}
+
 impl Resource for UserRecord {
     type Input = UserInput;
     const KIND: Kind = Kind::User;
@@ -100,12 +111,7 @@ impl Resource for UserRecord {
 
     /// The resource as JSON; `base` is the organization's SCIM base URL.
     fn to_json(&self, base: &str) -> Value {
-        let mut o = Map::new();
-        o.insert("schemas".into(), json!([USER_SCHEMA]));
-        o.insert("id".into(), json!(self.id));
-        if let Some(e) = &self.external_id {
-            o.insert("externalId".into(), json!(e));
-        }
+        let mut o = head(Kind::User, self.id, self.external_id.as_deref());
         o.insert("userName".into(), json!(self.user_name));
         if let Some(d) = &self.display_name {
             o.insert("displayName".into(), json!(d));
@@ -168,12 +174,7 @@ impl Resource for GroupRecord {
 
     /// The resource as JSON; `base` is the organization's SCIM base URL.
     fn to_json(&self, base: &str) -> Value {
-        let mut o = Map::new();
-        o.insert("schemas".into(), json!([GROUP_SCHEMA]));
-        o.insert("id".into(), json!(self.id));
-        if let Some(e) = &self.external_id {
-            o.insert("externalId".into(), json!(e));
-        }
+        let mut o = head(Kind::Group, self.id, self.external_id.as_deref());
         o.insert("displayName".into(), json!(self.display_name));
         if !self.members.is_empty() {
             let members: Vec<Value> = self
